@@ -1,0 +1,276 @@
+//! One side of a book: price levels in a paged ladder.
+//!
+//! Prices are split into pages of `PAGE_LEVELS` consecutive ticks. A page holds its levels
+//! densely plus an occupancy bitmap, so finding, creating and emptying a level near the best
+//! price is a hash lookup and a bit operation, and the next level is a bit scan. Pages with
+//! any order are also kept in an ordered set, which is touched only when a page gains its
+//! first level or loses its last. Empty pages go back to a free list.
+//!
+//! Each level is a FIFO of orders linked through the order store (time priority). Rules:
+//! a level is in the bitmap iff it has orders; `total_lots` is the sum of its orders'
+//! remaining sizes; `best` is the best occupied price or `None`.
+
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
+
+use super::orders::{OrderSlot, OrderStore, NIL};
+
+const PAGE_SHIFT: u32 = 8;
+const PAGE_LEVELS: usize = 1 << PAGE_SHIFT;
+const PAGE_WORDS: usize = PAGE_LEVELS / 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Level {
+    pub head: OrderSlot,
+    pub tail: OrderSlot,
+    pub count: u32,
+    pub total_lots: u64,
+}
+
+const EMPTY_LEVEL: Level = Level { head: NIL, tail: NIL, count: 0, total_lots: 0 };
+
+#[derive(Debug)]
+struct Page {
+    levels: Box<[Level; PAGE_LEVELS]>,
+    occupied: [u64; PAGE_WORDS],
+    occupied_count: u32,
+}
+
+impl Page {
+    fn new() -> Self {
+        Page { levels: Box::new([EMPTY_LEVEL; PAGE_LEVELS]), occupied: [0; PAGE_WORDS], occupied_count: 0 }
+    }
+
+    /// Lowest occupied offset ≥ `from`.
+    fn lowest_from(&self, from: usize) -> Option<usize> {
+        let mut word = from / 64;
+        let mut bits = self.occupied.get(word)? & (u64::MAX << (from % 64));
+        loop {
+            if bits != 0 {
+                return Some(word * 64 + bits.trailing_zeros() as usize);
+            }
+            word += 1;
+            bits = *self.occupied.get(word)?;
+        }
+    }
+
+    /// Highest occupied offset ≤ `from`.
+    fn highest_to(&self, from: usize) -> Option<usize> {
+        let mut word = from / 64;
+        let mut bits = self.occupied[word] & (u64::MAX >> (63 - from % 64));
+        loop {
+            if bits != 0 {
+                return Some(word * 64 + 63 - bits.leading_zeros() as usize);
+            }
+            word = word.checked_sub(1)?;
+            bits = self.occupied[word];
+        }
+    }
+}
+
+fn page_of(price_ticks: u64) -> (u64, usize) {
+    (price_ticks >> PAGE_SHIFT, (price_ticks as usize) & (PAGE_LEVELS - 1))
+}
+
+#[derive(Debug)]
+pub struct Ladder {
+    /// Bids: best is the highest price. Asks: best is the lowest.
+    is_bid: bool,
+    pages: Vec<Page>,
+    free_pages: Vec<u32>,
+    page_slots: FxHashMap<u64, u32>,
+    occupied_pages: BTreeSet<u64>,
+    best: Option<u64>,
+    levels_count: usize,
+    orders_count: usize,
+}
+
+impl Ladder {
+    pub fn new(is_bid: bool) -> Self {
+        Ladder {
+            is_bid,
+            pages: Vec::new(),
+            free_pages: Vec::new(),
+            page_slots: FxHashMap::default(),
+            occupied_pages: BTreeSet::new(),
+            best: None,
+            levels_count: 0,
+            orders_count: 0,
+        }
+    }
+
+    #[inline]
+    pub fn best(&self) -> Option<u64> {
+        self.best
+    }
+
+    pub fn levels_count(&self) -> usize {
+        self.levels_count
+    }
+
+    pub fn orders_count(&self) -> usize {
+        self.orders_count
+    }
+
+    /// Whether `a` is a better price than `b` on this side.
+    #[inline]
+    pub fn better(&self, a: u64, b: u64) -> bool {
+        if self.is_bid { a > b } else { a < b }
+    }
+
+    /// The level at `price`, if it has orders.
+    pub fn level(&self, price_ticks: u64) -> Option<&Level> {
+        let (page_no, offset) = page_of(price_ticks);
+        let page = &self.pages[*self.page_slots.get(&page_no)? as usize];
+        (page.levels[offset].count > 0).then(|| &page.levels[offset])
+    }
+
+    fn level_mut(&mut self, price_ticks: u64) -> &mut Level {
+        let (page_no, offset) = page_of(price_ticks);
+        let slot = self.page_slots[&page_no];
+        &mut self.pages[slot as usize].levels[offset]
+    }
+
+    /// Appends an order at the tail of its price level (it loses any priority it had).
+    pub fn push_back(&mut self, orders: &mut OrderStore, slot: OrderSlot) {
+        let (price_ticks, lots) = {
+            let order = orders.get(slot);
+            (order.price_ticks, order.remaining_lots)
+        };
+        debug_assert!(lots > 0);
+        let (page_no, offset) = page_of(price_ticks);
+        let page_slot = match self.page_slots.get(&page_no) {
+            Some(&page_slot) => page_slot,
+            None => self.open_page(page_no),
+        };
+        let is_new_best = self.best.is_none_or(|best| self.better(price_ticks, best));
+        let page = &mut self.pages[page_slot as usize];
+        let level = &mut page.levels[offset];
+        let tail = level.tail;
+        {
+            let order = orders.get_mut(slot);
+            order.prev = tail;
+            order.next = NIL;
+        }
+        if tail == NIL {
+            level.head = slot;
+            page.occupied[offset / 64] |= 1 << (offset % 64);
+            page.occupied_count += 1;
+            self.levels_count += 1;
+            if is_new_best {
+                self.best = Some(price_ticks);
+            }
+        } else {
+            orders.get_mut(tail).next = slot;
+        }
+        level.tail = slot;
+        level.count += 1;
+        level.total_lots += lots;
+        self.orders_count += 1;
+    }
+
+    /// Unlinks an order (with its current remaining size) from its level.
+    pub fn remove(&mut self, orders: &mut OrderStore, slot: OrderSlot) {
+        let (price_ticks, lots, prev, next) = {
+            let order = orders.get(slot);
+            (order.price_ticks, order.remaining_lots, order.prev, order.next)
+        };
+        if prev != NIL {
+            orders.get_mut(prev).next = next;
+        }
+        if next != NIL {
+            orders.get_mut(next).prev = prev;
+        }
+        let level = self.level_mut(price_ticks);
+        if prev == NIL {
+            level.head = next;
+        }
+        if next == NIL {
+            level.tail = prev;
+        }
+        level.count -= 1;
+        level.total_lots -= lots;
+        let emptied = level.count == 0;
+        debug_assert!(!emptied || (level.head == NIL && level.total_lots == 0));
+        self.orders_count -= 1;
+        if emptied {
+            self.clear_level(price_ticks);
+        }
+    }
+
+    /// Lowers a level's total after its order shrank in place (a partial fill or a size-down
+    /// amend keeps the order's position).
+    pub fn reduce(&mut self, price_ticks: u64, lots: u64) {
+        let level = self.level_mut(price_ticks);
+        debug_assert!(level.total_lots > lots);
+        level.total_lots -= lots;
+    }
+
+    /// The first order in time priority at `price`.
+    #[inline]
+    pub fn head(&self, price_ticks: u64) -> OrderSlot {
+        self.level(price_ticks).map_or(NIL, |level| level.head)
+    }
+
+    /// The next occupied price after `price` away from the best.
+    pub fn next_worse(&self, price_ticks: u64) -> Option<u64> {
+        let (page_no, offset) = page_of(price_ticks);
+        if self.is_bid {
+            if let Some(found) = self.page(page_no).and_then(|p| offset.checked_sub(1).and_then(|o| p.highest_to(o))) {
+                return Some((page_no << PAGE_SHIFT) | found as u64);
+            }
+            let &lower = self.occupied_pages.range(..page_no).next_back()?;
+            let found = self.page(lower)?.highest_to(PAGE_LEVELS - 1)?;
+            Some((lower << PAGE_SHIFT) | found as u64)
+        } else {
+            if let Some(found) = self.page(page_no).and_then(|p| p.lowest_from(offset + 1)) {
+                return Some((page_no << PAGE_SHIFT) | found as u64);
+            }
+            let &higher = self.occupied_pages.range(page_no + 1..).next()?;
+            let found = self.page(higher)?.lowest_from(0)?;
+            Some((higher << PAGE_SHIFT) | found as u64)
+        }
+    }
+
+    /// Occupied levels from the best outward.
+    pub fn levels(&self) -> impl Iterator<Item = (u64, &Level)> + '_ {
+        std::iter::successors(self.best, move |&price| self.next_worse(price))
+            .map(move |price| (price, self.level(price).expect("occupied level")))
+    }
+
+    fn page(&self, page_no: u64) -> Option<&Page> {
+        self.page_slots.get(&page_no).map(|&slot| &self.pages[slot as usize])
+    }
+
+    fn open_page(&mut self, page_no: u64) -> u32 {
+        let slot = match self.free_pages.pop() {
+            Some(slot) => slot,
+            None => {
+                self.pages.push(Page::new());
+                (self.pages.len() - 1) as u32
+            }
+        };
+        self.page_slots.insert(page_no, slot);
+        self.occupied_pages.insert(page_no);
+        slot
+    }
+
+    fn clear_level(&mut self, price_ticks: u64) {
+        let (page_no, offset) = page_of(price_ticks);
+        let page_slot = self.page_slots[&page_no];
+        let page = &mut self.pages[page_slot as usize];
+        page.occupied[offset / 64] &= !(1 << (offset % 64));
+        page.occupied_count -= 1;
+        self.levels_count -= 1;
+        let page_emptied = page.occupied_count == 0;
+        if self.best == Some(price_ticks) {
+            self.best = self.next_worse(price_ticks);
+        }
+        if page_emptied {
+            self.page_slots.remove(&page_no);
+            self.occupied_pages.remove(&page_no);
+            self.free_pages.push(page_slot);
+        }
+    }
+}

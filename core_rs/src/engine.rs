@@ -1,0 +1,259 @@
+//! The engine: the deterministic state machine that owns all trading state (instruments,
+//! books, orders, ledger). State changes only through `apply`, one sequenced command at a
+//! time; each command gets the next sequence number and carries the sequencer's timestamp.
+//! No I/O, no clock, no randomness, and no iteration over a hash map reaches state or events.
+
+use sha2::{Digest, Sha256};
+
+use crate::book::orders::{Order, OrderStore};
+use crate::book::Book;
+use crate::codes::{EventKind, Reason};
+use crate::command::{AssetSpec, Command, InstrumentSpec};
+use crate::instrument::Instrument;
+use crate::ledger::{Balance, Ledger};
+use crate::limits::{FEE_ACCOUNT, INSTRUMENTS_MAX};
+use crate::matching::Matcher;
+use crate::wire::{CommandRecord, EventRecord, WireError};
+
+/// A command the engine cannot take at all (a caller's bug, not a business rejection).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineError {
+    TimeWentBackwards { ts_ns: i64, last_ts_ns: i64 },
+    InvalidConfig(String),
+    Wire(WireError),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::TimeWentBackwards { ts_ns, last_ts_ns } => {
+                write!(f, "timestamp {ts_ns} ns is before the last command's {last_ts_ns} ns")
+            }
+            EngineError::InvalidConfig(message) => write!(f, "invalid configuration: {message}"),
+            EngineError::Wire(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+#[derive(Debug, Default)]
+pub struct Engine {
+    seq: u64,
+    ts_ns: i64,
+    next_order_id: u64,
+    instruments: Vec<Instrument>,
+    books: Vec<Book>,
+    orders: OrderStore,
+    ledger: Ledger,
+    live_orders: usize,
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        Engine { next_order_id: 1, ..Engine::default() }
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub fn ts_ns(&self) -> i64 {
+        self.ts_ns
+    }
+
+    /// Applies one command stamped `ts_ns`, appending its events to `out`.
+    pub fn apply(&mut self, ts_ns: i64, command: &Command, out: &mut Vec<EventRecord>) -> Result<(), EngineError> {
+        if ts_ns < self.ts_ns {
+            return Err(EngineError::TimeWentBackwards { ts_ns, last_ts_ns: self.ts_ns });
+        }
+        match command {
+            Command::AddAsset(spec) => self.check_asset(spec)?,
+            Command::AddInstrument(spec) => self.check_instrument(spec)?,
+            _ => {}
+        }
+        self.seq += 1;
+        self.ts_ns = ts_ns;
+        match command {
+            Command::AddAsset(spec) => {
+                self.ledger.add_asset(spec.clone()).expect("checked above");
+            }
+            Command::AddInstrument(spec) => {
+                self.instruments.push(Instrument::new(spec.clone()).expect("checked above"));
+                self.books.push(Book::default());
+            }
+            Command::Deposit { account, asset, amount_units } => self.deposit(*account, *asset, *amount_units, out),
+            Command::Place(place) => match self.matcher(place.instrument, out) {
+                Some((mut matcher, next_order_id)) => matcher.place(place, next_order_id),
+                None => self.reject_unknown_instrument(place.account, place.side.code(), out),
+            },
+            Command::Cancel { account, instrument, order_id } => match self.matcher(*instrument, out) {
+                Some((mut matcher, _)) => matcher.cancel(*account, *order_id),
+                None => self.reject_unknown_instrument(*account, 0, out),
+            },
+            Command::Amend(amend) => match self.matcher(amend.instrument, out) {
+                Some((mut matcher, _)) => matcher.amend(amend),
+                None => self.reject_unknown_instrument(amend.account, 0, out),
+            },
+            Command::CancelAll { account, instrument } => self.cancel_all(*account, *instrument, out),
+        }
+        Ok(())
+    }
+
+    /// Applies a batch of records: all are decoded first, so a bad record applies nothing.
+    pub fn apply_records(&mut self, records: &[CommandRecord], out: &mut Vec<EventRecord>) -> Result<(), EngineError> {
+        let mut last_ts_ns = self.ts_ns;
+        let mut commands = Vec::with_capacity(records.len());
+        for (index, record) in records.iter().enumerate() {
+            let command = record.decode().map_err(|message| EngineError::Wire(WireError { index, message }))?;
+            if record.ts_ns < last_ts_ns {
+                let message = format!("timestamp {} ns is before {last_ts_ns} ns", record.ts_ns);
+                return Err(EngineError::Wire(WireError { index, message }));
+            }
+            last_ts_ns = record.ts_ns;
+            commands.push(command);
+        }
+        for (record, command) in records.iter().zip(&commands) {
+            self.apply(record.ts_ns, command, out)?;
+        }
+        Ok(())
+    }
+
+    fn check_asset(&self, spec: &AssetSpec) -> Result<(), EngineError> {
+        self.ledger.check_asset(spec).map_err(EngineError::InvalidConfig)
+    }
+
+    fn check_instrument(&self, spec: &InstrumentSpec) -> Result<(), EngineError> {
+        if self.instruments.len() >= INSTRUMENTS_MAX {
+            return Err(EngineError::InvalidConfig(format!("at most {INSTRUMENTS_MAX} instruments")));
+        }
+        if self.instrument_id(&spec.symbol).is_some() {
+            return Err(EngineError::InvalidConfig(format!("instrument {} exists", spec.symbol)));
+        }
+        if !self.ledger.has_asset(spec.base_asset) || !self.ledger.has_asset(spec.quote_asset) {
+            return Err(EngineError::InvalidConfig(format!("instrument {}: unknown asset", spec.symbol)));
+        }
+        Instrument::new(spec.clone()).map(|_| ()).map_err(EngineError::InvalidConfig)
+    }
+
+    fn matcher<'a>(&'a mut self, instrument: u32, out: &'a mut Vec<EventRecord>) -> Option<(Matcher<'a>, &'a mut u64)> {
+        let index = instrument as usize;
+        let spec = self.instruments.get(index)?;
+        let matcher = Matcher {
+            instrument_id: instrument,
+            instrument: spec,
+            book: &mut self.books[index],
+            orders: &mut self.orders,
+            ledger: &mut self.ledger,
+            out,
+            seq: self.seq,
+            ts_ns: self.ts_ns,
+            live_orders: &mut self.live_orders,
+        };
+        Some((matcher, &mut self.next_order_id))
+    }
+
+    fn event(&self, kind: EventKind, account: u64, reason: Reason) -> EventRecord {
+        EventRecord { account, reason: reason.code(), ..EventRecord::new(self.seq, self.ts_ns, kind) }
+    }
+
+    fn reject_unknown_instrument(&self, account: u64, side: u8, out: &mut Vec<EventRecord>) {
+        out.push(EventRecord { side, ..self.event(EventKind::Rejected, account, Reason::InstrumentUnknown) });
+    }
+
+    fn deposit(&mut self, account: u64, asset: u32, amount_units: u64, out: &mut Vec<EventRecord>) {
+        let reason = if account == FEE_ACCOUNT {
+            Reason::LedgerReservedAccount
+        } else if !self.ledger.has_asset(asset) {
+            Reason::LedgerUnknownAsset
+        } else if !self.ledger.deposit(account, asset, amount_units) {
+            Reason::LedgerAmountInvalid
+        } else {
+            Reason::None
+        };
+        let kind = if reason == Reason::None { EventKind::Deposited } else { EventKind::Rejected };
+        out.push(EventRecord { instrument: asset, size_lots: amount_units, ..self.event(kind, account, reason) });
+    }
+
+    fn cancel_all(&mut self, account: u64, instrument: Option<u32>, out: &mut Vec<EventRecord>) {
+        for slot in self.orders.live_slots_by_id() {
+            let order = self.orders.get(slot);
+            let order_instrument = order.instrument;
+            if order.account != account || instrument.is_some_and(|i| i != order_instrument) {
+                continue;
+            }
+            let (mut matcher, _) = self.matcher(order_instrument, out).expect("live orders have instruments");
+            matcher.cancel_slot(slot);
+        }
+    }
+
+    // ---- queries ----
+
+    pub fn instrument_id(&self, symbol: &str) -> Option<u32> {
+        self.instruments.iter().position(|i| i.spec.symbol == symbol).map(|i| i as u32)
+    }
+
+    pub fn instrument(&self, instrument: u32) -> Option<&InstrumentSpec> {
+        self.instruments.get(instrument as usize).map(|i| &i.spec)
+    }
+
+    pub fn instruments(&self) -> impl Iterator<Item = &InstrumentSpec> {
+        self.instruments.iter().map(|i| &i.spec)
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn balance(&self, account: u64, asset: u32) -> Balance {
+        self.ledger.slot(account).map(|slot| self.ledger.balance(slot, asset)).unwrap_or_default()
+    }
+
+    pub fn book(&self, instrument: u32) -> Option<&Book> {
+        self.books.get(instrument as usize)
+    }
+
+    /// An order this account owns, live or recently closed.
+    pub fn order(&self, account: u64, order_id: u64) -> Option<&Order> {
+        let order = self.orders.get(self.orders.find(order_id)?);
+        (order.account == account).then_some(order)
+    }
+
+    pub fn live_orders(&self) -> usize {
+        self.live_orders
+    }
+
+    pub(crate) fn parts(&self) -> EngineParts<'_> {
+        EngineParts {
+            seq: self.seq,
+            next_order_id: self.next_order_id,
+            instruments: &self.instruments,
+            books: &self.books,
+            orders: &self.orders,
+            ledger: &self.ledger,
+            live_orders: self.live_orders,
+        }
+    }
+
+    /// SHA-256 of the canonical state (see `state.rs`), as hex.
+    pub fn state_hash(&self) -> String {
+        let digest = crate::state::hash(&self.parts(), Sha256::new()).finalize();
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Checks every invariant of books and ledger; the error names the broken one.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        crate::state::check_invariants(&self.parts())
+    }
+}
+
+/// A read-only view of all engine state, for hashing and invariant checks.
+pub(crate) struct EngineParts<'a> {
+    pub seq: u64,
+    pub next_order_id: u64,
+    pub instruments: &'a [Instrument],
+    pub books: &'a [Book],
+    pub orders: &'a OrderStore,
+    pub ledger: &'a Ledger,
+    pub live_orders: usize,
+}

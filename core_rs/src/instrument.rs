@@ -1,0 +1,71 @@
+//! Instruments and the integer arithmetic of their units: notional, fees (rounded up, so the
+//! exchange never pays out a fraction it did not receive) and the per-lot hold of a buy order.
+
+use crate::command::InstrumentSpec;
+use crate::limits::{FEE_BPS_MAX, MARKET_PROTECTION_BPS_MAX, PRICE_TICKS_MAX, SYMBOL_BYTES_MAX};
+
+const BPS_PER_UNIT: u128 = 10_000;
+
+#[derive(Clone, Debug)]
+pub struct Instrument {
+    pub spec: InstrumentSpec,
+}
+
+impl Instrument {
+    /// Checks a spec's own bounds; the engine checks that its assets exist.
+    pub fn new(spec: InstrumentSpec) -> Result<Self, String> {
+        if spec.symbol.is_empty() || spec.symbol.len() > SYMBOL_BYTES_MAX {
+            return Err(format!("symbol must have 1 to {SYMBOL_BYTES_MAX} bytes"));
+        }
+        if spec.lot_units == 0 || spec.quote_units_per_tick_lot == 0 || spec.min_size_lots == 0 {
+            return Err("lot_units, quote_units_per_tick_lot and min_size_lots must be > 0".into());
+        }
+        if spec.maker_fee_bps > FEE_BPS_MAX || spec.taker_fee_bps > FEE_BPS_MAX {
+            return Err(format!("fees must be at most {FEE_BPS_MAX} bps"));
+        }
+        if spec.market_protection_bps > MARKET_PROTECTION_BPS_MAX {
+            return Err(format!("market protection must be at most {MARKET_PROTECTION_BPS_MAX} bps"));
+        }
+        if spec.base_asset == spec.quote_asset {
+            return Err("base and quote assets must differ".into());
+        }
+        if per_lot_hold_units(&spec, PRICE_TICKS_MAX).is_none() {
+            return Err("units too large: a one-lot order at the highest price overflows".into());
+        }
+        Ok(Instrument { spec })
+    }
+
+    /// Quote units of `size_lots` at `price_ticks` (exact; the limits keep it in range).
+    pub fn notional_units(&self, price_ticks: u64, size_lots: u64) -> u128 {
+        u128::from(price_ticks) * u128::from(size_lots) * u128::from(self.spec.quote_units_per_tick_lot)
+    }
+
+    /// The quote hold per lot of a buy order at `limit_ticks`, or `None` past `u64`.
+    pub fn buy_hold_per_lot(&self, limit_ticks: u64) -> Option<u64> {
+        per_lot_hold_units(&self.spec, limit_ticks)
+    }
+
+    /// The protection bound of a market order against the opposite best price.
+    pub fn market_bound_ticks(&self, is_buy: bool, opposite_best_ticks: u64) -> u64 {
+        let best = u128::from(opposite_best_ticks);
+        let bps = u128::from(self.spec.market_protection_bps);
+        if is_buy {
+            let bound = best * (BPS_PER_UNIT + bps) / BPS_PER_UNIT;
+            bound.min(u128::from(PRICE_TICKS_MAX)) as u64
+        } else {
+            let bound = (best * (BPS_PER_UNIT - bps)).div_ceil(BPS_PER_UNIT);
+            bound.max(1) as u64
+        }
+    }
+}
+
+/// `ceil(notional × bps / 10000)`.
+pub fn fee_units(notional_units: u128, fee_bps: u16) -> u128 {
+    (notional_units * u128::from(fee_bps)).div_ceil(BPS_PER_UNIT)
+}
+
+fn per_lot_hold_units(spec: &InstrumentSpec, limit_ticks: u64) -> Option<u64> {
+    let notional = u128::from(limit_ticks) * u128::from(spec.quote_units_per_tick_lot);
+    let fee_bps = spec.maker_fee_bps.max(spec.taker_fee_bps);
+    u64::try_from(notional + fee_units(notional, fee_bps)).ok()
+}

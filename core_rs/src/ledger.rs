@@ -1,0 +1,176 @@
+//! The account ledger: per account and asset, `available` and `frozen` (held by open
+//! orders), in minor units.
+//!
+//! Rules it keeps: balances never go negative (every debit is checked or covered by a hold);
+//! the total deposited of each asset stays within `u64`, so no single balance can overflow;
+//! the sum over all accounts (the fee account included) of each asset equals what was
+//! deposited. Accounts are created by their first deposit; the fee account exists from the
+//! start.
+
+use rustc_hash::FxHashMap;
+
+use crate::command::AssetSpec;
+use crate::limits::{ACCOUNTS_MAX, ASSETS_MAX, ASSET_DECIMALS_MAX, ASSET_NAME_BYTES_MAX, FEE_ACCOUNT};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Balance {
+    pub available: u64,
+    pub frozen: u64,
+}
+
+/// An account's position in the ledger's tables (stable for the engine's life).
+pub type AccountSlot = u32;
+
+pub const FEE_ACCOUNT_SLOT: AccountSlot = 0;
+
+#[derive(Debug)]
+pub struct Ledger {
+    assets: Vec<AssetSpec>,
+    deposited_units: Vec<u64>,
+    slots: FxHashMap<u64, AccountSlot>,
+    account_ids: Vec<u64>,
+    balances: Vec<Vec<Balance>>,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        let mut ledger = Ledger {
+            assets: Vec::new(),
+            deposited_units: Vec::new(),
+            slots: FxHashMap::default(),
+            account_ids: Vec::new(),
+            balances: Vec::new(),
+        };
+        let fee_slot = ledger.create(FEE_ACCOUNT);
+        assert_eq!(fee_slot, FEE_ACCOUNT_SLOT);
+        ledger
+    }
+}
+
+impl Ledger {
+    pub fn add_asset(&mut self, spec: AssetSpec) -> Result<u32, String> {
+        self.check_asset(&spec)?;
+        self.assets.push(spec);
+        self.deposited_units.push(0);
+        Ok((self.assets.len() - 1) as u32)
+    }
+
+    /// Whether `add_asset` would take this spec.
+    pub fn check_asset(&self, spec: &AssetSpec) -> Result<(), String> {
+        if spec.name.is_empty() || spec.name.len() > ASSET_NAME_BYTES_MAX {
+            return Err(format!("asset name must have 1 to {ASSET_NAME_BYTES_MAX} bytes"));
+        }
+        if spec.decimals > ASSET_DECIMALS_MAX {
+            return Err(format!("asset decimals must be at most {ASSET_DECIMALS_MAX}"));
+        }
+        if self.asset_id(&spec.name).is_some() {
+            return Err(format!("asset {} exists", spec.name));
+        }
+        if self.assets.len() >= ASSETS_MAX {
+            return Err(format!("at most {ASSETS_MAX} assets"));
+        }
+        Ok(())
+    }
+
+    pub fn asset_id(&self, name: &str) -> Option<u32> {
+        self.assets.iter().position(|a| a.name == name).map(|i| i as u32)
+    }
+
+    pub fn assets(&self) -> &[AssetSpec] {
+        &self.assets
+    }
+
+    pub fn has_asset(&self, asset: u32) -> bool {
+        (asset as usize) < self.assets.len()
+    }
+
+    pub fn deposited_units(&self, asset: u32) -> u64 {
+        self.deposited_units[asset as usize]
+    }
+
+    pub fn slot(&self, account: u64) -> Option<AccountSlot> {
+        self.slots.get(&account).copied()
+    }
+
+    pub fn account_id(&self, slot: AccountSlot) -> u64 {
+        self.account_ids[slot as usize]
+    }
+
+    /// Slots in ascending account id order (the canonical order for hashing and checks).
+    pub fn slots_by_account(&self) -> Vec<AccountSlot> {
+        let mut slots: Vec<AccountSlot> = (0..self.account_ids.len() as u32).collect();
+        slots.sort_unstable_by_key(|&s| self.account_ids[s as usize]);
+        slots
+    }
+
+    fn create(&mut self, account: u64) -> AccountSlot {
+        let slot = self.account_ids.len() as AccountSlot;
+        self.account_ids.push(account);
+        self.balances.push(Vec::new());
+        self.slots.insert(account, slot);
+        slot
+    }
+
+    /// Credits a deposit. Refuses (returns false) a zero amount, a full ledger, or a total
+    /// deposited of the asset past `u64`.
+    pub fn deposit(&mut self, account: u64, asset: u32, amount_units: u64) -> bool {
+        let Some(new_total) = self.deposited_units[asset as usize].checked_add(amount_units) else { return false };
+        if amount_units == 0 || (self.slot(account).is_none() && self.account_ids.len() >= ACCOUNTS_MAX) {
+            return false;
+        }
+        self.deposited_units[asset as usize] = new_total;
+        let slot = match self.slot(account) {
+            Some(slot) => slot,
+            None => self.create(account),
+        };
+        self.balance_mut(slot, asset).available += amount_units;
+        true
+    }
+
+    pub fn balance(&self, slot: AccountSlot, asset: u32) -> Balance {
+        self.balances[slot as usize].get(asset as usize).copied().unwrap_or_default()
+    }
+
+    fn balance_mut(&mut self, slot: AccountSlot, asset: u32) -> &mut Balance {
+        let balances = &mut self.balances[slot as usize];
+        if balances.len() <= asset as usize {
+            balances.resize(asset as usize + 1, Balance::default());
+        }
+        &mut balances[asset as usize]
+    }
+
+    /// Moves `amount` from available to frozen; false (nothing moved) if not available.
+    pub fn freeze(&mut self, slot: AccountSlot, asset: u32, amount_units: u64) -> bool {
+        let balance = self.balance_mut(slot, asset);
+        if balance.available < amount_units {
+            return false;
+        }
+        balance.available -= amount_units;
+        balance.frozen += amount_units;
+        true
+    }
+
+    /// Moves `amount` from frozen back to available.
+    pub fn release(&mut self, slot: AccountSlot, asset: u32, amount_units: u64) {
+        let balance = self.balance_mut(slot, asset);
+        assert!(balance.frozen >= amount_units, "release of more than is frozen");
+        balance.frozen -= amount_units;
+        balance.available += amount_units;
+    }
+
+    /// Takes `amount` out of frozen (it leaves the account: a fill's payment).
+    pub fn spend_frozen(&mut self, slot: AccountSlot, asset: u32, amount_units: u64) {
+        let balance = self.balance_mut(slot, asset);
+        assert!(balance.frozen >= amount_units, "spend of more than is frozen");
+        balance.frozen -= amount_units;
+    }
+
+    /// Adds to available (a fill's proceeds or a fee); bounded by the asset's total deposited.
+    pub fn credit(&mut self, slot: AccountSlot, asset: u32, amount_units: u64) {
+        self.balance_mut(slot, asset).available += amount_units;
+    }
+
+    pub fn accounts_count(&self) -> usize {
+        self.account_ids.len()
+    }
+}

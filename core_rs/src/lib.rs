@@ -1,0 +1,22 @@
+//! pyexchange's data plane: a deterministic trading engine — order books, matching and the
+//! account ledger in one state machine — and the fixed-size records of its batch path.
+//!
+//! The rules it follows are in `SEMANTICS.md`; the limits in [`limits`]. The engine knows
+//! nothing of Python: the PyO3 binding is the `python` leaf module, built only with the
+//! `python` feature.
+
+pub mod book;
+pub mod codes;
+pub mod command;
+pub mod engine;
+pub mod instrument;
+pub mod ledger;
+pub mod limits;
+pub mod matching;
+mod state;
+pub mod wire;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use engine::{Engine, EngineError};

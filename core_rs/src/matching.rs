@@ -1,0 +1,385 @@
+//! Matching: the rules of `SEMANTICS.md` for one instrument's book — checks, holds, strict
+//! price-time priority, self-trade prevention, settlement of fills, and the fate of
+//! remainders. Every path that changes state emits the events that describe it; a rejected
+//! command changes nothing.
+//!
+//! A `Matcher` borrows the parts of the engine one command needs: the instrument, its book,
+//! the order store and the ledger.
+
+use crate::book::orders::{Order, OrderSlot, OrderStore, NIL};
+use crate::book::Book;
+use crate::codes::{EventKind, OrderState, OrderType, Reason, Side, Stp};
+use crate::command::{AmendOrder, PlaceOrder};
+use crate::instrument::{fee_units, Instrument};
+use crate::ledger::{AccountSlot, Ledger, FEE_ACCOUNT_SLOT};
+use crate::limits::{FEE_ACCOUNT, ORDERS_LIVE_MAX, PRICE_TICKS_MAX, SIZE_LOTS_MAX};
+use crate::wire::EventRecord;
+
+#[derive(Debug)]
+pub struct Matcher<'a> {
+    pub instrument_id: u32,
+    pub instrument: &'a Instrument,
+    pub book: &'a mut Book,
+    pub orders: &'a mut OrderStore,
+    pub ledger: &'a mut Ledger,
+    pub out: &'a mut Vec<EventRecord>,
+    pub seq: u64,
+    pub ts_ns: i64,
+    pub live_orders: &'a mut usize,
+}
+
+/// The terms of a taker that passed its checks, before it gets an id.
+struct Admitted {
+    limit_ticks: u64,
+    hold_per_lot_units: u64,
+    account_slot: AccountSlot,
+}
+
+impl Matcher<'_> {
+    fn event(&self, kind: EventKind) -> EventRecord {
+        EventRecord { instrument: self.instrument_id, ..EventRecord::new(self.seq, self.ts_ns, kind) }
+    }
+
+    fn order_event(&self, kind: EventKind, order: &Order, size_lots: u64, reason: Reason) -> EventRecord {
+        EventRecord {
+            order_id: order.id,
+            account: order.account,
+            price_ticks: order.price_ticks,
+            size_lots,
+            side: order.side.code(),
+            reason: reason.code(),
+            ..self.event(kind)
+        }
+    }
+
+    fn reject(&mut self, account: u64, order_id: u64, side: Side, reason: Reason) {
+        let event = EventRecord { account, order_id, side: side.code(), reason: reason.code(), ..self.event(EventKind::Rejected) };
+        self.out.push(event);
+    }
+
+    fn base_asset(&self) -> u32 {
+        self.instrument.spec.base_asset
+    }
+
+    fn quote_asset(&self) -> u32 {
+        self.instrument.spec.quote_asset
+    }
+
+    fn hold_asset(&self, side: Side) -> u32 {
+        match side {
+            Side::Buy => self.quote_asset(),
+            Side::Sell => self.base_asset(),
+        }
+    }
+
+    fn hold_per_lot(&self, side: Side, limit_ticks: u64) -> u64 {
+        match side {
+            Side::Buy => self.instrument.buy_hold_per_lot(limit_ticks).expect("limits keep the hold in u64"),
+            Side::Sell => self.instrument.spec.lot_units,
+        }
+    }
+
+    fn size_valid(&self, size_lots: u64) -> bool {
+        (self.instrument.spec.min_size_lots..=SIZE_LOTS_MAX).contains(&size_lots)
+    }
+
+    pub fn place(&mut self, cmd: &PlaceOrder, next_order_id: &mut u64) {
+        let admitted = match self.admit(cmd) {
+            Ok(admitted) => admitted,
+            Err(reason) => return self.reject(cmd.account, 0, cmd.side, reason),
+        };
+        let order_id = *next_order_id;
+        *next_order_id += 1;
+        let slot = self.orders.insert(Order {
+            id: order_id,
+            account: cmd.account,
+            price_ticks: admitted.limit_ticks,
+            size_lots: cmd.size_lots,
+            remaining_lots: cmd.size_lots,
+            filled_price_lots: 0,
+            hold_per_lot_units: admitted.hold_per_lot_units,
+            prev: NIL,
+            next: NIL,
+            account_slot: admitted.account_slot,
+            instrument: self.instrument_id,
+            side: cmd.side,
+            order_type: cmd.order_type,
+            stp: cmd.stp,
+            state: OrderState::Live,
+            client_order_id: cmd.client_order_id,
+        });
+        let accepted = self.order_event(EventKind::Accepted, self.orders.get(slot), cmd.size_lots, Reason::None);
+        self.out.push(accepted);
+        if cmd.order_type == OrderType::Fok && !self.fok_fillable(slot) {
+            return self.end_taker(slot, Reason::MatchingFokNotFillable);
+        }
+        self.take(slot);
+    }
+
+    /// The checks of a place, in the documented order; on success the hold is frozen.
+    fn admit(&mut self, cmd: &PlaceOrder) -> Result<Admitted, Reason> {
+        if cmd.account == FEE_ACCOUNT {
+            return Err(Reason::LedgerReservedAccount);
+        }
+        if !self.size_valid(cmd.size_lots) {
+            return Err(Reason::InstrumentSizeInvalid);
+        }
+        let limit_ticks = if cmd.order_type == OrderType::Market {
+            let opposite_best = self.book.side(cmd.side.opposite()).best().ok_or(Reason::MatchingNoLiquidity)?;
+            self.instrument.market_bound_ticks(cmd.side == Side::Buy, opposite_best)
+        } else if (1..=PRICE_TICKS_MAX).contains(&cmd.price_ticks) {
+            cmd.price_ticks
+        } else {
+            return Err(Reason::InstrumentPriceInvalid);
+        };
+        if cmd.order_type == OrderType::PostOnly && self.book.crosses(cmd.side, limit_ticks) {
+            return Err(Reason::MatchingPostOnlyWouldCross);
+        }
+        if *self.live_orders >= ORDERS_LIVE_MAX {
+            return Err(Reason::MatchingBookFull);
+        }
+        let hold_per_lot_units = self.hold_per_lot(cmd.side, limit_ticks);
+        let account_slot = self.ledger.slot(cmd.account).ok_or(Reason::LedgerInsufficientFunds)?;
+        let hold_units = hold_per_lot_units.checked_mul(cmd.size_lots).ok_or(Reason::LedgerInsufficientFunds)?;
+        if !self.ledger.freeze(account_slot, self.hold_asset(cmd.side), hold_units) {
+            return Err(Reason::LedgerInsufficientFunds);
+        }
+        Ok(Admitted { limit_ticks, hold_per_lot_units, account_slot })
+    }
+
+    /// Whether a FOK taker can fill entirely, walking the crossing makers without side effects.
+    fn fok_fillable(&self, taker: OrderSlot) -> bool {
+        let taker = self.orders.get(taker);
+        let makers = self.book.side(taker.side.opposite());
+        let mut needed_lots = taker.remaining_lots;
+        for (price_ticks, level) in makers.levels() {
+            if !crosses_price(taker.side, taker.price_ticks, price_ticks) {
+                return false;
+            }
+            let mut slot = level.head;
+            while slot != NIL {
+                let maker = self.orders.get(slot);
+                if maker.account != taker.account || taker.stp == Stp::None {
+                    if maker.remaining_lots >= needed_lots {
+                        return true;
+                    }
+                    needed_lots -= maker.remaining_lots;
+                } else if taker.stp != Stp::CancelMaker {
+                    return false;
+                }
+                slot = maker.next;
+            }
+        }
+        false
+    }
+
+    /// Matches a taker against the book, then rests or expires what is left of it.
+    fn take(&mut self, taker: OrderSlot) {
+        let side = self.orders.get(taker).side;
+        let makers_side = side.opposite();
+        while self.orders.get(taker).remaining_lots > 0 {
+            let Some(best) = self.book.side(makers_side).best() else { break };
+            let (limit, account, stp) = {
+                let t = self.orders.get(taker);
+                (t.price_ticks, t.account, t.stp)
+            };
+            if !crosses_price(side, limit, best) {
+                break;
+            }
+            let maker = self.book.side(makers_side).head(best);
+            if self.orders.get(maker).account == account && stp != Stp::None {
+                match stp {
+                    Stp::CancelMaker => self.end_maker(maker, Reason::MatchingSelfTradePrevented),
+                    Stp::CancelTaker => return self.end_taker(taker, Reason::MatchingSelfTradePrevented),
+                    Stp::CancelBoth | Stp::None => {
+                        self.end_maker(maker, Reason::MatchingSelfTradePrevented);
+                        return self.end_taker(taker, Reason::MatchingSelfTradePrevented);
+                    }
+                }
+                continue;
+            }
+            self.fill(taker, maker, best);
+        }
+        let order = self.orders.get(taker);
+        if order.remaining_lots == 0 {
+            self.orders.close(taker);
+        } else if order.order_type.rests() {
+            self.book.side_mut(side).push_back(self.orders, taker);
+            *self.live_orders += 1;
+        } else {
+            self.end_taker(taker, Reason::MatchingImmediateRemainder);
+        }
+    }
+
+    /// One fill of `min(taker, maker)` at the maker's price, settled in the same step.
+    fn fill(&mut self, taker: OrderSlot, maker: OrderSlot, price_ticks: u64) {
+        let spec = &self.instrument.spec;
+        let (t, m) = (self.orders.get(taker), self.orders.get(maker));
+        let size_lots = t.remaining_lots.min(m.remaining_lots);
+        let notional = self.instrument.notional_units(price_ticks, size_lots);
+        let taker_fee = fee_units(notional, spec.taker_fee_bps) as u64;
+        let maker_fee = fee_units(notional, spec.maker_fee_bps) as u64;
+        let notional = notional as u64;
+        let (buyer, seller, buyer_fee, seller_fee) = match t.side {
+            Side::Buy => (t, m, taker_fee, maker_fee),
+            Side::Sell => (m, t, maker_fee, taker_fee),
+        };
+        let (buyer_slot, buyer_hold) = (buyer.account_slot, size_lots * buyer.hold_per_lot_units);
+        let seller_slot = seller.account_slot;
+        let base_units = size_lots * spec.lot_units;
+        let (base, quote) = (spec.base_asset, spec.quote_asset);
+        let buyer_cost = notional + buyer_fee;
+        self.ledger.spend_frozen(buyer_slot, quote, buyer_cost);
+        self.ledger.release(buyer_slot, quote, buyer_hold - buyer_cost);
+        self.ledger.credit(buyer_slot, base, base_units);
+        self.ledger.spend_frozen(seller_slot, base, base_units);
+        self.ledger.credit(seller_slot, quote, notional - seller_fee);
+        self.ledger.credit(FEE_ACCOUNT_SLOT, quote, taker_fee + maker_fee);
+
+        let event = EventRecord {
+            order_id: t.id,
+            account: t.account,
+            maker_order_id: m.id,
+            maker_account: m.account,
+            price_ticks,
+            size_lots,
+            taker_fee,
+            maker_fee,
+            side: t.side.code(),
+            ..self.event(EventKind::Fill)
+        };
+        self.out.push(event);
+        record_fill(self.orders.get_mut(taker), price_ticks, size_lots);
+        let maker_side = self.orders.get(maker).side;
+        if self.orders.get(maker).remaining_lots == size_lots {
+            self.book.side_mut(maker_side).remove(self.orders, maker);
+            *self.live_orders -= 1;
+            record_fill(self.orders.get_mut(maker), price_ticks, size_lots);
+            self.orders.close(maker);
+        } else {
+            self.book.side_mut(maker_side).reduce(price_ticks, size_lots);
+            record_fill(self.orders.get_mut(maker), price_ticks, size_lots);
+        }
+    }
+
+    /// Takes a resting order out of the book and ends it (cancel, self-trade prevention).
+    fn end_maker(&mut self, maker: OrderSlot, reason: Reason) {
+        let side = self.orders.get(maker).side;
+        self.book.side_mut(side).remove(self.orders, maker);
+        *self.live_orders -= 1;
+        let kind = if reason == Reason::None { EventKind::Canceled } else { EventKind::Expired };
+        self.end(maker, kind, reason);
+    }
+
+    /// Ends a taker that is not in the book.
+    fn end_taker(&mut self, taker: OrderSlot, reason: Reason) {
+        self.end(taker, EventKind::Expired, reason);
+    }
+
+    fn end(&mut self, slot: OrderSlot, kind: EventKind, reason: Reason) {
+        let order = self.orders.get(slot);
+        let event = self.order_event(kind, order, order.remaining_lots, reason);
+        self.out.push(event);
+        self.ledger.release(order.account_slot, self.hold_asset(order.side), order.hold_units());
+        let order = self.orders.get_mut(slot);
+        order.state = OrderState::Canceled;
+        self.orders.close(slot);
+    }
+
+    /// The live order `order_id` of this account and instrument.
+    fn own_live_order(&self, account: u64, order_id: u64) -> Option<OrderSlot> {
+        let slot = self.orders.find(order_id)?;
+        let order = self.orders.get(slot);
+        (order.is_live() && order.account == account && order.instrument == self.instrument_id).then_some(slot)
+    }
+
+    pub fn cancel(&mut self, account: u64, order_id: u64) {
+        match self.own_live_order(account, order_id) {
+            Some(slot) => self.end_maker(slot, Reason::None),
+            None => self.reject(account, order_id, Side::Buy, Reason::MatchingUnknownOrder),
+        }
+    }
+
+    /// Cancels a live order known to belong to this instrument (cancel-all).
+    pub fn cancel_slot(&mut self, slot: OrderSlot) {
+        self.end_maker(slot, Reason::None);
+    }
+
+    pub fn amend(&mut self, cmd: &AmendOrder) {
+        let Some(slot) = self.own_live_order(cmd.account, cmd.order_id) else {
+            return self.reject(cmd.account, cmd.order_id, Side::Buy, Reason::MatchingUnknownOrder);
+        };
+        let side = self.orders.get(slot).side;
+        match self.admit_amend(slot, cmd) {
+            Ok(()) => {}
+            Err(reason) => self.reject(cmd.account, cmd.order_id, side, reason),
+        }
+    }
+
+    /// Checks an amend, adjusts the hold, and applies it in place or by re-entry.
+    fn admit_amend(&mut self, slot: OrderSlot, cmd: &AmendOrder) -> Result<(), Reason> {
+        if cmd.new_price_ticks == 0 && cmd.new_size_lots == 0 {
+            return Err(Reason::MatchingAmendNoChange);
+        }
+        let order = self.orders.get(slot);
+        let price_ticks = if cmd.new_price_ticks == 0 { order.price_ticks } else { cmd.new_price_ticks };
+        let size_lots = if cmd.new_size_lots == 0 { order.size_lots } else { cmd.new_size_lots };
+        if price_ticks > PRICE_TICKS_MAX {
+            return Err(Reason::InstrumentPriceInvalid);
+        }
+        if !self.size_valid(size_lots) {
+            return Err(Reason::InstrumentSizeInvalid);
+        }
+        if size_lots <= order.filled_lots() {
+            return Err(Reason::MatchingAmendSizeNotAboveFilled);
+        }
+        if order.order_type == OrderType::PostOnly && self.book.crosses(order.side, price_ticks) {
+            return Err(Reason::MatchingPostOnlyWouldCross);
+        }
+        let remaining_lots = size_lots - order.filled_lots();
+        let hold_per_lot_units = self.hold_per_lot(order.side, price_ticks);
+        let old_hold = order.hold_units();
+        let new_hold = hold_per_lot_units.checked_mul(remaining_lots).ok_or(Reason::LedgerInsufficientFunds)?;
+        let (account_slot, asset) = (order.account_slot, self.hold_asset(order.side));
+        if new_hold > old_hold && !self.ledger.freeze(account_slot, asset, new_hold - old_hold) {
+            return Err(Reason::LedgerInsufficientFunds);
+        }
+        if new_hold < old_hold {
+            self.ledger.release(account_slot, asset, old_hold - new_hold);
+        }
+        let keeps_priority = price_ticks == order.price_ticks && size_lots <= order.size_lots;
+        let side = order.side;
+        if keeps_priority {
+            self.book.side_mut(side).reduce(price_ticks, order.remaining_lots - remaining_lots);
+        } else {
+            self.book.side_mut(side).remove(self.orders, slot);
+            *self.live_orders -= 1;
+        }
+        let order = self.orders.get_mut(slot);
+        order.price_ticks = price_ticks;
+        order.size_lots = size_lots;
+        order.remaining_lots = remaining_lots;
+        order.hold_per_lot_units = hold_per_lot_units;
+        let amended = self.order_event(EventKind::Amended, self.orders.get(slot), size_lots, Reason::None);
+        self.out.push(amended);
+        if !keeps_priority {
+            self.take(slot);
+        }
+        Ok(())
+    }
+}
+
+fn record_fill(order: &mut Order, price_ticks: u64, size_lots: u64) {
+    order.remaining_lots -= size_lots;
+    order.filled_price_lots += u128::from(price_ticks) * u128::from(size_lots);
+    order.state = if order.remaining_lots == 0 { OrderState::Filled } else { OrderState::PartiallyFilled };
+}
+
+/// Whether a taker of `side` with `limit_ticks` trades at `maker_price_ticks`.
+#[inline]
+fn crosses_price(side: Side, limit_ticks: u64, maker_price_ticks: u64) -> bool {
+    match side {
+        Side::Buy => limit_ticks >= maker_price_ticks,
+        Side::Sell => limit_ticks <= maker_price_ticks,
+    }
+}

@@ -1,0 +1,197 @@
+//! The canonical view of engine state: the state hash and the invariant checks.
+//!
+//! The hash covers everything that can influence a future event or query — counters,
+//! assets, instruments, every account's balances in account-id order, every book level from
+//! the best outward with its orders in time priority, and the retained closed orders in the
+//! order they closed. The last timestamp is left out: it only guards that time does not go
+//! backwards, and replicas that applied the same commands agree on it anyway. Slab slots and hash-map layouts never enter it, so two replicas that
+//! applied the same commands hash the same.
+
+use sha2::Digest;
+
+use crate::book::ladder::Ladder;
+use crate::book::orders::{Order, NIL};
+use crate::codes::Side;
+use crate::engine::EngineParts;
+use crate::instrument::Instrument;
+use crate::ledger::Ledger;
+
+struct Hasher<D: Digest>(D);
+
+impl<D: Digest> Hasher<D> {
+    fn u64(&mut self, value: u64) {
+        self.0.update(value.to_le_bytes());
+    }
+
+    fn bytes(&mut self, value: &[u8]) {
+        self.u64(value.len() as u64);
+        self.0.update(value);
+    }
+
+    fn order(&mut self, order: &Order) {
+        for value in [order.id, order.account, order.price_ticks, order.size_lots, order.remaining_lots, order.hold_per_lot_units] {
+            self.u64(value);
+        }
+        self.0.update(order.filled_price_lots.to_le_bytes());
+        self.u64(u64::from(order.instrument));
+        let codes = [order.side.code(), order.order_type.code(), order.stp.code(), order.state.code()];
+        self.0.update(codes);
+        self.0.update(order.client_order_id);
+    }
+}
+
+pub(crate) fn hash<D: Digest>(state: &EngineParts<'_>, digest: D) -> D {
+    let mut h = Hasher(digest);
+    h.u64(state.seq);
+    h.u64(state.next_order_id);
+    for (asset, spec) in state.ledger.assets().iter().enumerate() {
+        h.bytes(spec.name.as_bytes());
+        h.u64(u64::from(spec.decimals));
+        h.u64(state.ledger.deposited_units(asset as u32));
+    }
+    for Instrument { spec } in state.instruments {
+        h.bytes(spec.symbol.as_bytes());
+        for value in [u64::from(spec.base_asset), u64::from(spec.quote_asset), spec.lot_units, spec.quote_units_per_tick_lot, spec.min_size_lots] {
+            h.u64(value);
+        }
+        for value in [spec.maker_fee_bps, spec.taker_fee_bps, spec.market_protection_bps] {
+            h.u64(u64::from(value));
+        }
+    }
+    let assets = state.ledger.assets().len() as u32;
+    for slot in state.ledger.slots_by_account() {
+        h.u64(state.ledger.account_id(slot));
+        for asset in 0..assets {
+            let balance = state.ledger.balance(slot, asset);
+            h.u64(balance.available);
+            h.u64(balance.frozen);
+        }
+    }
+    for book in state.books {
+        for ladder in [&book.bids, &book.asks] {
+            h.u64(ladder.levels_count() as u64);
+            for (price_ticks, level) in ladder.levels() {
+                h.u64(price_ticks);
+                h.u64(level.total_lots);
+                let mut slot = level.head;
+                while slot != NIL {
+                    let order = state.orders.get(slot);
+                    h.order(order);
+                    slot = order.next;
+                }
+            }
+        }
+    }
+    for order in state.orders.closed() {
+        h.order(order);
+    }
+    h.0
+}
+
+pub(crate) fn check_invariants(state: &EngineParts<'_>) -> Result<(), String> {
+    let assets = state.ledger.assets().len();
+    let accounts = state.ledger.accounts_count();
+    // Holds the open orders require, per account slot and asset.
+    let mut required = vec![0u128; accounts * assets];
+    let mut live_seen = 0usize;
+    for (index, book) in state.books.iter().enumerate() {
+        let instrument = &state.instruments[index];
+        if let (Some(bid), Some(ask)) = (book.bids.best(), book.asks.best()) {
+            if bid >= ask {
+                return Err(format!("book crossed: {} bid {bid} >= ask {ask}", instrument.spec.symbol));
+            }
+        }
+        for (side, ladder) in [(Side::Buy, &book.bids), (Side::Sell, &book.asks)] {
+            live_seen += check_ladder(state, instrument, index as u32, side, ladder, &mut required, assets)?;
+        }
+    }
+    if live_seen != state.live_orders {
+        return Err(format!("live order count {} but {live_seen} orders rest in books", state.live_orders));
+    }
+    check_ledger(state.ledger, &required, assets)
+}
+
+fn check_ladder(
+    state: &EngineParts<'_>,
+    instrument: &Instrument,
+    instrument_id: u32,
+    side: Side,
+    ladder: &Ladder,
+    required: &mut [u128],
+    assets: usize,
+) -> Result<usize, String> {
+    let symbol = &instrument.spec.symbol;
+    let mut orders_seen = 0usize;
+    let mut previous: Option<u64> = None;
+    for (price_ticks, level) in ladder.levels() {
+        if previous.is_some_and(|p| !ladder.better(p, price_ticks)) {
+            return Err(format!("{symbol} {} levels out of order at {price_ticks}", side.name()));
+        }
+        previous = Some(price_ticks);
+        let (mut total_lots, mut count, mut prev, mut slot) = (0u64, 0u32, NIL, level.head);
+        while slot != NIL {
+            let order = state.orders.get(slot);
+            let wrong = if order.prev != prev {
+                Some("broken prev link")
+            } else if order.price_ticks != price_ticks || order.side != side || order.instrument != instrument_id {
+                Some("order in the wrong level")
+            } else if !order.is_live() || order.remaining_lots == 0 {
+                Some("order in the book is not live")
+            } else if state.orders.find(order.id) != Some(slot) {
+                Some("order missing from the id index")
+            } else {
+                None
+            };
+            if let Some(what) = wrong {
+                return Err(format!("{symbol} level {price_ticks}: {what} (order {})", order.id));
+            }
+            let expected_hold = match side {
+                Side::Buy => instrument.buy_hold_per_lot(order.price_ticks).expect("in range"),
+                Side::Sell => instrument.spec.lot_units,
+            };
+            if order.hold_per_lot_units != expected_hold {
+                return Err(format!("order {}: hold per lot {} != {expected_hold}", order.id, order.hold_per_lot_units));
+            }
+            let asset = match side {
+                Side::Buy => instrument.spec.quote_asset,
+                Side::Sell => instrument.spec.base_asset,
+            };
+            required[order.account_slot as usize * assets + asset as usize] += u128::from(order.hold_units());
+            total_lots += order.remaining_lots;
+            count += 1;
+            prev = slot;
+            slot = order.next;
+        }
+        if level.tail != prev || level.count != count || level.total_lots != total_lots {
+            return Err(format!("{symbol} level {price_ticks}: totals or tail disagree with its orders"));
+        }
+        orders_seen += count as usize;
+    }
+    if orders_seen != ladder.orders_count() {
+        return Err(format!("{symbol} {}: order count disagrees with its levels", side.name()));
+    }
+    Ok(orders_seen)
+}
+
+fn check_ledger(ledger: &Ledger, required: &[u128], assets: usize) -> Result<(), String> {
+    let mut totals = vec![0u128; assets];
+    for slot in ledger.slots_by_account() {
+        for asset in 0..assets {
+            let balance = ledger.balance(slot, asset as u32);
+            let hold = required[slot as usize * assets + asset];
+            if u128::from(balance.frozen) != hold {
+                let (account, name) = (ledger.account_id(slot), &ledger.assets()[asset].name);
+                return Err(format!("frozen {name} of account {account} is {} but its open orders hold {hold}", balance.frozen));
+            }
+            totals[asset] += u128::from(balance.available) + u128::from(balance.frozen);
+        }
+    }
+    for (asset, total) in totals.iter().enumerate() {
+        let deposited = ledger.deposited_units(asset as u32);
+        if *total != u128::from(deposited) {
+            let name = &ledger.assets()[asset].name;
+            return Err(format!("conservation of {name}: balances sum to {total} but {deposited} was deposited"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Fixed-size records for the batch path: commands in, events out. The layouts are
+//! `#[repr(C)]` with no implicit padding, so a numpy structured array with the same fields
+//! (`pyexchange/wire.py`) is the same bytes. Records are validated whole before a batch is
+//! applied, so a bad record refuses the batch with nothing applied.
+
+use std::fmt;
+
+use crate::codes::{EventKind, OrderType, Reason, Side, Stp};
+use crate::command::{AmendOrder, ClientOrderId, Command, PlaceOrder};
+
+pub const COMMAND_KIND_PLACE: u8 = 1;
+pub const COMMAND_KIND_CANCEL: u8 = 2;
+pub const COMMAND_KIND_AMEND: u8 = 3;
+pub const COMMAND_KIND_CANCEL_ALL: u8 = 4;
+pub const COMMAND_KIND_DEPOSIT: u8 = 5;
+/// `instrument` value of a cancel-all over every instrument.
+pub const ALL_INSTRUMENTS: u32 = u32::MAX;
+
+/// One trading command of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct CommandRecord {
+    pub ts_ns: i64,
+    pub account: u64,
+    pub order_id: u64,
+    pub price_ticks: u64,
+    /// Order size, amend's new total size, or deposit amount in minor units.
+    pub size_lots: u64,
+    /// Instrument id, or asset id for a deposit.
+    pub instrument: u32,
+    pub kind: u8,
+    pub side: u8,
+    pub order_type: u8,
+    pub stp: u8,
+    pub client_order_id: ClientOrderId,
+}
+
+/// One event. Unused fields are zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct EventRecord {
+    pub seq: u64,
+    pub ts_ns: i64,
+    /// The order the event is about; for a fill, the taker.
+    pub order_id: u64,
+    pub account: u64,
+    pub maker_order_id: u64,
+    pub maker_account: u64,
+    pub price_ticks: u64,
+    /// Size of the order, fill, canceled remainder, or deposit amount in minor units.
+    pub size_lots: u64,
+    pub taker_fee: u64,
+    pub maker_fee: u64,
+    /// Instrument id, or asset id for a deposit.
+    pub instrument: u32,
+    pub kind: u8,
+    pub reason: u8,
+    pub side: u8,
+    pub pad: u8,
+}
+
+pub const COMMAND_RECORD_BYTES: usize = std::mem::size_of::<CommandRecord>();
+pub const EVENT_RECORD_BYTES: usize = std::mem::size_of::<EventRecord>();
+const _: () = assert!(COMMAND_RECORD_BYTES == 80);
+const _: () = assert!(EVENT_RECORD_BYTES == 88);
+
+/// A record that is not a valid command; `index` is its position in the batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireError {
+    pub index: usize,
+    pub message: String,
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "command record {}: {}", self.index, self.message)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+fn code<T>(value: u8, what: &str, parse: fn(u8) -> Option<T>) -> Result<T, String> {
+    parse(value).ok_or_else(|| format!("unknown {what} code {value}"))
+}
+
+impl CommandRecord {
+    /// The command this record encodes.
+    pub fn decode(&self) -> Result<Command, String> {
+        Ok(match self.kind {
+            COMMAND_KIND_PLACE => Command::Place(PlaceOrder {
+                account: self.account,
+                instrument: self.instrument,
+                side: code(self.side, "side", Side::from_code)?,
+                order_type: code(self.order_type, "order type", OrderType::from_code)?,
+                stp: code(self.stp, "stp", Stp::from_code)?,
+                price_ticks: self.price_ticks,
+                size_lots: self.size_lots,
+                client_order_id: self.client_order_id,
+            }),
+            COMMAND_KIND_CANCEL => Command::Cancel {
+                account: self.account,
+                instrument: self.instrument,
+                order_id: self.order_id,
+            },
+            COMMAND_KIND_AMEND => Command::Amend(AmendOrder {
+                account: self.account,
+                instrument: self.instrument,
+                order_id: self.order_id,
+                new_price_ticks: self.price_ticks,
+                new_size_lots: self.size_lots,
+            }),
+            COMMAND_KIND_CANCEL_ALL => Command::CancelAll {
+                account: self.account,
+                instrument: (self.instrument != ALL_INSTRUMENTS).then_some(self.instrument),
+            },
+            COMMAND_KIND_DEPOSIT => Command::Deposit {
+                account: self.account,
+                asset: self.instrument,
+                amount_units: self.size_lots,
+            },
+            other => return Err(format!("unknown command kind {other}")),
+        })
+    }
+}
+
+/// Reinterprets bytes as command records, copying so the input needs no alignment.
+pub fn command_records(bytes: &[u8]) -> Result<Vec<CommandRecord>, WireError> {
+    if bytes.len() % COMMAND_RECORD_BYTES != 0 {
+        return Err(WireError {
+            index: bytes.len() / COMMAND_RECORD_BYTES,
+            message: format!(
+                "batch of {} bytes is not a whole number of {COMMAND_RECORD_BYTES}-byte records",
+                bytes.len()
+            ),
+        });
+    }
+    let count = bytes.len() / COMMAND_RECORD_BYTES;
+    let mut records = Vec::<CommandRecord>::with_capacity(count);
+    // SAFETY: CommandRecord is repr(C), made only of integers and a byte array, with no
+    // padding (size asserted above), so every bit pattern is a valid value. The capacity was
+    // reserved for `count` records and exactly that many bytes are copied before set_len.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), records.as_mut_ptr().cast::<u8>(), bytes.len());
+        records.set_len(count);
+    }
+    Ok(records)
+}
+
+/// The bytes of event records, for handing a batch's events to numpy.
+pub fn event_bytes(events: &[EventRecord]) -> &[u8] {
+    // SAFETY: EventRecord is repr(C) integers with no padding; any initialized value is
+    // valid as bytes, and the length covers exactly the slice.
+    unsafe { std::slice::from_raw_parts(events.as_ptr().cast::<u8>(), std::mem::size_of_val(events)) }
+}
+
+impl EventRecord {
+    pub fn new(seq: u64, ts_ns: i64, kind: EventKind) -> Self {
+        EventRecord { seq, ts_ns, kind: kind.code(), ..EventRecord::default() }
+    }
+
+    pub fn kind(&self) -> EventKind {
+        EventKind::from_code(self.kind).expect("events are built from EventKind")
+    }
+
+    pub fn reason(&self) -> Reason {
+        Reason::from_code(self.reason).expect("events are built from Reason")
+    }
+}

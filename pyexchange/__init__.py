@@ -1,0 +1,8 @@
+"""pyexchange: an exchange trading core that keeps trading when a cloud zone dies.
+
+`Engine` is the Python face of the deterministic Rust engine in `pyexchange._core`.
+"""
+
+from pyexchange.engine import Engine, Event, Order
+
+__all__ = ["Engine", "Event", "Order"]

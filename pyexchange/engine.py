@@ -1,0 +1,408 @@
+"""The Python face of the Rust engine: decimals, names and defaults in, events out.
+
+`Engine` holds one `_core.Engine` handle and no trading state of its own; it keeps only the
+static configuration it needs to convert decimals (tick and lot sizes, asset decimals).
+Input that cannot become a command (a price off the tick, a size off the lot or below the
+minimum, an unknown name) raises `ValueError` and consumes no sequence number; everything
+else is a command whose outcome — accepted or rejected with a reason — comes back as events.
+
+Three ways in, from convenient to fast:
+- `place`/`cancel`/`amend`/`cancel_all`/`deposit`: decimals and names, a list of `Event`.
+- `place_ticks`/`cancel_ticks`/`amend_ticks`: integers, one integer back; events queue until
+  `take_events()` (for hot loops: no Python frame, no objects per order).
+- `submit(commands)`: a numpy array of `wire.COMMAND_DTYPE` in, an array of
+  `wire.EVENT_DTYPE` out, one boundary crossing per batch with the GIL released.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from pyexchange import _core, wire
+
+DEFAULT_ASSET_DECIMALS = 8
+DEFAULT_MARKET_PROTECTION_BPS = 500
+DEFAULT_STP = "cancel_maker"
+_CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_EVENT_STRUCT = struct.Struct("<QqQQQQQQQQIBBBx")
+assert _EVENT_STRUCT.size == wire.EVENT_DTYPE.itemsize
+
+Number = str | int | Decimal
+
+
+def _decimal(value: Number | float, what: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        raise ValueError(f"{what} must be a decimal string or number, not {value!r}")
+    try:
+        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"{what} {value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{what} {value!r} is not a finite number")
+    return number
+
+
+def _steps(value: Number, step: Decimal, what: str) -> int:
+    """`value / step` as an integer; a value off the step or not positive is an error."""
+    number = _decimal(value, what)
+    if number <= 0:
+        raise ValueError(f"{what} {value} must be positive")
+    steps, rest = divmod(number, step)
+    if rest != 0:
+        raise ValueError(f"{what} {value} is not a multiple of {step}")
+    return int(steps)
+
+
+def _whole(value: Decimal, what: str) -> int:
+    if value != value.to_integral_value() or value < 1:
+        raise ValueError(f"{what} must be a whole number of minor units, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    name: str
+    asset_id: int
+    decimals: int
+
+    def amount(self, units: int) -> Decimal:
+        return Decimal(units).scaleb(-self.decimals)
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    symbol: str
+    instrument_id: int
+    base: Asset
+    quote: Asset
+    tick_size: Decimal
+    lot_size: Decimal
+    min_size: Decimal
+
+    def price(self, ticks: int) -> Decimal:
+        return ticks * self.tick_size
+
+    def size(self, lots: int) -> Decimal:
+        return lots * self.lot_size
+
+
+class Event:
+    """One event of a command; fields that do not apply to its kind are None."""
+
+    __slots__ = (
+        "account", "asset", "instrument", "kind", "maker_account", "maker_fee", "maker_order_id",
+        "order_id", "price", "reason", "seq", "side", "size", "taker_account", "taker_fee",
+        "taker_order_id", "ts_ns",
+    )  # fmt: skip
+
+    def __init__(self, record: tuple[int, ...], engine: Engine) -> None:
+        (seq, ts_ns, order_id, account, maker_id, maker_account, price_ticks, size_lots,
+         taker_fee, maker_fee, where, kind, reason, side) = record  # fmt: skip
+        self.seq, self.ts_ns, self.account = seq, ts_ns, account
+        self.kind = wire.EVENT_KINDS[kind]
+        self.reason = wire.REASONS[reason] or None
+        self.order_id = order_id or None
+        self.side = wire.SIDES[side] if self.order_id or self.kind == "rejected" else None
+        is_fill = self.kind == "fill"
+        self.maker_order_id = maker_id if is_fill else None
+        self.taker_order_id = order_id if is_fill else None
+        self.maker_account = maker_account if is_fill else None
+        self.taker_account = account if is_fill else None
+        self.asset = self.instrument = self.price = self.size = None
+        self.maker_fee = self.taker_fee = None
+        if self.kind == "deposited" or (self.kind == "rejected" and reason >= _LEDGER_REASONS):
+            asset = engine._asset_by_id.get(where)
+            self.asset = asset.name if asset else None
+            self.size = asset.amount(size_lots) if asset else None
+            return
+        inst = engine._instrument_by_id.get(where)
+        if inst is None or self.kind == "rejected":
+            self.instrument = inst.symbol if inst and self.kind == "rejected" else None
+            return
+        self.instrument = inst.symbol
+        self.price = inst.price(price_ticks) if price_ticks else None
+        self.size = inst.size(size_lots)
+        if is_fill:
+            self.maker_fee = inst.quote.amount(maker_fee)
+            self.taker_fee = inst.quote.amount(taker_fee)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__ if getattr(self, k) is not None)
+        return f"Event({fields})"
+
+
+_LEDGER_REASONS = wire.REASONS.index("ledger_reserved_account")
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    order_id: int
+    account: int
+    instrument: str
+    side: str
+    order_type: str
+    stp: str
+    state: str
+    price: Decimal
+    size: Decimal
+    filled_size: Decimal
+    avg_price: Decimal | None
+    client_order_id: str | None
+
+
+def _average_price(inst: Instrument, filled_price_lots: int, filled_lots: int) -> Decimal | None:
+    if filled_lots == 0:
+        return None
+    exact = Fraction(filled_price_lots, filled_lots) * Fraction(inst.tick_size)
+    if (exact.denominator & (exact.denominator - 1)) == 0 or 10**30 % exact.denominator == 0:
+        return Decimal(exact.numerator) / Decimal(exact.denominator)
+    return (Decimal(exact.numerator) / Decimal(exact.denominator)).quantize(inst.tick_size.scaleb(-8))
+
+
+class Engine:
+    """An in-memory trading engine: instruments, order books, matching and account ledger."""
+
+    __slots__ = (
+        "_asset_by_id", "_assets", "_clock", "_core", "_instrument_by_id", "_instruments",
+        "amend_ticks", "cancel_ticks", "place_ticks",
+    )  # fmt: skip
+
+    def __init__(self, *, clock: Callable[[], int] = time.time_ns) -> None:
+        """`clock` stamps commands (nanoseconds); the engine itself never reads a clock."""
+        self._core = _core.Engine()
+        self._clock = clock
+        self._assets: dict[str, Asset] = {}
+        self._asset_by_id: dict[int, Asset] = {}
+        self._instruments: dict[str, Instrument] = {}
+        self._instrument_by_id: dict[int, Instrument] = {}
+        # The lean calls are the compiled methods themselves: no Python frame per order.
+        self.place_ticks = self._core.place_ticks
+        self.cancel_ticks = self._core.cancel_ticks
+        self.amend_ticks = self._core.amend_ticks
+
+    def _ts_ns(self, ts_ns: int | None) -> int:
+        return max(self._clock() if ts_ns is None else ts_ns, self._core.ts_ns)
+
+    def _events(self, records: bytes) -> list[Event]:
+        return [Event(r, self) for r in _EVENT_STRUCT.iter_unpack(records)]
+
+    # ---- configuration ----
+
+    def add_asset(self, asset: str, decimals: int = DEFAULT_ASSET_DECIMALS, *, ts_ns: int | None = None) -> Asset:
+        if asset in self._assets:
+            raise ValueError(f"asset {asset} exists")
+        asset_id = self._core.add_asset(self._ts_ns(ts_ns), asset, decimals)
+        spec = Asset(asset, asset_id, decimals)
+        self._assets[asset] = self._asset_by_id[asset_id] = spec
+        return spec
+
+    def add_instrument(
+        self,
+        symbol: str,
+        *,
+        tick_size: Number,
+        lot_size: Number,
+        min_size: Number,
+        maker_fee_bps: int = 0,
+        taker_fee_bps: int = 0,
+        market_protection_bps: int = DEFAULT_MARKET_PROTECTION_BPS,
+        ts_ns: int | None = None,
+    ) -> Instrument:
+        """Adds a spot instrument `BASE-QUOTE`; unknown assets get 8 decimals."""
+        base_name, sep, quote_name = symbol.partition("-")
+        if not sep or not base_name or not quote_name or "-" in quote_name:
+            raise ValueError(f"instrument symbol {symbol!r} must look like BASE-QUOTE")
+        if symbol in self._instruments:
+            raise ValueError(f"instrument {symbol} exists")
+        tick, lot = _decimal(tick_size, "tick_size"), _decimal(lot_size, "lot_size")
+        if tick <= 0 or lot <= 0:
+            raise ValueError("tick_size and lot_size must be positive")
+        min_lots = _steps(min_size, lot, "min_size")
+        for name in (base_name, quote_name):
+            if name not in self._assets:
+                self.add_asset(name, ts_ns=ts_ns)
+        base, quote = self._assets[base_name], self._assets[quote_name]
+        lot_units = _whole(lot.scaleb(base.decimals), f"lot_size in {base.name} units")
+        tick_lot_units = _whole((tick * lot).scaleb(quote.decimals), f"tick_size × lot_size in {quote.name} units")
+        instrument_id = self._core.add_instrument(
+            self._ts_ns(ts_ns), symbol, base.asset_id, quote.asset_id, lot_units, tick_lot_units,
+            min_lots, maker_fee_bps, taker_fee_bps, market_protection_bps,
+        )  # fmt: skip
+        inst = Instrument(symbol, instrument_id, base, quote, tick, lot, min_lots * lot)
+        self._instruments[symbol] = self._instrument_by_id[instrument_id] = inst
+        return inst
+
+    def instrument(self, symbol: str) -> Instrument:
+        try:
+            return self._instruments[symbol]
+        except KeyError:
+            raise ValueError(f"unknown instrument {symbol!r}") from None
+
+    def asset(self, name: str) -> Asset:
+        try:
+            return self._assets[name]
+        except KeyError:
+            raise ValueError(f"unknown asset {name!r}") from None
+
+    def instrument_id(self, symbol: str) -> int:
+        return self.instrument(symbol).instrument_id
+
+    # ---- commands ----
+
+    def deposit(self, account: int, asset: str, amount: Number, *, ts_ns: int | None = None) -> list[Event]:
+        spec = self.asset(asset)
+        units = _steps(amount, Decimal(1).scaleb(-spec.decimals), f"{asset} amount")
+        return self._events(self._core.deposit(self._ts_ns(ts_ns), account, spec.asset_id, units))
+
+    def place(
+        self,
+        account: int,
+        instrument: str,
+        side: str,
+        order_type: str,
+        size: Number,
+        price: Number | None = None,
+        client_order_id: str | None = None,
+        stp: str = DEFAULT_STP,
+        *,
+        ts_ns: int | None = None,
+    ) -> list[Event]:
+        inst = self.instrument(instrument)
+        side_code = _code(wire.SIDES, side, "side")
+        type_code = _code(wire.ORDER_TYPES, order_type, "order_type")
+        stp_code = _code(wire.STP_MODES, stp, "stp")
+        size_lots = _steps(size, inst.lot_size, "size")
+        if size_lots * inst.lot_size < inst.min_size:
+            raise ValueError(f"size {size} is below the minimum {inst.min_size} of {instrument}")
+        if order_type == "market":
+            price_ticks = 0
+        elif price is None:
+            raise ValueError(f"a {order_type} order needs a price")
+        else:
+            price_ticks = _steps(price, inst.tick_size, "price")
+        cl_id = _client_order_id(client_order_id)
+        records = self._core.place(
+            self._ts_ns(ts_ns), account, inst.instrument_id, side_code, type_code, stp_code,
+            price_ticks, size_lots, cl_id,
+        )  # fmt: skip
+        return self._events(records)
+
+    def cancel(self, account: int, instrument: str, order_id: int, *, ts_ns: int | None = None) -> list[Event]:
+        inst = self.instrument(instrument)
+        return self._events(self._core.cancel(self._ts_ns(ts_ns), account, inst.instrument_id, order_id))
+
+    def amend(
+        self,
+        account: int,
+        instrument: str,
+        order_id: int,
+        new_size: Number | None = None,
+        new_price: Number | None = None,
+        *,
+        ts_ns: int | None = None,
+    ) -> list[Event]:
+        """Changes a resting order; `new_size` is the new total size, the filled part included."""
+        inst = self.instrument(instrument)
+        size_lots = 0 if new_size is None else _steps(new_size, inst.lot_size, "new_size")
+        if new_size is not None and size_lots * inst.lot_size < inst.min_size:
+            raise ValueError(f"new_size {new_size} is below the minimum {inst.min_size} of {instrument}")
+        price_ticks = 0 if new_price is None else _steps(new_price, inst.tick_size, "new_price")
+        records = self._core.amend(self._ts_ns(ts_ns), account, inst.instrument_id, order_id, price_ticks, size_lots)
+        return self._events(records)
+
+    def cancel_all(self, account: int, instrument: str | None = None, *, ts_ns: int | None = None) -> list[Event]:
+        """The kill switch: cancels every live order of the account (in one instrument or all)."""
+        instrument_id = None if instrument is None else self.instrument(instrument).instrument_id
+        return self._events(self._core.cancel_all(self._ts_ns(ts_ns), account, instrument_id))
+
+    def submit(self, commands: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Applies a batch of `wire.COMMAND_DTYPE` records; returns `wire.EVENT_DTYPE` records.
+
+        The whole batch is checked before any of it is applied: a bad record raises
+        `ValueError` and applies nothing.
+        """
+        if commands.dtype != wire.COMMAND_DTYPE:
+            raise ValueError(f"commands must have dtype wire.COMMAND_DTYPE, not {commands.dtype}")
+        buffer = np.ascontiguousarray(commands).view(np.uint8)
+        return np.frombuffer(self._core.submit(buffer), dtype=wire.EVENT_DTYPE)
+
+    def take_events(self) -> np.ndarray[Any, Any]:
+        """The events queued by the lean calls, as `wire.EVENT_DTYPE` records."""
+        return np.frombuffer(self._core.take_events(), dtype=wire.EVENT_DTYPE)
+
+    def decode_events(self, events: np.ndarray[Any, Any]) -> list[Event]:
+        """Event objects (with decimals) for event records from `submit` or `take_events`."""
+        return self._events(np.ascontiguousarray(events).tobytes())
+
+    # ---- queries ----
+
+    def balance(self, account: int, asset: str) -> tuple[Decimal, Decimal]:
+        """(available, frozen) of an account in an asset; zero for an unknown account."""
+        spec = self.asset(asset)
+        available, frozen = self._core.balance(account, spec.asset_id)
+        return spec.amount(available), spec.amount(frozen)
+
+    def book(self, instrument: str, depth: int = 5) -> dict[str, list[tuple[Decimal, Decimal]]]:
+        """Aggregated levels, best first: bids highest first, asks lowest first."""
+        inst = self.instrument(instrument)
+        if depth < 0:
+            raise ValueError("depth must be >= 0")
+        bids, asks = self._core.book(inst.instrument_id, depth)
+        return {
+            "bids": [(inst.price(p), inst.size(s)) for p, s in bids],
+            "asks": [(inst.price(p), inst.size(s)) for p, s in asks],
+        }
+
+    def order(self, account: int, order_id: int) -> Order | None:
+        """An order of this account, live or recently closed; None if unknown."""
+        found = self._core.order(account, order_id)
+        if found is None:
+            return None
+        (oid, acct, instrument_id, side, order_type, stp, state, price_ticks, size_lots,
+         filled_lots, filled_price_lots, cl_id) = found  # fmt: skip
+        inst = self._instrument_by_id[instrument_id]
+        return Order(
+            order_id=oid, account=acct, instrument=inst.symbol, side=wire.SIDES[side],
+            order_type=wire.ORDER_TYPES[order_type], stp=wire.STP_MODES[stp],
+            state=_core.ORDER_STATES[state], price=inst.price(price_ticks), size=inst.size(size_lots),
+            filled_size=inst.size(filled_lots),
+            avg_price=_average_price(inst, filled_price_lots, filled_lots),
+            client_order_id=bytes(cl_id).decode() or None,
+        )  # fmt: skip
+
+    @property
+    def seq(self) -> int:
+        """Sequence number of the last command applied."""
+        return int(self._core.seq)
+
+    def state_hash(self) -> str:
+        """Hex SHA-256 of the full canonical state; equal for replicas of the same commands."""
+        return str(self._core.state_hash())
+
+    def check_invariants(self) -> None:
+        """Raises AssertionError naming the broken invariant, if any."""
+        self._core.check_invariants()
+
+
+def _code(names: tuple[str, ...], value: str, what: str) -> int:
+    try:
+        return names.index(value)
+    except ValueError:
+        raise ValueError(f"unknown {what} {value!r}; one of {', '.join(names)}") from None
+
+
+def _client_order_id(value: str | None) -> bytes:
+    if value is None:
+        return b""
+    if not isinstance(value, str) or not _CLIENT_ORDER_ID.fullmatch(value):
+        raise ValueError(f"client_order_id {value!r} must be 1 to 32 ASCII letters, digits, '-' or '_'")
+    return value.encode()
