@@ -1,1 +1,143 @@
-fn main() {}
+//! The pure-Rust engine benchmark: throughput and open-loop latency on a recorded workload.
+//!
+//! Input: a workload written by `bench/run.py` — `PATH` holds raw command records
+//! (`wire::CommandRecord`, 80 bytes each) and `PATH.json` the setup (assets, instruments,
+//! and how many leading records are setup deposits, applied before timing).
+//! Throughput: the timed records applied through `apply_records` in chunks (decode and
+//! validation included), best and median of several fresh runs. Latency: each command has
+//! a planned send time at a fixed offered rate; latency is measured from that planned time
+//! (not from when the loop got to it), so a stall counts against every command queued
+//! behind it — no coordinated omission. Output: one JSON object on stdout.
+//!
+//! `cargo bench --bench engine -- --workload PATH [--rates 1000000,5000000] [--runs 5]`
+
+use std::time::{Duration, Instant};
+
+use core_rs::command::{AssetSpec, Command, InstrumentSpec};
+use core_rs::wire::{command_records, CommandRecord, EventRecord};
+use core_rs::Engine;
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+const CHUNK_RECORDS: usize = 4_096;
+
+struct Workload {
+    setup: Value,
+    prefix: usize,
+    records: Vec<CommandRecord>,
+}
+
+fn load(path: &str) -> Workload {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let records = command_records(&bytes).expect("whole records");
+    let setup: Value = serde_json::from_slice(&std::fs::read(format!("{path}.json")).expect("setup json")).expect("json");
+    let prefix = setup["prefix_records"].as_u64().expect("prefix_records") as usize;
+    Workload { setup, prefix, records }
+}
+
+fn field(value: &Value, name: &str) -> u64 {
+    value[name].as_u64().unwrap_or_else(|| panic!("setup field {name}"))
+}
+
+fn fresh_engine(workload: &Workload) -> Engine {
+    let mut engine = Engine::new();
+    let mut out = Vec::new();
+    for asset in workload.setup["assets"].as_array().expect("assets") {
+        let spec = AssetSpec { name: asset["name"].as_str().expect("name").into(), decimals: field(asset, "decimals") as u8 };
+        engine.apply(0, &Command::AddAsset(spec), &mut out).expect("asset");
+    }
+    for inst in workload.setup["instruments"].as_array().expect("instruments") {
+        let spec = InstrumentSpec {
+            symbol: inst["symbol"].as_str().expect("symbol").into(),
+            base_asset: field(inst, "base_asset") as u32,
+            quote_asset: field(inst, "quote_asset") as u32,
+            lot_units: field(inst, "lot_units"),
+            quote_units_per_tick_lot: field(inst, "quote_units_per_tick_lot"),
+            min_size_lots: field(inst, "min_size_lots"),
+            maker_fee_bps: field(inst, "maker_fee_bps") as u16,
+            taker_fee_bps: field(inst, "taker_fee_bps") as u16,
+            market_protection_bps: field(inst, "market_protection_bps") as u16,
+        };
+        engine.apply(0, &Command::AddInstrument(spec), &mut out).expect("instrument");
+    }
+    engine.apply_records(&workload.records[..workload.prefix], &mut out).expect("setup records");
+    engine
+}
+
+/// Seconds to apply the timed records, and how many events they produced.
+fn throughput_run(workload: &Workload) -> (f64, usize) {
+    let mut engine = fresh_engine(workload);
+    let mut out: Vec<EventRecord> = Vec::with_capacity(CHUNK_RECORDS * 8);
+    let mut events = 0;
+    let start = Instant::now();
+    for chunk in workload.records[workload.prefix..].chunks(CHUNK_RECORDS) {
+        out.clear();
+        engine.apply_records(chunk, &mut out).expect("records apply");
+        events += out.len();
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    engine.check_invariants().expect("invariants after the run");
+    (seconds, events)
+}
+
+fn latency_run(workload: &Workload, rate_per_s: f64) -> Value {
+    let mut engine = fresh_engine(workload);
+    let timed = &workload.records[workload.prefix..];
+    let commands: Vec<Command> = timed.iter().map(|r| r.decode().expect("valid record")).collect();
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let mut out = Vec::with_capacity(64);
+    let interval_ns = 1e9 / rate_per_s;
+    let start = Instant::now();
+    for (i, (record, command)) in timed.iter().zip(&commands).enumerate() {
+        let planned = start + Duration::from_nanos((i as f64 * interval_ns) as u64);
+        while Instant::now() < planned {
+            std::hint::spin_loop();
+        }
+        out.clear();
+        engine.apply(record.ts_ns, command, &mut out).expect("applies");
+        let latency_ns = Instant::now().saturating_duration_since(planned).as_nanos() as u64;
+        histogram.record(latency_ns.max(1)).expect("in range");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    json!({
+        "offered_per_s": rate_per_s,
+        "achieved_per_s": timed.len() as f64 / elapsed,
+        "p50_ns": histogram.value_at_quantile(0.5),
+        "p99_ns": histogram.value_at_quantile(0.99),
+        "p999_ns": histogram.value_at_quantile(0.999),
+        "p9999_ns": histogram.value_at_quantile(0.9999),
+        "max_ns": histogram.max(),
+    })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).map(|i| args[i + 1].clone());
+    let Some(path) = arg("--workload") else {
+        // `cargo bench` with no workload (e.g. the whole workspace's benches): nothing to do.
+        eprintln!("usage: --workload PATH [--rates R1,R2] [--runs N]; see bench/run.py");
+        return;
+    };
+    let runs: usize = arg("--runs").map_or(5, |r| r.parse().expect("--runs N"));
+    let rates: Vec<f64> = arg("--rates").map_or_else(Vec::new, |r| r.split(',').map(|x| x.parse().expect("rate")).collect());
+    let workload = load(&path);
+    let timed = workload.records.len() - workload.prefix;
+    let mut seconds: Vec<f64> = Vec::new();
+    let mut events = 0;
+    for _ in 0..runs {
+        let (s, e) = throughput_run(&workload);
+        seconds.push(s);
+        events = e;
+    }
+    seconds.sort_by(f64::total_cmp);
+    let latency: Vec<Value> = rates.iter().map(|&rate| latency_run(&workload, rate)).collect();
+    let report = json!({
+        "commands": timed,
+        "events": events,
+        "runs": runs,
+        "best_per_s": timed as f64 / seconds[0],
+        "median_per_s": timed as f64 / seconds[seconds.len() / 2],
+        "latency": latency,
+    });
+    println!("{report}");
+}

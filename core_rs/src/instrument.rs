@@ -29,8 +29,8 @@ impl Instrument {
         if spec.base_asset == spec.quote_asset {
             return Err("base and quote assets must differ".into());
         }
-        if per_lot_hold_units(&spec, PRICE_TICKS_MAX).is_none() {
-            return Err("units too large: a one-lot order at the highest price overflows".into());
+        if per_lot_hold_units(&spec, 1).is_none() {
+            return Err("units too large: a one-lot order at one tick overflows".into());
         }
         Ok(Instrument { spec })
     }
@@ -40,7 +40,8 @@ impl Instrument {
         u128::from(price_ticks) * u128::from(size_lots) * u128::from(self.spec.quote_units_per_tick_lot)
     }
 
-    /// The quote hold per lot of a buy order at `limit_ticks`, or `None` past `u64`.
+    /// The quote hold per lot of a buy order at `limit_ticks`, or `None` past `u64` (such a
+    /// price is refused as `instrument_price_invalid`).
     pub fn buy_hold_per_lot(&self, limit_ticks: u64) -> Option<u64> {
         per_lot_hold_units(&self.spec, limit_ticks)
     }

@@ -18,7 +18,7 @@ pub const INSTRUMENTS_MAX: usize = 1_024;
 /// Orders resting in all books at once; the order slab never grows past this.
 pub const ORDERS_LIVE_MAX: usize = 4 << 20;
 /// Closed orders kept queryable; the oldest closed order is forgotten first.
-pub const ORDERS_CLOSED_RETAINED_MAX: usize = 1 << 20;
+pub const ORDERS_CLOSED_RETAINED_MAX: usize = 1 << 18;
 /// Accounts the ledger can hold.
 pub const ACCOUNTS_MAX: usize = 16 << 20;
 /// Bytes of a client order id (OKX allows up to 32 characters).

@@ -72,10 +72,11 @@ impl Matcher<'_> {
         }
     }
 
-    fn hold_per_lot(&self, side: Side, limit_ticks: u64) -> u64 {
+    /// Minor units one lot holds at `limit_ticks`; `None` if a buy's hold per lot passes `u64`.
+    fn hold_per_lot(&self, side: Side, limit_ticks: u64) -> Result<u64, Reason> {
         match side {
-            Side::Buy => self.instrument.buy_hold_per_lot(limit_ticks).expect("limits keep the hold in u64"),
-            Side::Sell => self.instrument.spec.lot_units,
+            Side::Buy => self.instrument.buy_hold_per_lot(limit_ticks).ok_or(Reason::InstrumentPriceInvalid),
+            Side::Sell => Ok(self.instrument.spec.lot_units),
         }
     }
 
@@ -138,7 +139,7 @@ impl Matcher<'_> {
         if *self.live_orders >= ORDERS_LIVE_MAX {
             return Err(Reason::MatchingBookFull);
         }
-        let hold_per_lot_units = self.hold_per_lot(cmd.side, limit_ticks);
+        let hold_per_lot_units = self.hold_per_lot(cmd.side, limit_ticks)?;
         let account_slot = self.ledger.slot(cmd.account).ok_or(Reason::LedgerInsufficientFunds)?;
         let hold_units = hold_per_lot_units.checked_mul(cmd.size_lots).ok_or(Reason::LedgerInsufficientFunds)?;
         if !self.ledger.freeze(account_slot, self.hold_asset(cmd.side), hold_units) {
@@ -337,7 +338,7 @@ impl Matcher<'_> {
             return Err(Reason::MatchingPostOnlyWouldCross);
         }
         let remaining_lots = size_lots - order.filled_lots();
-        let hold_per_lot_units = self.hold_per_lot(order.side, price_ticks);
+        let hold_per_lot_units = self.hold_per_lot(order.side, price_ticks)?;
         let old_hold = order.hold_units();
         let new_hold = hold_per_lot_units.checked_mul(remaining_lots).ok_or(Reason::LedgerInsufficientFunds)?;
         let (account_slot, asset) = (order.account_slot, self.hold_asset(order.side));
