@@ -51,10 +51,11 @@ def _decimal(value: Number | float, what: str) -> Decimal:
     return number
 
 
-def _steps(value: Number, step: Decimal, what: str) -> int:
-    """`value / step` as an integer; a value off the step or not positive is an error."""
+def _steps(value: Number, step: Decimal, what: str, *, zero_ok: bool = False) -> int:
+    """`value / step` as an integer; a value off the step, negative or (unless `zero_ok`)
+    zero is an error."""
     number = _decimal(value, what)
-    if number <= 0:
+    if number < 0 or (number == 0 and not zero_ok):
         raise ValueError(f"{what} {value} must be positive")
     steps, rest = divmod(number, step)
     if rest != 0:
@@ -232,7 +233,7 @@ class Engine:
                 self.add_asset(name, ts_ns=ts_ns)
         base, quote = self._assets[base_name], self._assets[quote_name]
         lot_units = _whole(lot.scaleb(base.decimals), f"lot_size in {base.name} units")
-        tick_lot_units = _whole((tick * lot).scaleb(quote.decimals), f"tick_size × lot_size in {quote.name} units")
+        tick_lot_units = _whole((tick * lot).scaleb(quote.decimals), f"tick_size * lot_size in {quote.name} units")
         instrument_id = self._core.add_instrument(
             self._ts_ns(ts_ns), symbol, base.asset_id, quote.asset_id, lot_units, tick_lot_units,
             min_lots, maker_fee_bps, taker_fee_bps, market_protection_bps,
@@ -260,7 +261,8 @@ class Engine:
 
     def deposit(self, account: int, asset: str, amount: Number, *, ts_ns: int | None = None) -> list[Event]:
         spec = self.asset(asset)
-        units = _steps(amount, Decimal(1).scaleb(-spec.decimals), f"{asset} amount")
+        # A zero amount reaches the engine, which rejects it (`ledger_amount_invalid`).
+        units = _steps(amount, Decimal(1).scaleb(-spec.decimals), f"{asset} amount", zero_ok=True)
         return self._events(self._core.deposit(self._ts_ns(ts_ns), account, spec.asset_id, units))
 
     def place(
@@ -333,7 +335,7 @@ class Engine:
         if commands.dtype != wire.COMMAND_DTYPE:
             raise ValueError(f"commands must have dtype wire.COMMAND_DTYPE, not {commands.dtype}")
         buffer = np.ascontiguousarray(commands).view(np.uint8)
-        return np.frombuffer(self._core.submit(buffer), dtype=wire.EVENT_DTYPE)
+        return np.frombuffer(self._core.submit(buffer.data), dtype=wire.EVENT_DTYPE)
 
     def take_events(self) -> np.ndarray[Any, Any]:
         """The events queued by the lean calls, as `wire.EVENT_DTYPE` records."""
