@@ -30,7 +30,8 @@ struct Workload {
 fn load(path: &str) -> Workload {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     let records = command_records(&bytes).expect("whole records");
-    let setup: Value = serde_json::from_slice(&std::fs::read(format!("{path}.json")).expect("setup json")).expect("json");
+    let setup: Value =
+        serde_json::from_slice(&std::fs::read(format!("{path}.json")).expect("setup json")).expect("json");
     let prefix = setup["prefix_records"].as_u64().expect("prefix_records") as usize;
     Workload { setup, prefix, records }
 }
@@ -43,7 +44,8 @@ fn fresh_engine(workload: &Workload) -> Engine {
     let mut engine = Engine::new();
     let mut out = Vec::new();
     for asset in workload.setup["assets"].as_array().expect("assets") {
-        let spec = AssetSpec { name: asset["name"].as_str().expect("name").into(), decimals: field(asset, "decimals") as u8 };
+        let spec =
+            AssetSpec { name: asset["name"].as_str().expect("name").into(), decimals: field(asset, "decimals") as u8 };
         engine.apply(0, &Command::AddAsset(spec), &mut out).expect("asset");
     }
     for inst in workload.setup["instruments"].as_array().expect("instruments") {
@@ -119,7 +121,8 @@ fn main() {
         return;
     };
     let runs: usize = arg("--runs").map_or(5, |r| r.parse().expect("--runs N"));
-    let rates: Vec<f64> = arg("--rates").map_or_else(Vec::new, |r| r.split(',').map(|x| x.parse().expect("rate")).collect());
+    let rates: Vec<f64> =
+        arg("--rates").map_or_else(Vec::new, |r| r.split(',').map(|x| x.parse().expect("rate")).collect());
     let workload = load(&path);
     let timed = workload.records.len() - workload.prefix;
     let mut seconds: Vec<f64> = Vec::new();

@@ -58,10 +58,21 @@ pub struct AmendOrder {
 pub enum Command {
     AddAsset(AssetSpec),
     AddInstrument(InstrumentSpec),
-    Deposit { account: u64, asset: u32, amount_units: u64 },
+    Deposit {
+        account: u64,
+        asset: u32,
+        amount_units: u64,
+    },
     Place(PlaceOrder),
-    Cancel { account: u64, instrument: u32, order_id: u64 },
+    Cancel {
+        account: u64,
+        instrument: u32,
+        order_id: u64,
+    },
     Amend(AmendOrder),
     /// Cancels every live order of the account, in one instrument or (`None`) in all.
-    CancelAll { account: u64, instrument: Option<u32> },
+    CancelAll {
+        account: u64,
+        instrument: Option<u32>,
+    },
 }

@@ -53,7 +53,13 @@ impl Matcher<'_> {
     }
 
     fn reject(&mut self, account: u64, order_id: u64, side: Side, reason: Reason) {
-        let event = EventRecord { account, order_id, side: side.code(), reason: reason.code(), ..self.event(EventKind::Rejected) };
+        let event = EventRecord {
+            account,
+            order_id,
+            side: side.code(),
+            reason: reason.code(),
+            ..self.event(EventKind::Rejected)
+        };
         self.out.push(event);
     }
 

@@ -6,8 +6,8 @@
 //! …) return their events as record bytes; the lean calls (`place_ticks`, …) return one integer
 //! and queue their events until `take_events`.
 
-use pyo3::exceptions::{PyAssertionError, PyBufferError, PyValueError};
 use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyAssertionError, PyBufferError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -20,9 +20,11 @@ use crate::wire::{command_records, event_bytes, EventRecord, COMMAND_RECORD_BYTE
 /// Events the lean calls may queue before `take_events` must drain them.
 const QUEUED_EVENTS_MAX: usize = 1 << 22;
 
+/// Book levels as (price_ticks, size_lots), best first.
+type Levels = Vec<(u64, u64)>;
 type OrderTuple = (u64, u64, u32, u8, u8, u8, u8, u64, u64, u64, u128, Vec<u8>);
 
-fn value_error(error: EngineError) -> PyErr {
+fn value_error(error: &EngineError) -> PyErr {
     PyValueError::new_err(error.to_string())
 }
 
@@ -51,7 +53,7 @@ struct PyEngine {
 impl PyEngine {
     fn run<'py>(&mut self, py: Python<'py>, ts_ns: i64, command: &Command) -> PyResult<Bound<'py, PyBytes>> {
         self.scratch.clear();
-        self.engine.apply(ts_ns, command, &mut self.scratch).map_err(value_error)?;
+        self.engine.apply(ts_ns, command, &mut self.scratch).map_err(|e| value_error(&e))?;
         Ok(PyBytes::new(py, event_bytes(&self.scratch)))
     }
 
@@ -62,7 +64,7 @@ impl PyEngine {
             return Err(PyBufferError::new_err("event queue full: drain it with take_events()"));
         }
         let start = self.queued.len();
-        self.engine.apply(self.engine.ts_ns(), command, &mut self.queued).map_err(value_error)?;
+        self.engine.apply(self.engine.ts_ns(), command, &mut self.queued).map_err(|e| value_error(&e))?;
         Ok(start)
     }
 }
@@ -85,70 +87,139 @@ impl PyEngine {
         self.engine.ts_ns()
     }
 
-    fn add_asset(&mut self, py: Python<'_>, ts_ns: i64, name: String, decimals: u8) -> PyResult<u32> {
-        self.run(py, ts_ns, &Command::AddAsset(AssetSpec { name: name.clone(), decimals }))?;
-        Ok(self.engine.ledger().asset_id(&name).expect("just added"))
+    fn add_asset(&mut self, py: Python<'_>, ts_ns: i64, name: &str, decimals: u8) -> PyResult<u32> {
+        self.run(py, ts_ns, &Command::AddAsset(AssetSpec { name: name.to_owned(), decimals }))?;
+        Ok(self.engine.ledger().asset_id(name).expect("just added"))
     }
 
     #[pyo3(signature = (ts_ns, symbol, base_asset, quote_asset, lot_units, quote_units_per_tick_lot, min_size_lots, maker_fee_bps, taker_fee_bps, market_protection_bps))]
     #[allow(clippy::too_many_arguments)]
     fn add_instrument(
-        &mut self, py: Python<'_>, ts_ns: i64, symbol: String, base_asset: u32, quote_asset: u32, lot_units: u64,
-        quote_units_per_tick_lot: u64, min_size_lots: u64, maker_fee_bps: u16, taker_fee_bps: u16,
+        &mut self,
+        py: Python<'_>,
+        ts_ns: i64,
+        symbol: &str,
+        base_asset: u32,
+        quote_asset: u32,
+        lot_units: u64,
+        quote_units_per_tick_lot: u64,
+        min_size_lots: u64,
+        maker_fee_bps: u16,
+        taker_fee_bps: u16,
         market_protection_bps: u16,
     ) -> PyResult<u32> {
         let spec = InstrumentSpec {
-            symbol: symbol.clone(), base_asset, quote_asset, lot_units, quote_units_per_tick_lot, min_size_lots,
-            maker_fee_bps, taker_fee_bps, market_protection_bps,
+            symbol: symbol.to_owned(),
+            base_asset,
+            quote_asset,
+            lot_units,
+            quote_units_per_tick_lot,
+            min_size_lots,
+            maker_fee_bps,
+            taker_fee_bps,
+            market_protection_bps,
         };
         self.run(py, ts_ns, &Command::AddInstrument(spec))?;
-        Ok(self.engine.instrument_id(&symbol).expect("just added"))
+        Ok(self.engine.instrument_id(symbol).expect("just added"))
     }
 
-    fn deposit<'py>(&mut self, py: Python<'py>, ts_ns: i64, account: u64, asset: u32, amount_units: u64) -> PyResult<Bound<'py, PyBytes>> {
+    fn deposit<'py>(
+        &mut self,
+        py: Python<'py>,
+        ts_ns: i64,
+        account: u64,
+        asset: u32,
+        amount_units: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         self.run(py, ts_ns, &Command::Deposit { account, asset, amount_units })
     }
 
     #[pyo3(signature = (ts_ns, account, instrument, side, order_type, stp, price_ticks, size_lots, client_order_id))]
     #[allow(clippy::too_many_arguments)]
     fn place<'py>(
-        &mut self, py: Python<'py>, ts_ns: i64, account: u64, instrument: u32, side: u8, order_type: u8, stp: u8, price_ticks: u64,
-        size_lots: u64, client_order_id: &[u8],
+        &mut self,
+        py: Python<'py>,
+        ts_ns: i64,
+        account: u64,
+        instrument: u32,
+        side: u8,
+        order_type: u8,
+        stp: u8,
+        price_ticks: u64,
+        size_lots: u64,
+        client_order_id: &[u8],
     ) -> PyResult<Bound<'py, PyBytes>> {
         let place = PlaceOrder {
-            account, instrument,
+            account,
+            instrument,
             side: code(side, "side", Side::from_code)?,
             order_type: code(order_type, "order type", OrderType::from_code)?,
             stp: code(stp, "stp", Stp::from_code)?,
-            price_ticks, size_lots,
+            price_ticks,
+            size_lots,
             client_order_id: self::client_order_id(client_order_id)?,
         };
         self.run(py, ts_ns, &Command::Place(place))
     }
 
-    fn cancel<'py>(&mut self, py: Python<'py>, ts_ns: i64, account: u64, instrument: u32, order_id: u64) -> PyResult<Bound<'py, PyBytes>> {
+    fn cancel<'py>(
+        &mut self,
+        py: Python<'py>,
+        ts_ns: i64,
+        account: u64,
+        instrument: u32,
+        order_id: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         self.run(py, ts_ns, &Command::Cancel { account, instrument, order_id })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn amend<'py>(
-        &mut self, py: Python<'py>, ts_ns: i64, account: u64, instrument: u32, order_id: u64, new_price_ticks: u64, new_size_lots: u64,
+        &mut self,
+        py: Python<'py>,
+        ts_ns: i64,
+        account: u64,
+        instrument: u32,
+        order_id: u64,
+        new_price_ticks: u64,
+        new_size_lots: u64,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        self.run(py, ts_ns, &Command::Amend(AmendOrder { account, instrument, order_id, new_price_ticks, new_size_lots }))
+        self.run(
+            py,
+            ts_ns,
+            &Command::Amend(AmendOrder { account, instrument, order_id, new_price_ticks, new_size_lots }),
+        )
     }
 
     #[pyo3(signature = (ts_ns, account, instrument=None))]
-    fn cancel_all<'py>(&mut self, py: Python<'py>, ts_ns: i64, account: u64, instrument: Option<u32>) -> PyResult<Bound<'py, PyBytes>> {
+    fn cancel_all<'py>(
+        &mut self,
+        py: Python<'py>,
+        ts_ns: i64,
+        account: u64,
+        instrument: Option<u32>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         self.run(py, ts_ns, &Command::CancelAll { account, instrument })
     }
 
     /// Lean place at the last timestamp with default stp: the new order id, or 0 if rejected.
-    fn place_ticks(&mut self, account: u64, instrument: u32, side: u8, order_type: u8, price_ticks: u64, size_lots: u64) -> PyResult<u64> {
+    fn place_ticks(
+        &mut self,
+        account: u64,
+        instrument: u32,
+        side: u8,
+        order_type: u8,
+        price_ticks: u64,
+        size_lots: u64,
+    ) -> PyResult<u64> {
         let place = PlaceOrder {
-            account, instrument,
+            account,
+            instrument,
             side: code(side, "side", Side::from_code)?,
             order_type: code(order_type, "order type", OrderType::from_code)?,
             stp: Stp::CancelMaker,
-            price_ticks, size_lots,
+            price_ticks,
+            size_lots,
             client_order_id: [0; CLIENT_ORDER_ID_BYTES],
         };
         let first = self.run_queued(&Command::Place(place))?;
@@ -163,7 +234,14 @@ impl PyEngine {
     }
 
     /// Lean amend: whether it was accepted.
-    fn amend_ticks(&mut self, account: u64, instrument: u32, order_id: u64, new_price_ticks: u64, new_size_lots: u64) -> PyResult<bool> {
+    fn amend_ticks(
+        &mut self,
+        account: u64,
+        instrument: u32,
+        order_id: u64,
+        new_price_ticks: u64,
+        new_size_lots: u64,
+    ) -> PyResult<bool> {
         let amend = AmendOrder { account, instrument, order_id, new_price_ticks, new_size_lots };
         let first = self.run_queued(&Command::Amend(amend))?;
         Ok(self.queued[first].kind() == EventKind::Amended)
@@ -178,6 +256,8 @@ impl PyEngine {
 
     /// Applies a batch of command records (bytes-like, a multiple of 80 bytes) with the GIL
     /// released and returns the event records as bytes. A bad record applies nothing.
+    // PyO3 hands buffers over by value; dropping it releases the export.
+    #[allow(clippy::needless_pass_by_value)]
     fn submit<'py>(&mut self, py: Python<'py>, commands: PyBuffer<u8>) -> PyResult<Bound<'py, PyBytes>> {
         if !commands.is_c_contiguous() {
             return Err(PyValueError::new_err("command batch must be C-contiguous"));
@@ -185,10 +265,10 @@ impl PyEngine {
         // SAFETY: the buffer is C-contiguous u8 of `len_bytes` bytes and stays exported while
         // `commands` lives; it is only read here, with the GIL held, and copied.
         let bytes = unsafe { std::slice::from_raw_parts(commands.buf_ptr().cast::<u8>(), commands.len_bytes()) };
-        let records = command_records(bytes).map_err(|e| value_error(EngineError::Wire(e)))?;
+        let records = command_records(bytes).map_err(|e| value_error(&EngineError::Wire(e)))?;
         let (engine, scratch) = (&mut self.engine, &mut self.scratch);
         scratch.clear();
-        py.detach(|| engine.apply_records(&records, scratch)).map_err(value_error)?;
+        py.detach(|| engine.apply_records(&records, scratch)).map_err(|e| value_error(&e))?;
         Ok(PyBytes::new(py, event_bytes(scratch)))
     }
 
@@ -198,9 +278,14 @@ impl PyEngine {
     }
 
     /// Up to `depth` levels per side, best first, as (price_ticks, size_lots).
-    fn book(&self, instrument: u32, depth: usize) -> PyResult<(Vec<(u64, u64)>, Vec<(u64, u64)>)> {
-        let book = self.engine.book(instrument).ok_or_else(|| PyValueError::new_err(format!("unknown instrument {instrument}")))?;
-        let levels = |ladder: &crate::book::ladder::Ladder| ladder.levels().take(depth).map(|(p, l)| (p, l.total_lots)).collect();
+    fn book(&self, instrument: u32, depth: usize) -> PyResult<(Levels, Levels)> {
+        let book = self
+            .engine
+            .book(instrument)
+            .ok_or_else(|| PyValueError::new_err(format!("unknown instrument {instrument}")))?;
+        let levels = |ladder: &crate::book::ladder::Ladder| {
+            ladder.levels().take(depth).map(|(p, l)| (p, l.total_lots)).collect()
+        };
         Ok((levels(&book.bids), levels(&book.asks)))
     }
 
@@ -210,8 +295,18 @@ impl PyEngine {
         let o = self.engine.order(account, order_id)?;
         let cl_len = o.client_order_id.iter().position(|&b| b == 0).unwrap_or(CLIENT_ORDER_ID_BYTES);
         Some((
-            o.id, o.account, o.instrument, o.side.code(), o.order_type.code(), o.stp.code(), o.state.code(),
-            o.price_ticks, o.size_lots, o.filled_lots(), o.filled_price_lots, o.client_order_id[..cl_len].to_vec(),
+            o.id,
+            o.account,
+            o.instrument,
+            o.side.code(),
+            o.order_type.code(),
+            o.stp.code(),
+            o.state.code(),
+            o.price_ticks,
+            o.size_lots,
+            o.filled_lots(),
+            o.filled_price_lots,
+            o.client_order_id[..cl_len].to_vec(),
         ))
     }
 

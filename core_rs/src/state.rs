@@ -29,7 +29,14 @@ impl<D: Digest> Hasher<D> {
     }
 
     fn order(&mut self, order: &Order) {
-        for value in [order.id, order.account, order.price_ticks, order.size_lots, order.remaining_lots, order.hold_per_lot_units] {
+        for value in [
+            order.id,
+            order.account,
+            order.price_ticks,
+            order.size_lots,
+            order.remaining_lots,
+            order.hold_per_lot_units,
+        ] {
             self.u64(value);
         }
         self.0.update(order.filled_price_lots.to_le_bytes());
@@ -51,7 +58,13 @@ pub(crate) fn hash<D: Digest>(state: &EngineParts<'_>, digest: D) -> D {
     }
     for Instrument { spec } in state.instruments {
         h.bytes(spec.symbol.as_bytes());
-        for value in [u64::from(spec.base_asset), u64::from(spec.quote_asset), spec.lot_units, spec.quote_units_per_tick_lot, spec.min_size_lots] {
+        for value in [
+            u64::from(spec.base_asset),
+            u64::from(spec.quote_asset),
+            spec.lot_units,
+            spec.quote_units_per_tick_lot,
+            spec.min_size_lots,
+        ] {
             h.u64(value);
         }
         for value in [spec.maker_fee_bps, spec.taker_fee_bps, spec.market_protection_bps] {
@@ -150,7 +163,10 @@ fn check_ladder(
                 Side::Sell => instrument.spec.lot_units,
             };
             if order.hold_per_lot_units != expected_hold {
-                return Err(format!("order {}: hold per lot {} != {expected_hold}", order.id, order.hold_per_lot_units));
+                return Err(format!(
+                    "order {}: hold per lot {} != {expected_hold}",
+                    order.id, order.hold_per_lot_units
+                ));
             }
             let asset = match side {
                 Side::Buy => instrument.spec.quote_asset,
@@ -181,7 +197,10 @@ fn check_ledger(ledger: &Ledger, required: &[u128], assets: usize) -> Result<(),
             let hold = required[slot as usize * assets + asset];
             if u128::from(balance.frozen) != hold {
                 let (account, name) = (ledger.account_id(slot), &ledger.assets()[asset].name);
-                return Err(format!("frozen {name} of account {account} is {} but its open orders hold {hold}", balance.frozen));
+                return Err(format!(
+                    "frozen {name} of account {account} is {} but its open orders hold {hold}",
+                    balance.frozen
+                ));
             }
             totals[asset] += u128::from(balance.available) + u128::from(balance.frozen);
         }

@@ -97,11 +97,9 @@ impl CommandRecord {
                 size_lots: self.size_lots,
                 client_order_id: self.client_order_id,
             }),
-            COMMAND_KIND_CANCEL => Command::Cancel {
-                account: self.account,
-                instrument: self.instrument,
-                order_id: self.order_id,
-            },
+            COMMAND_KIND_CANCEL => {
+                Command::Cancel { account: self.account, instrument: self.instrument, order_id: self.order_id }
+            }
             COMMAND_KIND_AMEND => Command::Amend(AmendOrder {
                 account: self.account,
                 instrument: self.instrument,
@@ -113,11 +111,9 @@ impl CommandRecord {
                 account: self.account,
                 instrument: (self.instrument != ALL_INSTRUMENTS).then_some(self.instrument),
             },
-            COMMAND_KIND_DEPOSIT => Command::Deposit {
-                account: self.account,
-                asset: self.instrument,
-                amount_units: self.size_lots,
-            },
+            COMMAND_KIND_DEPOSIT => {
+                Command::Deposit { account: self.account, asset: self.instrument, amount_units: self.size_lots }
+            }
             other => return Err(format!("unknown command kind {other}")),
         })
     }
@@ -125,7 +121,7 @@ impl CommandRecord {
 
 /// Reinterprets bytes as command records, copying so the input needs no alignment.
 pub fn command_records(bytes: &[u8]) -> Result<Vec<CommandRecord>, WireError> {
-    if bytes.len() % COMMAND_RECORD_BYTES != 0 {
+    if !bytes.len().is_multiple_of(COMMAND_RECORD_BYTES) {
         return Err(WireError {
             index: bytes.len() / COMMAND_RECORD_BYTES,
             message: format!(

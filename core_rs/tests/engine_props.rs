@@ -31,16 +31,22 @@ fn command() -> impl Strategy<Value = Command> {
             })
         },
     );
-    let cancel = (1u64..6, 0u32..2, 1u64..80)
-        .prop_map(|(account, instrument, order_id)| Command::Cancel { account, instrument, order_id });
+    let cancel = (1u64..6, 0u32..2, 1u64..80).prop_map(|(account, instrument, order_id)| Command::Cancel {
+        account,
+        instrument,
+        order_id,
+    });
     let amend = (1u64..6, 0u32..2, 1u64..80, prop_oneof![Just(0u64), 95u64..106], prop_oneof![Just(0u64), 1u64..40])
         .prop_map(|(account, instrument, order_id, new_price_ticks, new_size_lots)| {
             Command::Amend(AmendOrder { account, instrument, order_id, new_price_ticks, new_size_lots })
         });
     let cancel_all = (1u64..6, prop_oneof![Just(None), (0u32..2).prop_map(Some)])
         .prop_map(|(account, instrument)| Command::CancelAll { account, instrument });
-    let deposit = (0u64..6, 0u32..4, 0u64..5_000_000)
-        .prop_map(|(account, asset, amount_units)| Command::Deposit { account, asset, amount_units });
+    let deposit = (0u64..6, 0u32..4, 0u64..5_000_000).prop_map(|(account, asset, amount_units)| Command::Deposit {
+        account,
+        asset,
+        amount_units,
+    });
     prop_oneof![6 => place, 2 => cancel, 2 => amend, 1 => cancel_all, 1 => deposit]
 }
 

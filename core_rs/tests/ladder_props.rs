@@ -45,7 +45,8 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn check(ladder: &Ladder, orders: &OrderStore, model: &BTreeMap<u64, VecDeque<OrderSlot>>, is_bid: bool) {
-    let expected: Vec<u64> = if is_bid { model.keys().rev().copied().collect() } else { model.keys().copied().collect() };
+    let expected: Vec<u64> =
+        if is_bid { model.keys().rev().copied().collect() } else { model.keys().copied().collect() };
     let walked: Vec<u64> = ladder.levels().map(|(price, _)| price).collect();
     assert_eq!(walked, expected);
     assert_eq!(ladder.best(), expected.first().copied());

@@ -116,7 +116,11 @@ impl Ladder {
     /// Whether `a` is a better price than `b` on this side.
     #[inline]
     pub fn better(&self, a: u64, b: u64) -> bool {
-        if self.is_bid { a > b } else { a < b }
+        if self.is_bid {
+            a > b
+        } else {
+            a < b
+        }
     }
 
     /// The level at `price`, if it has orders.

@@ -117,8 +117,7 @@ impl OrderStore {
 
     /// Live orders in id order (for cancel-all and checks; not on the hot path).
     pub fn live_slots_by_id(&self) -> Vec<OrderSlot> {
-        let mut slots: Vec<OrderSlot> =
-            self.index.values().copied().filter(|&s| self.get(s).is_live()).collect();
+        let mut slots: Vec<OrderSlot> = self.index.values().copied().filter(|&s| self.get(s).is_live()).collect();
         slots.sort_unstable_by_key(|&s| self.get(s).id);
         slots
     }

@@ -1,0 +1,44 @@
+# Every check is one command away. `make help` lists them.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: help install demo lint test test-rust test-python bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+install: $(PY)  ## build the Rust engine (release) and install pyexchange with test tools into .venv
+	$(PIP) install -q -e '.[test]'
+
+demo: install  ## run a seeded market through the engine
+	$(VENV)/bin/pyexchange demo
+
+lint: install  ## cargo fmt + clippy, ruff, mypy, and the stub against the binary
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check pyexchange tests bench
+	$(VENV)/bin/ruff format --check pyexchange tests bench
+	$(VENV)/bin/mypy pyexchange
+	$(PY) -m mypy.stubtest pyexchange._core
+
+test-rust:  ## Rust unit and property tests
+	cargo test --release
+
+test-python: install  ## pytest: scenarios, differential against the reference, paths, determinism
+	$(PY) -m pytest -q
+
+test: lint test-rust test-python  ## install, lint and run every test (Rust and Python)
+
+bench: install  ## the benchmarks (long; figures go to bench/README.md)
+	$(PIP) install -q -e '.[bench]' -r bench/requirements.txt
+	$(PY) -m bench.run
+
+clean:  ## remove build products and the virtual environment
+	cargo clean
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .mypy_cache
