@@ -33,7 +33,7 @@ DEFAULT_ASSET_DECIMALS = 8
 DEFAULT_MARKET_PROTECTION_BPS = 500
 DEFAULT_STP = "cancel_maker"
 _CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_EVENT_STRUCT = struct.Struct("<QqQQQQQQQQIBBBx")
+_EVENT_STRUCT = struct.Struct("<QqQQQQQQQQIBBBB")
 assert _EVENT_STRUCT.size == wire.EVENT_DTYPE.itemsize
 
 Number = str | int | Decimal
@@ -107,12 +107,12 @@ class Event:
 
     def __init__(self, record: tuple[int, ...], engine: Engine) -> None:
         (seq, ts_ns, order_id, account, maker_id, maker_account, price_ticks, size_lots,
-         taker_fee, maker_fee, where, kind, reason, side) = record  # fmt: skip
+         taker_fee, maker_fee, where, kind, reason, side, is_asset) = record  # fmt: skip
         self.seq, self.ts_ns, self.account = seq, ts_ns, account
         self.kind = wire.EVENT_KINDS[kind]
         self.reason = wire.REASONS[reason] or None
         self.order_id = order_id or None
-        self.side = wire.SIDES[side] if self.order_id or self.kind == "rejected" else None
+        self.side = None if side == wire.SIDE_NONE else wire.SIDES[side]
         is_fill = self.kind == "fill"
         self.maker_order_id = maker_id if is_fill else None
         self.taker_order_id = order_id if is_fill else None
@@ -120,16 +120,15 @@ class Event:
         self.taker_account = account if is_fill else None
         self.asset = self.instrument = self.price = self.size = None
         self.maker_fee = self.taker_fee = None
-        if self.kind == "deposited" or (self.kind == "rejected" and reason >= _LEDGER_REASONS):
+        if is_asset:
             asset = engine._asset_by_id.get(where)
             self.asset = asset.name if asset else None
             self.size = asset.amount(size_lots) if asset else None
             return
         inst = engine._instrument_by_id.get(where)
+        self.instrument = inst.symbol if inst else None
         if inst is None or self.kind == "rejected":
-            self.instrument = inst.symbol if inst and self.kind == "rejected" else None
             return
-        self.instrument = inst.symbol
         self.price = inst.price(price_ticks) if price_ticks else None
         self.size = inst.size(size_lots)
         if is_fill:
@@ -139,9 +138,6 @@ class Event:
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__ if getattr(self, k) is not None)
         return f"Event({fields})"
-
-
-_LEDGER_REASONS = wire.REASONS.index("ledger_reserved_account")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
 """Fixed-size records that cross the Python/Rust boundary in batches.
 
 The layouts mirror `core_rs/src/wire.rs` byte for byte (`#[repr(C)]` there, packed numpy
-dtypes here); `tests/test_wire.py` checks the sizes against the compiled module. Codes are
-the same small integers on both sides; their names come from the compiled module.
+dtypes here). Codes are the same small integers on both sides; `tests/test_wire.py` checks
+the sizes and the code names against the compiled module.
 """
 
 import numpy as np
@@ -39,7 +39,7 @@ EVENT_DTYPE = np.dtype(
         ("kind", "u1"),
         ("reason", "u1"),
         ("side", "u1"),
-        ("pad", "u1"),
+        ("is_asset", "u1"),
     ]
 )
 
@@ -55,6 +55,8 @@ CANCEL_MAKER, CANCEL_TAKER, CANCEL_BOTH, STP_NONE = 0, 1, 2, 3
 ACCEPTED, REJECTED, FILL, CANCELED, EXPIRED, AMENDED, DEPOSITED = 1, 2, 3, 4, 5, 6, 7
 # cancel_all over every instrument.
 ALL_INSTRUMENTS = 0xFFFF_FFFF
+# The side of an event that concerns no side (deposits, unknown orders).
+SIDE_NONE = 0xFF
 
 SIDES = ("buy", "sell")
 ORDER_TYPES = ("limit", "market", "ioc", "fok", "post_only")

@@ -12,7 +12,9 @@ from pyexchange import Engine, wire
 
 def _market() -> Engine:
     eng = Engine(clock=lambda: 0)
-    eng.add_instrument("BTC-USDT", tick_size="0.1", lot_size="0.001", min_size="0.002", maker_fee_bps=2, taker_fee_bps=5)
+    eng.add_instrument(
+        "BTC-USDT", tick_size="0.1", lot_size="0.001", min_size="0.002", maker_fee_bps=2, taker_fee_bps=5
+    )
     for account in (1, 2, 3):
         eng.deposit(account, "USDT", "1000000")
         eng.deposit(account, "BTC", "50")
@@ -150,10 +152,28 @@ def test_time_never_goes_backwards() -> None:
         eng._core.place(10, 1, 0, 0, 0, 0, 300_001, 500, b"")
 
 
-def test_lean_queue_is_bounded() -> None:
+def test_lean_calls_queue_their_events() -> None:
     eng = _market()
     order_id = eng.place_ticks(1, 0, wire.BUY, wire.LIMIT, 300_000, 2)
     assert order_id > 0
     assert eng.place_ticks(1, 0, wire.BUY, wire.LIMIT, 300_000, 10**9) == 0  # insufficient funds
     events = eng.take_events()
     assert [wire.REASONS[r] for r in events["reason"]] == ["", "ledger_insufficient_funds"]
+
+
+def test_events_say_what_they_are_about() -> None:
+    eng = _market()
+    [reserved] = eng.place(0, "BTC-USDT", "buy", "limit", size="0.5", price="30000.1")
+    assert (reserved.kind, reserved.reason, reserved.instrument, reserved.asset, reserved.side) == (
+        "rejected", "ledger_reserved_account", "BTC-USDT", None, "buy",
+    )  # fmt: skip
+    [unknown] = eng.cancel(1, "BTC-USDT", 999)
+    assert (unknown.reason, unknown.order_id, unknown.side) == ("matching_unknown_order", 999, None)
+    [deposit] = eng.deposit(0, "USDT", "5")
+    assert (deposit.reason, deposit.asset, deposit.instrument, deposit.side) == (
+        "ledger_reserved_account", "USDT", None, None,
+    )  # fmt: skip
+    batch = np.zeros(1, dtype=wire.COMMAND_DTYPE)
+    batch[0] = (0, 1, 0, 300_000, 500, 7, wire.PLACE, wire.SELL, wire.LIMIT, wire.CANCEL_MAKER, b"")
+    [no_instrument] = eng.decode_events(eng.submit(batch))
+    assert (no_instrument.reason, no_instrument.instrument, no_instrument.side) == ("instrument_unknown", None, "sell")

@@ -7,13 +7,16 @@ use sha2::{Digest, Sha256};
 
 use crate::book::orders::{Order, OrderStore};
 use crate::book::Book;
-use crate::codes::{EventKind, Reason};
-use crate::command::{AssetSpec, Command, InstrumentSpec};
+use crate::codes::{EventKind, OrderType, Reason, Side, Stp};
+use crate::command::{AmendOrder, AssetSpec, Command, InstrumentSpec, PlaceOrder};
 use crate::instrument::Instrument;
 use crate::ledger::{Balance, Ledger};
 use crate::limits::{FEE_ACCOUNT, INSTRUMENTS_MAX};
 use crate::matching::Matcher;
-use crate::wire::{CommandRecord, EventRecord, WireError};
+use crate::wire::{
+    CommandRecord, EventRecord, WireError, ALL_INSTRUMENTS, COMMAND_KIND_AMEND, COMMAND_KIND_CANCEL,
+    COMMAND_KIND_CANCEL_ALL, COMMAND_KIND_DEPOSIT, COMMAND_KIND_PLACE, SIDE_NONE,
+};
 
 /// A command the engine cannot take at all (a caller's bug, not a business rejection).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,40 +86,88 @@ impl Engine {
                 self.books.push(Book::default());
             }
             Command::Deposit { account, asset, amount_units } => self.deposit(*account, *asset, *amount_units, out),
-            Command::Place(place) => match self.matcher(place.instrument, out) {
-                Some((mut matcher, next_order_id)) => matcher.place(place, next_order_id),
-                None => self.reject_unknown_instrument(place.account, place.side.code(), out),
-            },
-            Command::Cancel { account, instrument, order_id } => match self.matcher(*instrument, out) {
-                Some((mut matcher, _)) => matcher.cancel(*account, *order_id),
-                None => self.reject_unknown_instrument(*account, 0, out),
-            },
-            Command::Amend(amend) => match self.matcher(amend.instrument, out) {
-                Some((mut matcher, _)) => matcher.amend(amend),
-                None => self.reject_unknown_instrument(amend.account, 0, out),
-            },
+            Command::Place(place) => self.place(place, out),
+            Command::Cancel { account, instrument, order_id } => self.cancel(*account, *instrument, *order_id, out),
+            Command::Amend(amend) => self.amend(amend, out),
             Command::CancelAll { account, instrument } => self.cancel_all(*account, *instrument, out),
         }
         Ok(())
     }
 
-    /// Applies a batch of records: all are decoded first, so a bad record applies nothing.
+    /// Applies a batch of records: all are checked first, so a bad record applies nothing.
     pub fn apply_records(&mut self, records: &[CommandRecord], out: &mut Vec<EventRecord>) -> Result<(), EngineError> {
         let mut last_ts_ns = self.ts_ns;
-        let mut commands = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
-            let command = record.decode().map_err(|message| EngineError::Wire(WireError { index, message }))?;
+            record.check().map_err(|message| EngineError::Wire(WireError { index, message }))?;
             if record.ts_ns < last_ts_ns {
                 let message = format!("timestamp {} ns is before {last_ts_ns} ns", record.ts_ns);
                 return Err(EngineError::Wire(WireError { index, message }));
             }
             last_ts_ns = record.ts_ns;
-            commands.push(command);
         }
-        for (record, command) in records.iter().zip(&commands) {
-            self.apply(record.ts_ns, command, out)?;
+        for record in records {
+            self.apply_record(record, out);
         }
         Ok(())
+    }
+
+    /// Applies one checked record without building a `Command` (the batch path's hot loop).
+    fn apply_record(&mut self, r: &CommandRecord, out: &mut Vec<EventRecord>) {
+        self.seq += 1;
+        self.ts_ns = r.ts_ns;
+        match r.kind {
+            COMMAND_KIND_PLACE => {
+                let place = PlaceOrder {
+                    account: r.account,
+                    instrument: r.instrument,
+                    side: Side::from_code(r.side).expect("checked"),
+                    order_type: OrderType::from_code(r.order_type).expect("checked"),
+                    stp: Stp::from_code(r.stp).expect("checked"),
+                    price_ticks: r.price_ticks,
+                    size_lots: r.size_lots,
+                    client_order_id: r.client_order_id,
+                };
+                self.place(&place, out);
+            }
+            COMMAND_KIND_CANCEL => self.cancel(r.account, r.instrument, r.order_id, out),
+            COMMAND_KIND_AMEND => {
+                let amend = AmendOrder {
+                    account: r.account,
+                    instrument: r.instrument,
+                    order_id: r.order_id,
+                    new_price_ticks: r.price_ticks,
+                    new_size_lots: r.size_lots,
+                };
+                self.amend(&amend, out);
+            }
+            COMMAND_KIND_CANCEL_ALL => {
+                let instrument = (r.instrument != ALL_INSTRUMENTS).then_some(r.instrument);
+                self.cancel_all(r.account, instrument, out);
+            }
+            COMMAND_KIND_DEPOSIT => self.deposit(r.account, r.instrument, r.size_lots, out),
+            other => unreachable!("command kind {other} passed the check"),
+        }
+    }
+
+    fn place(&mut self, place: &PlaceOrder, out: &mut Vec<EventRecord>) {
+        match self.matcher(place.instrument, out) {
+            Some((mut matcher, next_order_id)) => matcher.place(place, next_order_id),
+            None => self.reject_unknown_instrument(place.account, place.instrument, Some(place.side), out),
+        }
+    }
+
+    fn cancel(&mut self, account: u64, instrument: u32, order_id: u64, out: &mut Vec<EventRecord>) {
+        match self.matcher(instrument, out) {
+            Some((mut matcher, _)) => matcher.cancel(account, order_id),
+            None => self.reject_unknown_instrument(account, instrument, None, out),
+        }
+    }
+
+    fn amend(&mut self, amend: &AmendOrder, out: &mut Vec<EventRecord>) {
+        match self.matcher(amend.instrument, out) {
+            Some((mut matcher, _)) => matcher.amend(amend),
+            None => self.reject_unknown_instrument(amend.account, amend.instrument, None, out),
+        }
     }
 
     fn check_asset(&self, spec: &AssetSpec) -> Result<(), EngineError> {
@@ -157,8 +208,10 @@ impl Engine {
         EventRecord { account, reason: reason.code(), ..EventRecord::new(self.seq, self.ts_ns, kind) }
     }
 
-    fn reject_unknown_instrument(&self, account: u64, side: u8, out: &mut Vec<EventRecord>) {
-        out.push(EventRecord { side, ..self.event(EventKind::Rejected, account, Reason::InstrumentUnknown) });
+    fn reject_unknown_instrument(&self, account: u64, instrument: u32, side: Option<Side>, out: &mut Vec<EventRecord>) {
+        let side = side.map_or(SIDE_NONE, Side::code);
+        let rejected = self.event(EventKind::Rejected, account, Reason::InstrumentUnknown);
+        out.push(EventRecord { side, instrument, ..rejected });
     }
 
     fn deposit(&mut self, account: u64, asset: u32, amount_units: u64, out: &mut Vec<EventRecord>) {
@@ -172,7 +225,14 @@ impl Engine {
             Reason::None
         };
         let kind = if reason == Reason::None { EventKind::Deposited } else { EventKind::Rejected };
-        out.push(EventRecord { instrument: asset, size_lots: amount_units, ..self.event(kind, account, reason) });
+        let event = EventRecord {
+            instrument: asset,
+            is_asset: 1,
+            side: SIDE_NONE,
+            size_lots: amount_units,
+            ..self.event(kind, account, reason)
+        };
+        out.push(event);
     }
 
     fn cancel_all(&mut self, account: u64, instrument: Option<u32>, out: &mut Vec<EventRecord>) {
@@ -215,8 +275,7 @@ impl Engine {
 
     /// An order this account owns, live or recently closed.
     pub fn order(&self, account: u64, order_id: u64) -> Option<&Order> {
-        let order = self.orders.get(self.orders.find(order_id)?);
-        (order.account == account).then_some(order)
+        self.orders.find(order_id).filter(|order| order.account == account)
     }
 
     pub fn live_orders(&self) -> usize {

@@ -13,7 +13,7 @@ use crate::command::{AmendOrder, PlaceOrder};
 use crate::instrument::{fee_units, Instrument};
 use crate::ledger::{AccountSlot, Ledger, FEE_ACCOUNT_SLOT};
 use crate::limits::{FEE_ACCOUNT, ORDERS_LIVE_MAX, PRICE_TICKS_MAX, SIZE_LOTS_MAX};
-use crate::wire::EventRecord;
+use crate::wire::{EventRecord, SIDE_NONE};
 
 #[derive(Debug)]
 pub struct Matcher<'a> {
@@ -52,11 +52,11 @@ impl Matcher<'_> {
         }
     }
 
-    fn reject(&mut self, account: u64, order_id: u64, side: Side, reason: Reason) {
+    fn reject(&mut self, account: u64, order_id: u64, side: Option<Side>, reason: Reason) {
         let event = EventRecord {
             account,
             order_id,
-            side: side.code(),
+            side: side.map_or(SIDE_NONE, Side::code),
             reason: reason.code(),
             ..self.event(EventKind::Rejected)
         };
@@ -93,7 +93,7 @@ impl Matcher<'_> {
     pub fn place(&mut self, cmd: &PlaceOrder, next_order_id: &mut u64) {
         let admitted = match self.admit(cmd) {
             Ok(admitted) => admitted,
-            Err(reason) => return self.reject(cmd.account, 0, cmd.side, reason),
+            Err(reason) => return self.reject(cmd.account, 0, Some(cmd.side), reason),
         };
         let order_id = *next_order_id;
         *next_order_id += 1;
@@ -295,7 +295,7 @@ impl Matcher<'_> {
 
     /// The live order `order_id` of this account and instrument.
     fn own_live_order(&self, account: u64, order_id: u64) -> Option<OrderSlot> {
-        let slot = self.orders.find(order_id)?;
+        let slot = self.orders.find_live(order_id)?;
         let order = self.orders.get(slot);
         (order.is_live() && order.account == account && order.instrument == self.instrument_id).then_some(slot)
     }
@@ -303,7 +303,7 @@ impl Matcher<'_> {
     pub fn cancel(&mut self, account: u64, order_id: u64) {
         match self.own_live_order(account, order_id) {
             Some(slot) => self.end_maker(slot, Reason::None),
-            None => self.reject(account, order_id, Side::Buy, Reason::MatchingUnknownOrder),
+            None => self.reject(account, order_id, None, Reason::MatchingUnknownOrder),
         }
     }
 
@@ -314,12 +314,12 @@ impl Matcher<'_> {
 
     pub fn amend(&mut self, cmd: &AmendOrder) {
         let Some(slot) = self.own_live_order(cmd.account, cmd.order_id) else {
-            return self.reject(cmd.account, cmd.order_id, Side::Buy, Reason::MatchingUnknownOrder);
+            return self.reject(cmd.account, cmd.order_id, None, Reason::MatchingUnknownOrder);
         };
         let side = self.orders.get(slot).side;
         match self.admit_amend(slot, cmd) {
             Ok(()) => {}
-            Err(reason) => self.reject(cmd.account, cmd.order_id, side, reason),
+            Err(reason) => self.reject(cmd.account, cmd.order_id, Some(side), reason),
         }
     }
 

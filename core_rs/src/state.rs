@@ -150,7 +150,7 @@ fn check_ladder(
                 Some("order in the wrong level")
             } else if !order.is_live() || order.remaining_lots == 0 {
                 Some("order in the book is not live")
-            } else if state.orders.find(order.id) != Some(slot) {
+            } else if state.orders.find_live(order.id) != Some(slot) {
                 Some("order missing from the id index")
             } else {
                 None

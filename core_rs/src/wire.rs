@@ -15,6 +15,8 @@ pub const COMMAND_KIND_CANCEL_ALL: u8 = 4;
 pub const COMMAND_KIND_DEPOSIT: u8 = 5;
 /// `instrument` value of a cancel-all over every instrument.
 pub const ALL_INSTRUMENTS: u32 = u32::MAX;
+/// `side` of an event that concerns no side.
+pub const SIDE_NONE: u8 = u8::MAX;
 
 /// One trading command of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +57,10 @@ pub struct EventRecord {
     pub instrument: u32,
     pub kind: u8,
     pub reason: u8,
+    /// `Side` code, or `SIDE_NONE` for an event about no side (deposits, unknown orders).
     pub side: u8,
-    pub pad: u8,
+    /// 1 when `instrument` holds an asset id (deposits), else 0.
+    pub is_asset: u8,
 }
 
 pub const COMMAND_RECORD_BYTES: usize = std::mem::size_of::<CommandRecord>();
@@ -84,6 +88,19 @@ fn code<T>(value: u8, what: &str, parse: fn(u8) -> Option<T>) -> Result<T, Strin
 }
 
 impl CommandRecord {
+    /// Whether `decode` would succeed, without building the command (the batch's first pass).
+    pub fn check(&self) -> Result<(), String> {
+        match self.kind {
+            COMMAND_KIND_PLACE => {
+                code(self.side, "side", Side::from_code)?;
+                code(self.order_type, "order type", OrderType::from_code)?;
+                code(self.stp, "stp", Stp::from_code).map(drop)
+            }
+            COMMAND_KIND_CANCEL | COMMAND_KIND_AMEND | COMMAND_KIND_CANCEL_ALL | COMMAND_KIND_DEPOSIT => Ok(()),
+            other => Err(format!("unknown command kind {other}")),
+        }
+    }
+
     /// The command this record encodes.
     pub fn decode(&self) -> Result<Command, String> {
         Ok(match self.kind {

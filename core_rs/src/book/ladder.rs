@@ -1,8 +1,9 @@
 //! One side of a book: price levels in a paged ladder.
 //!
 //! Prices are split into pages of `PAGE_LEVELS` consecutive ticks. A page holds its levels
-//! densely plus an occupancy bitmap, so finding, creating and emptying a level near the best
-//! price is a hash lookup and a bit operation, and the next level is a bit scan. Pages with
+//! densely plus an occupancy bitmap, so finding, creating and emptying a level is a page
+//! lookup and a bit operation, and the next level is a bit scan. Pages near the first price
+//! the ladder saw are found by index in a small directory, others through a hash map. Pages with
 //! any order are also kept in an ordered set, which is touched only when a page gains its
 //! first level or loses its last. Empty pages go back to a free list.
 //!
@@ -19,6 +20,10 @@ use super::orders::{OrderSlot, OrderStore, NIL};
 const PAGE_SHIFT: u32 = 8;
 const PAGE_LEVELS: usize = 1 << PAGE_SHIFT;
 const PAGE_WORDS: usize = PAGE_LEVELS / 64;
+/// Pages found by direct index around the first price seen (here ±128k ticks); pages
+/// outside that window are found through a hash map.
+const DIRECTORY_PAGES: usize = 1 << 10;
+const NO_PAGE: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Level {
@@ -79,7 +84,11 @@ pub struct Ladder {
     is_bid: bool,
     pages: Vec<Page>,
     free_pages: Vec<u32>,
-    page_slots: FxHashMap<u64, u32>,
+    /// Page slot by `page_no - directory_base`, `NO_PAGE` where none is open.
+    directory: Vec<u32>,
+    directory_base: u64,
+    /// Page slot by page number, for pages outside the directory.
+    far_pages: FxHashMap<u64, u32>,
     occupied_pages: BTreeSet<u64>,
     best: Option<u64>,
     levels_count: usize,
@@ -92,7 +101,9 @@ impl Ladder {
             is_bid,
             pages: Vec::new(),
             free_pages: Vec::new(),
-            page_slots: FxHashMap::default(),
+            directory: Vec::new(),
+            directory_base: 0,
+            far_pages: FxHashMap::default(),
             occupied_pages: BTreeSet::new(),
             best: None,
             levels_count: 0,
@@ -126,13 +137,13 @@ impl Ladder {
     /// The level at `price`, if it has orders.
     pub fn level(&self, price_ticks: u64) -> Option<&Level> {
         let (page_no, offset) = page_of(price_ticks);
-        let page = &self.pages[*self.page_slots.get(&page_no)? as usize];
+        let page = &self.pages[self.page_slot(page_no)? as usize];
         (page.levels[offset].count > 0).then(|| &page.levels[offset])
     }
 
     fn level_mut(&mut self, price_ticks: u64) -> &mut Level {
         let (page_no, offset) = page_of(price_ticks);
-        let slot = self.page_slots[&page_no];
+        let slot = self.page_slot(page_no).expect("level's page is open");
         &mut self.pages[slot as usize].levels[offset]
     }
 
@@ -144,8 +155,8 @@ impl Ladder {
         };
         debug_assert!(lots > 0);
         let (page_no, offset) = page_of(price_ticks);
-        let page_slot = match self.page_slots.get(&page_no) {
-            Some(&page_slot) => page_slot,
+        let page_slot = match self.page_slot(page_no) {
+            Some(page_slot) => page_slot,
             None => self.open_page(page_no),
         };
         let is_new_best = self.best.is_none_or(|best| self.better(price_ticks, best));
@@ -244,7 +255,31 @@ impl Ladder {
     }
 
     fn page(&self, page_no: u64) -> Option<&Page> {
-        self.page_slots.get(&page_no).map(|&slot| &self.pages[slot as usize])
+        self.page_slot(page_no).map(|slot| &self.pages[slot as usize])
+    }
+
+    #[inline]
+    fn page_slot(&self, page_no: u64) -> Option<u32> {
+        match self.directory.get(page_no.wrapping_sub(self.directory_base) as usize) {
+            Some(&slot) => (slot != NO_PAGE).then_some(slot),
+            None => self.far_pages.get(&page_no).copied(),
+        }
+    }
+
+    fn set_page_slot(&mut self, page_no: u64, slot: u32) {
+        if self.directory.is_empty() {
+            self.directory = vec![NO_PAGE; DIRECTORY_PAGES];
+            self.directory_base = page_no.saturating_sub(DIRECTORY_PAGES as u64 / 2);
+        }
+        match self.directory.get_mut(page_no.wrapping_sub(self.directory_base) as usize) {
+            Some(entry) => *entry = slot,
+            None if slot == NO_PAGE => {
+                self.far_pages.remove(&page_no);
+            }
+            None => {
+                self.far_pages.insert(page_no, slot);
+            }
+        }
     }
 
     fn open_page(&mut self, page_no: u64) -> u32 {
@@ -255,14 +290,14 @@ impl Ladder {
                 (self.pages.len() - 1) as u32
             }
         };
-        self.page_slots.insert(page_no, slot);
+        self.set_page_slot(page_no, slot);
         self.occupied_pages.insert(page_no);
         slot
     }
 
     fn clear_level(&mut self, price_ticks: u64) {
         let (page_no, offset) = page_of(price_ticks);
-        let page_slot = self.page_slots[&page_no];
+        let page_slot = self.page_slot(page_no).expect("level's page is open");
         let page = &mut self.pages[page_slot as usize];
         page.occupied[offset / 64] &= !(1 << (offset % 64));
         page.occupied_count -= 1;
@@ -272,7 +307,7 @@ impl Ladder {
             self.best = self.next_worse(price_ticks);
         }
         if page_emptied {
-            self.page_slots.remove(&page_no);
+            self.set_page_slot(page_no, NO_PAGE);
             self.occupied_pages.remove(&page_no);
             self.free_pages.push(page_slot);
         }

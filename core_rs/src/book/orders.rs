@@ -1,6 +1,7 @@
-//! The order store: every order the engine knows, live or recently closed, in a slab with a
-//! free list (no allocation per order once warm), an id index, and a FIFO of closed orders
-//! that bounds how many stay queryable (`ORDERS_CLOSED_RETAINED_MAX`).
+//! The order store: every order the engine knows, live or recently closed. Live orders sit
+//! in a slab with a free list (no allocation per order once warm) and a small id index that
+//! stays in cache; closed orders move to a bounded FIFO with an index of their own, so only
+//! the last `ORDERS_CLOSED_RETAINED_MAX` stay queryable.
 //!
 //! Live orders are linked into their price level through `prev`/`next` slot indices; the
 //! ladder owns those links.
@@ -59,10 +60,16 @@ impl Order {
 
 #[derive(Debug, Default)]
 pub struct OrderStore {
+    /// Live orders (and a taker while it matches); a closed order's slot is reused at once,
+    /// so the slab stays as small as the books and hot in cache.
     slab: Vec<Order>,
     free: Vec<OrderSlot>,
-    index: FxHashMap<u64, OrderSlot>,
-    closed: VecDeque<OrderSlot>,
+    live: FxHashMap<u64, OrderSlot>,
+    /// Closed orders, oldest first, at most `ORDERS_CLOSED_RETAINED_MAX`.
+    closed: VecDeque<Order>,
+    /// Ordinal (count of orders closed before it) of `closed[0]`.
+    closed_front_ordinal: u64,
+    closed_index: FxHashMap<u64, u64>,
 }
 
 impl OrderStore {
@@ -78,13 +85,24 @@ impl OrderStore {
                 (self.slab.len() - 1) as OrderSlot
             }
         };
-        let previous = self.index.insert(id, slot);
+        let previous = self.live.insert(id, slot);
         assert!(previous.is_none(), "order id {id} assigned twice");
         slot
     }
 
-    pub fn find(&self, order_id: u64) -> Option<OrderSlot> {
-        self.index.get(&order_id).copied()
+    /// The slot of a live order.
+    #[inline]
+    pub fn find_live(&self, order_id: u64) -> Option<OrderSlot> {
+        self.live.get(&order_id).copied()
+    }
+
+    /// A live or retained closed order.
+    pub fn find(&self, order_id: u64) -> Option<&Order> {
+        if let Some(slot) = self.find_live(order_id) {
+            return Some(self.get(slot));
+        }
+        let ordinal = *self.closed_index.get(&order_id)?;
+        self.closed.get((ordinal - self.closed_front_ordinal) as usize)
     }
 
     #[inline]
@@ -97,32 +115,37 @@ impl OrderStore {
         &mut self.slab[slot as usize]
     }
 
-    /// Records that a (no longer live) order closed; forgets the oldest closed order past the
-    /// retention limit.
+    /// Moves an order that is no longer live to the closed orders and frees its slot (the
+    /// slot is invalid afterwards); forgets the oldest closed order past the retention limit.
     pub fn close(&mut self, slot: OrderSlot) {
-        debug_assert!(!self.get(slot).is_live());
-        self.closed.push_back(slot);
+        let order = self.slab[slot as usize].clone();
+        debug_assert!(!order.is_live());
+        let removed = self.live.remove(&order.id);
+        debug_assert_eq!(removed, Some(slot));
+        self.free.push(slot);
+        let ordinal = self.closed_front_ordinal + self.closed.len() as u64;
+        self.closed_index.insert(order.id, ordinal);
+        self.closed.push_back(order);
         if self.closed.len() > ORDERS_CLOSED_RETAINED_MAX {
             let oldest = self.closed.pop_front().expect("closed is not empty");
-            let removed = self.index.remove(&self.slab[oldest as usize].id);
-            debug_assert_eq!(removed, Some(oldest));
-            self.free.push(oldest);
+            self.closed_index.remove(&oldest.id);
+            self.closed_front_ordinal += 1;
         }
     }
 
     /// Closed orders still queryable, oldest first.
     pub fn closed(&self) -> impl Iterator<Item = &Order> {
-        self.closed.iter().map(|&slot| self.get(slot))
+        self.closed.iter()
     }
 
     /// Live orders in id order (for cancel-all and checks; not on the hot path).
     pub fn live_slots_by_id(&self) -> Vec<OrderSlot> {
-        let mut slots: Vec<OrderSlot> = self.index.values().copied().filter(|&s| self.get(s).is_live()).collect();
+        let mut slots: Vec<OrderSlot> = self.live.values().copied().collect();
         slots.sort_unstable_by_key(|&s| self.get(s).id);
         slots
     }
 
-    pub fn known_count(&self) -> usize {
-        self.index.len()
+    pub fn live_count(&self) -> usize {
+        self.live.len()
     }
 }
