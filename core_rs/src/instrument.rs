@@ -75,3 +75,62 @@ fn per_lot_hold_units(spec: &InstrumentSpec, limit_ticks: u64) -> Option<u64> {
     let fee_bps = spec.maker_fee_bps.max(spec.taker_fee_bps);
     u64::try_from(notional + fee_units(notional, fee_bps)).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn btc_usdt(maker_fee_bps: u16, taker_fee_bps: u16) -> Instrument {
+        // tick 0.1 USDT, lot 0.001 BTC, 8-decimal assets: a tick-lot is 10,000 USDT units.
+        Instrument::new(InstrumentSpec {
+            symbol: "BTC-USDT".into(),
+            base_asset: 1,
+            quote_asset: 0,
+            lot_units: 100_000,
+            quote_units_per_tick_lot: 10_000,
+            min_size_lots: 1,
+            maker_fee_bps,
+            taker_fee_bps,
+            market_protection_bps: 500,
+        })
+        .expect("valid spec")
+    }
+
+    #[test]
+    fn fees_round_up_to_the_next_unit() {
+        assert_eq!(fee_units(10_000, 5), 5);
+        assert_eq!(fee_units(10_001, 5), 6); // 5.0005 → 6
+        assert_eq!(fee_units(1, 1), 1);
+        assert_eq!(fee_units(0, 1_000), 0);
+        assert_eq!(fee_units(u128::from(u64::MAX), 1_000), u128::from(u64::MAX).div_ceil(10));
+    }
+
+    #[test]
+    fn buy_hold_per_lot_covers_notional_and_the_larger_fee() {
+        let inst = btc_usdt(2, 5);
+        // 30000.1 USDT × 0.001 = 30.0001 USDT = 3,000,010,000 units; 5 bps of it, rounded up.
+        assert_eq!(inst.buy_hold_per_lot(300_001), Some(3_000_010_000 + 1_500_005));
+        let maker_heavier = btc_usdt(7, 5);
+        assert_eq!(maker_heavier.buy_hold_per_lot(300_001), Some(3_000_010_000 + 2_100_007));
+        assert_eq!(inst.buy_hold_per_lot(u64::MAX / 1_000), None);
+    }
+
+    #[test]
+    fn market_bound_is_the_protection_distance_from_the_opposite_best() {
+        let inst = btc_usdt(0, 0);
+        assert_eq!(inst.market_bound_ticks(true, 300_000), 315_000);
+        assert_eq!(inst.market_bound_ticks(false, 300_000), 285_000);
+        assert_eq!(inst.market_bound_ticks(true, 3), 3); // floor: never a tick past 5%
+        assert_eq!(inst.market_bound_ticks(false, 3), 3); // ceil
+        assert_eq!(inst.market_bound_ticks(false, 1), 1);
+    }
+
+    #[test]
+    fn specs_out_of_bounds_are_refused() {
+        let spec = btc_usdt(0, 0).spec;
+        assert!(Instrument::new(InstrumentSpec { taker_fee_bps: 1_001, ..spec.clone() }).is_err());
+        assert!(Instrument::new(InstrumentSpec { lot_units: 0, ..spec.clone() }).is_err());
+        assert!(Instrument::new(InstrumentSpec { quote_asset: 1, ..spec.clone() }).is_err());
+        assert!(Instrument::new(InstrumentSpec { symbol: String::new(), ..spec }).is_err());
+    }
+}
