@@ -15,6 +15,7 @@ __all__ = [
     "SIDES",
     "STP_MODES",
     "Engine",
+    "EventBuffer",
 ]
 
 COMMAND_RECORD_BYTES: int
@@ -25,6 +26,13 @@ STP_MODES: list[str]
 EVENT_KINDS: list[str]
 REASONS: list[str]
 ORDER_STATES: list[str]
+
+@final
+class EventBuffer(Buffer):
+    """Event records owned by the engine, viewed without a copy through the buffer protocol."""
+
+    def __len__(self) -> int:
+        """Number of events."""
 
 @final
 class Engine:
@@ -74,20 +82,23 @@ class Engine:
         """Amends a resting order (0 = unchanged; size is the new total size)."""
     def cancel_all(self, ts_ns: int, account: int, instrument: int | None = None) -> bytes: ...
     def place_ticks(
-        self, account: int, instrument: int, side: int, order_type: int, price_ticks: int, size_lots: int
+        self, account: int, instrument: int, side: int, order_type: int, price_ticks: int, size_lots: int, stp: int = 0
     ) -> int:
-        """Lean place (default stp, last timestamp): the order id, or 0 if rejected. Events queue."""
+        """Lean place at the last timestamp: the order id, or 0 if rejected. Events queue."""
+    def preallocate(self, live_orders: int) -> None:
+        """Allocates and touches memory for live and retained closed orders now."""
     def cancel_ticks(self, account: int, instrument: int, order_id: int) -> bool:
         """Lean cancel: whether it canceled. Events queue."""
     def amend_ticks(
         self, account: int, instrument: int, order_id: int, new_price_ticks: int, new_size_lots: int
     ) -> bool:
         """Lean amend: whether it was accepted. Events queue."""
-    def take_events(self) -> bytes:
+    def take_events(self) -> EventBuffer:
         """The queued event records of the lean calls; empties the queue."""
-    def submit(self, commands: Buffer) -> bytes:
+    def submit(self, commands: Buffer) -> EventBuffer:
         """Applies a batch of 80-byte command records with the GIL released; returns event
-        records. A bad record raises ValueError and applies nothing."""
+        records. A bad record raises ValueError and applies nothing. The engine reads the
+        buffer in place: do not write to it until submit returns."""
     def balance(self, account: int, asset: int) -> tuple[int, int]:
         """(available, frozen) in minor units."""
     def book(self, instrument: int, depth: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:

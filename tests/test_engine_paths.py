@@ -37,7 +37,7 @@ def _stream(seed: int, n: int) -> np.ndarray:
     amends = kinds == wire.AMEND
     batch["price_ticks"][amends] = np.where(rng.random(int(amends.sum())) < 0.5, 0, batch["price_ticks"][amends])
     batch["size_lots"][amends] = np.where(rng.random(int(amends.sum())) < 0.5, 0, batch["size_lots"][amends])
-    batch["stp"] = wire.CANCEL_MAKER
+    batch["stp"] = rng.integers(0, 4, n)
     return batch
 
 
@@ -45,7 +45,7 @@ def _lean(eng: Engine, record: np.void) -> None:
     account, side, kind = int(record["account"]), int(record["side"]), int(record["kind"])
     price, size, order_id = int(record["price_ticks"]), int(record["size_lots"]), int(record["order_id"])
     if kind == wire.PLACE:
-        eng.place_ticks(account, 0, side, int(record["order_type"]), price, size)
+        eng.place_ticks(account, 0, side, int(record["order_type"]), price, size, int(record["stp"]))
     elif kind == wire.CANCEL:
         eng.cancel_ticks(account, 0, order_id)
     else:
@@ -65,6 +65,17 @@ def test_batch_and_lean_calls_agree() -> None:
     assert batch_engine.state_hash() == lean_engine.state_hash()
     batch_engine.check_invariants()
     assert len(lean_engine.take_events()) == 0
+
+
+def test_preallocate_changes_no_state() -> None:
+    commands = _stream(seed=8, n=2_000)
+    plain, preallocated = _market(), _market()
+    preallocated.preallocate(live_orders=1_000)
+    np.testing.assert_array_equal(plain.submit(commands), preallocated.submit(commands))
+    assert plain.state_hash() == preallocated.state_hash()
+    preallocated.preallocate()
+    assert plain.state_hash() == preallocated.state_hash()
+    preallocated.check_invariants()
 
 
 def test_batch_in_pieces_equals_batch_whole() -> None:

@@ -11,7 +11,7 @@ use crate::codes::{EventKind, OrderType, Reason, Side, Stp};
 use crate::command::{AmendOrder, AssetSpec, Command, InstrumentSpec, PlaceOrder};
 use crate::instrument::Instrument;
 use crate::ledger::{Balance, Ledger};
-use crate::limits::{FEE_ACCOUNT, INSTRUMENTS_MAX};
+use crate::limits::{FEE_ACCOUNT, INSTRUMENTS_MAX, ORDERS_LIVE_MAX};
 use crate::matching::Matcher;
 use crate::wire::{
     CommandRecord, EventRecord, WireError, ALL_INSTRUMENTS, COMMAND_KIND_AMEND, COMMAND_KIND_CANCEL,
@@ -55,6 +55,31 @@ pub struct Engine {
 impl Engine {
     pub fn new() -> Self {
         Engine { next_order_id: 1, ..Engine::default() }
+    }
+
+    /// Allocates and touches the memory of `live_orders` live orders and of the retained
+    /// closed orders up front, so no later command waits on the allocator or a page fault.
+    /// Changes no state (the state hash is the same before and after).
+    pub fn preallocate(&mut self, live_orders: usize) {
+        let template = Order {
+            id: 0,
+            account: 0,
+            price_ticks: 0,
+            size_lots: 0,
+            remaining_lots: 0,
+            filled_price_lots: 0,
+            hold_per_lot_units: 0,
+            prev: crate::book::orders::NIL,
+            next: crate::book::orders::NIL,
+            account_slot: 0,
+            instrument: 0,
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            stp: Stp::CancelMaker,
+            state: crate::codes::OrderState::Canceled,
+            client_order_id: [0; crate::limits::CLIENT_ORDER_ID_BYTES],
+        };
+        self.orders.preallocate(live_orders.min(ORDERS_LIVE_MAX), &template);
     }
 
     pub fn seq(&self) -> u64 {

@@ -2,12 +2,15 @@
 //! no trading state of its own; decimals, names and defaults live in `pyexchange/engine.py`.
 //!
 //! Three ways in: `submit` takes a whole batch of command records (bytes or a numpy buffer)
-//! and releases the GIL while the engine works; the per-command methods (`place`, `cancel`,
+//! and releases the GIL while the engine works, returning an `EventBuffer` numpy can view; the per-command methods (`place`, `cancel`,
 //! …) return their events as record bytes; the lean calls (`place_ticks`, …) return one integer
 //! and queue their events until `take_events`.
 
+use std::ffi::{c_int, c_void};
+
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyAssertionError, PyBufferError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -15,7 +18,7 @@ use crate::codes::{EventKind, OrderType, Reason, Side, Stp};
 use crate::command::{AmendOrder, AssetSpec, ClientOrderId, Command, InstrumentSpec, PlaceOrder};
 use crate::engine::{Engine, EngineError};
 use crate::limits::CLIENT_ORDER_ID_BYTES;
-use crate::wire::{command_records, event_bytes, EventRecord, COMMAND_RECORD_BYTES, EVENT_RECORD_BYTES};
+use crate::wire::{command_records, event_bytes, CommandRecord, EventRecord, COMMAND_RECORD_BYTES, EVENT_RECORD_BYTES};
 
 /// Events the lean calls may queue before `take_events` must drain them.
 const QUEUED_EVENTS_MAX: usize = 1 << 22;
@@ -202,7 +205,15 @@ impl PyEngine {
         self.run(py, ts_ns, &Command::CancelAll { account, instrument })
     }
 
-    /// Lean place at the last timestamp with default stp: the new order id, or 0 if rejected.
+    /// Allocates and touches memory for `live_orders` live orders and the retained closed
+    /// orders now, so later commands never wait on the allocator or a page fault.
+    fn preallocate(&mut self, live_orders: usize) {
+        self.engine.preallocate(live_orders);
+    }
+
+    /// Lean place at the last timestamp: the new order id, or 0 if rejected.
+    #[pyo3(signature = (account, instrument, side, order_type, price_ticks, size_lots, stp=0))]
+    #[allow(clippy::too_many_arguments)]
     fn place_ticks(
         &mut self,
         account: u64,
@@ -211,13 +222,14 @@ impl PyEngine {
         order_type: u8,
         price_ticks: u64,
         size_lots: u64,
+        stp: u8,
     ) -> PyResult<u64> {
         let place = PlaceOrder {
             account,
             instrument,
             side: code(side, "side", Side::from_code)?,
             order_type: code(order_type, "order type", OrderType::from_code)?,
-            stp: Stp::CancelMaker,
+            stp: code(stp, "stp", Stp::from_code)?,
             price_ticks,
             size_lots,
             client_order_id: [0; CLIENT_ORDER_ID_BYTES],
@@ -247,29 +259,40 @@ impl PyEngine {
         Ok(self.queued[first].kind() == EventKind::Amended)
     }
 
-    /// The queued events of the lean calls as event-record bytes; the queue is emptied.
-    fn take_events<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let bytes = PyBytes::new(py, event_bytes(&self.queued));
-        self.queued.clear();
-        bytes
+    /// The queued events of the lean calls (the queue is emptied).
+    fn take_events(&mut self) -> EventBuffer {
+        EventBuffer { events: std::mem::take(&mut self.queued) }
     }
 
-    /// Applies a batch of command records (bytes-like, a multiple of 80 bytes) with the GIL
-    /// released and returns the event records as bytes. A bad record applies nothing.
+    /// Applies a batch of command records (a C-contiguous buffer, a multiple of 80 bytes)
+    /// with the GIL released and returns the events. A bad record applies nothing.
+    ///
+    /// The engine reads the caller's buffer in place while the GIL is released, as numpy's
+    /// own loops do: the caller must not write to the batch until `submit` returns.
     // PyO3 hands buffers over by value; dropping it releases the export.
-    #[allow(clippy::needless_pass_by_value)]
-    fn submit<'py>(&mut self, py: Python<'py>, commands: PyBuffer<u8>) -> PyResult<Bound<'py, PyBytes>> {
+    fn submit(&mut self, py: Python<'_>, commands: PyBuffer<u8>) -> PyResult<EventBuffer> {
         if !commands.is_c_contiguous() {
             return Err(PyValueError::new_err("command batch must be C-contiguous"));
         }
-        // SAFETY: the buffer is C-contiguous u8 of `len_bytes` bytes and stays exported while
-        // `commands` lives; it is only read here, with the GIL held, and copied.
-        let bytes = unsafe { std::slice::from_raw_parts(commands.buf_ptr().cast::<u8>(), commands.len_bytes()) };
-        let records = command_records(bytes).map_err(|e| value_error(&EngineError::Wire(e)))?;
-        let (engine, scratch) = (&mut self.engine, &mut self.scratch);
-        scratch.clear();
-        py.detach(|| engine.apply_records(&records, scratch)).map_err(|e| value_error(&e))?;
-        Ok(PyBytes::new(py, event_bytes(scratch)))
+        let batch = Batch { ptr: commands.buf_ptr().cast::<u8>(), len: commands.len_bytes() };
+        let engine = &mut self.engine;
+        let events = py.detach(move || -> Result<Vec<EventRecord>, EngineError> {
+            // SAFETY: the buffer is exported until `commands` drops after this closure
+            // returns; no one writes to it meanwhile (see above).
+            let bytes = unsafe { batch.bytes() };
+            let copied;
+            let records = match records_in_place(bytes) {
+                Some(records) => records,
+                None => {
+                    copied = command_records(bytes).map_err(EngineError::Wire)?;
+                    &copied[..]
+                }
+            };
+            let mut events = Vec::with_capacity(records.len() + records.len() / 4);
+            engine.apply_records(records, &mut events)?;
+            Ok(events)
+        });
+        Ok(EventBuffer { events: events.map_err(|e| value_error(&e))? })
     }
 
     fn balance(&self, account: u64, asset: u32) -> (u64, u64) {
@@ -331,6 +354,77 @@ impl PyEngine {
     }
 }
 
+/// A caller's batch, handed to the thread that runs without the GIL.
+struct Batch {
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the pointer is only read, while the exporting buffer is held by `submit`.
+unsafe impl Send for Batch {}
+
+impl Batch {
+    /// # Safety
+    /// The buffer must still be exported and not written to for the returned lifetime.
+    unsafe fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` and `len` describe the caller's exported, contiguous buffer.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// The records of `bytes` without copying, when it is aligned and whole.
+fn records_in_place(bytes: &[u8]) -> Option<&[CommandRecord]> {
+    let aligned = bytes.as_ptr().align_offset(std::mem::align_of::<CommandRecord>()) == 0;
+    if !aligned || !bytes.len().is_multiple_of(COMMAND_RECORD_BYTES) {
+        return None;
+    }
+    // SAFETY: aligned, a whole number of records, and every bit pattern is a valid
+    // CommandRecord (repr(C) integers and bytes, no padding).
+    Some(unsafe {
+        std::slice::from_raw_parts(bytes.as_ptr().cast::<CommandRecord>(), bytes.len() / COMMAND_RECORD_BYTES)
+    })
+}
+
+/// Event records owned by Rust and shown to Python through the buffer protocol, so numpy
+/// views them without a copy (`np.frombuffer(buffer, wire.EVENT_DTYPE)`).
+#[pyclass(module = "pyexchange._core", name = "EventBuffer", frozen)]
+struct EventBuffer {
+    events: Vec<EventRecord>,
+}
+
+#[pymethods]
+impl EventBuffer {
+    /// Number of events.
+    fn __len__(&self) -> usize {
+        self.events.len()
+    }
+
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+        if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
+            return Err(PyBufferError::new_err("event buffers are read-only"));
+        }
+        let bytes = event_bytes(&slf.get().events);
+        // SAFETY: `view` is the caller's Py_buffer; the bytes live as long as `slf`, which
+        // the view keeps a reference to, and a frozen EventBuffer never changes them.
+        let status = unsafe {
+            ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                bytes.as_ptr() as *mut c_void,
+                bytes.len() as ffi::Py_ssize_t,
+                1,
+                flags,
+            )
+        };
+        if status == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
+}
+
 fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> Vec<&'static str> {
     all.iter().map(|&v| name(v)).collect()
 }
@@ -338,6 +432,7 @@ fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> Vec<&'static str> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngine>()?;
+    m.add_class::<EventBuffer>()?;
     m.add("COMMAND_RECORD_BYTES", COMMAND_RECORD_BYTES)?;
     m.add("EVENT_RECORD_BYTES", EVENT_RECORD_BYTES)?;
     m.add("SIDES", names(Side::ALL, Side::name))?;

@@ -69,10 +69,79 @@ pub struct OrderStore {
     closed: VecDeque<Order>,
     /// Ordinal (count of orders closed before it) of `closed[0]`.
     closed_front_ordinal: u64,
-    closed_index: FxHashMap<u64, u64>,
+    closed_index: ClosedIndex,
+}
+
+/// Where a retained closed order is in the FIFO, by id. Ids are handed out in sequence and
+/// orders mostly close soon after they are placed, so a table indexed by `id % size` puts
+/// the entries of recent closes next to each other (a hash map scatters them, and every
+/// close then costs cache misses). An entry that finds its slot taken by another retained
+/// order moves that one to an overflow map.
+#[derive(Debug, Default)]
+struct ClosedIndex {
+    /// (id, ordinal); id 0 marks a free slot (order ids start at 1), whatever its ordinal.
+    slots: Vec<(u64, u64)>,
+    overflow: FxHashMap<u64, u64>,
+}
+
+const CLOSED_INDEX_SLOTS: usize = (ORDERS_CLOSED_RETAINED_MAX * 2).next_power_of_two();
+
+impl ClosedIndex {
+    #[inline]
+    fn slot(id: u64) -> usize {
+        (id as usize) & (CLOSED_INDEX_SLOTS - 1)
+    }
+
+    fn insert(&mut self, id: u64, ordinal: u64) {
+        if self.slots.is_empty() {
+            self.slots = vec![(0, 0); CLOSED_INDEX_SLOTS];
+        }
+        let entry = &mut self.slots[Self::slot(id)];
+        if entry.0 != 0 {
+            self.overflow.insert(entry.0, entry.1);
+        }
+        *entry = (id, ordinal);
+    }
+
+    fn get(&self, id: u64) -> Option<u64> {
+        match self.slots.get(Self::slot(id)) {
+            Some(&(found, ordinal)) if found == id => Some(ordinal),
+            _ => self.overflow.get(&id).copied(),
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        match self.slots.get_mut(Self::slot(id)) {
+            Some(entry) if entry.0 == id => *entry = (0, 0),
+            _ => {
+                let removed = self.overflow.remove(&id);
+                debug_assert!(removed.is_some(), "closed order {id} was indexed");
+            }
+        }
+    }
 }
 
 impl OrderStore {
+    /// Allocates and touches (writes) the memory for `live_orders` live orders and for the
+    /// full closed-order FIFO and its index, so that no command later waits on the
+    /// allocator or on a page fault (static allocation, as at a deployment's start).
+    pub fn preallocate(&mut self, live_orders: usize, template: &Order) {
+        self.slab.reserve(live_orders.saturating_sub(self.slab.len()));
+        let touched_slab = self.slab.len();
+        self.slab.resize(self.slab.capacity(), template.clone());
+        self.slab.truncate(touched_slab);
+        self.free.reserve(live_orders);
+        self.live.reserve(live_orders);
+        self.closed.reserve_exact((ORDERS_CLOSED_RETAINED_MAX + 1).saturating_sub(self.closed.len()));
+        let retained = self.closed.len();
+        self.closed.resize(self.closed.capacity(), template.clone());
+        self.closed.truncate(retained);
+        if self.closed_index.slots.is_empty() {
+            // Not all zeros, so the allocator cannot hand out lazily mapped zero pages.
+            self.closed_index.slots = vec![(0, u64::MAX); CLOSED_INDEX_SLOTS];
+        }
+    }
+
     pub fn insert(&mut self, order: Order) -> OrderSlot {
         let id = order.id;
         let slot = match self.free.pop() {
@@ -101,7 +170,7 @@ impl OrderStore {
         if let Some(slot) = self.find_live(order_id) {
             return Some(self.get(slot));
         }
-        let ordinal = *self.closed_index.get(&order_id)?;
+        let ordinal = self.closed_index.get(order_id)?;
         self.closed.get((ordinal - self.closed_front_ordinal) as usize)
     }
 
@@ -123,12 +192,17 @@ impl OrderStore {
         let removed = self.live.remove(&order.id);
         debug_assert_eq!(removed, Some(slot));
         self.free.push(slot);
+        if self.closed.capacity() == 0 {
+            // Reserved whole, once: growing by doubling would copy tens of megabytes in one
+            // command (a latency spike of milliseconds). Pages are touched as orders close.
+            self.closed.reserve_exact(ORDERS_CLOSED_RETAINED_MAX + 1);
+        }
         let ordinal = self.closed_front_ordinal + self.closed.len() as u64;
         self.closed_index.insert(order.id, ordinal);
         self.closed.push_back(order);
         if self.closed.len() > ORDERS_CLOSED_RETAINED_MAX {
             let oldest = self.closed.pop_front().expect("closed is not empty");
-            self.closed_index.remove(&oldest.id);
+            self.closed_index.remove(oldest.id);
             self.closed_front_ordinal += 1;
         }
     }
@@ -147,5 +221,26 @@ impl OrderStore {
 
     pub fn live_count(&self) -> usize {
         self.live.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_index_keeps_colliding_ids_in_overflow() {
+        let mut index = ClosedIndex::default();
+        let (a, b, c) = (7, 7 + CLOSED_INDEX_SLOTS as u64, 7 + 2 * CLOSED_INDEX_SLOTS as u64);
+        index.insert(a, 1);
+        index.insert(b, 2);
+        index.insert(c, 3);
+        assert_eq!((index.get(a), index.get(b), index.get(c)), (Some(1), Some(2), Some(3)));
+        index.remove(b);
+        assert_eq!((index.get(a), index.get(b), index.get(c)), (Some(1), None, Some(3)));
+        index.remove(c);
+        index.remove(a);
+        assert_eq!((index.get(a), index.get(c), index.overflow.len()), (None, None, 0));
+        assert_eq!(index.get(8), None);
     }
 }
