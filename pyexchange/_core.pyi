@@ -87,6 +87,8 @@ class Engine:
         """Lean place at the last timestamp: the order id, or 0 if rejected. Events queue."""
     def preallocate(self, live_orders: int) -> None:
         """Allocates and touches memory for live and retained closed orders now."""
+    def deposit_units(self, account: int, asset: int, amount_units: int) -> bool:
+        """Lean deposit: whether it was credited. Events queue."""
     def cancel_ticks(self, account: int, instrument: int, order_id: int) -> bool:
         """Lean cancel: whether it canceled. Events queue."""
     def amend_ticks(

@@ -8,7 +8,7 @@ else is a command whose outcome — accepted or rejected with a reason — comes
 
 Three ways in, from convenient to fast:
 - `place`/`cancel`/`amend`/`cancel_all`/`deposit`: decimals and names, a list of `Event`.
-- `place_ticks`/`cancel_ticks`/`amend_ticks`: integers, one integer back; events queue until
+- `place_ticks`/`cancel_ticks`/`amend_ticks`/`deposit_units`: integers, one integer back; events queue until
   `take_events()` (for hot loops: no Python frame, no objects per order).
 - `submit(commands)`: a numpy array of `wire.COMMAND_DTYPE` in, an array of
   `wire.EVENT_DTYPE` out, one boundary crossing per batch with the GIL released.
@@ -170,7 +170,7 @@ class Engine:
 
     __slots__ = (
         "_asset_by_id", "_assets", "_clock", "_core", "_instrument_by_id", "_instruments",
-        "amend_ticks", "cancel_ticks", "place_ticks",
+        "amend_ticks", "cancel_ticks", "deposit_units", "place_ticks",
     )  # fmt: skip
 
     def __init__(self, *, clock: Callable[[], int] = time.time_ns) -> None:
@@ -185,6 +185,7 @@ class Engine:
         self.place_ticks = self._core.place_ticks
         self.cancel_ticks = self._core.cancel_ticks
         self.amend_ticks = self._core.amend_ticks
+        self.deposit_units = self._core.deposit_units
 
     def _ts_ns(self, ts_ns: int | None) -> int:
         return max(self._clock() if ts_ns is None else ts_ns, self._core.ts_ns)

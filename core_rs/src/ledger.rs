@@ -29,8 +29,13 @@ pub struct Ledger {
     deposited_units: Vec<u64>,
     slots: FxHashMap<u64, AccountSlot>,
     account_ids: Vec<u64>,
-    balances: Vec<Vec<Balance>>,
+    /// Every account's balances in one table, `stride` assets per account (a power of two
+    /// at least the number of assets), so a balance is one index away from its slot.
+    balances: Vec<Balance>,
+    stride: usize,
 }
+
+const STRIDE_MIN: usize = 8;
 
 impl Default for Ledger {
     fn default() -> Self {
@@ -40,6 +45,7 @@ impl Default for Ledger {
             slots: FxHashMap::default(),
             account_ids: Vec::new(),
             balances: Vec::new(),
+            stride: STRIDE_MIN,
         };
         let fee_slot = ledger.create(FEE_ACCOUNT);
         assert_eq!(fee_slot, FEE_ACCOUNT_SLOT);
@@ -52,6 +58,9 @@ impl Ledger {
         self.check_asset(&spec)?;
         self.assets.push(spec);
         self.deposited_units.push(0);
+        if self.assets.len() > self.stride {
+            self.widen(self.stride * 2);
+        }
         Ok((self.assets.len() - 1) as u32)
     }
 
@@ -106,7 +115,7 @@ impl Ledger {
     fn create(&mut self, account: u64) -> AccountSlot {
         let slot = self.account_ids.len() as AccountSlot;
         self.account_ids.push(account);
-        self.balances.push(Vec::new());
+        self.balances.resize(self.balances.len() + self.stride, Balance::default());
         self.slots.insert(account, slot);
         slot
     }
@@ -128,15 +137,13 @@ impl Ledger {
     }
 
     pub fn balance(&self, slot: AccountSlot, asset: u32) -> Balance {
-        self.balances[slot as usize].get(asset as usize).copied().unwrap_or_default()
+        debug_assert!((asset as usize) < self.stride);
+        self.balances[slot as usize * self.stride + asset as usize]
     }
 
     fn balance_mut(&mut self, slot: AccountSlot, asset: u32) -> &mut Balance {
-        let balances = &mut self.balances[slot as usize];
-        if balances.len() <= asset as usize {
-            balances.resize(asset as usize + 1, Balance::default());
-        }
-        &mut balances[asset as usize]
+        debug_assert!((asset as usize) < self.stride);
+        &mut self.balances[slot as usize * self.stride + asset as usize]
     }
 
     /// Moves `amount` from available to frozen; false (nothing moved) if not available.
@@ -170,7 +177,42 @@ impl Ledger {
         self.balance_mut(slot, asset).available += amount_units;
     }
 
+    /// Re-lays the table out with room for `stride` assets per account (rare: adding assets).
+    fn widen(&mut self, stride: usize) {
+        let mut balances = vec![Balance::default(); self.account_ids.len() * stride];
+        for (slot, row) in self.balances.chunks_exact(self.stride).enumerate() {
+            balances[slot * stride..slot * stride + self.stride].copy_from_slice(row);
+        }
+        self.balances = balances;
+        self.stride = stride;
+    }
+
     pub fn accounts_count(&self) -> usize {
         self.account_ids.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adding_assets_past_the_row_width_keeps_every_balance() {
+        let mut ledger = Ledger::default();
+        let asset = |i: usize| AssetSpec { name: format!("A{i}"), decimals: 8 };
+        ledger.add_asset(asset(0)).unwrap();
+        assert!(ledger.deposit(5, 0, 100));
+        assert!(ledger.deposit(6, 0, 200));
+        for i in 1..20 {
+            ledger.add_asset(asset(i)).unwrap();
+            assert!(ledger.deposit(6, i as u32, i as u64));
+        }
+        let (five, six) = (ledger.slot(5).unwrap(), ledger.slot(6).unwrap());
+        assert_eq!(ledger.balance(five, 0), Balance { available: 100, frozen: 0 });
+        assert_eq!(ledger.balance(six, 0), Balance { available: 200, frozen: 0 });
+        assert!((1..20).all(|i| ledger.balance(six, i).available == u64::from(i)));
+        assert!((1..20).all(|i| ledger.balance(five, i) == Balance::default()));
+        assert!(ledger.freeze(six, 19, 19) && !ledger.freeze(six, 19, 1));
+        assert_eq!(ledger.balance(six, 19), Balance { available: 0, frozen: 19 });
     }
 }

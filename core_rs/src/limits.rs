@@ -12,8 +12,10 @@ pub const FEE_BPS_MAX: u16 = 1_000;
 pub const MARKET_PROTECTION_BPS_MAX: u16 = 5_000;
 /// Largest number of decimals an asset may have.
 pub const ASSET_DECIMALS_MAX: u8 = 18;
-/// Assets and instruments an engine can hold.
-pub const ASSETS_MAX: usize = 1_024;
+/// Assets and instruments an engine can hold. The ledger keeps a dense row of balances per
+/// account (16 bytes × the number of assets rounded up to a power of two), so a million
+/// accounts at this limit take 4 GiB; past that the ledger would want sparse rows.
+pub const ASSETS_MAX: usize = 256;
 pub const INSTRUMENTS_MAX: usize = 1_024;
 /// Orders resting in all books at once; the order slab never grows past this.
 pub const ORDERS_LIVE_MAX: usize = 4 << 20;

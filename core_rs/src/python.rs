@@ -239,6 +239,12 @@ impl PyEngine {
         Ok(if event.kind() == EventKind::Accepted { event.order_id } else { 0 })
     }
 
+    /// Lean deposit: whether it was credited.
+    fn deposit_units(&mut self, account: u64, asset: u32, amount_units: u64) -> PyResult<bool> {
+        let first = self.run_queued(&Command::Deposit { account, asset, amount_units })?;
+        Ok(self.queued[first].kind() == EventKind::Deposited)
+    }
+
     /// Lean cancel: whether the order was canceled.
     fn cancel_ticks(&mut self, account: u64, instrument: u32, order_id: u64) -> PyResult<bool> {
         let first = self.run_queued(&Command::Cancel { account, instrument, order_id })?;
