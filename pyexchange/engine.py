@@ -152,7 +152,7 @@ class Order:
     price: Decimal
     size: Decimal
     filled_size: Decimal
-    avg_price: Decimal | None
+    average_price: Decimal | None
     client_order_id: str | None
 
 
@@ -374,7 +374,7 @@ class Engine:
             order_type=wire.ORDER_TYPES[order_type], stp=wire.STP_MODES[stp],
             state=_core.ORDER_STATES[state], price=inst.price(price_ticks), size=inst.size(size_lots),
             filled_size=inst.size(filled_lots),
-            avg_price=_average_price(inst, filled_price_lots, filled_lots),
+            average_price=_average_price(inst, filled_price_lots, filled_lots),
             client_order_id=bytes(cl_id).decode() or None,
         )  # fmt: skip
 

@@ -60,7 +60,7 @@ class Order:
     price: Decimal
     size: Decimal
     filled_size: Decimal
-    avg_price: Decimal | None
+    average_price: Decimal | None
     state: str
     client_order_id: str | None
     stp: str
@@ -147,7 +147,7 @@ class _Order:
     stp: str
     client_order_id: str | None
     filled_lots: int = 0
-    filled_ticks_lots: int = 0  # sum of price_ticks * lots over the fills, for avg_price
+    filled_ticks_lots: int = 0  # sum of price_ticks * lots over the fills, for average_price
     closed: bool = False
     arrival: int = 0  # time priority; renewed whenever the order (re)enters the book
 
@@ -384,9 +384,9 @@ class ReferenceEngine:
         if order is None or order.account != account:
             return None
         inst = order.inst
-        avg_price = None
+        average_price = None
         if order.filled_lots:
-            avg_price = inst.tick_size * Decimal(order.filled_ticks_lots) / order.filled_lots
+            average_price = inst.tick_size * Decimal(order.filled_ticks_lots) / order.filled_lots
         if order.closed:
             state = "filled" if order.remaining_lots == 0 else "canceled"
         else:
@@ -400,7 +400,7 @@ class ReferenceEngine:
             order.price_ticks * inst.tick_size,
             order.size_lots * inst.lot_size,
             order.filled_lots * inst.lot_size,
-            avg_price,
+            average_price,
             state,
             order.client_order_id,
             order.stp,

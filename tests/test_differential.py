@@ -72,7 +72,7 @@ ORDER_FIELDS = (
     "client_order_id",
     "stp",
 )
-AVG_PRICE_TOLERANCE = Decimal("1e-7")  # avg_price is a quotient; engines may round it differently
+AVG_PRICE_TOLERANCE = Decimal("1e-7")  # average_price is a quotient; engines may round it differently
 
 
 def open_venue(engine) -> list[tuple[int, int, str]]:
@@ -254,8 +254,8 @@ def order_view(order) -> dict | None:
     return None if order is None else {name: getattr(order, name) for name in ORDER_FIELDS}
 
 
-def check_same_avg_price(real_order, reference_order) -> None:
-    real, reference = real_order.avg_price, reference_order.avg_price
+def check_same_average_price(real_order, reference_order) -> None:
+    real, reference = real_order.average_price, reference_order.average_price
     assert (real is None) == (reference is None), (real_order, reference_order)
     if real is not None:
         assert abs(real - reference) < AVG_PRICE_TOLERANCE, (real_order, reference_order)
@@ -275,7 +275,7 @@ def check_same_state(real, reference, order_ids) -> None:
         reference_order = reference.order(account=account, order_id=order_id)
         assert order_view(real_order) == order_view(reference_order), (account, order_id)
         if reference_order is not None:
-            check_same_avg_price(real_order, reference_order)
+            check_same_average_price(real_order, reference_order)
 
 
 def real_engine():

@@ -174,8 +174,8 @@ def test_simple_cross(engine_cls):
     )
     check_book(engine, bids=[], asks=[("100.0", "0.006")])
     maker, taker = engine.order(account=1, order_id=1), engine.order(account=2, order_id=2)
-    assert (maker.state, maker.filled_size, maker.avg_price) == ("partially_filled", D("0.004"), D(100))
-    assert (taker.state, taker.size, taker.avg_price) == ("filled", D("0.004"), D(100))
+    assert (maker.state, maker.filled_size, maker.average_price) == ("partially_filled", D("0.004"), D(100))
+    assert (taker.state, taker.size, taker.average_price) == ("filled", D("0.004"), D(100))
     assert (taker.client_order_id, taker.stp, taker.order_type) == ("abc-1", "cancel_maker", "limit")
     assert (maker.client_order_id, taker.instrument, taker.side) == (None, BTC, "buy")
     assert engine.order(account=1, order_id=2) is None  # another account's order
@@ -216,7 +216,7 @@ def test_partial_fills_across_levels_round_fees_up_and_release_the_buy_hold(engi
     check_book(engine, bids=[("100.2", "0.001")], asks=[("100.3", "0.005")])
     order = engine.order(account=2, order_id=4)
     # avg = (1001 * 2 + 1002 * 3) / 5 = 1001.6 ticks
-    assert (order.state, order.filled_size, order.avg_price) == ("partially_filled", D("0.005"), D("100.16"))
+    assert (order.state, order.filled_size, order.average_price) == ("partially_filled", D("0.005"), D("100.16"))
 
 
 def test_price_time_priority(engine_cls):
@@ -269,7 +269,7 @@ def test_market_orders_stop_at_the_protection_bound(engine_cls):
     check_balances(engine, {(2, "USDT"): ("0.591796", "0"), (2, "BTC"): ("0.004", "0")})
     order = engine.order(account=2, order_id=4)
     assert (order.order_type, order.price, order.state) == ("market", D("105.0"), "canceled")
-    assert (order.filled_size, order.avg_price) == (D("0.004"), D("102.0"))
+    assert (order.filled_size, order.average_price) == (D("0.004"), D("102.0"))
     check_book(engine, bids=[], asks=[("106.0", "0.002")])
     events = engine.place(account=2, instrument=BTC, side="sell", order_type="market", size="0.001")
     check_events(events, [rejected(10, 2, "matching_no_liquidity")])
