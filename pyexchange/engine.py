@@ -32,6 +32,7 @@ from pyexchange import _core, wire
 DEFAULT_ASSET_DECIMALS = 8
 DEFAULT_MARKET_PROTECTION_BPS = 500
 DEFAULT_STP = "cancel_maker"
+_U64_LIMIT = 1 << 64
 _CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _EVENT_STRUCT = struct.Struct("<QqQQQQQQQQIBBBB")
 assert _EVENT_STRUCT.size == wire.EVENT_DTYPE.itemsize
@@ -57,10 +58,19 @@ def _steps(value: Number, step: Decimal, what: str, *, zero_ok: bool = False) ->
     number = _decimal(value, what)
     if number < 0 or (number == 0 and not zero_ok):
         raise ValueError(f"{what} {value} must be positive")
+    if number / step >= _U64_LIMIT:
+        raise ValueError(f"{what} {value} is too large")
     steps, rest = divmod(number, step)
     if rest != 0:
         raise ValueError(f"{what} {value} is not a multiple of {step}")
     return int(steps)
+
+
+def _id(value: int, what: str) -> int:
+    """An account or order id: an integer in 0..2**64."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _U64_LIMIT:
+        raise ValueError(f"{what} must be an integer from 0 to 2**64 - 1, not {value!r}")
+    return value
 
 
 def _whole(value: Decimal, what: str) -> int:
@@ -257,6 +267,7 @@ class Engine:
     # ---- commands ----
 
     def deposit(self, account: int, asset: str, amount: Number, *, ts_ns: int | None = None) -> list[Event]:
+        account = _id(account, "account")
         spec = self.asset(asset)
         # A zero amount reaches the engine, which rejects it (`ledger_amount_invalid`).
         units = _steps(amount, Decimal(1).scaleb(-spec.decimals), f"{asset} amount", zero_ok=True)
@@ -275,6 +286,7 @@ class Engine:
         *,
         ts_ns: int | None = None,
     ) -> list[Event]:
+        account = _id(account, "account")
         inst = self.instrument(instrument)
         side_code = _code(wire.SIDES, side, "side")
         type_code = _code(wire.ORDER_TYPES, order_type, "order_type")
@@ -296,6 +308,7 @@ class Engine:
         return self._events(records)
 
     def cancel(self, account: int, instrument: str, order_id: int, *, ts_ns: int | None = None) -> list[Event]:
+        account, order_id = _id(account, "account"), _id(order_id, "order_id")
         inst = self.instrument(instrument)
         return self._events(self._core.cancel(self._ts_ns(ts_ns), account, inst.instrument_id, order_id))
 
@@ -310,6 +323,7 @@ class Engine:
         ts_ns: int | None = None,
     ) -> list[Event]:
         """Changes a resting order; `new_size` is the new total size, the filled part included."""
+        account, order_id = _id(account, "account"), _id(order_id, "order_id")
         inst = self.instrument(instrument)
         size_lots = 0 if new_size is None else _steps(new_size, inst.lot_size, "new_size")
         if new_size is not None and size_lots * inst.lot_size < inst.min_size:
@@ -320,6 +334,7 @@ class Engine:
 
     def cancel_all(self, account: int, instrument: str | None = None, *, ts_ns: int | None = None) -> list[Event]:
         """The kill switch: cancels every live order of the account (in one instrument or all)."""
+        account = _id(account, "account")
         instrument_id = None if instrument is None else self.instrument(instrument).instrument_id
         return self._events(self._core.cancel_all(self._ts_ns(ts_ns), account, instrument_id))
 
@@ -346,6 +361,7 @@ class Engine:
 
     def balance(self, account: int, asset: str) -> tuple[Decimal, Decimal]:
         """(available, frozen) of an account in an asset; zero for an unknown account."""
+        account = _id(account, "account")
         spec = self.asset(asset)
         available, frozen = self._core.balance(account, spec.asset_id)
         return spec.amount(available), spec.amount(frozen)
@@ -363,7 +379,7 @@ class Engine:
 
     def order(self, account: int, order_id: int) -> Order | None:
         """An order of this account, live or recently closed; None if unknown."""
-        found = self._core.order(account, order_id)
+        found = self._core.order(_id(account, "account"), _id(order_id, "order_id"))
         if found is None:
             return None
         (oid, acct, instrument_id, side, order_type, stp, state, price_ticks, size_lots,

@@ -142,6 +142,10 @@ def test_bad_record_refuses_the_whole_batch() -> None:
         ({"client_order_id": "has space"}, "client_order_id"),
         ({"client_order_id": "x" * 33}, "client_order_id"),
         ({"price": None}, "needs a price"),
+        ({"size": "1e30"}, "too large"),
+        ({"account": -1}, "account must be an integer"),
+        ({"account": 2**64}, "account must be an integer"),
+        ({"account": "7"}, "account must be an integer"),
     ],
 )
 def test_bad_input_raises_and_consumes_nothing(kwargs: dict[str, object], message: str) -> None:
@@ -154,6 +158,20 @@ def test_bad_input_raises_and_consumes_nothing(kwargs: dict[str, object], messag
     with pytest.raises(ValueError, match=message):
         eng.place(**{**args, **kwargs})  # type: ignore[arg-type]
     assert (eng.state_hash(), eng.seq) == before
+
+
+def test_bad_ids_raise_everywhere() -> None:
+    eng = _market()
+    for call in (
+        lambda: eng.cancel(1, "BTC-USDT", order_id=-5),
+        lambda: eng.amend(1, "BTC-USDT", order_id=2**64, new_size="0.5"),
+        lambda: eng.cancel_all(account=-1),
+        lambda: eng.deposit(account=1.5, asset="USDT", amount="1"),  # type: ignore[arg-type]
+        lambda: eng.balance(account=-1, asset="USDT"),
+        lambda: eng.order(account=1, order_id=-1),
+    ):
+        with pytest.raises(ValueError, match="must be an integer"):
+            call()
 
 
 def test_time_never_goes_backwards() -> None:
