@@ -9,7 +9,7 @@ each rule can be read off one short function. Closed orders are kept forever.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 
 FEE_ACCOUNT = 0
@@ -48,6 +48,10 @@ class Event:
     taker_fee: Decimal | None = None
     reason: str | None = None
     asset: str | None = None  # deposits only
+
+
+# Every attribute an event has, in both engines.
+EVENT_FIELDS = tuple(f.name for f in fields(Event))
 
 
 @dataclass(frozen=True)

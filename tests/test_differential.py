@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import ORDER_TYPES, SIDES, STP_MODES, ReferenceEngine
+from reference import EVENT_FIELDS, ORDER_TYPES, SIDES, STP_MODES, ReferenceEngine
 
 try:
     import pyexchange
@@ -39,24 +39,6 @@ INSTRUMENTS = {
 }
 FUNDED = {"USDT": "25", "BTC": "0.1", "ETH": "1"}  # each account, before the stream
 DEPOSIT_STEPS = {"USDT": ("0.5", 40), "BTC": ("0.01", 20), "ETH": ("0.1", 20)}  # step, count
-EVENT_FIELDS = (
-    "kind",
-    "seq",
-    "order_id",
-    "account",
-    "instrument",
-    "side",
-    "price",
-    "size",
-    "maker_order_id",
-    "taker_order_id",
-    "maker_account",
-    "taker_account",
-    "maker_fee",
-    "taker_fee",
-    "reason",
-    "asset",
-)
 # SEMANTICS.md does not say what a rejection echoes besides its reason; place echoes its side.
 REJECTED_FIELDS = ("kind", "seq", "order_id", "account", "reason")
 ORDER_FIELDS = (

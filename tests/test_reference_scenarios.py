@@ -13,30 +13,12 @@ Setup takes seq 1 (add BTC), 2 (add USDT), 3 (add BTC-USDT); the first command o
 from decimal import Decimal as D
 
 import pytest
-from reference import ReferenceEngine
+from reference import EVENT_FIELDS, ReferenceEngine
 
 BTC = "BTC-USDT"
 ETH = "ETH-USDT"
 STP = "matching_self_trade_prevented"
 REMAINDER = "matching_immediate_remainder"
-EVENT_FIELDS = (
-    "kind",
-    "seq",
-    "order_id",
-    "account",
-    "instrument",
-    "side",
-    "price",
-    "size",
-    "maker_order_id",
-    "taker_order_id",
-    "maker_account",
-    "taker_account",
-    "maker_fee",
-    "taker_fee",
-    "reason",
-    "asset",
-)
 
 
 @pytest.fixture(params=["reference", "pyexchange"])

@@ -35,6 +35,27 @@ fn code<T>(value: u8, what: &str, parse: fn(u8) -> Option<T>) -> PyResult<T> {
     parse(value).ok_or_else(|| PyValueError::new_err(format!("unknown {what} code {value}")))
 }
 
+/// A place from wire codes (side, order type, stp), each checked.
+fn place_order(
+    account: u64,
+    instrument: u32,
+    (side, order_type, stp): (u8, u8, u8),
+    price_ticks: u64,
+    size_lots: u64,
+    client_order_id: &[u8],
+) -> PyResult<PlaceOrder> {
+    Ok(PlaceOrder {
+        account,
+        instrument,
+        side: code(side, "side", Side::from_code)?,
+        order_type: code(order_type, "order type", OrderType::from_code)?,
+        stp: code(stp, "stp", Stp::from_code)?,
+        price_ticks,
+        size_lots,
+        client_order_id: self::client_order_id(client_order_id)?,
+    })
+}
+
 fn client_order_id(bytes: &[u8]) -> PyResult<ClientOrderId> {
     let mut id = [0u8; CLIENT_ORDER_ID_BYTES];
     if bytes.len() > CLIENT_ORDER_ID_BYTES {
@@ -152,16 +173,8 @@ impl PyEngine {
         size_lots: u64,
         client_order_id: &[u8],
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let place = PlaceOrder {
-            account,
-            instrument,
-            side: code(side, "side", Side::from_code)?,
-            order_type: code(order_type, "order type", OrderType::from_code)?,
-            stp: code(stp, "stp", Stp::from_code)?,
-            price_ticks,
-            size_lots,
-            client_order_id: self::client_order_id(client_order_id)?,
-        };
+        let codes = (side, order_type, stp);
+        let place = place_order(account, instrument, codes, price_ticks, size_lots, client_order_id)?;
         self.run(py, ts_ns, &Command::Place(place))
     }
 
@@ -224,16 +237,7 @@ impl PyEngine {
         size_lots: u64,
         stp: u8,
     ) -> PyResult<u64> {
-        let place = PlaceOrder {
-            account,
-            instrument,
-            side: code(side, "side", Side::from_code)?,
-            order_type: code(order_type, "order type", OrderType::from_code)?,
-            stp: code(stp, "stp", Stp::from_code)?,
-            price_ticks,
-            size_lots,
-            client_order_id: [0; CLIENT_ORDER_ID_BYTES],
-        };
+        let place = place_order(account, instrument, (side, order_type, stp), price_ticks, size_lots, &[])?;
         let first = self.run_queued(&Command::Place(place))?;
         let event = &self.queued[first];
         Ok(if event.kind() == EventKind::Accepted { event.order_id } else { 0 })
