@@ -278,14 +278,6 @@ impl Engine {
         self.instruments.iter().position(|i| i.spec.symbol == symbol).map(|i| i as u32)
     }
 
-    pub fn instrument(&self, instrument: u32) -> Option<&InstrumentSpec> {
-        self.instruments.get(instrument as usize).map(|i| &i.spec)
-    }
-
-    pub fn instruments(&self) -> impl Iterator<Item = &InstrumentSpec> {
-        self.instruments.iter().map(|i| &i.spec)
-    }
-
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }

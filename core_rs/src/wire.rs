@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::codes::{EventKind, OrderType, Reason, Side, Stp};
+use crate::codes::{EventKind, OrderType, Side, Stp};
 use crate::command::{AmendOrder, ClientOrderId, Command, PlaceOrder};
 
 pub const COMMAND_KIND_PLACE: u8 = 1;
@@ -173,9 +173,5 @@ impl EventRecord {
 
     pub fn kind(&self) -> EventKind {
         EventKind::from_code(self.kind).expect("events are built from EventKind")
-    }
-
-    pub fn reason(&self) -> Reason {
-        Reason::from_code(self.reason).expect("events are built from Reason")
     }
 }

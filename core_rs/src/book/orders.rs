@@ -218,10 +218,6 @@ impl OrderStore {
         slots.sort_unstable_by_key(|&s| self.get(s).id);
         slots
     }
-
-    pub fn live_count(&self) -> usize {
-        self.live.len()
-    }
 }
 
 #[cfg(test)]
