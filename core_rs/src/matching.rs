@@ -52,6 +52,7 @@ impl Matcher<'_> {
         }
     }
 
+    #[cold]
     fn reject(&mut self, account: u64, order_id: u64, side: Option<Side>, reason: Reason) {
         let event = EventRecord {
             account,
@@ -219,6 +220,9 @@ impl Matcher<'_> {
     }
 
     /// One fill of `min(taker, maker)` at the maker's price, settled in the same step.
+    // Out of line: most commands never fill, and inlining this into `take` made every call
+    // of `take` pay for saving the registers it needs.
+    #[inline(never)]
     fn fill(&mut self, taker: OrderSlot, maker: OrderSlot, price_ticks: u64) {
         let spec = &self.instrument.spec;
         let (t, m) = (self.orders.get(taker), self.orders.get(maker));
@@ -283,6 +287,7 @@ impl Matcher<'_> {
         self.end(taker, EventKind::Expired, reason);
     }
 
+    #[inline(never)]
     fn end(&mut self, slot: OrderSlot, kind: EventKind, reason: Reason) {
         let order = self.orders.get(slot);
         let event = self.order_event(kind, order, order.remaining_lots, reason);

@@ -197,7 +197,9 @@ impl Ladder {
         if next != NIL {
             orders.get_mut(next).prev = prev;
         }
-        let level = self.level_mut(price_ticks);
+        let (page_no, offset) = page_of(price_ticks);
+        let page_slot = self.page_slot(page_no).expect("level's page is open");
+        let level = &mut self.pages[page_slot as usize].levels[offset];
         if prev == NIL {
             level.head = next;
         }
@@ -210,7 +212,7 @@ impl Ladder {
         debug_assert!(!emptied || (level.head == NIL && level.total_lots == 0));
         self.orders_count -= 1;
         if emptied {
-            self.clear_level(price_ticks);
+            self.clear_level(price_ticks, page_slot);
         }
     }
 
@@ -295,9 +297,9 @@ impl Ladder {
         slot
     }
 
-    fn clear_level(&mut self, price_ticks: u64) {
+    /// Marks the (now empty) level at `price` unoccupied; `page_slot` is its page's slot.
+    fn clear_level(&mut self, price_ticks: u64, page_slot: u32) {
         let (page_no, offset) = page_of(price_ticks);
-        let page_slot = self.page_slot(page_no).expect("level's page is open");
         let page = &mut self.pages[page_slot as usize];
         page.occupied[offset / 64] &= !(1 << (offset % 64));
         page.occupied_count -= 1;
