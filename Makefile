@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: help install demo lint test test-rust test-python bench clean
+.PHONY: help install demo lint test test-long test-rust test-python bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,10 @@ test-python: install  ## pytest: scenarios, differential against the reference, 
 	$(PY) -m pytest -q
 
 test: lint test-rust test-python  ## install, lint and run every test (Rust and Python)
+
+test-long: install  ## the property and differential tests with many more cases (minutes)
+	PROPTEST_CASES=50000 cargo test --release
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_differential.py
 
 bench: install  ## the benchmarks (long; figures go to bench/README.md)
 	$(PIP) install -q -e '.[bench]' -r bench/requirements.txt

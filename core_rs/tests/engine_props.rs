@@ -65,8 +65,13 @@ fn run(commands: &[Command]) -> (Engine, usize) {
     (engine, fills)
 }
 
+/// 300 cases by default; `PROPTEST_CASES=N` for a long run (`make test-long`).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(300)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn invariants_hold_after_every_command(commands in prop::collection::vec(command(), 1..200)) {

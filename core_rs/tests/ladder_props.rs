@@ -64,8 +64,13 @@ fn check(ladder: &Ladder, orders: &OrderStore, model: &BTreeMap<u64, VecDeque<Or
     }
 }
 
+/// 400 cases by default; `PROPTEST_CASES=N` for a long run (`make test-long`).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(400)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn ladder_matches_model(is_bid: bool, ops in prop::collection::vec(op(), 1..300)) {
