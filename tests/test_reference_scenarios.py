@@ -28,6 +28,20 @@ def engine_cls(request: pytest.FixtureRequest) -> type:
     return pytest.importorskip("pyexchange", exc_type=ImportError).Engine
 
 
+def add_eth(engine, min_size: str) -> None:
+    """ETH (8 decimals) and ETH-USDT: tick 0.01, lot 0.01, taker fee 10 bps, no maker fee."""
+    engine.add_asset("ETH", decimals=8)
+    engine.add_instrument(
+        ETH,
+        tick_size="0.01",
+        lot_size="0.01",
+        min_size=min_size,
+        maker_fee_bps=0,
+        taker_fee_bps=10,
+        market_protection_bps=500,
+    )
+
+
 def venue(engine_cls: type):
     engine = engine_cls()
     engine.add_asset("BTC", decimals=8)
@@ -547,16 +561,7 @@ def test_amend_rejections_leave_the_order_untouched(engine_cls):
 
 def test_cancel_and_cancel_all(engine_cls):
     engine = venue(engine_cls)
-    engine.add_asset("ETH", decimals=8)  # seq 4
-    engine.add_instrument(
-        ETH,
-        tick_size="0.01",
-        lot_size="0.01",
-        min_size="0.01",
-        maker_fee_bps=0,
-        taker_fee_bps=10,
-        market_protection_bps=500,
-    )  # seq 5
+    add_eth(engine, min_size="0.01")  # seq 4 (asset) and 5 (instrument)
     engine.deposit(account=1, asset="BTC", amount="1")  # seq 6
     engine.deposit(account=1, asset="USDT", amount="10")  # seq 7
     engine.deposit(account=2, asset="BTC", amount="1")  # seq 8
@@ -602,16 +607,7 @@ def test_insufficient_funds_and_ledger_rejections(engine_cls):
 
 def test_input_errors_raise_and_take_no_seq(engine_cls):
     engine = venue(engine_cls)
-    engine.add_asset("ETH", decimals=8)  # seq 4
-    engine.add_instrument(
-        ETH,
-        tick_size="0.01",
-        lot_size="0.01",
-        min_size="0.05",
-        maker_fee_bps=0,
-        taker_fee_bps=10,
-        market_protection_bps=500,
-    )  # seq 5
+    add_eth(engine, min_size="0.05")  # seq 4 (asset) and 5 (instrument)
     engine.deposit(account=1, asset="USDT", amount="100")  # seq 6
     limit(engine, 1, "buy", "99.9", "0.001")  # seq 7, id 1
     good = {"account": 1, "instrument": BTC, "side": "buy", "order_type": "limit", "price": "99.9", "size": "0.001"}
