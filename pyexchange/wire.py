@@ -80,6 +80,7 @@ REASONS = (
     "ledger_reserved_account",
     "ledger_unknown_asset",
     "ledger_amount_invalid",
+    "order_client_order_id_in_use",
 )
 
 assert COMMAND_DTYPE.itemsize == 80

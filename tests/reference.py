@@ -197,6 +197,8 @@ class ReferenceEngine:
         self._resting: list[_Order] = []  # every order in every book, unsorted
         self._order_id_last = 0
         self._arrival_last = 0
+        # (account, client_order_id) -> (the place's parameters, its accepted event)
+        self._client_orders: dict[tuple[int, str], tuple[tuple[object, ...], Event]] = {}
 
     # ---- commands --------------------------------------------------------------------------
 
@@ -300,8 +302,15 @@ class ReferenceEngine:
         price_ticks = 0 if order_type == "market" else self._price_ticks(inst, price)
         if client_order_id is not None and not CLIENT_ORDER_ID_PATTERN.fullmatch(client_order_id):
             raise ValueError(f"client_order_id {client_order_id!r}: 1 to 32 of A-Za-z0-9_-")
+        params = (inst.symbol, side, order_type, price_ticks, size_lots, stp)
+        known = self._client_orders.get((account, client_order_id or ""))
+        if known is not None and known[0] == params:
+            return [known[1]]  # a retry: the original outcome, no new command
         self._begin()
-        limit_ticks, reason = self._place_checks(account, inst, side, order_type, price_ticks, size_lots)
+        if known is not None and account != FEE_ACCOUNT:  # checked right after the reserved account
+            limit_ticks, reason = 0, "order_client_order_id_in_use"
+        else:
+            limit_ticks, reason = self._place_checks(account, inst, side, order_type, price_ticks, size_lots)
         if reason is not None:
             self._reject(account, reason, inst, 0, side, price_ticks, size_lots)
             return self._events
@@ -312,6 +321,8 @@ class ReferenceEngine:
         self._orders[order.order_id] = order
         self._freeze(order)
         self._emit_order("accepted", order, size_lots)
+        if client_order_id is not None:
+            self._client_orders[account, client_order_id] = (params, self._events[-1])
         if order_type == "fok" and not self._fok_fillable(order):
             self._close(order, "expired", "matching_fok_not_fillable")
         else:

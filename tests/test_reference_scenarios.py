@@ -244,7 +244,7 @@ def test_price_time_priority(engine_cls):
 def test_market_orders_stop_at_the_protection_bound(engine_cls):
     engine = venue(engine_cls)
     engine.deposit(account=1, asset="BTC", amount="1")  # seq 4
-    engine.deposit(account=2, asset="USDT", amount="1")  # seq 5
+    engine.deposit(account=2, asset="USDT", amount="0.1")  # seq 5
     limit(engine, 1, "sell", "100.0", "0.002")  # seq 6, id 1
     limit(engine, 1, "sell", "104.0", "0.002")  # seq 7, id 2
     limit(engine, 1, "sell", "106.0", "0.002")  # seq 8, id 3
@@ -290,7 +290,7 @@ def test_market_orders_stop_at_the_protection_bound(engine_cls):
 def test_ioc_fills_what_it_can_and_expires_the_rest(engine_cls):
     engine = venue(engine_cls)
     engine.deposit(account=1, asset="BTC", amount="1")  # seq 4
-    engine.deposit(account=2, asset="USDT", amount="1")  # seq 5
+    engine.deposit(account=2, asset="USDT", amount="0.1")  # seq 5
     limit(engine, 1, "sell", "100.0", "0.002")  # seq 6, id 1
     check_events(
         limit(engine, 2, "buy", "100.0", "0.005", order_type="ioc"),
@@ -312,7 +312,7 @@ def test_ioc_fills_what_it_can_and_expires_the_rest(engine_cls):
 def test_fok_fills_entirely_or_not_at_all(engine_cls):
     engine = venue(engine_cls)
     engine.deposit(account=1, asset="BTC", amount="1")  # seq 4
-    engine.deposit(account=2, asset="USDT", amount="1")  # seq 5
+    engine.deposit(account=2, asset="USDT", amount="0.1")  # seq 5
     limit(engine, 1, "sell", "100.0", "0.002")  # seq 6, id 1
     limit(engine, 1, "sell", "100.1", "0.002")  # seq 7, id 2
     # Only 2 lots cross 1000: not fillable, nothing trades, the hold is released.
@@ -342,7 +342,7 @@ def test_fok_fills_entirely_or_not_at_all(engine_cls):
 def test_post_only_never_takes(engine_cls):
     engine = venue(engine_cls)
     engine.deposit(account=1, asset="BTC", amount="1")  # seq 4
-    engine.deposit(account=2, asset="USDT", amount="1")  # seq 5
+    engine.deposit(account=2, asset="USDT", amount="0.1")  # seq 5
     limit(engine, 1, "sell", "100.0", "0.002")  # seq 6, id 1
     check_events(
         limit(engine, 2, "buy", "100.0", "0.001", order_type="post_only"),
@@ -660,3 +660,36 @@ def test_add_instrument_creates_unknown_assets_with_8_decimals(engine_cls):
     assert engine.balance(account=2, asset="EUR") == (D(0), D(0))  # an account never seen
     with pytest.raises(ValueError):
         engine.deposit(account=1, asset="EUR", amount="0.000000001")
+
+
+def test_client_order_id_retries_get_the_original_outcome(engine_cls):
+    engine = venue(engine_cls)
+    engine.deposit(account=1, asset="USDT", amount="1000")  # seq 4
+    engine.deposit(account=2, asset="USDT", amount="0.1")  # seq 5
+    place = {"account": 1, "instrument": BTC, "side": "buy", "order_type": "limit", "price": "100.0"}
+    first = engine.place(**place, size="0.002", client_order_id="c-1")  # seq 6, order 1
+    check_events(first, [accepted(6, 1, 1, "buy", "100.0", "0.002")])
+    # The same place again is a retry: the original accepted event, no new command.
+    retry = engine.place(**place, size="0.002", client_order_id="c-1")
+    check_events(retry, [accepted(6, 1, 1, "buy", "100.0", "0.002")])
+    # The same id with other parameters is refused while the order is known (seq 7: the
+    # retry took no sequence number).
+    changed = engine.place(**place, size="0.003", client_order_id="c-1")
+    check_events(changed, [rejected(7, 1, "order_client_order_id_in_use")])
+    # Another account's id space is its own: account 2's 0.1 USDT cannot hold 2 lots (0.2001).
+    check_events(
+        engine.place(**{**place, "account": 2}, size="0.002", client_order_id="c-1"),
+        [rejected(8, 2, "ledger_insufficient_funds")],
+    )
+    # A canceled order is still known: the retry still gets the original acceptance.
+    engine.cancel(account=1, instrument=BTC, order_id=1)  # seq 9
+    check_events(
+        engine.place(**place, size="0.002", client_order_id="c-1"), [accepted(6, 1, 1, "buy", "100.0", "0.002")]
+    )
+    # A rejected place leaves no known order: its id may be used again (and is accepted now).
+    engine.deposit(account=2, asset="USDT", amount="999.9")  # seq 10
+    check_events(
+        engine.place(**{**place, "account": 2}, size="0.002", client_order_id="c-1"),
+        [accepted(11, 2, 2, "buy", "100.0", "0.002")],
+    )
+    check_balances(engine, {(1, "USDT"): ("1000", "0"), (2, "USDT"): ("999.7999", "0.2001")})

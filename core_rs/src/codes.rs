@@ -88,6 +88,7 @@ code_enum!(
         LedgerReservedAccount = 14 => "ledger_reserved_account",
         LedgerUnknownAsset = 15 => "ledger_unknown_asset",
         LedgerAmountInvalid = 16 => "ledger_amount_invalid",
+        OrderClientOrderIdInUse = 17 => "order_client_order_id_in_use",
     }
 );
 

@@ -7,6 +7,9 @@ use crate::limits::CLIENT_ORDER_ID_BYTES;
 /// A client order id, zero-padded; all zeros means none was given.
 pub type ClientOrderId = [u8; CLIENT_ORDER_ID_BYTES];
 
+/// The client order id of an order placed without one.
+pub const NO_CLIENT_ORDER_ID: ClientOrderId = [0; CLIENT_ORDER_ID_BYTES];
+
 /// An asset the ledger can hold, with the number of decimals of its minor unit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AssetSpec {

@@ -42,14 +42,14 @@ impl std::error::Error for EngineError {}
 
 #[derive(Debug, Default)]
 pub struct Engine {
-    seq: u64,
-    ts_ns: i64,
-    next_order_id: u64,
-    instruments: Vec<Instrument>,
-    books: Vec<Book>,
-    orders: OrderStore,
-    ledger: Ledger,
-    live_orders: usize,
+    pub(crate) seq: u64,
+    pub(crate) ts_ns: i64,
+    pub(crate) next_order_id: u64,
+    pub(crate) instruments: Vec<Instrument>,
+    pub(crate) books: Vec<Book>,
+    pub(crate) orders: OrderStore,
+    pub(crate) ledger: Ledger,
+    pub(crate) live_orders: usize,
 }
 
 impl Engine {
@@ -293,6 +293,18 @@ impl Engine {
     /// An order this account owns, live or recently closed.
     pub fn order(&self, account: u64, order_id: u64) -> Option<&Order> {
         self.orders.find(order_id).filter(|order| order.account == account)
+    }
+
+    /// The original `accepted` event when `place` repeats, field for field, the place of a
+    /// known order of the same account and client order id: a retry, to be answered with
+    /// that outcome instead of being applied (applied, it would be rejected as
+    /// `order_client_order_id_in_use`). None for a new client order id or none at all.
+    pub fn place_retry(&self, place: &PlaceOrder) -> Option<EventRecord> {
+        if place.client_order_id == crate::command::NO_CLIENT_ORDER_ID {
+            return None;
+        }
+        let known = self.orders.client_order(place.account, &place.client_order_id)?;
+        (known.place == *place).then_some(known.accepted)
     }
 
     pub fn live_orders(&self) -> usize {

@@ -9,6 +9,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::codec::{Reader, Writer};
 use crate::command::AssetSpec;
 use crate::limits::{ACCOUNTS_MAX, ASSETS_MAX, ASSET_DECIMALS_MAX, ASSET_NAME_BYTES_MAX, FEE_ACCOUNT};
 
@@ -189,6 +190,55 @@ impl Ledger {
 
     pub fn accounts_count(&self) -> usize {
         self.account_ids.len()
+    }
+
+    /// Assets, totals deposited, then every account in slot order with its balances.
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.u32(self.assets.len() as u32);
+        for (spec, deposited) in self.assets.iter().zip(&self.deposited_units) {
+            w.str(&spec.name);
+            w.u8(spec.decimals);
+            w.u64(*deposited);
+        }
+        w.u32(self.account_ids.len() as u32);
+        for (slot, account) in self.account_ids.iter().enumerate() {
+            w.u64(*account);
+            for asset in 0..self.assets.len() as u32 {
+                let balance = self.balance(slot as AccountSlot, asset);
+                w.u64(balance.available);
+                w.u64(balance.frozen);
+            }
+        }
+    }
+
+    /// The ledger `encode` wrote, with every account in the same slot.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Ledger, String> {
+        let mut ledger = Ledger::default();
+        for _ in 0..r.u32()? {
+            let spec = AssetSpec { name: r.str()?, decimals: r.u8()? };
+            let asset = ledger.add_asset(spec)?;
+            ledger.deposited_units[asset as usize] = r.u64()?;
+        }
+        let accounts = r.u32()? as usize;
+        if accounts == 0 || accounts > ACCOUNTS_MAX {
+            return Err(format!("{accounts} accounts"));
+        }
+        for slot in 0..accounts as AccountSlot {
+            let account = r.u64()?;
+            if slot == FEE_ACCOUNT_SLOT && account != FEE_ACCOUNT {
+                return Err("slot 0 is not the fee account".into());
+            }
+            if slot != FEE_ACCOUNT_SLOT && (account == FEE_ACCOUNT || ledger.slot(account).is_some()) {
+                return Err(format!("account {account} appears twice"));
+            }
+            if slot != FEE_ACCOUNT_SLOT {
+                ledger.create(account);
+            }
+            for asset in 0..ledger.assets.len() as u32 {
+                *ledger.balance_mut(slot, asset) = Balance { available: r.u64()?, frozen: r.u64()? };
+            }
+        }
+        Ok(ledger)
     }
 }
 

@@ -6,6 +6,7 @@
 //! `python` feature.
 
 pub mod book;
+mod codec;
 pub mod codes;
 pub mod command;
 pub mod engine;
@@ -13,6 +14,7 @@ pub mod instrument;
 pub mod ledger;
 pub mod limits;
 pub mod matching;
+mod snapshot;
 mod state;
 pub mod wire;
 

@@ -9,7 +9,7 @@
 use crate::book::orders::{Order, OrderSlot, OrderStore, NIL};
 use crate::book::Book;
 use crate::codes::{EventKind, OrderState, OrderType, Reason, Side, Stp};
-use crate::command::{AmendOrder, PlaceOrder};
+use crate::command::{AmendOrder, PlaceOrder, NO_CLIENT_ORDER_ID};
 use crate::instrument::{fee_units, Instrument};
 use crate::ledger::{AccountSlot, Ledger, FEE_ACCOUNT_SLOT};
 use crate::limits::{FEE_ACCOUNT, ORDERS_LIVE_MAX, PRICE_TICKS_MAX, SIZE_LOTS_MAX};
@@ -118,6 +118,9 @@ impl Matcher<'_> {
         });
         let accepted = self.order_event(EventKind::Accepted, self.orders.get(slot), cmd.size_lots, Reason::None);
         self.out.push(accepted);
+        if cmd.client_order_id != NO_CLIENT_ORDER_ID {
+            self.orders.remember_client_order(cmd, accepted);
+        }
         if cmd.order_type == OrderType::Fok && !self.fok_fillable(slot) {
             return self.end_taker(slot, Reason::MatchingFokNotFillable);
         }
@@ -128,6 +131,11 @@ impl Matcher<'_> {
     fn admit(&mut self, cmd: &PlaceOrder) -> Result<Admitted, Reason> {
         if cmd.account == FEE_ACCOUNT {
             return Err(Reason::LedgerReservedAccount);
+        }
+        if cmd.client_order_id != NO_CLIENT_ORDER_ID
+            && self.orders.client_order(cmd.account, &cmd.client_order_id).is_some()
+        {
+            return Err(Reason::OrderClientOrderIdInUse);
         }
         if !self.size_valid(cmd.size_lots) {
             return Err(Reason::InstrumentSizeInvalid);

@@ -175,6 +175,9 @@ impl PyEngine {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let codes = (side, order_type, stp);
         let place = place_order(account, instrument, codes, price_ticks, size_lots, client_order_id)?;
+        if let Some(accepted) = self.engine.place_retry(&place) {
+            return Ok(PyBytes::new(py, event_bytes(&[accepted])));
+        }
         self.run(py, ts_ns, &Command::Place(place))
     }
 

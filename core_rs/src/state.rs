@@ -2,16 +2,18 @@
 //!
 //! The hash covers everything that can influence a future event or query — counters,
 //! assets, instruments, every account's balances in account-id order, every book level from
-//! the best outward with its orders in time priority, and the retained closed orders in the
-//! order they closed. The last timestamp is left out: it only guards that time does not go
+//! the best outward with its orders in time priority, the retained closed orders in the
+//! order they closed, and the index of client order ids (each with its original place and
+//! acceptance, which a retry gets back). The last timestamp is left out: it only guards that time does not go
 //! backwards, and replicas that applied the same commands agree on it anyway. Slab slots and hash-map layouts never enter it, so two replicas that
 //! applied the same commands hash the same.
 
 use sha2::Digest;
 
 use crate::book::ladder::Ladder;
-use crate::book::orders::{Order, NIL};
+use crate::book::orders::{Order, OrderStore, NIL};
 use crate::codes::Side;
+use crate::command::NO_CLIENT_ORDER_ID;
 use crate::engine::EngineParts;
 use crate::instrument::Instrument;
 use crate::ledger::Ledger;
@@ -98,10 +100,22 @@ pub(crate) fn hash<D: Digest>(state: &EngineParts<'_>, digest: D) -> D {
     for order in state.orders.closed() {
         h.order(order);
     }
+    for known in state.orders.client_orders_sorted() {
+        let (place, accepted) = (&known.place, &known.accepted);
+        for value in [place.account, u64::from(place.instrument), place.price_ticks, place.size_lots] {
+            h.u64(value);
+        }
+        h.0.update([place.side.code(), place.order_type.code(), place.stp.code()]);
+        h.0.update(place.client_order_id);
+        for value in [accepted.seq, accepted.ts_ns as u64, accepted.order_id, accepted.price_ticks] {
+            h.u64(value);
+        }
+    }
     h.0
 }
 
 pub(crate) fn check_invariants(state: &EngineParts<'_>) -> Result<(), String> {
+    check_client_orders(state.orders)?;
     let assets = state.ledger.assets().len();
     let accounts = state.ledger.accounts_count();
     // Holds the open orders require, per account slot and asset.
@@ -211,6 +225,25 @@ fn check_ledger(ledger: &Ledger, required: &[u128], assets: usize) -> Result<(),
             let name = &ledger.assets()[asset].name;
             return Err(format!("conservation of {name}: balances sum to {total} but {deposited} was deposited"));
         }
+    }
+    Ok(())
+}
+
+/// Every known order with a client order id is indexed under it, and every index entry
+/// names a known order of that account and client order id.
+fn check_client_orders(orders: &OrderStore) -> Result<(), String> {
+    let live = orders.live_slots_by_id().into_iter().map(|slot| orders.get(slot));
+    let mut with_client_id = 0usize;
+    for order in live.chain(orders.closed()).filter(|o| o.client_order_id != NO_CLIENT_ORDER_ID) {
+        with_client_id += 1;
+        let indexed = orders.client_order(order.account, &order.client_order_id).map(|c| c.accepted.order_id);
+        if indexed != Some(order.id) {
+            return Err(format!("order {} is not indexed under its client order id", order.id));
+        }
+    }
+    let indexed = orders.client_orders_sorted().len();
+    if indexed != with_client_id {
+        return Err(format!("{indexed} client order ids indexed but {with_client_id} known orders have one"));
     }
     Ok(())
 }

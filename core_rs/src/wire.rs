@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::codes::{EventKind, OrderType, Side, Stp};
-use crate::command::{AmendOrder, ClientOrderId, Command, PlaceOrder};
+use crate::command::{AmendOrder, AssetSpec, ClientOrderId, Command, InstrumentSpec, PlaceOrder};
 
 pub const COMMAND_KIND_PLACE: u8 = 1;
 pub const COMMAND_KIND_CANCEL: u8 = 2;
@@ -174,4 +174,148 @@ impl EventRecord {
     pub fn kind(&self) -> EventKind {
         EventKind::from_code(self.kind).expect("events are built from EventKind")
     }
+}
+
+// ---- commands as the journal stores them ----
+
+pub const COMMAND_KIND_ADD_ASSET: u8 = 6;
+pub const COMMAND_KIND_ADD_INSTRUMENT: u8 = 7;
+
+impl CommandRecord {
+    /// The record of a trading command stamped `ts_ns`; None for a configuration command.
+    pub fn from_command(ts_ns: i64, command: &Command) -> Option<CommandRecord> {
+        let blank = CommandRecord {
+            ts_ns,
+            account: 0,
+            order_id: 0,
+            price_ticks: 0,
+            size_lots: 0,
+            instrument: 0,
+            kind: 0,
+            side: 0,
+            order_type: 0,
+            stp: 0,
+            client_order_id: crate::command::NO_CLIENT_ORDER_ID,
+        };
+        Some(match *command {
+            Command::AddAsset(_) | Command::AddInstrument(_) => return None,
+            Command::Deposit { account, asset, amount_units } => CommandRecord {
+                account,
+                instrument: asset,
+                size_lots: amount_units,
+                kind: COMMAND_KIND_DEPOSIT,
+                ..blank
+            },
+            Command::Place(p) => CommandRecord {
+                account: p.account,
+                instrument: p.instrument,
+                price_ticks: p.price_ticks,
+                size_lots: p.size_lots,
+                kind: COMMAND_KIND_PLACE,
+                side: p.side.code(),
+                order_type: p.order_type.code(),
+                stp: p.stp.code(),
+                client_order_id: p.client_order_id,
+                ..blank
+            },
+            Command::Cancel { account, instrument, order_id } => {
+                CommandRecord { account, instrument, order_id, kind: COMMAND_KIND_CANCEL, ..blank }
+            }
+            Command::Amend(a) => CommandRecord {
+                account: a.account,
+                instrument: a.instrument,
+                order_id: a.order_id,
+                price_ticks: a.new_price_ticks,
+                size_lots: a.new_size_lots,
+                kind: COMMAND_KIND_AMEND,
+                ..blank
+            },
+            Command::CancelAll { account, instrument } => CommandRecord {
+                account,
+                instrument: instrument.unwrap_or(ALL_INSTRUMENTS),
+                kind: COMMAND_KIND_CANCEL_ALL,
+                ..blank
+            },
+        })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: repr(C) integers and bytes with no padding (size asserted above).
+        unsafe { std::slice::from_raw_parts((self as *const CommandRecord).cast::<u8>(), COMMAND_RECORD_BYTES) }
+    }
+
+    /// The record in the first `COMMAND_RECORD_BYTES` of `bytes` (any alignment).
+    pub fn read(bytes: &[u8]) -> Option<CommandRecord> {
+        let bytes = bytes.get(..COMMAND_RECORD_BYTES)?;
+        // SAFETY: exactly COMMAND_RECORD_BYTES bytes, read unaligned; every bit pattern is a
+        // valid CommandRecord.
+        Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<CommandRecord>()) })
+    }
+}
+
+/// A command stamped `ts_ns` as a journal payload: a trading command is its 80-byte record;
+/// a configuration command is a record carrying only its kind and timestamp, followed by
+/// its fields.
+pub fn encode_command(ts_ns: i64, command: &Command, out: &mut Vec<u8>) {
+    if let Some(record) = CommandRecord::from_command(ts_ns, command) {
+        out.extend_from_slice(record.as_bytes());
+        return;
+    }
+    let kind = match command {
+        Command::AddAsset(_) => COMMAND_KIND_ADD_ASSET,
+        _ => COMMAND_KIND_ADD_INSTRUMENT,
+    };
+    let deposit = Command::Deposit { account: 0, asset: 0, amount_units: 0 };
+    let header = CommandRecord { kind, ..CommandRecord::from_command(ts_ns, &deposit).expect("a trading command") };
+    let mut w = crate::codec::Writer { bytes: std::mem::take(out) };
+    w.raw(header.as_bytes());
+    match command {
+        Command::AddAsset(spec) => {
+            w.str(&spec.name);
+            w.u8(spec.decimals);
+        }
+        Command::AddInstrument(spec) => encode_instrument(&mut w, spec),
+        _ => unreachable!("trading commands have records"),
+    }
+    *out = w.bytes;
+}
+
+/// The timestamp and command of a journal payload.
+pub fn decode_command(payload: &[u8]) -> Result<(i64, Command), String> {
+    let record = CommandRecord::read(payload)
+        .ok_or_else(|| format!("payload of {} bytes is shorter than a command record", payload.len()))?;
+    let mut r = crate::codec::Reader::new(&payload[COMMAND_RECORD_BYTES..]);
+    let command = match record.kind {
+        COMMAND_KIND_ADD_ASSET => Command::AddAsset(AssetSpec { name: r.str()?, decimals: r.u8()? }),
+        COMMAND_KIND_ADD_INSTRUMENT => Command::AddInstrument(decode_instrument(&mut r)?),
+        _ => record.decode()?,
+    };
+    r.finish()?;
+    Ok((record.ts_ns, command))
+}
+
+pub(crate) fn encode_instrument(w: &mut crate::codec::Writer, spec: &InstrumentSpec) {
+    w.str(&spec.symbol);
+    w.u32(spec.base_asset);
+    w.u32(spec.quote_asset);
+    w.u64(spec.lot_units);
+    w.u64(spec.quote_units_per_tick_lot);
+    w.u64(spec.min_size_lots);
+    w.u16(spec.maker_fee_bps);
+    w.u16(spec.taker_fee_bps);
+    w.u16(spec.market_protection_bps);
+}
+
+pub(crate) fn decode_instrument(r: &mut crate::codec::Reader<'_>) -> Result<InstrumentSpec, String> {
+    Ok(InstrumentSpec {
+        symbol: r.str()?,
+        base_asset: r.u32()?,
+        quote_asset: r.u32()?,
+        lot_units: r.u64()?,
+        quote_units_per_tick_lot: r.u64()?,
+        min_size_lots: r.u64()?,
+        maker_fee_bps: r.u16()?,
+        taker_fee_bps: r.u16()?,
+        market_protection_bps: r.u16()?,
+    })
 }

@@ -1,11 +1,14 @@
 //! Property tests: random command streams (every order type and stp mode, cancels, amends,
 //! cancel-all, deposits, scarce funds) with every invariant checked after every command, and
-//! determinism: the same stream twice gives the same state hash.
+//! determinism: the same stream twice gives the same state hash; a snapshot taken anywhere
+//! in a stream restores to an engine that continues it identically; every command survives
+//! its journal encoding.
 
 mod common;
 
 use core_rs::codes::{EventKind, OrderType, Side, Stp};
 use core_rs::command::{AmendOrder, Command, PlaceOrder};
+use core_rs::wire::{decode_command, encode_command};
 use core_rs::Engine;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -17,8 +20,16 @@ fn side() -> impl Strategy<Value = Side> {
 }
 
 fn command() -> impl Strategy<Value = Command> {
-    let place = (1u64..6, 0u32..2, side(), 0u8..5, 0u8..4, 95u64..106, 1u64..30).prop_map(
-        |(account, instrument, side, order_type, stp, price_ticks, size_lots)| {
+    // A few client order ids, so that reuse, retries and the index's upkeep are exercised.
+    let client_order_id = prop_oneof![4 => Just(0u8), 1 => 1u8..4].prop_map(|n| {
+        let mut id = [0u8; 32];
+        if n > 0 {
+            id[..4].copy_from_slice(format!("cl-{n}").as_bytes());
+        }
+        id
+    });
+    let place = (1u64..6, 0u32..2, side(), 0u8..5, 0u8..4, 95u64..106, 1u64..30, client_order_id).prop_map(
+        |(account, instrument, side, order_type, stp, price_ticks, size_lots, client_order_id)| {
             Command::Place(PlaceOrder {
                 account,
                 instrument,
@@ -27,7 +38,7 @@ fn command() -> impl Strategy<Value = Command> {
                 stp: Stp::from_code(stp).unwrap(),
                 price_ticks,
                 size_lots,
-                client_order_id: [0; 32],
+                client_order_id,
             })
         },
     );
@@ -79,6 +90,30 @@ proptest! {
     }
 
     #[test]
+    fn snapshot_restores_an_engine_that_continues_identically(
+        commands in prop::collection::vec(command(), 1..160),
+        cut in 0usize..160,
+    ) {
+        let cut = cut.min(commands.len());
+        let (mut original, _) = run(&commands[..cut]);
+        let mut restored = Engine::restore(&original.snapshot()).expect("a snapshot restores");
+        prop_assert_eq!(restored.state_hash(), original.state_hash());
+        prop_assert_eq!(restored.ts_ns(), original.ts_ns());
+        for command in &commands[cut..] {
+            prop_assert_eq!(apply(&mut restored, command), apply(&mut original, command));
+        }
+        prop_assert_eq!(restored.state_hash(), original.state_hash());
+        prop_assert_eq!(restored.snapshot(), original.snapshot());
+    }
+
+    #[test]
+    fn commands_survive_their_journal_encoding(command in command(), ts_ns in any::<i64>()) {
+        let mut payload = Vec::new();
+        encode_command(ts_ns, &command, &mut payload);
+        prop_assert_eq!(decode_command(&payload), Ok((ts_ns, command)));
+    }
+
+    #[test]
     fn same_commands_same_state_hash(commands in prop::collection::vec(command(), 1..120)) {
         let (first, _) = run(&commands);
         let (second, _) = run(&commands);
@@ -102,4 +137,41 @@ fn different_commands_different_state_hash() {
     apply(&mut a, &common::limit(1, 0, Side::Buy, 100, 1));
     apply(&mut b, &common::limit(1, 0, Side::Buy, 100, 2));
     assert_ne!(a.state_hash(), b.state_hash());
+}
+
+#[test]
+fn configuration_commands_survive_their_journal_encoding() {
+    let engine = market(1, 1);
+    let snapshot_engine = Engine::restore(&engine.snapshot()).unwrap();
+    assert_eq!(snapshot_engine.state_hash(), engine.state_hash());
+    let spec = core_rs::command::InstrumentSpec {
+        symbol: "ETH-BTC".into(),
+        base_asset: 2,
+        quote_asset: 1,
+        lot_units: 7,
+        quote_units_per_tick_lot: 3,
+        min_size_lots: 2,
+        maker_fee_bps: 1,
+        taker_fee_bps: 9,
+        market_protection_bps: 250,
+    };
+    let asset = core_rs::command::AssetSpec { name: "SOL".into(), decimals: 9 };
+    for command in [Command::AddInstrument(spec), Command::AddAsset(asset)] {
+        let mut payload = Vec::new();
+        encode_command(-5, &command, &mut payload);
+        assert_eq!(decode_command(&payload), Ok((-5, command)));
+        assert!(decode_command(&payload[..payload.len() - 1]).is_err(), "a truncated payload is refused");
+    }
+}
+
+#[test]
+fn a_damaged_snapshot_is_refused_not_misread() {
+    let (engine, _) = run(&[common::limit(1, 0, Side::Buy, 100, 3), common::limit(2, 0, Side::Sell, 101, 2)]);
+    let body = engine.snapshot();
+    for cut in [0, 1, body.len() / 2, body.len() - 1] {
+        assert!(Engine::restore(&body[..cut]).is_err(), "a body cut at {cut} restores");
+    }
+    let mut longer = body.clone();
+    longer.push(0);
+    assert!(Engine::restore(&longer).is_err(), "trailing bytes are refused");
 }

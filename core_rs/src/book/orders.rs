@@ -5,6 +5,11 @@
 //!
 //! Live orders are linked into their price level through `prev`/`next` slot indices; the
 //! ladder owns those links.
+//!
+//! Orders placed with a client order id are also indexed by (account, client order id) for
+//! as long as the store knows them, with the place that created them and its `accepted`
+//! event: the id is unique per account among known orders, and a retry of the same place
+//! gets that original outcome back.
 
 use std::collections::VecDeque;
 
@@ -14,9 +19,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 use rustc_hash::FxHashMap;
 
 use crate::codes::{OrderState, OrderType, Side, Stp};
-use crate::command::ClientOrderId;
+use crate::command::{ClientOrderId, PlaceOrder, NO_CLIENT_ORDER_ID};
 use crate::ledger::AccountSlot;
 use crate::limits::ORDERS_CLOSED_RETAINED_MAX;
+use crate::wire::EventRecord;
 
 /// Slab index of an order.
 pub type OrderSlot = u32;
@@ -61,6 +67,14 @@ impl Order {
     }
 }
 
+/// A known order placed with a client order id: the place a retry must repeat exactly, and
+/// the `accepted` event it answered with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientOrder {
+    pub place: PlaceOrder,
+    pub accepted: EventRecord,
+}
+
 #[derive(Debug, Default)]
 pub struct OrderStore {
     /// Live orders (and a taker while it matches); a closed order's slot is reused at once,
@@ -73,6 +87,7 @@ pub struct OrderStore {
     /// Ordinal (count of orders closed before it) of `closed[0]`.
     closed_front_ordinal: u64,
     closed_index: ClosedIndex,
+    client_orders: FxHashMap<(u64, ClientOrderId), ClientOrder>,
 }
 
 /// Hashes an order id so that ids close in sequence land in neighbouring buckets (the table
@@ -230,8 +245,43 @@ impl OrderStore {
         if self.closed.len() > ORDERS_CLOSED_RETAINED_MAX {
             let oldest = self.closed.pop_front().expect("closed is not empty");
             self.closed_index.remove(oldest.id);
+            if oldest.client_order_id != NO_CLIENT_ORDER_ID {
+                self.client_orders.remove(&(oldest.account, oldest.client_order_id));
+            }
             self.closed_front_ordinal += 1;
         }
+    }
+
+    /// Indexes an order just placed with a client order id (not `NO_CLIENT_ORDER_ID`).
+    pub fn remember_client_order(&mut self, place: &PlaceOrder, accepted: EventRecord) {
+        debug_assert_ne!(place.client_order_id, NO_CLIENT_ORDER_ID);
+        let previous =
+            self.client_orders.insert((place.account, place.client_order_id), ClientOrder { place: *place, accepted });
+        debug_assert!(previous.is_none(), "client order id reused while known");
+    }
+
+    /// The known order of `account` placed with `client_order_id`.
+    pub fn client_order(&self, account: u64, client_order_id: &ClientOrderId) -> Option<&ClientOrder> {
+        self.client_orders.get(&(account, *client_order_id))
+    }
+
+    /// Every known client order, in (account, client order id) order.
+    pub fn client_orders_sorted(&self) -> Vec<&ClientOrder> {
+        let mut all: Vec<&ClientOrder> = self.client_orders.values().collect();
+        all.sort_unstable_by_key(|c| (c.place.account, c.place.client_order_id));
+        all
+    }
+
+    /// Appends a closed order as the newest retained one (restoring a snapshot, whose
+    /// closed orders never pass the retention limit).
+    pub(crate) fn restore_closed(&mut self, order: Order) {
+        debug_assert!(!order.is_live() && self.closed.len() < ORDERS_CLOSED_RETAINED_MAX);
+        if self.closed.capacity() == 0 {
+            self.closed.reserve_exact(ORDERS_CLOSED_RETAINED_MAX + 1);
+        }
+        let ordinal = self.closed_front_ordinal + self.closed.len() as u64;
+        self.closed_index.insert(order.id, ordinal);
+        self.closed.push_back(order);
     }
 
     /// Closed orders still queryable, oldest first.

@@ -1,0 +1,199 @@
+//! A snapshot body: the engine's full state as bytes, and the engine rebuilt from them.
+//!
+//! The body holds what the state hash covers (see `state.rs`) plus the last timestamp, in
+//! the same canonical order: counters, the ledger (accounts in slot order), instruments,
+//! every book's orders in priority order, the retained closed orders oldest first, and the
+//! client order index. Restoring re-inserts orders in that order, so the rebuilt engine has
+//! the same state hash and answers every later command exactly as the original would.
+//! Slab slots and hash-map layouts are rebuilt, never copied. Integrity (CRC, atomic write)
+//! is the snapshot store's job; this format only refuses bodies it cannot read whole.
+
+use crate::book::orders::{ClientOrder, Order, NIL};
+use crate::book::Book;
+use crate::codec::{Reader, Writer};
+use crate::codes::{OrderState, OrderType, Side, Stp};
+use crate::command::PlaceOrder;
+use crate::engine::Engine;
+use crate::instrument::Instrument;
+use crate::ledger::Ledger;
+use crate::limits::{INSTRUMENTS_MAX, ORDERS_CLOSED_RETAINED_MAX, ORDERS_LIVE_MAX};
+use crate::wire::{decode_instrument, encode_instrument, EventRecord, EVENT_RECORD_BYTES};
+
+/// Version of the body layout; a body of another version is refused.
+const SNAPSHOT_FORMAT: u32 = 1;
+
+fn code<T>(value: u8, what: &str, parse: fn(u8) -> Option<T>) -> Result<T, String> {
+    parse(value).ok_or_else(|| format!("unknown {what} code {value}"))
+}
+
+fn encode_order(w: &mut Writer, order: &Order) {
+    for value in [order.id, order.account, order.price_ticks, order.size_lots, order.remaining_lots] {
+        w.u64(value);
+    }
+    w.u128(order.filled_price_lots);
+    w.u64(order.hold_per_lot_units);
+    w.u32(order.instrument);
+    for code in [order.side.code(), order.order_type.code(), order.stp.code(), order.state.code()] {
+        w.u8(code);
+    }
+    w.raw(&order.client_order_id);
+}
+
+fn decode_order(r: &mut Reader<'_>, ledger: &Ledger) -> Result<Order, String> {
+    let (id, account, price_ticks, size_lots, remaining_lots) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+    let (filled_price_lots, hold_per_lot_units, instrument) = (r.u128()?, r.u64()?, r.u32()?);
+    let order = Order {
+        id,
+        account,
+        price_ticks,
+        size_lots,
+        remaining_lots,
+        filled_price_lots,
+        hold_per_lot_units,
+        prev: NIL,
+        next: NIL,
+        account_slot: ledger.slot(account).ok_or_else(|| format!("order {id}: account {account} has no balances"))?,
+        instrument,
+        side: code(r.u8()?, "side", Side::from_code)?,
+        order_type: code(r.u8()?, "order type", OrderType::from_code)?,
+        stp: code(r.u8()?, "stp", Stp::from_code)?,
+        state: code(r.u8()?, "order state", OrderState::from_code)?,
+        client_order_id: r.fixed()?,
+    };
+    if remaining_lots > size_lots {
+        return Err(format!("order {id}: remaining {remaining_lots} > size {size_lots}"));
+    }
+    Ok(order)
+}
+
+fn encode_client_order(w: &mut Writer, known: &ClientOrder) {
+    let place = &known.place;
+    w.u64(place.account);
+    w.u32(place.instrument);
+    w.u8(place.side.code());
+    w.u8(place.order_type.code());
+    w.u8(place.stp.code());
+    w.u64(place.price_ticks);
+    w.u64(place.size_lots);
+    w.raw(&place.client_order_id);
+    w.raw(crate::wire::event_bytes(std::slice::from_ref(&known.accepted)));
+}
+
+fn decode_client_order(r: &mut Reader<'_>) -> Result<ClientOrder, String> {
+    let place = PlaceOrder {
+        account: r.u64()?,
+        instrument: r.u32()?,
+        side: code(r.u8()?, "side", Side::from_code)?,
+        order_type: code(r.u8()?, "order type", OrderType::from_code)?,
+        stp: code(r.u8()?, "stp", Stp::from_code)?,
+        price_ticks: r.u64()?,
+        size_lots: r.u64()?,
+        client_order_id: r.fixed()?,
+    };
+    let bytes = r.raw(EVENT_RECORD_BYTES)?;
+    // SAFETY: exactly one record's bytes, read unaligned; EventRecord is repr(C) integers
+    // with no padding, so every bit pattern is a valid value.
+    let accepted = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<EventRecord>()) };
+    Ok(ClientOrder { place, accepted })
+}
+
+impl Engine {
+    /// The snapshot body of the current state.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u32(SNAPSHOT_FORMAT);
+        w.u64(self.seq);
+        w.i64(self.ts_ns);
+        w.u64(self.next_order_id);
+        self.ledger.encode(&mut w);
+        w.u32(self.instruments.len() as u32);
+        for instrument in &self.instruments {
+            encode_instrument(&mut w, &instrument.spec);
+        }
+        for book in &self.books {
+            for ladder in [&book.bids, &book.asks] {
+                w.u64(ladder.orders_count() as u64);
+                for (_, level) in ladder.levels() {
+                    let mut slot = level.head;
+                    while slot != NIL {
+                        let order = self.orders.get(slot);
+                        encode_order(&mut w, order);
+                        slot = order.next;
+                    }
+                }
+            }
+        }
+        let closed: Vec<&Order> = self.orders.closed().collect();
+        w.u64(closed.len() as u64);
+        for order in closed {
+            encode_order(&mut w, order);
+        }
+        let client_orders = self.orders.client_orders_sorted();
+        w.u64(client_orders.len() as u64);
+        for known in client_orders {
+            encode_client_order(&mut w, known);
+        }
+        w.bytes
+    }
+
+    /// The engine a snapshot body describes; an error names what is wrong with the body.
+    pub fn restore(body: &[u8]) -> Result<Engine, String> {
+        let r = &mut Reader::new(body);
+        let format = r.u32()?;
+        if format != SNAPSHOT_FORMAT {
+            return Err(format!("snapshot format {format}, expected {SNAPSHOT_FORMAT}"));
+        }
+        let mut engine = Engine::new();
+        (engine.seq, engine.ts_ns, engine.next_order_id) = (r.u64()?, r.i64()?, r.u64()?);
+        engine.ledger = Ledger::decode(r)?;
+        let instruments = r.u32()? as usize;
+        if instruments > INSTRUMENTS_MAX {
+            return Err(format!("{instruments} instruments"));
+        }
+        for _ in 0..instruments {
+            engine.instruments.push(Instrument::new(decode_instrument(r)?)?);
+            engine.books.push(Book::default());
+        }
+        for index in 0..instruments {
+            for side in [Side::Buy, Side::Sell] {
+                let count = r.u64()?;
+                if engine.live_orders as u64 + count > ORDERS_LIVE_MAX as u64 {
+                    return Err(format!("more than {ORDERS_LIVE_MAX} live orders"));
+                }
+                for _ in 0..count {
+                    let order = decode_order(r, &engine.ledger)?;
+                    if order.instrument as usize != index || order.side != side || !order.is_live() {
+                        return Err(format!("order {} is not a live {} of instrument {index}", order.id, side.name()));
+                    }
+                    if engine.orders.find(order.id).is_some() {
+                        return Err(format!("order {} appears twice", order.id));
+                    }
+                    let slot = engine.orders.insert(order);
+                    engine.books[index].side_mut(side).push_back(&mut engine.orders, slot);
+                    engine.live_orders += 1;
+                }
+            }
+        }
+        let closed = r.u64()?;
+        if closed > ORDERS_CLOSED_RETAINED_MAX as u64 {
+            return Err(format!("{closed} closed orders"));
+        }
+        for _ in 0..closed {
+            let order = decode_order(r, &engine.ledger)?;
+            if order.is_live() || engine.orders.find(order.id).is_some() {
+                return Err(format!("closed order {} is live or appears twice", order.id));
+            }
+            engine.orders.restore_closed(order);
+        }
+        for _ in 0..r.u64()? {
+            let known = decode_client_order(r)?;
+            if engine.orders.client_order(known.place.account, &known.place.client_order_id).is_some() {
+                return Err(format!("client order of order {} appears twice", known.accepted.order_id));
+            }
+            engine.orders.remember_client_order(&known.place, known.accepted);
+        }
+        r.finish()?;
+        engine.check_invariants().map_err(|broken| format!("restored state is inconsistent: {broken}"))?;
+        Ok(engine)
+    }
+}
