@@ -11,6 +11,7 @@ pub mod codes;
 pub mod command;
 pub mod engine;
 pub mod instrument;
+pub mod journal;
 pub mod ledger;
 pub mod limits;
 pub mod matching;

@@ -1,0 +1,303 @@
+//! Reading the journal back: one scanner judges every segment, and `recover`, `verify` and
+//! `read_from` differ only in what they do with its verdict (cut the torn tail, report it,
+//! or stream the records before it).
+
+use std::convert::Infallible;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::format::{self, SEGMENT_HEADER_BYTES};
+use super::{segments_dir, sync_dir, JournalError, RecordLocation, Recovery, TailRepair};
+
+/// A segment file as listed: its path and the first sequence number its name declares.
+#[derive(Clone, Debug)]
+pub(crate) struct Segment {
+    pub path: PathBuf,
+    pub first_seq: u64,
+}
+
+/// Why `read_from` stopped early: the journal was damaged, or the visitor returned an error.
+#[derive(Debug)]
+pub enum ReadError<E> {
+    Journal(JournalError),
+    Visitor(E),
+}
+
+impl<E> From<JournalError> for ReadError<E> {
+    fn from(error: JournalError) -> Self {
+        ReadError::Journal(error)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for ReadError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Journal(error) => error.fmt(f),
+            ReadError::Visitor(error) => error.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for ReadError<E> {}
+
+/// Segment files of `<dir>/journal`, in sequence order. A missing directory is an empty journal.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<Segment>, JournalError> {
+    let segments_dir = segments_dir(dir);
+    let entries = match fs::read_dir(&segments_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(JournalError::io("listing", &segments_dir, e)),
+    };
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| JournalError::io("listing", &segments_dir, e))?;
+        let name = entry.file_name();
+        if let Some(first_seq) = name.to_str().and_then(format::parse_segment_file_name) {
+            segments.push(Segment { path: entry.path(), first_seq });
+        }
+    }
+    segments.sort_by_key(|segment| segment.first_seq);
+    Ok(segments)
+}
+
+/// The damaged tail of the last segment: where the valid data ends and why.
+#[derive(Clone, Debug)]
+struct Torn {
+    path: PathBuf,
+    offset: u64,
+    file_bytes: u64,
+    header: bool,
+    reason: String,
+}
+
+/// What one segment held: the sequence number expected next, and a torn tail if any.
+struct SegmentEnd {
+    next_seq: u64,
+    torn: Option<Torn>,
+}
+
+/// Checks a segment's header against its name and the sequence expected; returns its first_seq,
+/// or `Ok(None)` when the header of the last segment is torn with no valid frame after it.
+fn check_header(
+    segment: &Segment,
+    bytes: &[u8],
+    expected_seq: Option<u64>,
+    is_last: bool,
+) -> Result<Option<u64>, JournalError> {
+    let expected = expected_seq.unwrap_or(segment.first_seq);
+    if segment.first_seq != expected {
+        return Err(JournalError::Gap {
+            file: segment.path.clone(),
+            offset: 0,
+            expected_seq: expected,
+            found_seq: segment.first_seq,
+        });
+    }
+    match format::decode_segment_header(bytes) {
+        Ok(first_seq) if first_seq == expected => Ok(Some(first_seq)),
+        Ok(first_seq) => Err(JournalError::Corrupt {
+            file: segment.path.clone(),
+            offset: 0,
+            seq: expected,
+            reason: format!("segment header declares first seq {first_seq}, its file name {expected}"),
+        }),
+        Err(reason) => match format::find_valid_frame_after(bytes, 0, expected) {
+            None if is_last => Ok(None),
+            found => Err(JournalError::Corrupt {
+                file: segment.path.clone(),
+                offset: 0,
+                seq: expected,
+                reason: match found {
+                    Some((offset, frame)) => {
+                        format!("{reason}; a valid frame (seq {}) follows at offset {offset}", frame.seq)
+                    }
+                    None => format!("{reason}; not the last segment"),
+                },
+            }),
+        },
+    }
+}
+
+/// Judges one segment's bytes and hands every valid record to `visit(seq, payload, offset)`.
+fn scan_segment<E>(
+    segment: &Segment,
+    bytes: &[u8],
+    expected_seq: Option<u64>,
+    is_last: bool,
+    visit: &mut impl FnMut(u64, &[u8], u64) -> Result<(), E>,
+) -> Result<SegmentEnd, ReadError<E>> {
+    let torn = |offset: usize, header: bool, reason: String| Torn {
+        path: segment.path.clone(),
+        offset: offset as u64,
+        file_bytes: bytes.len() as u64,
+        header,
+        reason,
+    };
+    let Some(mut seq) = check_header(segment, bytes, expected_seq, is_last)? else {
+        let reason = format::decode_segment_header(bytes).err().unwrap_or_default();
+        return Ok(SegmentEnd { next_seq: segment.first_seq, torn: Some(torn(0, true, reason)) });
+    };
+    let mut offset = SEGMENT_HEADER_BYTES;
+    while offset < bytes.len() {
+        match format::check_frame(bytes, offset) {
+            Ok(frame) if frame.seq == seq => {
+                visit(seq, &bytes[frame.payload_start..frame.end], offset as u64).map_err(ReadError::Visitor)?;
+                offset = frame.end;
+                seq += 1;
+            }
+            Ok(frame) => {
+                return Err(ReadError::Journal(JournalError::Gap {
+                    file: segment.path.clone(),
+                    offset: offset as u64,
+                    expected_seq: seq,
+                    found_seq: frame.seq,
+                }));
+            }
+            Err(reason) => {
+                let after = format::find_valid_frame_after(bytes, offset + 1, seq);
+                if is_last && after.is_none() {
+                    return Ok(SegmentEnd { next_seq: seq, torn: Some(torn(offset, false, reason)) });
+                }
+                let reason = match after {
+                    Some((after, frame)) => {
+                        format!("{reason}; a valid frame (seq {}) follows at offset {after}", frame.seq)
+                    }
+                    None => format!("{reason}; not the last segment"),
+                };
+                let file = segment.path.clone();
+                return Err(ReadError::Journal(JournalError::Corrupt { file, offset: offset as u64, seq, reason }));
+            }
+        }
+    }
+    Ok(SegmentEnd { next_seq: seq, torn: None })
+}
+
+fn read_whole(path: &Path, buffer: &mut Vec<u8>) -> Result<(), JournalError> {
+    buffer.clear();
+    let mut file = File::open(path).map_err(|e| JournalError::io("opening", path, e))?;
+    let bytes = file.metadata().map_err(|e| JournalError::io("reading metadata of", path, e))?.len();
+    buffer.reserve(bytes as usize);
+    file.read_to_end(buffer).map_err(|e| JournalError::io("reading", path, e))?;
+    Ok(())
+}
+
+/// Scans every segment from the one holding `from_seq`; returns what it found and the torn tail.
+fn scan<E>(
+    dir: &Path,
+    from_seq: u64,
+    mut visit: impl FnMut(u64, &[u8], u64, usize, &Path) -> Result<(), E>,
+) -> Result<(Recovery, Option<Torn>), ReadError<E>> {
+    let segments = list_segments(dir)?;
+    // Segments whose records all precede `from_seq` are skipped unread; the rest are judged whole.
+    let skip = segments.windows(2).take_while(|pair| pair[1].first_seq <= from_seq).count();
+    let mut recovery = Recovery { first_seq: 0, last_seq: 0, records: 0, tail_repaired: None };
+    let mut buffer = Vec::new();
+    let mut expected_seq = None;
+    let mut torn = None;
+    for (index, segment) in segments.iter().enumerate().skip(skip) {
+        read_whole(&segment.path, &mut buffer)?;
+        let is_last = index + 1 == segments.len();
+        let mut count = |seq: u64, payload: &[u8], offset: u64| {
+            if recovery.records == 0 {
+                recovery.first_seq = seq;
+            }
+            recovery.last_seq = seq;
+            recovery.records += 1;
+            if seq >= from_seq {
+                visit(seq, payload, offset, index, &segment.path)?;
+            }
+            Ok(())
+        };
+        let end = scan_segment(segment, &buffer, expected_seq, is_last, &mut count)?;
+        expected_seq = Some(end.next_seq);
+        torn = end.torn;
+    }
+    Ok((recovery, torn))
+}
+
+fn tail_repair(torn: &Torn) -> TailRepair {
+    TailRepair {
+        file: torn.path.clone(),
+        offset: torn.offset,
+        bytes_dropped: torn.file_bytes - torn.offset,
+        reason: torn.reason.clone(),
+    }
+}
+
+/// Cuts a torn tail off (ftruncate + fsync), or removes a segment whose header is torn.
+fn repair(dir: &Path, torn: &Torn) -> Result<(), JournalError> {
+    if torn.header {
+        fs::remove_file(&torn.path).map_err(|e| JournalError::io("removing", &torn.path, e))?;
+        return sync_dir(&segments_dir(dir));
+    }
+    let file =
+        OpenOptions::new().write(true).open(&torn.path).map_err(|e| JournalError::io("opening", &torn.path, e))?;
+    file.set_len(torn.offset).map_err(|e| JournalError::io("truncating", &torn.path, e))?;
+    file.sync_all().map_err(|e| JournalError::io("syncing", &torn.path, e))
+}
+
+fn judge(dir: &Path) -> Result<(Recovery, Option<Torn>), JournalError> {
+    scan(dir, 0, |_, _, _, _, _| Ok::<(), Infallible>(())).map_err(|error| match error {
+        ReadError::Journal(error) => error,
+        ReadError::Visitor(never) => match never {},
+    })
+}
+
+/// Validates every segment; cuts a torn or corrupt tail off the last one (ftruncate + fsync,
+/// or removing a segment whose header is torn) and reports it. Anything else that is wrong
+/// stops with an error naming the file, offset and sequence number, and nothing is modified.
+pub fn recover(dir: &Path) -> Result<Recovery, JournalError> {
+    let (mut recovery, torn) = judge(dir)?;
+    if let Some(torn) = torn {
+        repair(dir, &torn)?;
+        recovery.tail_repaired = Some(tail_repair(&torn));
+    }
+    Ok(recovery)
+}
+
+/// The checks of [`recover`], modifying nothing; `tail_repaired` reports the tail it would cut.
+pub fn verify(dir: &Path) -> Result<Recovery, JournalError> {
+    let (mut recovery, torn) = judge(dir)?;
+    recovery.tail_repaired = torn.as_ref().map(tail_repair);
+    Ok(recovery)
+}
+
+/// Streams the records with `seq >= from_seq`, in order, to `visit`. Each segment is read whole
+/// into one reused buffer. It stops where [`recover`] would: silently at a torn tail, with an
+/// error at damage before it (segments wholly before `from_seq` are not read). Returns how
+/// many records it handed over.
+pub fn read_from<E>(
+    dir: &Path,
+    from_seq: u64,
+    mut visit: impl FnMut(u64, &[u8], &RecordLocation) -> Result<(), E>,
+) -> Result<u64, ReadError<E>> {
+    let mut location = RecordLocation { file: PathBuf::new(), offset: 0 };
+    let mut visited = 0u64;
+    let mut segment_index = usize::MAX;
+    scan(dir, from_seq, |seq, payload, offset, index, path| {
+        if index != segment_index {
+            segment_index = index;
+            location.file = path.to_path_buf();
+        }
+        location.offset = offset;
+        visited += 1;
+        visit(seq, payload, &location)
+    })?;
+    Ok(visited)
+}
+
+/// Deletes, oldest first, the segments whose records all precede `seq` (the next segment starts
+/// at or before `seq`); never the last segment. Returns how many it deleted.
+pub fn remove_segments_before(dir: &Path, seq: u64) -> Result<usize, JournalError> {
+    let segments = list_segments(dir)?;
+    let removable = segments.windows(2).take_while(|pair| pair[1].first_seq <= seq).count();
+    for segment in &segments[..removable] {
+        fs::remove_file(&segment.path).map_err(|e| JournalError::io("removing", &segment.path, e))?;
+    }
+    if removable > 0 {
+        sync_dir(&segments_dir(dir))?;
+    }
+    Ok(removable)
+}

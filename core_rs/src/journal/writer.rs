@@ -1,0 +1,589 @@
+//! The appending side: callers put frames into an in-memory pending buffer; one flusher thread
+//! writes them out in batches, one `fdatasync` per batch (group commit), and publishes the
+//! highest durable sequence number.
+//!
+//! Rules it keeps:
+//! - `append` does no I/O: it checks the sequence number, encodes the frame into the pending
+//!   buffer and wakes the flusher. The buffers are swapped, not reallocated, once warm.
+//! - `durable_seq` only moves forward, and only after the sync covering it returned.
+//! - On a write or sync error the flusher cuts the segment back to the last durable offset,
+//!   keeps the batch in memory, turns the journal `Failing` (appends refused, waiters told),
+//!   and retries the same bytes in the same order every `retry_interval_ms` until it works.
+//! - A segment is rolled only at a batch boundary, once it has passed `segment_bytes`; the
+//!   previous segment was synced with its last batch, and the directory is synced after the
+//!   new segment is created, before any of its records count as durable.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::format::{self, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use super::scan::list_segments;
+use super::{
+    segments_dir, sync_dir, JournalError, RecordLocation, Recovery, GROUP_COMMIT_WINDOW_US_DEFAULT, PAYLOAD_BYTES_MAX,
+    PENDING_BYTES_MAX_DEFAULT, RETRY_INTERVAL_MS_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MIN,
+};
+
+/// Whether a batch counts as durable after `fdatasync` or merely after `write`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    Fsync,
+    /// Never syncs: a crash loses acknowledged records. For measuring everything but the disk.
+    NoFsyncUnsafeBenchmarkOnly,
+}
+
+/// How a [`JournalWriter`] writes. [`JournalConfig::new`] gives the defaults of `journal`'s constants.
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    /// The data directory; segments live in `<dir>/journal/`.
+    pub dir: PathBuf,
+    pub segment_bytes: u64,
+    /// How long the flusher may wait after the first pending record to gather more; 0: none.
+    pub group_commit_window_us: u64,
+    pub sync: SyncMode,
+    pub retry_interval_ms: u64,
+    /// Encoded bytes pending before `append` blocks until the flusher takes them.
+    pub pending_bytes_max: u64,
+}
+
+impl JournalConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        JournalConfig {
+            dir: dir.into(),
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            group_commit_window_us: GROUP_COMMIT_WINDOW_US_DEFAULT,
+            sync: SyncMode::Fsync,
+            retry_interval_ms: RETRY_INTERVAL_MS_DEFAULT,
+            pending_bytes_max: PENDING_BYTES_MAX_DEFAULT,
+        }
+    }
+
+    fn check(&self) -> Result<(), JournalError> {
+        if self.segment_bytes < SEGMENT_BYTES_MIN {
+            let reason = format!("segment_bytes {} is below {SEGMENT_BYTES_MIN}", self.segment_bytes);
+            return Err(JournalError::Invalid { reason });
+        }
+        if self.pending_bytes_max < FRAME_HEADER_BYTES as u64 {
+            let reason = format!("pending_bytes_max {} is below one frame header", self.pending_bytes_max);
+            return Err(JournalError::Invalid { reason });
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JournalHealth {
+    Healthy,
+    /// The last write or sync failed for `reason`; appends are refused while it retries.
+    Failing {
+        reason: String,
+    },
+}
+
+/// A writer's health and counters, as of one instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalStatus {
+    pub health: JournalHealth,
+    /// The sequence number the next `append` must carry.
+    pub next_seq: u64,
+    pub durable_seq: u64,
+    /// Batches written and synced.
+    pub syncs: u64,
+    pub records_durable: u64,
+    pub bytes_durable: u64,
+    /// Write plus sync of the last batch, and the largest so far.
+    pub sync_latency_us_last: u64,
+    pub sync_latency_us_max: u64,
+    /// Write or sync attempts that failed.
+    pub write_failures: u64,
+}
+
+/// Everything the callers and the flusher share, under one mutex.
+#[derive(Debug)]
+struct State {
+    next_seq: u64,
+    pending: Vec<u8>,
+    pending_records: u64,
+    pending_since: Option<Instant>,
+    failing: Option<String>,
+    closing: bool,
+    flusher_stopped: bool,
+    durable_file: PathBuf,
+    durable_offset: u64,
+    status: JournalStatus,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// The flusher waits here for pending records, a retry or closing.
+    work: Condvar,
+    /// `wait_durable` waits here for durable_seq to move, a failure or the flusher's end.
+    durable: Condvar,
+    /// `append` waits here while the pending buffer is full.
+    space: Condvar,
+    config: JournalConfig,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Appends records to the journal and makes them durable in batches. Send + Sync: any thread
+/// may append (in sequence order) and wait.
+#[derive(Debug)]
+pub struct JournalWriter {
+    shared: Arc<Shared>,
+    flusher: Option<JoinHandle<Result<(), JournalError>>>,
+}
+
+impl JournalWriter {
+    /// Opens for appending after [`recover`](super::recover): the next record is
+    /// `recovery.last_seq + 1`, or `first_seq_if_empty` when the journal holds no record.
+    pub fn open(config: JournalConfig, recovery: &Recovery, first_seq_if_empty: u64) -> Result<Self, JournalError> {
+        config.check()?;
+        if config.sync == SyncMode::NoFsyncUnsafeBenchmarkOnly {
+            eprintln!(
+                "WARNING: journal {} opened WITHOUT fsync: acknowledged records are lost on a crash. Benchmarks only.",
+                config.dir.display()
+            );
+        }
+        let next_seq = if recovery.records > 0 { recovery.last_seq + 1 } else { first_seq_if_empty };
+        if next_seq == 0 {
+            return Err(JournalError::Invalid { reason: "sequence numbers start at 1".into() });
+        }
+        let active = ActiveSegment::open(&config, recovery, next_seq)?;
+        let state = State {
+            next_seq,
+            pending: Vec::new(),
+            pending_records: 0,
+            pending_since: None,
+            failing: None,
+            closing: false,
+            flusher_stopped: false,
+            durable_file: active.path.clone(),
+            durable_offset: active.offset,
+            status: JournalStatus {
+                health: JournalHealth::Healthy,
+                next_seq,
+                durable_seq: next_seq - 1,
+                syncs: 0,
+                records_durable: 0,
+                bytes_durable: 0,
+                sync_latency_us_last: 0,
+                sync_latency_us_max: 0,
+                write_failures: 0,
+            },
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            work: Condvar::new(),
+            durable: Condvar::new(),
+            space: Condvar::new(),
+            config,
+        });
+        let flusher_shared = Arc::clone(&shared);
+        let flusher = std::thread::Builder::new()
+            .name("journal-flusher".into())
+            .spawn(move || Flusher::new(flusher_shared, active).run())
+            .map_err(|e| JournalError::io("starting the flusher thread for", &shared.config.dir, e))?;
+        Ok(JournalWriter { shared, flusher: Some(flusher) })
+    }
+
+    /// Appends a record to the pending buffer (no I/O here); `seq` must be exactly the next.
+    /// Refused with `Failing` while the journal is failing; blocks while the buffer is full.
+    pub fn append(&self, seq: u64, payload: &[u8]) -> Result<(), JournalError> {
+        check_payload(payload)?;
+        let header = format::encode_frame_header(seq, payload);
+        let mut state = self.wait_for_room(payload.len())?;
+        if seq != state.next_seq {
+            return Err(JournalError::SeqOutOfOrder { expected_seq: state.next_seq, found_seq: seq });
+        }
+        self.push(&mut state, &header, payload);
+        Ok(())
+    }
+
+    /// Appends a record with the next sequence number, which it returns. For callers that do
+    /// not sequence records themselves (several threads sharing one journal).
+    pub fn append_next(&self, payload: &[u8]) -> Result<u64, JournalError> {
+        check_payload(payload)?;
+        let mut state = self.wait_for_room(payload.len())?;
+        let seq = state.next_seq;
+        let header = format::encode_frame_header(seq, payload);
+        self.push(&mut state, &header, payload);
+        Ok(seq)
+    }
+
+    fn wait_for_room(&self, payload_bytes: usize) -> Result<MutexGuard<'_, State>, JournalError> {
+        let frame_bytes = (FRAME_HEADER_BYTES + payload_bytes) as u64;
+        let mut state = self.shared.lock();
+        loop {
+            if let Some(reason) = &state.failing {
+                return Err(JournalError::Failing { reason: reason.clone() });
+            }
+            if state.closing || state.flusher_stopped {
+                return Err(JournalError::Closed);
+            }
+            let pending_bytes = state.pending.len() as u64;
+            if pending_bytes == 0 || pending_bytes + frame_bytes <= self.shared.config.pending_bytes_max {
+                return Ok(state);
+            }
+            state = self.shared.space.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn push(&self, state: &mut State, header: &[u8; FRAME_HEADER_BYTES], payload: &[u8]) {
+        let was_empty = state.pending.is_empty();
+        state.pending.extend_from_slice(header);
+        state.pending.extend_from_slice(payload);
+        state.pending_records += 1;
+        state.next_seq += 1;
+        if was_empty {
+            if self.shared.config.group_commit_window_us > 0 {
+                state.pending_since = Some(Instant::now());
+            }
+            self.shared.work.notify_one();
+        }
+    }
+
+    /// Blocks until a sync covers `seq`. `Failing` as soon as the flusher reports an error while
+    /// `seq` is not durable; `Timeout` at the deadline; `Closed` if the flusher has stopped.
+    pub fn wait_durable(&self, seq: u64, timeout: Duration) -> Result<(), JournalError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.lock();
+        loop {
+            if state.status.durable_seq >= seq {
+                return Ok(());
+            }
+            if let Some(reason) = &state.failing {
+                return Err(JournalError::Failing { reason: reason.clone() });
+            }
+            if state.flusher_stopped {
+                return Err(JournalError::Closed);
+            }
+            if seq >= state.next_seq {
+                return Err(JournalError::Invalid { reason: format!("seq {seq} was never appended") });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(JournalError::Timeout);
+            }
+            state = self.shared.durable.wait_timeout(state, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
+    pub fn durable_seq(&self) -> u64 {
+        self.shared.lock().status.durable_seq
+    }
+
+    /// The segment and byte offset up to which the journal is synced.
+    pub fn durable_position(&self) -> RecordLocation {
+        let state = self.shared.lock();
+        RecordLocation { file: state.durable_file.clone(), offset: state.durable_offset }
+    }
+
+    pub fn status(&self) -> JournalStatus {
+        let state = self.shared.lock();
+        let mut status = state.status.clone();
+        status.next_seq = state.next_seq;
+        status
+    }
+
+    /// Writes and syncs what is pending, stops the flusher and returns its verdict: `Failing`
+    /// if records could not be made durable (one last attempt is made when failing).
+    pub fn close(mut self) -> Result<(), JournalError> {
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> Result<(), JournalError> {
+        let Some(flusher) = self.flusher.take() else { return Ok(()) };
+        self.shared.lock().closing = true;
+        self.shared.work.notify_all();
+        self.shared.space.notify_all();
+        flusher.join().unwrap_or_else(|_| Err(JournalError::Failing { reason: "the journal flusher panicked".into() }))
+    }
+}
+
+impl Drop for JournalWriter {
+    fn drop(&mut self) {
+        if let Err(error) = self.shut_down() {
+            eprintln!("journal writer dropped without close: {error}");
+        }
+    }
+}
+
+fn check_payload(payload: &[u8]) -> Result<(), JournalError> {
+    if payload.len() > PAYLOAD_BYTES_MAX as usize {
+        return Err(JournalError::PayloadTooLarge { bytes: payload.len(), bytes_max: PAYLOAD_BYTES_MAX });
+    }
+    Ok(())
+}
+
+/// The segment being appended to, owned by the flusher. `offset` is where its durable data ends.
+#[derive(Debug)]
+struct ActiveSegment {
+    segments_dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    offset: u64,
+    segment_bytes: u64,
+    sync: SyncMode,
+}
+
+impl ActiveSegment {
+    /// The last segment, checked against the recovery; or a new one when there is none, or when
+    /// the only segment is empty and starts elsewhere than `next_seq`.
+    fn open(config: &JournalConfig, recovery: &Recovery, next_seq: u64) -> Result<Self, JournalError> {
+        let segments_dir = segments_dir(&config.dir);
+        fs::create_dir_all(&segments_dir).map_err(|e| JournalError::io("creating", &segments_dir, e))?;
+        sync_dir(&config.dir)?;
+        let segments = list_segments(&config.dir)?;
+        let Some(last) = segments.last() else {
+            return Self::create(config, &segments_dir, next_seq);
+        };
+        let file = open_read_write(&last.path)?;
+        let offset = file.metadata().map_err(|e| JournalError::io("reading metadata of", &last.path, e))?.len();
+        let empty = offset <= SEGMENT_HEADER_BYTES as u64;
+        let stale = |reason: String| JournalError::Invalid { reason: format!("{reason}; run recover before open") };
+        if recovery.records == 0 && (!empty || segments.len() > 1) {
+            return Err(stale(format!("{} holds records but the recovery found none", last.path.display())));
+        }
+        if recovery.records == 0 && last.first_seq != next_seq {
+            // An empty journal whose only segment starts elsewhere: no record is lost by replacing it.
+            drop(file);
+            fs::remove_file(&last.path).map_err(|e| JournalError::io("removing", &last.path, e))?;
+            return Self::create(config, &segments_dir, next_seq);
+        }
+        let fits = if empty { last.first_seq == next_seq } else { last.first_seq < next_seq };
+        if !fits {
+            return Err(stale(format!("{} does not end before seq {next_seq}", last.path.display())));
+        }
+        let mut header = [0u8; SEGMENT_HEADER_BYTES];
+        file.read_exact_at(&mut header, 0).map_err(|e| JournalError::io("reading the header of", &last.path, e))?;
+        if format::decode_segment_header(&header) != Ok(last.first_seq) {
+            return Err(stale(format!("bad segment header in {}", last.path.display())));
+        }
+        let path = last.path.clone();
+        Ok(ActiveSegment { segments_dir, path, file, offset, segment_bytes: config.segment_bytes, sync: config.sync })
+    }
+
+    /// Creates an empty, synced segment for records from `first_seq` on.
+    fn create(config: &JournalConfig, segments_dir: &Path, first_seq: u64) -> Result<Self, JournalError> {
+        let segment = Self::start(segments_dir, first_seq, config.segment_bytes, config.sync)?;
+        segment.sync_file()?;
+        if segment.sync == SyncMode::Fsync {
+            sync_dir(segments_dir)?;
+        }
+        Ok(segment)
+    }
+
+    /// A new segment file holding only its header, not yet synced.
+    fn start(segments_dir: &Path, first_seq: u64, segment_bytes: u64, sync: SyncMode) -> Result<Self, JournalError> {
+        let path = format::segment_path(segments_dir, first_seq);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| JournalError::io("creating", &path, e))?;
+        file.write_all_at(&format::encode_segment_header(first_seq), 0)
+            .map_err(|e| JournalError::io("writing", &path, e))?;
+        let segments_dir = segments_dir.to_path_buf();
+        Ok(ActiveSegment { segments_dir, path, file, offset: SEGMENT_HEADER_BYTES as u64, segment_bytes, sync })
+    }
+
+    fn sync_file(&self) -> Result<(), JournalError> {
+        if self.sync == SyncMode::Fsync {
+            self.file.sync_data().map_err(|e| JournalError::io("syncing", &self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes and syncs one batch whose first record is `first_seq`, rolling to a new segment
+    /// first if this one has passed its size. On error nothing past the durable offset remains.
+    fn write_batch(&mut self, batch: &[u8], first_seq: u64) -> Result<(), JournalError> {
+        if self.offset < self.segment_bytes {
+            return self.append_and_sync(batch);
+        }
+        let mut next = Self::start(&self.segments_dir, first_seq, self.segment_bytes, self.sync)?;
+        let result = next.append_and_sync(batch).and_then(|()| match next.sync {
+            SyncMode::Fsync => sync_dir(&next.segments_dir),
+            SyncMode::NoFsyncUnsafeBenchmarkOnly => Ok(()),
+        });
+        match result {
+            Ok(()) => {
+                *self = next;
+                Ok(())
+            }
+            Err(error) => {
+                // Best effort: a leftover segment with only a header is replaced on the retry,
+                // and `recover` removes one whose header is torn.
+                let _ = fs::remove_file(&next.path);
+                Err(error)
+            }
+        }
+    }
+
+    fn append_and_sync(&mut self, batch: &[u8]) -> Result<(), JournalError> {
+        let result = self
+            .file
+            .write_all_at(batch, self.offset)
+            .map_err(|e| JournalError::io("writing", &self.path, e))
+            .and_then(|()| self.sync_file());
+        match result {
+            Ok(()) => {
+                self.offset += batch.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                // Best effort: what stays past the durable offset is a torn tail for `recover`.
+                let _ = self.file.set_len(self.offset);
+                Err(error)
+            }
+        }
+    }
+}
+
+fn open_read_write(path: &Path) -> Result<File, JournalError> {
+    OpenOptions::new().read(true).write(true).open(path).map_err(|e| JournalError::io("opening", path, e))
+}
+
+/// The flusher thread: takes pending records, writes and syncs them, publishes durability.
+#[derive(Debug)]
+struct Flusher {
+    shared: Arc<Shared>,
+    segment: ActiveSegment,
+    /// The batch being written; after a failure it holds the records until a retry works.
+    batch: Vec<u8>,
+    batch_records: u64,
+    batch_last_seq: u64,
+}
+
+impl Flusher {
+    fn new(shared: Arc<Shared>, segment: ActiveSegment) -> Self {
+        let batch_last_seq = shared.lock().status.durable_seq;
+        Flusher { shared, segment, batch: Vec::new(), batch_records: 0, batch_last_seq }
+    }
+
+    fn run(mut self) -> Result<(), JournalError> {
+        let result = self.flush_until_closed();
+        let mut state = self.shared.lock();
+        state.flusher_stopped = true;
+        drop(state);
+        self.shared.durable.notify_all();
+        self.shared.space.notify_all();
+        result
+    }
+
+    fn flush_until_closed(&mut self) -> Result<(), JournalError> {
+        loop {
+            if !self.take_work() {
+                return Ok(());
+            }
+            let first_seq = self.batch_last_seq + 1 - self.batch_records;
+            let started = Instant::now();
+            let result = self.segment.write_batch(&self.batch, first_seq);
+            let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            match result {
+                Ok(()) => self.publish(latency_us),
+                Err(error) => {
+                    if self.fail(&error) {
+                        return Err(JournalError::Failing { reason: error.to_string() });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for something to write and moves it into the batch; false when closed and done.
+    fn take_work(&mut self) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let mut state = shared.lock();
+        if self.batch.is_empty() {
+            state = shared
+                .work
+                .wait_while(state, |s| s.pending.is_empty() && !s.closing)
+                .unwrap_or_else(PoisonError::into_inner);
+            if state.pending.is_empty() {
+                return false;
+            }
+            state = self.gather(state);
+        } else {
+            // Held after a failure: retry after the interval, or at once when closing.
+            let interval = Duration::from_millis(shared.config.retry_interval_ms);
+            state = shared
+                .work
+                .wait_timeout_while(state, interval, |s| !s.closing)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        if self.batch.is_empty() {
+            std::mem::swap(&mut self.batch, &mut state.pending);
+        } else {
+            self.batch.extend_from_slice(&state.pending);
+            state.pending.clear();
+        }
+        self.batch_records += state.pending_records;
+        self.batch_last_seq = state.next_seq - 1;
+        state.pending_records = 0;
+        state.pending_since = None;
+        drop(state);
+        shared.space.notify_all();
+        true
+    }
+
+    /// Waits out the group-commit window, if any, so that more records join the batch.
+    fn gather<'a>(&self, mut state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let window = Duration::from_micros(self.shared.config.group_commit_window_us);
+        let Some(since) = state.pending_since.filter(|_| !window.is_zero()) else { return state };
+        let deadline = since + window;
+        while !state.closing {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            state = self.shared.work.wait_timeout(state, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        state
+    }
+
+    fn publish(&mut self, latency_us: u64) {
+        let mut state = self.shared.lock();
+        debug_assert!(self.batch_last_seq > state.status.durable_seq);
+        state.failing = None;
+        state.durable_file.clone_from(&self.segment.path);
+        state.durable_offset = self.segment.offset;
+        let status = &mut state.status;
+        status.health = JournalHealth::Healthy;
+        status.durable_seq = self.batch_last_seq;
+        status.syncs += 1;
+        status.records_durable += self.batch_records;
+        status.bytes_durable += self.batch.len() as u64;
+        status.sync_latency_us_last = latency_us;
+        status.sync_latency_us_max = status.sync_latency_us_max.max(latency_us);
+        drop(state);
+        self.shared.durable.notify_all();
+        self.batch.clear();
+        self.batch_records = 0;
+    }
+
+    /// Marks the journal failing and wakes everyone; true when closing (no more retries).
+    fn fail(&mut self, error: &JournalError) -> bool {
+        let reason = error.to_string();
+        let mut state = self.shared.lock();
+        state.status.write_failures += 1;
+        state.status.health = JournalHealth::Failing { reason: reason.clone() };
+        state.failing = Some(reason);
+        let closing = state.closing;
+        drop(state);
+        self.shared.durable.notify_all();
+        self.shared.space.notify_all();
+        closing
+    }
+}
