@@ -1,0 +1,256 @@
+//! The journal writer under load and under a full disk: threads append and wait, and the
+//! journal read back afterwards must hold every acknowledged record exactly once, in order;
+//! sync counts (not times) show that commits were grouped.
+
+mod journal_support;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use core_rs::journal::{recover, JournalError, JournalHealth, JournalWriter, PAYLOAD_BYTES_MAX};
+use journal_support::{config, payload, read_all, WAIT};
+
+const THREADS: u64 = 8;
+
+/// A payload naming its thread and that thread's counter, so per-thread order can be checked.
+fn tagged(thread: u64, counter: u64) -> Vec<u8> {
+    let mut bytes = vec![0u8; 80];
+    bytes[0..8].copy_from_slice(&thread.to_le_bytes());
+    bytes[8..16].copy_from_slice(&counter.to_le_bytes());
+    bytes
+}
+
+fn untag(bytes: &[u8]) -> (u64, u64) {
+    (u64::from_le_bytes(bytes[0..8].try_into().unwrap()), u64::from_le_bytes(bytes[8..16].try_into().unwrap()))
+}
+
+/// Runs `THREADS` threads that each append `bursts` bursts of `burst` records and wait for the
+/// last of each; returns the writer's sync count after closing and checks the journal.
+fn run_threads(window_us: u64, bursts: u64, burst: u64) -> (u64, u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), 256 << 10);
+    config.group_commit_window_us = window_us;
+    let writer = Arc::new(JournalWriter::open(config, &recover(dir.path()).expect("recover"), 1).expect("open"));
+    let start = Arc::new(Barrier::new(THREADS as usize));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let writer = Arc::clone(&writer);
+            let start = Arc::clone(&start);
+            std::thread::spawn(move || {
+                start.wait();
+                let mut counter = 0;
+                for _ in 0..bursts {
+                    let mut last = 0;
+                    for _ in 0..burst {
+                        last = writer.append_next(&tagged(thread, counter)).expect("append");
+                        counter += 1;
+                    }
+                    writer.wait_durable(last, WAIT).expect("durable");
+                    assert!(writer.durable_seq() >= last);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("thread");
+    }
+    let writer = Arc::into_inner(writer).expect("sole owner");
+    let status = writer.status();
+    writer.close().expect("close");
+    let records = THREADS * bursts * burst;
+    assert_eq!((status.durable_seq, status.records_durable, status.health), (records, records, JournalHealth::Healthy));
+
+    let all = read_all(dir.path());
+    assert_eq!(all.iter().map(|record| record.0).collect::<Vec<_>>(), (1..=records).collect::<Vec<_>>());
+    let mut next_counter = vec![0u64; THREADS as usize];
+    for (_, bytes) in &all {
+        let (thread, counter) = untag(bytes);
+        assert_eq!(counter, next_counter[thread as usize], "thread {thread}'s records in its order, once each");
+        next_counter[thread as usize] += 1;
+    }
+    assert!(next_counter.iter().all(|&count| count == bursts * burst));
+    (status.syncs, records)
+}
+
+#[test]
+fn group_commit_many_threads_few_syncs() {
+    let (syncs, records) = run_threads(0, 100, 20);
+    assert!(syncs * 10 <= records, "{syncs} syncs for {records} records");
+}
+
+#[test]
+fn group_commit_with_a_window_and_one_record_per_wait() {
+    let (syncs, records) = run_threads(300, 60, 1);
+    assert!(syncs < records, "{syncs} syncs for {records} records");
+}
+
+#[test]
+fn one_big_appender_is_grouped_and_bounded_by_pending_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), 1 << 20);
+    config.pending_bytes_max = 64 << 10;
+    let writer = JournalWriter::open(config, &recover(dir.path()).expect("recover"), 1).expect("open");
+    let records = 20_000;
+    for seq in 1..=records {
+        writer.append(seq, &payload(seq, 3)).expect("append");
+    }
+    writer.wait_durable(records, WAIT).expect("durable");
+    let status = writer.status();
+    assert!(status.syncs * 20 <= records, "{} syncs", status.syncs);
+    writer.close().expect("close");
+    let all = read_all(dir.path());
+    assert_eq!(all.len() as u64, records);
+    assert!(all.iter().all(|(seq, bytes)| *bytes == payload(*seq, 3)));
+}
+
+#[test]
+fn appends_are_checked_and_close_makes_everything_durable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer =
+        JournalWriter::open(config(dir.path(), 4096), &recover(dir.path()).expect("recover"), 1).expect("open");
+    assert!(matches!(writer.append(2, b"x"), Err(JournalError::SeqOutOfOrder { expected_seq: 1, found_seq: 2 })));
+    let too_large = vec![0u8; PAYLOAD_BYTES_MAX as usize + 1];
+    assert!(matches!(writer.append(1, &too_large), Err(JournalError::PayloadTooLarge { .. })));
+    assert!(matches!(writer.wait_durable(1, WAIT), Err(JournalError::Invalid { .. })), "never appended");
+    for seq in 1..=300 {
+        writer.append(seq, &payload(seq, 5)).expect("append");
+    }
+    assert_eq!(writer.status().next_seq, 301);
+    writer.close().expect("close flushes");
+    let recovery = recover(dir.path()).expect("recover");
+    assert_eq!((recovery.last_seq, &recovery.tail_repaired), (300, &None));
+
+    // Reopened, it goes on from the recovery, and empty payloads are records too.
+    let writer = JournalWriter::open(config(dir.path(), 4096), &recovery, 1).expect("reopen");
+    writer.append(301, b"").expect("append");
+    writer.wait_durable(301, WAIT).expect("durable");
+    let position = writer.durable_position();
+    assert_eq!(position.offset, fs::metadata(&position.file).expect("metadata").len());
+    drop(writer);
+    let all = read_all(dir.path());
+    assert_eq!(all.last(), Some(&(301, Vec::new())));
+    assert_eq!(all.len(), 301);
+}
+
+#[test]
+fn an_empty_journal_with_a_stale_empty_segment_starts_where_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer =
+        JournalWriter::open(config(dir.path(), 4096), &recover(dir.path()).expect("recover"), 1).expect("open");
+    writer.close().expect("close");
+    let recovery = recover(dir.path()).expect("recover");
+    assert_eq!(recovery.records, 0);
+    let writer = JournalWriter::open(config(dir.path(), 4096), &recovery, 77).expect("reopen");
+    writer.append(77, b"first").expect("append");
+    writer.close().expect("close");
+    assert_eq!(read_all(dir.path()), vec![(77, b"first".to_vec())]);
+}
+
+fn running_as_root() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().find_map(|line| line.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1)) == Some("0")
+}
+
+/// A 1 MiB tmpfs mounted on a temporary directory, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "journal-test", &dir.path().display().to_string()])
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mounting a tmpfs as root failed: {status}");
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a filler file until the disk is full; returns its path.
+    fn fill(&self) -> PathBuf {
+        let path = self.path().join("filler");
+        let mut file = fs::File::create(&path).expect("filler");
+        let chunk = vec![0xa5u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.write_all(&chunk[..1]);
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "gave up waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn disk_full_fails_holds_records_and_recovers_when_space_returns() {
+    if !running_as_root() {
+        println!("SKIPPED disk_full_fails_holds_records_and_recovers_when_space_returns: needs root to mount a tmpfs");
+        return;
+    }
+    let disk = SmallDisk::mount();
+    let data_dir = disk.path().join("data");
+    let mut config = config(&data_dir, 64 << 10);
+    config.retry_interval_ms = 10;
+    let writer = JournalWriter::open(config, &recover(&data_dir).expect("recover"), 1).expect("open");
+    for seq in 1..=100 {
+        writer.append(seq, &payload(seq, 9)).expect("append");
+    }
+    writer.wait_durable(100, WAIT).expect("durable before the disk fills");
+
+    let filler = disk.fill();
+    let mut seq = 101;
+    let failing_reason = loop {
+        match writer.append(seq, &payload(seq, 9)) {
+            Ok(()) => seq += 1,
+            Err(JournalError::Failing { reason }) => break reason,
+            Err(other) => panic!("unexpected {other}"),
+        }
+        if seq % 64 == 0 {
+            // Give the flusher a chance to hit the full disk.
+            let _ = writer.wait_durable(seq - 1, Duration::from_millis(50));
+        }
+        assert!(seq < 1_000_000, "the disk never filled");
+    };
+    let held = seq - 1;
+    println!("failing after {held} records: {failing_reason}");
+    assert!(failing_reason.contains("No space left on device"), "{failing_reason}");
+    assert!(failing_reason.contains(&data_dir.display().to_string()), "{failing_reason}");
+    assert!(matches!(writer.wait_durable(held, WAIT), Err(JournalError::Failing { .. })));
+    assert!(matches!(writer.append(seq, b"refused"), Err(JournalError::Failing { .. })), "appends refused");
+    let status = writer.status();
+    assert!(matches!(status.health, JournalHealth::Failing { .. }));
+    assert!(status.durable_seq >= 100 && status.durable_seq < held && status.write_failures > 0);
+
+    fs::remove_file(filler).expect("free space");
+    wait_until("the journal is healthy again", || writer.status().health == JournalHealth::Healthy);
+    writer.wait_durable(held, WAIT).expect("held records durable after the retry");
+    writer.append(held + 1, &payload(held + 1, 9)).expect("appends accepted again");
+    writer.close().expect("close");
+
+    let recovery = recover(&data_dir).expect("recover");
+    assert_eq!((recovery.first_seq, recovery.last_seq, recovery.tail_repaired), (1, held + 1, None));
+    let all = read_all(&data_dir);
+    assert_eq!(all.len() as u64, held + 1, "nothing lost, nothing duplicated");
+    for (index, (seq, bytes)) in all.iter().enumerate() {
+        assert_eq!((*seq, bytes), (index as u64 + 1, &payload(*seq, 9)));
+    }
+}
