@@ -3,6 +3,7 @@
 `Engine` is the Python face of the deterministic Rust engine in `pyexchange._core`.
 """
 
+from pyexchange._core import JournalUnavailable, OutcomeUnknown
 from pyexchange.engine import Engine, Event, Order
 
-__all__ = ["Engine", "Event", "Order"]
+__all__ = ["Engine", "Event", "JournalUnavailable", "Order", "OutcomeUnknown"]

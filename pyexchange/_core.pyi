@@ -1,7 +1,8 @@
 """The compiled engine (`core_rs`, PyO3). Integers in, integers out; `pyexchange.Engine`
 is the convenient face. Event records are `wire.EVENT_DTYPE` bytes (88 bytes each)."""
 
-from typing import final
+from os import PathLike
+from typing import Any, final
 
 from typing_extensions import Buffer
 
@@ -14,8 +15,13 @@ __all__ = [
     "REASONS",
     "SIDES",
     "STP_MODES",
+    "DurableEngine",
     "Engine",
     "EventBuffer",
+    "JournalUnavailable",
+    "OutcomeUnknown",
+    "journal_records",
+    "journal_verify",
 ]
 
 COMMAND_RECORD_BYTES: int
@@ -87,6 +93,8 @@ class Engine:
         """Lean place at the last timestamp: the order id, or 0 if rejected. Events queue."""
     def preallocate(self, live_orders: int) -> None:
         """Allocates and touches memory for live and retained closed orders now."""
+    def apply_journal_payload(self, payload: bytes) -> bytes:
+        """Applies a command as the journal stores it (its own timestamp); its event records."""
     def deposit_units(self, account: int, asset: int, amount_units: int) -> bool:
         """Lean deposit: whether it was credited. Events queue."""
     def cancel_ticks(self, account: int, instrument: int, order_id: int) -> bool:
@@ -117,3 +125,96 @@ class Engine:
         """Hex SHA-256 of the canonical state."""
     def check_invariants(self) -> None:
         """Raises AssertionError naming the broken invariant."""
+
+class JournalUnavailable(RuntimeError):
+    """The journal cannot write (disk full, I/O error): the command was not applied."""
+
+class OutcomeUnknown(RuntimeError):
+    """The command was applied but is not durable yet; retry a place with its client order id."""
+
+@final
+class DurableEngine:
+    """The engine behind a journal and snapshots in a data directory: each command returns
+    once it is fsync'd (the GIL is released while it waits)."""
+
+    def __new__(
+        cls,
+        data_dir: str | PathLike[str],
+        *,
+        fsync: bool = True,
+        group_commit_window_us: int = 0,
+        snapshot_every_commands: int = 1_000_000,
+        segment_bytes: int = 67108864,
+        ack_timeout_ms: int = 10000,
+    ) -> DurableEngine: ...
+    def recovery(self) -> dict[str, Any]:
+        """What opening found: snapshot used, snapshots skipped, records replayed, tail cut."""
+    @property
+    def seq(self) -> int: ...
+    @property
+    def ts_ns(self) -> int: ...
+    def add_asset(self, ts_ns: int, name: str, decimals: int) -> int: ...
+    def add_instrument(
+        self,
+        ts_ns: int,
+        symbol: str,
+        base_asset: int,
+        quote_asset: int,
+        lot_units: int,
+        quote_units_per_tick_lot: int,
+        min_size_lots: int,
+        maker_fee_bps: int,
+        taker_fee_bps: int,
+        market_protection_bps: int,
+    ) -> int: ...
+    def deposit(self, ts_ns: int, account: int, asset: int, amount_units: int) -> bytes: ...
+    def place(
+        self,
+        ts_ns: int,
+        account: int,
+        instrument: int,
+        side: int,
+        order_type: int,
+        stp: int,
+        price_ticks: int,
+        size_lots: int,
+        client_order_id: bytes,
+    ) -> bytes: ...
+    def cancel(self, ts_ns: int, account: int, instrument: int, order_id: int) -> bytes: ...
+    def amend(
+        self, ts_ns: int, account: int, instrument: int, order_id: int, new_price_ticks: int, new_size_lots: int
+    ) -> bytes: ...
+    def cancel_all(self, ts_ns: int, account: int, instrument: int | None = None) -> bytes: ...
+    def submit(self, commands: Buffer) -> EventBuffer:
+        """Journals and applies a batch; returns its events once all of it is durable."""
+    def balance(self, account: int, asset: int) -> tuple[int, int]: ...
+    def book(self, instrument: int, depth: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]: ...
+    def order(
+        self, account: int, order_id: int
+    ) -> tuple[int, int, int, int, int, int, int, int, int, int, int, bytes] | None: ...
+    def instrument_id(self, symbol: str) -> int | None: ...
+    def asset_id(self, name: str) -> int | None: ...
+    def assets(self) -> list[tuple[str, int]]:
+        """Every asset as (name, decimals), by id."""
+    def instruments(self) -> list[tuple[str, int, int, int, int, int, int, int, int]]:
+        """Every instrument's spec, by id (the arguments of add_instrument after ts_ns)."""
+    def live_orders(self) -> int: ...
+    def state_hash(self) -> str: ...
+    def check_invariants(self) -> None: ...
+    def snapshot(self) -> tuple[int, str]:
+        """Takes a snapshot now; (seq, path) once written."""
+    def journal_status(self) -> dict[str, Any]:
+        """The journal's health (`failing`: None or the reason) and counters."""
+    def durable_position(self) -> tuple[str, int]:
+        """(segment file, byte offset) up to which the journal is synced."""
+    def close(self) -> None:
+        """Syncs and closes the journal."""
+
+def journal_verify(data_dir: str | PathLike[str]) -> dict[str, Any]:
+    """first_seq, last_seq, records, tail_damaged (file, offset, bytes, reason) or None;
+    RuntimeError naming file, offset and seq for damage before the tail. Changes nothing."""
+
+def journal_records(
+    data_dir: str | PathLike[str], from_seq: int, limit: int
+) -> list[tuple[int, str, int, int, str, bytes]]:
+    """Up to `limit` records from `from_seq`: (seq, file, offset, ts_ns, command, payload)."""

@@ -1,5 +1,8 @@
 """The Python face of the Rust engine: decimals, names and defaults in, events out.
 
+`Engine()` is in memory; `Engine(data_dir=PATH)` is durable (journal, snapshots, recovery:
+see `Engine`).
+
 `Engine` holds one `_core.Engine` handle and no trading state of its own; it keeps only the
 static configuration it needs to convert decimals (tick and lot sizes, asset decimals).
 Input that cannot become a command (a price off the tick, a size off the lot or below the
@@ -16,6 +19,7 @@ Three ways in, from convenient to fast:
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import time
@@ -71,6 +75,12 @@ def _id(value: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _U64_LIMIT:
         raise ValueError(f"{what} must be an integer from 0 to 2**64 - 1, not {value!r}")
     return value
+
+
+def _plain(value: Decimal) -> Decimal:
+    """`value` without trailing zeros, never in exponent form (0.00100000 → 0.001, 10 → 10)."""
+    normal = value.normalize()
+    return normal.quantize(Decimal(1)) if normal.as_tuple().exponent > 0 else normal  # type: ignore[operator]
 
 
 def _whole(value: Decimal, what: str) -> int:
@@ -175,27 +185,88 @@ def _average_price(inst: Instrument, filled_price_lots: int, filled_lots: int) -
     return (Decimal(exact.numerator) / Decimal(exact.denominator)).quantize(inst.tick_size.scaleb(-8))
 
 
+def _in_memory_only(name: str) -> Callable[..., Any]:
+    def refuse(*_args: object, **_kwargs: object) -> Any:
+        raise ValueError(
+            f"{name} is for the in-memory engine; a durable engine answers each command once it is "
+            "fsync'd, so hot loops use submit() with a batch instead"
+        )
+
+    return refuse
+
+
 class Engine:
-    """An in-memory trading engine: instruments, order books, matching and account ledger."""
+    """A trading engine: instruments, order books, matching and account ledger.
+
+    `Engine()` lives in memory. `Engine(data_dir=PATH)` is durable: it opens or recovers the
+    data directory (newest valid snapshot plus the journal after it), and each command returns
+    only once it is journaled and fsync'd, so an answer is never lost by a crash. If the
+    journal cannot write (disk full, I/O error) a command raises `JournalUnavailable` (nothing
+    applied) or, if it was already applied, `OutcomeUnknown` (held, written when the disk has
+    room; a place retried with the same `client_order_id` returns its original outcome).
+    """
 
     __slots__ = (
         "_asset_by_id", "_assets", "_clock", "_core", "_instrument_by_id", "_instruments",
         "amend_ticks", "cancel_ticks", "deposit_units", "place_ticks",
     )  # fmt: skip
 
-    def __init__(self, *, clock: Callable[[], int] = time.time_ns) -> None:
-        """`clock` stamps commands (nanoseconds); the engine itself never reads a clock."""
-        self._core = _core.Engine()
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        fsync: bool = True,
+        snapshot_every_commands: int = 1_000_000,
+        group_commit_window_us: int = 0,
+    ) -> None:
+        """`clock` stamps commands (nanoseconds); the engine itself never reads a clock.
+
+        For a durable engine: `fsync=False` is for benchmarks only (a crash loses acknowledged
+        commands, and the journal says so loudly); a snapshot is taken every
+        `snapshot_every_commands` commands (0: only by `snapshot()`); the journal's flusher may
+        wait `group_commit_window_us` to gather more commands into one fsync.
+        """
         self._clock = clock
         self._assets: dict[str, Asset] = {}
         self._asset_by_id: dict[int, Asset] = {}
         self._instruments: dict[str, Instrument] = {}
         self._instrument_by_id: dict[int, Instrument] = {}
-        # The lean calls are the compiled methods themselves: no Python frame per order.
-        self.place_ticks = self._core.place_ticks
-        self.cancel_ticks = self._core.cancel_ticks
-        self.amend_ticks = self._core.amend_ticks
-        self.deposit_units = self._core.deposit_units
+        self._core: _core.Engine | _core.DurableEngine
+        if data_dir is None:
+            self._core = core = _core.Engine()
+            # The lean calls are the compiled methods themselves: no Python frame per order.
+            self.place_ticks = core.place_ticks
+            self.cancel_ticks = core.cancel_ticks
+            self.amend_ticks = core.amend_ticks
+            self.deposit_units = core.deposit_units
+            return
+        self._core = _core.DurableEngine(
+            os.fspath(data_dir), fsync=fsync, snapshot_every_commands=snapshot_every_commands,
+            group_commit_window_us=group_commit_window_us,
+        )  # fmt: skip
+        self.place_ticks = _in_memory_only("place_ticks")
+        self.cancel_ticks = _in_memory_only("cancel_ticks")
+        self.amend_ticks = _in_memory_only("amend_ticks")
+        self.deposit_units = _in_memory_only("deposit_units")
+        self._load_configuration(self._core)
+
+    def _load_configuration(self, core: _core.DurableEngine) -> None:
+        """The assets and instruments a recovered engine already holds."""
+        for asset_id, (name, decimals) in enumerate(core.assets()):
+            self._assets[name] = self._asset_by_id[asset_id] = Asset(name, asset_id, decimals)
+        for instrument_id, spec in enumerate(core.instruments()):
+            symbol, base_id, quote_id, lot_units, tick_lot_units, min_lots = spec[:6]
+            base, quote = self._asset_by_id[base_id], self._asset_by_id[quote_id]
+            lot = _plain(Decimal(lot_units).scaleb(-base.decimals))
+            tick = _plain(Decimal(tick_lot_units).scaleb(-quote.decimals) / lot)
+            inst = Instrument(symbol, instrument_id, base, quote, tick, lot, min_lots * lot)
+            self._instruments[symbol] = self._instrument_by_id[instrument_id] = inst
+
+    def _durable(self) -> _core.DurableEngine:
+        if not isinstance(self._core, _core.DurableEngine):
+            raise ValueError("this engine is in memory; durable operations need Engine(data_dir=...)")
+        return self._core
 
     def _ts_ns(self, ts_ns: int | None) -> int:
         return max(self._clock() if ts_ns is None else ts_ns, self._core.ts_ns)
@@ -351,6 +422,8 @@ class Engine:
 
     def take_events(self) -> np.ndarray[Any, Any]:
         """The events queued by the lean calls, as `wire.EVENT_DTYPE` records."""
+        if not isinstance(self._core, _core.Engine):
+            return np.empty(0, dtype=wire.EVENT_DTYPE)  # durable engines have no lean calls
         return np.frombuffer(memoryview(self._core.take_events()), dtype=wire.EVENT_DTYPE)
 
     def decode_events(self, events: np.ndarray[Any, Any]) -> list[Event]:
@@ -400,6 +473,8 @@ class Engine:
         allocator or a page fault — what a deployment does at start. Changes no state."""
         if live_orders < 0:
             raise ValueError("live_orders must be >= 0")
+        if not isinstance(self._core, _core.Engine):
+            raise ValueError("preallocate is for the in-memory engine")
         self._core.preallocate(live_orders)
 
     @property
@@ -414,6 +489,42 @@ class Engine:
     def check_invariants(self) -> None:
         """Raises AssertionError naming the broken invariant, if any."""
         self._core.check_invariants()
+
+    # ---- durability (Engine(data_dir=...) only) ----
+
+    def recovery(self) -> dict[str, Any]:
+        """What opening the data directory found: `snapshot_seq`, `snapshot_path`,
+        `snapshots_skipped` [(path, reason)], `replayed` (journal records applied),
+        `tail_repaired` (file, offset, bytes dropped, reason) or None, `recovery_ms`."""
+        found = dict(self._durable().recovery())
+        if found["snapshot_path"] is not None:
+            found["snapshot_path"] = os.fspath(found["snapshot_path"])
+        return found
+
+    def snapshot(self) -> tuple[int, str]:
+        """Writes a snapshot of the current state now; returns (seq, path) once it is durable."""
+        seq, path = self._durable().snapshot()
+        return seq, os.fspath(path)
+
+    def journal_status(self) -> dict[str, Any]:
+        """`failing` (None, or why the journal cannot write), `durable_seq`, `syncs`, … ."""
+        return dict(self._durable().journal_status())
+
+    def durable_position(self) -> tuple[str, int]:
+        """(segment file, byte offset) up to which the journal is fsync'd."""
+        path, offset = self._durable().durable_position()
+        return os.fspath(path), offset
+
+    def close(self) -> None:
+        """Syncs and closes a durable engine's journal (nothing to do in memory)."""
+        if isinstance(self._core, _core.DurableEngine):
+            self._core.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def _code(names: tuple[str, ...], value: str, what: str) -> int:

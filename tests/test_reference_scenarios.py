@@ -244,7 +244,7 @@ def test_price_time_priority(engine_cls):
 def test_market_orders_stop_at_the_protection_bound(engine_cls):
     engine = venue(engine_cls)
     engine.deposit(account=1, asset="BTC", amount="1")  # seq 4
-    engine.deposit(account=2, asset="USDT", amount="0.1")  # seq 5
+    engine.deposit(account=2, asset="USDT", amount="1")  # seq 5
     limit(engine, 1, "sell", "100.0", "0.002")  # seq 6, id 1
     limit(engine, 1, "sell", "104.0", "0.002")  # seq 7, id 2
     limit(engine, 1, "sell", "106.0", "0.002")  # seq 8, id 3
@@ -290,7 +290,7 @@ def test_market_orders_stop_at_the_protection_bound(engine_cls):
 def test_ioc_fills_what_it_can_and_expires_the_rest(engine_cls):
     engine = venue(engine_cls)
     engine.deposit(account=1, asset="BTC", amount="1")  # seq 4
-    engine.deposit(account=2, asset="USDT", amount="0.1")  # seq 5
+    engine.deposit(account=2, asset="USDT", amount="1")  # seq 5
     limit(engine, 1, "sell", "100.0", "0.002")  # seq 6, id 1
     check_events(
         limit(engine, 2, "buy", "100.0", "0.005", order_type="ioc"),
@@ -312,7 +312,7 @@ def test_ioc_fills_what_it_can_and_expires_the_rest(engine_cls):
 def test_fok_fills_entirely_or_not_at_all(engine_cls):
     engine = venue(engine_cls)
     engine.deposit(account=1, asset="BTC", amount="1")  # seq 4
-    engine.deposit(account=2, asset="USDT", amount="0.1")  # seq 5
+    engine.deposit(account=2, asset="USDT", amount="1")  # seq 5
     limit(engine, 1, "sell", "100.0", "0.002")  # seq 6, id 1
     limit(engine, 1, "sell", "100.1", "0.002")  # seq 7, id 2
     # Only 2 lots cross 1000: not fillable, nothing trades, the hold is released.
@@ -342,7 +342,7 @@ def test_fok_fills_entirely_or_not_at_all(engine_cls):
 def test_post_only_never_takes(engine_cls):
     engine = venue(engine_cls)
     engine.deposit(account=1, asset="BTC", amount="1")  # seq 4
-    engine.deposit(account=2, asset="USDT", amount="0.1")  # seq 5
+    engine.deposit(account=2, asset="USDT", amount="1")  # seq 5
     limit(engine, 1, "sell", "100.0", "0.002")  # seq 6, id 1
     check_events(
         limit(engine, 2, "buy", "100.0", "0.001", order_type="post_only"),

@@ -40,6 +40,12 @@ impl std::fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
+impl From<WireError> for EngineError {
+    fn from(error: WireError) -> Self {
+        EngineError::Wire(error)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Engine {
     pub(crate) seq: u64,
@@ -90,16 +96,21 @@ impl Engine {
         self.ts_ns
     }
 
-    /// Applies one command stamped `ts_ns`, appending its events to `out`.
-    pub fn apply(&mut self, ts_ns: i64, command: &Command, out: &mut Vec<EventRecord>) -> Result<(), EngineError> {
+    /// Whether `apply` would take this command (it fails exactly when this does).
+    pub fn check(&self, ts_ns: i64, command: &Command) -> Result<(), EngineError> {
         if ts_ns < self.ts_ns {
             return Err(EngineError::TimeWentBackwards { ts_ns, last_ts_ns: self.ts_ns });
         }
         match command {
-            Command::AddAsset(spec) => self.check_asset(spec)?,
-            Command::AddInstrument(spec) => self.check_instrument(spec)?,
-            _ => {}
+            Command::AddAsset(spec) => self.check_asset(spec),
+            Command::AddInstrument(spec) => self.check_instrument(spec),
+            _ => Ok(()),
         }
+    }
+
+    /// Applies one command stamped `ts_ns`, appending its events to `out`.
+    pub fn apply(&mut self, ts_ns: i64, command: &Command, out: &mut Vec<EventRecord>) -> Result<(), EngineError> {
+        self.check(ts_ns, command)?;
         self.seq += 1;
         self.ts_ns = ts_ns;
         match command {
@@ -121,6 +132,15 @@ impl Engine {
 
     /// Applies a batch of records: all are checked first, so a bad record applies nothing.
     pub fn apply_records(&mut self, records: &[CommandRecord], out: &mut Vec<EventRecord>) -> Result<(), EngineError> {
+        self.check_records(records)?;
+        for record in records {
+            self.apply_record(record, out);
+        }
+        Ok(())
+    }
+
+    /// Whether `apply_records` would take this batch (it fails exactly when this does).
+    pub fn check_records(&self, records: &[CommandRecord]) -> Result<(), EngineError> {
         let mut last_ts_ns = self.ts_ns;
         for (index, record) in records.iter().enumerate() {
             record.check().map_err(|message| EngineError::Wire(WireError { index, message }))?;
@@ -130,14 +150,11 @@ impl Engine {
             }
             last_ts_ns = record.ts_ns;
         }
-        for record in records {
-            self.apply_record(record, out);
-        }
         Ok(())
     }
 
     /// Applies one checked record without building a `Command` (the batch path's hot loop).
-    fn apply_record(&mut self, r: &CommandRecord, out: &mut Vec<EventRecord>) {
+    pub(crate) fn apply_record(&mut self, r: &CommandRecord, out: &mut Vec<EventRecord>) {
         self.seq += 1;
         self.ts_ns = r.ts_ns;
         match r.kind {
@@ -274,6 +291,11 @@ impl Engine {
 
     // ---- queries ----
 
+    /// Every instrument's spec, by id.
+    pub fn instrument_specs(&self) -> impl Iterator<Item = &InstrumentSpec> {
+        self.instruments.iter().map(|i| &i.spec)
+    }
+
     pub fn instrument_id(&self, symbol: &str) -> Option<u32> {
         self.instruments.iter().position(|i| i.spec.symbol == symbol).map(|i| i as u32)
     }
@@ -325,8 +347,12 @@ impl Engine {
 
     /// SHA-256 of the canonical state (see `state.rs`), as hex.
     pub fn state_hash(&self) -> String {
-        let digest = crate::state::hash(&self.parts(), Sha256::new()).finalize();
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        self.state_digest().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// SHA-256 of the canonical state (see `state.rs`).
+    pub fn state_digest(&self) -> [u8; 32] {
+        crate::state::hash(&self.parts(), Sha256::new()).finalize().into()
     }
 
     /// Checks every invariant of books and ledger; the error names the broken one.

@@ -9,6 +9,7 @@ pub mod book;
 mod codec;
 pub mod codes;
 pub mod command;
+pub mod durable;
 pub mod engine;
 pub mod instrument;
 pub mod journal;

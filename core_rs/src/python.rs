@@ -18,7 +18,11 @@ use crate::codes::{EventKind, OrderType, Reason, Side, Stp};
 use crate::command::{AmendOrder, AssetSpec, ClientOrderId, Command, InstrumentSpec, PlaceOrder};
 use crate::engine::{Engine, EngineError};
 use crate::limits::CLIENT_ORDER_ID_BYTES;
-use crate::wire::{command_records, event_bytes, CommandRecord, EventRecord, COMMAND_RECORD_BYTES, EVENT_RECORD_BYTES};
+use crate::wire::{
+    command_records, event_bytes, CommandRecord, EventRecord, WireError, COMMAND_RECORD_BYTES, EVENT_RECORD_BYTES,
+};
+
+mod durable;
 
 /// Events the lean calls may queue before `take_events` must drain them.
 const QUEUED_EVENTS_MAX: usize = 1 << 22;
@@ -221,6 +225,12 @@ impl PyEngine {
         self.run(py, ts_ns, &Command::CancelAll { account, instrument })
     }
 
+    /// Applies a command as the journal stores it (its own timestamp); returns its events.
+    fn apply_journal_payload<'py>(&mut self, py: Python<'py>, payload: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        let (ts_ns, command) = crate::wire::decode_command(payload).map_err(PyValueError::new_err)?;
+        self.run(py, ts_ns, &command)
+    }
+
     /// Allocates and touches memory for `live_orders` live orders and the retained closed
     /// orders now, so later commands never wait on the allocator or a page fault.
     fn preallocate(&mut self, live_orders: usize) {
@@ -284,26 +294,18 @@ impl PyEngine {
     /// own loops do: the caller must not write to the batch until `submit` returns.
     // PyO3 hands buffers over by value; dropping it releases the export.
     fn submit(&mut self, py: Python<'_>, commands: PyBuffer<u8>) -> PyResult<EventBuffer> {
-        if !commands.is_c_contiguous() {
-            return Err(PyValueError::new_err("command batch must be C-contiguous"));
-        }
-        let batch = Batch { ptr: commands.buf_ptr().cast::<u8>(), len: commands.len_bytes() };
+        let batch = Batch::of(&commands)?;
         let engine = &mut self.engine;
         let events = py.detach(move || -> Result<Vec<EventRecord>, EngineError> {
             // SAFETY: the buffer is exported until `commands` drops after this closure
             // returns; no one writes to it meanwhile (see above).
-            let bytes = unsafe { batch.bytes() };
-            let copied;
-            let records = match records_in_place(bytes) {
-                Some(records) => records,
-                None => {
-                    copied = command_records(bytes).map_err(EngineError::Wire)?;
-                    &copied[..]
-                }
-            };
-            let mut events = Vec::with_capacity(records.len() + records.len() / 4);
-            engine.apply_records(records, &mut events)?;
-            Ok(events)
+            unsafe {
+                batch.with_records(|records| {
+                    let mut events = Vec::with_capacity(records.len() + records.len() / 4);
+                    engine.apply_records(records, &mut events)?;
+                    Ok(events)
+                })
+            }
         });
         Ok(EventBuffer { events: events.map_err(|e| value_error(&e))? })
     }
@@ -315,35 +317,13 @@ impl PyEngine {
 
     /// Up to `depth` levels per side, best first, as (price_ticks, size_lots).
     fn book(&self, instrument: u32, depth: usize) -> PyResult<(Levels, Levels)> {
-        let book = self
-            .engine
-            .book(instrument)
-            .ok_or_else(|| PyValueError::new_err(format!("unknown instrument {instrument}")))?;
-        let levels = |ladder: &crate::book::ladder::Ladder| {
-            ladder.levels().take(depth).map(|(p, l)| (p, l.total_lots)).collect()
-        };
-        Ok((levels(&book.bids), levels(&book.asks)))
+        book_levels(&self.engine, instrument, depth)
     }
 
     /// (id, account, instrument, side, order_type, stp, state, price_ticks, size_lots,
     /// filled_lots, filled_price_lots, client_order_id) or None.
     fn order(&self, account: u64, order_id: u64) -> Option<OrderTuple> {
-        let o = self.engine.order(account, order_id)?;
-        let cl_len = o.client_order_id.iter().position(|&b| b == 0).unwrap_or(CLIENT_ORDER_ID_BYTES);
-        Some((
-            o.id,
-            o.account,
-            o.instrument,
-            o.side.code(),
-            o.order_type.code(),
-            o.stp.code(),
-            o.state.code(),
-            o.price_ticks,
-            o.size_lots,
-            o.filled_lots(),
-            o.filled_price_lots,
-            o.client_order_id[..cl_len].to_vec(),
-        ))
+        order_tuple(&self.engine, account, order_id)
     }
 
     fn instrument_id(&self, symbol: &str) -> Option<u32> {
@@ -367,6 +347,33 @@ impl PyEngine {
     }
 }
 
+fn book_levels(engine: &Engine, instrument: u32, depth: usize) -> PyResult<(Levels, Levels)> {
+    let book =
+        engine.book(instrument).ok_or_else(|| PyValueError::new_err(format!("unknown instrument {instrument}")))?;
+    let levels =
+        |ladder: &crate::book::ladder::Ladder| ladder.levels().take(depth).map(|(p, l)| (p, l.total_lots)).collect();
+    Ok((levels(&book.bids), levels(&book.asks)))
+}
+
+fn order_tuple(engine: &Engine, account: u64, order_id: u64) -> Option<OrderTuple> {
+    let o = engine.order(account, order_id)?;
+    let cl_len = o.client_order_id.iter().position(|&b| b == 0).unwrap_or(CLIENT_ORDER_ID_BYTES);
+    Some((
+        o.id,
+        o.account,
+        o.instrument,
+        o.side.code(),
+        o.order_type.code(),
+        o.stp.code(),
+        o.state.code(),
+        o.price_ticks,
+        o.size_lots,
+        o.filled_lots(),
+        o.filled_price_lots,
+        o.client_order_id[..cl_len].to_vec(),
+    ))
+}
+
 /// A caller's batch, handed to the thread that runs without the GIL.
 struct Batch {
     ptr: *const u8,
@@ -377,11 +384,28 @@ struct Batch {
 unsafe impl Send for Batch {}
 
 impl Batch {
+    /// A C-contiguous buffer's batch; the caller keeps `buffer` alive while it is used.
+    fn of(buffer: &PyBuffer<u8>) -> PyResult<Batch> {
+        if !buffer.is_c_contiguous() {
+            return Err(PyValueError::new_err("command batch must be C-contiguous"));
+        }
+        Ok(Batch { ptr: buffer.buf_ptr().cast::<u8>(), len: buffer.len_bytes() })
+    }
+
+    /// Runs `f` on the batch's records, read in place when aligned, else copied.
+    ///
     /// # Safety
-    /// The buffer must still be exported and not written to for the returned lifetime.
-    unsafe fn bytes(&self) -> &[u8] {
+    /// The buffer must still be exported and not written to until this returns.
+    unsafe fn with_records<R, E: From<WireError>>(
+        &self,
+        f: impl FnOnce(&[CommandRecord]) -> Result<R, E>,
+    ) -> Result<R, E> {
         // SAFETY: `ptr` and `len` describe the caller's exported, contiguous buffer.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+        let bytes = unsafe { std::slice::from_raw_parts(self.ptr, self.len) };
+        match records_in_place(bytes) {
+            Some(records) => f(records),
+            None => f(&command_records(bytes)?),
+        }
     }
 }
 
@@ -446,6 +470,7 @@ fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> Vec<&'static str> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngine>()?;
     m.add_class::<EventBuffer>()?;
+    durable::register(m)?;
     m.add("COMMAND_RECORD_BYTES", COMMAND_RECORD_BYTES)?;
     m.add("EVENT_RECORD_BYTES", EVENT_RECORD_BYTES)?;
     m.add("SIDES", names(Side::ALL, Side::name))?;

@@ -1,0 +1,391 @@
+//! The durable engine: the single-zone sequencer in front of the engine. It stamps each
+//! command with its sequence number and a timestamp that never goes back, journals it,
+//! applies it, and answers only once the journal has synced it.
+//!
+//! Rules it keeps:
+//! - A command is appended to the journal before it is applied, under one lock, so the
+//!   journal's order is the engine's order; it is checked first (`Engine::check`), so a
+//!   command the engine would refuse is never journaled, and one the journal refuses (it is
+//!   failing: disk full, I/O error) is never applied.
+//! - An answer (events) is given only after a sync covers its command. If the journal fails
+//!   first, the caller gets `NotDurable`: the command is applied and held, and becomes
+//!   durable when the journal recovers, or is lost with the process, never acknowledged;
+//!   a retry with the same client order id learns which.
+//! - A retry (`Engine::place_retry`) is answered with the original acceptance once that is
+//!   durable, without a new command.
+//! - Recovery is the newest valid snapshot plus the journal after it (`open`); a snapshot is
+//!   written only once its sequence number is durable, by a background thread, so order entry
+//!   pauses only while the state is serialized.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::command::Command;
+use crate::engine::{Engine, EngineError};
+use crate::journal::{
+    self, JournalConfig, JournalError, JournalStatus, JournalWriter, Recovery, SkippedSnapshot, SnapshotStore,
+    TailRepair,
+};
+use crate::wire::{decode_command, encode_command, CommandRecord, EventRecord, COMMAND_RECORD_BYTES};
+
+/// Commands between automatic snapshots by default.
+pub const SNAPSHOT_EVERY_COMMANDS_DEFAULT: u64 = 1_000_000;
+/// How long a caller waits for its command to become durable before `NotDurable`.
+pub const ACK_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+
+#[derive(Clone, Debug)]
+pub struct DurableConfig {
+    pub journal: JournalConfig,
+    /// Take a snapshot after this many commands since the last one (0: only on demand).
+    pub snapshot_every_commands: u64,
+    pub ack_timeout: Duration,
+}
+
+impl DurableConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        DurableConfig {
+            journal: JournalConfig::new(dir),
+            snapshot_every_commands: SNAPSHOT_EVERY_COMMANDS_DEFAULT,
+            ack_timeout: Duration::from_millis(ACK_TIMEOUT_MS_DEFAULT),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum DurableError {
+    /// The engine refuses the command itself (a caller's bug); nothing was journaled.
+    Engine(EngineError),
+    /// The journal is failing; the command was neither journaled nor applied.
+    Unavailable {
+        reason: String,
+    },
+    /// The command (the last of a batch: `seq`) was applied but is not durable yet, for
+    /// `reason`; it will be if the journal recovers before the process ends.
+    NotDurable {
+        seq: u64,
+        reason: String,
+    },
+    /// Opening or recovering the data directory failed.
+    Recovery(String),
+    Journal(JournalError),
+}
+
+impl std::fmt::Display for DurableError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DurableError::Engine(error) => error.fmt(f),
+            DurableError::Unavailable { reason } => {
+                write!(f, "not accepted, nothing applied: the journal cannot write ({reason})")
+            }
+            DurableError::NotDurable { seq, reason } => write!(
+                f,
+                "outcome unknown: command {seq} is applied but not yet durable ({reason}); it is held and written \
+                 when the journal recovers — retry with the same client order id to learn its outcome"
+            ),
+            DurableError::Recovery(message) => write!(f, "recovery failed: {message}"),
+            DurableError::Journal(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for DurableError {}
+
+impl From<crate::wire::WireError> for DurableError {
+    fn from(error: crate::wire::WireError) -> Self {
+        DurableError::Engine(EngineError::Wire(error))
+    }
+}
+
+/// What `open` found and did.
+#[derive(Clone, Debug, Default)]
+pub struct OpenReport {
+    /// The snapshot recovery started from: (seq, file).
+    pub snapshot: Option<(u64, PathBuf)>,
+    /// Newer snapshots that failed their checks and were passed over.
+    pub snapshots_skipped: Vec<SkippedSnapshot>,
+    /// Journal records applied after the snapshot.
+    pub replayed: u64,
+    pub tail_repaired: Option<TailRepair>,
+    pub recovery_time: Duration,
+}
+
+/// A background snapshot write: its seq and file when done.
+type SnapshotThread = JoinHandle<Result<(u64, PathBuf), DurableError>>;
+
+#[derive(Debug)]
+struct Sequencer {
+    engine: Engine,
+    payload: Vec<u8>,
+    seq_of_last_snapshot: u64,
+}
+
+#[derive(Debug)]
+pub struct DurableEngine {
+    sequencer: Mutex<Sequencer>,
+    /// Shared with the background snapshot writer, which waits on it.
+    writer: Arc<JournalWriter>,
+    snapshots: Arc<SnapshotStore>,
+    /// The background snapshot writer, if one is running or finished unjoined.
+    snapshot_thread: Mutex<Option<SnapshotThread>>,
+    config: DurableConfig,
+}
+
+fn restore_newest_snapshot(store: &SnapshotStore, report: &mut OpenReport) -> Result<Engine, DurableError> {
+    let Some(loaded) = store.load_newest_valid().map_err(DurableError::Journal)? else {
+        return Ok(Engine::new());
+    };
+    let engine = Engine::restore(&loaded.body)
+        .map_err(|e| DurableError::Recovery(format!("snapshot {}: {e}", loaded.path.display())))?;
+    if engine.state_digest() != loaded.state_hash || engine.seq() != loaded.seq {
+        let message = format!("snapshot {}: restored state does not match its hash or seq", loaded.path.display());
+        return Err(DurableError::Recovery(message));
+    }
+    report.snapshot = Some((loaded.seq, loaded.path));
+    report.snapshots_skipped = loaded.skipped;
+    Ok(engine)
+}
+
+/// Applies journal records after the engine's seq.
+fn replay(dir: &Path, recovery: &Recovery, engine: &mut Engine) -> Result<u64, DurableError> {
+    let from = engine.seq() + 1;
+    if recovery.records > 0 && recovery.first_seq > from {
+        return Err(DurableError::Recovery(format!(
+            "the journal starts at seq {} but the state (snapshot) ends at {}: commands {from}..{} are missing",
+            recovery.first_seq,
+            from - 1,
+            recovery.first_seq - 1
+        )));
+    }
+    let mut events = Vec::new();
+    journal::read_from(dir, from, |seq, payload, location| {
+        let failed = |message: String| {
+            DurableError::Recovery(format!(
+                "{} offset {} seq {seq}: {message}",
+                location.file.display(),
+                location.offset
+            ))
+        };
+        if seq != engine.seq() + 1 {
+            return Err(failed(format!("expected seq {}", engine.seq() + 1)));
+        }
+        events.clear();
+        let trading_record = (payload.len() == COMMAND_RECORD_BYTES).then(|| CommandRecord::read(payload)).flatten();
+        match trading_record {
+            Some(record) => engine.apply_records(std::slice::from_ref(&record), &mut events),
+            None => {
+                let (ts_ns, command) = decode_command(payload).map_err(&failed)?;
+                engine.apply(ts_ns, &command, &mut events)
+            }
+        }
+        .map_err(|e| failed(e.to_string()))
+    })
+    .map_err(|e| match e {
+        journal::ReadError::Journal(error) => DurableError::Journal(error),
+        journal::ReadError::Visitor(error) => error,
+    })
+}
+
+impl DurableEngine {
+    /// Opens the data directory, recovering from its newest valid snapshot and journal.
+    pub fn open(config: DurableConfig) -> Result<(DurableEngine, OpenReport), DurableError> {
+        let started = Instant::now();
+        let dir = config.journal.dir.clone();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| DurableError::Recovery(format!("creating {}: {e}", dir.display())))?;
+        let snapshots = Arc::new(SnapshotStore::new(&dir));
+        let mut report = OpenReport::default();
+        let mut engine = restore_newest_snapshot(&snapshots, &mut report)?;
+        let recovery = journal::recover(&dir).map_err(DurableError::Journal)?;
+        report.tail_repaired = recovery.tail_repaired.clone();
+        report.replayed = replay(&dir, &recovery, &mut engine)?;
+        if engine.seq() < recovery.last_seq {
+            return Err(DurableError::Recovery(format!(
+                "replay stopped at seq {} before the journal's last record {}",
+                engine.seq(),
+                recovery.last_seq
+            )));
+        }
+        let writer =
+            JournalWriter::open(config.journal.clone(), &recovery, engine.seq() + 1).map_err(DurableError::Journal)?;
+        report.recovery_time = started.elapsed();
+        let seq_of_last_snapshot = report.snapshot.as_ref().map_or(0, |(seq, _)| *seq);
+        let sequencer = Sequencer { engine, payload: Vec::new(), seq_of_last_snapshot };
+        let durable = DurableEngine {
+            sequencer: Mutex::new(sequencer),
+            writer: Arc::new(writer),
+            snapshots,
+            snapshot_thread: Mutex::new(None),
+            config,
+        };
+        Ok((durable, report))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Sequencer> {
+        self.sequencer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the engine under the sequencer's lock (queries).
+    pub fn read<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
+        f(&self.lock().engine)
+    }
+
+    /// Sequences, journals and applies one command, stamped at least `ts_ns` (never before
+    /// the last command), and returns its events once it is durable.
+    pub fn execute(&self, ts_ns: i64, command: &Command) -> Result<Vec<EventRecord>, DurableError> {
+        let mut events = Vec::new();
+        let seq = {
+            let mut guard = self.lock();
+            let s = &mut *guard;
+            if let Command::Place(place) = command {
+                if let Some(accepted) = s.engine.place_retry(place) {
+                    drop(guard);
+                    self.wait_durable(accepted.seq)?;
+                    return Ok(vec![accepted]);
+                }
+            }
+            let ts_ns = ts_ns.max(s.engine.ts_ns());
+            s.engine.check(ts_ns, command).map_err(DurableError::Engine)?;
+            s.payload.clear();
+            encode_command(ts_ns, command, &mut s.payload);
+            let seq = s.engine.seq() + 1;
+            self.writer.append(seq, &s.payload).map_err(unavailable)?;
+            s.engine.apply(ts_ns, command, &mut events).expect("checked above");
+            self.snapshot_if_due(s);
+            seq
+        };
+        self.wait_durable(seq)?;
+        Ok(events)
+    }
+
+    /// Sequences, journals and applies a batch of command records (their timestamps as
+    /// given; they must not go back) and returns their events once all are durable. A bad
+    /// record refuses the whole batch with nothing applied.
+    pub fn execute_records(&self, records: &[CommandRecord]) -> Result<Vec<EventRecord>, DurableError> {
+        let mut events = Vec::with_capacity(records.len() + records.len() / 4);
+        let last_seq = {
+            let mut guard = self.lock();
+            let s = &mut *guard;
+            s.engine.check_records(records).map_err(DurableError::Engine)?;
+            let mut journaled = 0;
+            let mut failure = None;
+            for record in records {
+                match self.writer.append(s.engine.seq() + 1 + journaled as u64, record.as_bytes()) {
+                    Ok(()) => journaled += 1,
+                    Err(error) => {
+                        failure = Some(unavailable(error));
+                        break;
+                    }
+                }
+            }
+            s.engine.apply_records(&records[..journaled], &mut events).expect("checked above");
+            self.snapshot_if_due(s);
+            match failure {
+                None => s.engine.seq(),
+                Some(_) if journaled == 0 => return Err(failure.expect("a failure")),
+                Some(DurableError::Unavailable { reason }) => {
+                    let reason =
+                        format!("{reason}; only the first {journaled} of {} commands were applied", records.len());
+                    return Err(DurableError::NotDurable { seq: s.engine.seq(), reason });
+                }
+                Some(other) => return Err(other),
+            }
+        };
+        self.wait_durable(last_seq)?;
+        Ok(events)
+    }
+
+    fn wait_durable(&self, seq: u64) -> Result<(), DurableError> {
+        self.writer.wait_durable(seq, self.config.ack_timeout).map_err(|error| match error {
+            JournalError::Timeout => {
+                DurableError::NotDurable { seq, reason: format!("no sync within {:?}", self.config.ack_timeout) }
+            }
+            other => DurableError::NotDurable { seq, reason: other.to_string() },
+        })
+    }
+
+    fn snapshot_if_due(&self, s: &mut Sequencer) {
+        let every = self.config.snapshot_every_commands;
+        if every > 0 && s.engine.seq() - s.seq_of_last_snapshot >= every {
+            let mut running = self.snapshot_thread.lock().unwrap_or_else(PoisonError::into_inner);
+            if running.as_ref().is_none_or(JoinHandle::is_finished) {
+                if let Some(finished) = running.take() {
+                    // A failed periodic snapshot is retried at the next due point; recovery then
+                    // replays a longer journal tail, nothing is lost.
+                    let _ = finished.join();
+                }
+                *running = Some(self.start_snapshot(s));
+            }
+        }
+    }
+
+    /// Serializes the state now (order entry waits only for this) and writes it in the
+    /// background once its seq is durable.
+    fn start_snapshot(&self, s: &mut Sequencer) -> SnapshotThread {
+        let (seq, digest, body) = (s.engine.seq(), s.engine.state_digest(), s.engine.snapshot());
+        s.seq_of_last_snapshot = seq;
+        let store = Arc::clone(&self.snapshots);
+        let dir = self.config.journal.dir.clone();
+        let writer = Arc::clone(&self.writer);
+        let ack_timeout = self.config.ack_timeout;
+        std::thread::spawn(move || {
+            writer.wait_durable(seq, ack_timeout).map_err(DurableError::Journal)?;
+            let path = store.write(seq, digest, &body).map_err(DurableError::Journal)?;
+            if let Some(oldest) = retained_snapshot_seqs(&store)?.first() {
+                journal::remove_segments_before(&dir, oldest + 1).map_err(DurableError::Journal)?;
+            }
+            Ok((seq, path))
+        })
+    }
+
+    /// Takes a snapshot now and waits until it is written; returns its seq and file.
+    pub fn snapshot(&self) -> Result<(u64, PathBuf), DurableError> {
+        let handle = {
+            let mut guard = self.lock();
+            let mut running = self.snapshot_thread.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(previous) = running.take() {
+                let _ = previous.join();
+            }
+            self.start_snapshot(&mut guard)
+        };
+        handle.join().map_err(|_| DurableError::Recovery("the snapshot thread panicked".into()))?
+    }
+
+    pub fn journal_status(&self) -> JournalStatus {
+        self.writer.status()
+    }
+
+    /// The segment and offset up to which the journal is synced.
+    pub fn durable_position(&self) -> journal::RecordLocation {
+        self.writer.durable_position()
+    }
+
+    /// Waits for a running snapshot, then syncs and closes the journal.
+    pub fn close(self) -> Result<(), DurableError> {
+        let running = self.snapshot_thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(handle) = running {
+            let _ = handle.join();
+        }
+        let writer = Arc::try_unwrap(self.writer).expect("no snapshot thread holds the writer after its join");
+        writer.close().map_err(DurableError::Journal)
+    }
+}
+
+/// Sequence numbers of the snapshot files on disk, oldest first: the journal before the
+/// oldest is no longer needed, even to fall back on.
+fn retained_snapshot_seqs(store: &SnapshotStore) -> Result<Vec<u64>, DurableError> {
+    let entries = std::fs::read_dir(store.dir())
+        .map_err(|e| DurableError::Recovery(format!("listing {}: {e}", store.dir().display())))?;
+    let mut seqs: Vec<u64> =
+        entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.strip_suffix(".snap")?.parse().ok()).collect();
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+fn unavailable(error: JournalError) -> DurableError {
+    match error {
+        JournalError::Failing { reason } => DurableError::Unavailable { reason },
+        other => DurableError::Unavailable { reason: other.to_string() },
+    }
+}

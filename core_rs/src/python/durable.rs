@@ -1,0 +1,425 @@
+//! The durable engine for Python: the methods of `Engine` (same arguments, same returns),
+//! each returning only once its command is durable, with the GIL released while it waits so
+//! other threads' commands share its fsync. Plus what only a durable engine has: recovery
+//! report, snapshots, journal status.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pyo3::buffer::PyBuffer;
+use pyo3::create_exception;
+use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use super::{book_levels, order_tuple, place_order, Batch, EventBuffer, Levels, OrderTuple};
+use crate::command::{AmendOrder, AssetSpec, Command, InstrumentSpec};
+use crate::durable::{DurableConfig, DurableEngine, DurableError};
+use crate::engine::Engine;
+use crate::journal::{self, JournalHealth, Recovery, SyncMode};
+use crate::wire::{decode_command, event_bytes, EventRecord};
+
+create_exception!(
+    _core,
+    JournalUnavailable,
+    PyRuntimeError,
+    "The journal cannot write (disk full, I/O error): the command was not applied; try again later."
+);
+create_exception!(
+    _core,
+    OutcomeUnknown,
+    PyRuntimeError,
+    "The command was applied but is not durable yet: it is held and written when the journal recovers, or lost \
+     with the process. Retry a place with the same client_order_id to learn its outcome."
+);
+
+fn py_error(error: DurableError) -> PyErr {
+    match error {
+        DurableError::Engine(error) => PyValueError::new_err(error.to_string()),
+        DurableError::Unavailable { .. } => JournalUnavailable::new_err(error.to_string()),
+        DurableError::NotDurable { .. } => OutcomeUnknown::new_err(error.to_string()),
+        DurableError::Recovery(_) | DurableError::Journal(_) => PyRuntimeError::new_err(error.to_string()),
+    }
+}
+
+fn closed() -> PyErr {
+    PyRuntimeError::new_err("the durable engine is closed")
+}
+
+#[pyclass(module = "pyexchange._core", name = "DurableEngine")]
+pub(super) struct PyDurableEngine {
+    durable: Option<DurableEngine>,
+    /// What `open` found, as a dict for `recovery()`.
+    recovery: Py<PyDict>,
+}
+
+impl PyDurableEngine {
+    fn engine(&self) -> PyResult<&DurableEngine> {
+        self.durable.as_ref().ok_or_else(closed)
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Engine) -> R) -> PyResult<R> {
+        Ok(self.engine()?.read(f))
+    }
+
+    /// Executes with the GIL released; the events as record bytes.
+    fn run<'py>(&self, py: Python<'py>, ts_ns: i64, command: Command) -> PyResult<Bound<'py, PyBytes>> {
+        let durable = self.engine()?;
+        let events = py.detach(|| durable.execute(ts_ns, &command)).map_err(py_error)?;
+        Ok(PyBytes::new(py, event_bytes(&events)))
+    }
+}
+
+#[pymethods]
+impl PyDurableEngine {
+    /// Opens (creating if needed) the data directory and recovers its state.
+    #[new]
+    #[pyo3(signature = (data_dir, *, fsync=true, group_commit_window_us=0, snapshot_every_commands=1_000_000, segment_bytes=67_108_864, ack_timeout_ms=10_000))]
+    fn new(
+        py: Python<'_>,
+        data_dir: PathBuf,
+        fsync: bool,
+        group_commit_window_us: u64,
+        snapshot_every_commands: u64,
+        segment_bytes: u64,
+        ack_timeout_ms: u64,
+    ) -> PyResult<Self> {
+        let mut config = DurableConfig::new(data_dir);
+        config.journal.sync = if fsync { SyncMode::Fsync } else { SyncMode::NoFsyncUnsafeBenchmarkOnly };
+        config.journal.group_commit_window_us = group_commit_window_us;
+        config.journal.segment_bytes = segment_bytes;
+        config.snapshot_every_commands = snapshot_every_commands;
+        config.ack_timeout = Duration::from_millis(ack_timeout_ms);
+        let (durable, report) = py.detach(|| DurableEngine::open(config)).map_err(py_error)?;
+        let recovery = PyDict::new(py);
+        recovery.set_item("snapshot_seq", report.snapshot.as_ref().map(|(seq, _)| *seq))?;
+        recovery.set_item("snapshot_path", report.snapshot.map(|(_, path)| path))?;
+        let skipped: Vec<(PathBuf, String)> =
+            report.snapshots_skipped.into_iter().map(|s| (s.path, s.reason)).collect();
+        recovery.set_item("snapshots_skipped", skipped)?;
+        recovery.set_item("replayed", report.replayed)?;
+        let tail = report.tail_repaired.map(|t| (t.file, t.offset, t.bytes_dropped, t.reason));
+        recovery.set_item("tail_repaired", tail)?;
+        recovery.set_item("recovery_ms", report.recovery_time.as_secs_f64() * 1e3)?;
+        Ok(PyDurableEngine { durable: Some(durable), recovery: recovery.unbind() })
+    }
+
+    /// What opening found: the snapshot used, snapshots skipped, records replayed, the torn
+    /// tail cut off (file, offset, bytes, reason), and the time it took.
+    fn recovery(&self, py: Python<'_>) -> Py<PyDict> {
+        self.recovery.clone_ref(py)
+    }
+
+    #[getter]
+    fn seq(&self) -> PyResult<u64> {
+        self.read(Engine::seq)
+    }
+
+    #[getter]
+    fn ts_ns(&self) -> PyResult<i64> {
+        self.read(Engine::ts_ns)
+    }
+
+    fn add_asset(&self, py: Python<'_>, ts_ns: i64, name: &str, decimals: u8) -> PyResult<u32> {
+        self.run(py, ts_ns, Command::AddAsset(AssetSpec { name: name.to_owned(), decimals }))?;
+        Ok(self.read(|e| e.ledger().asset_id(name))?.expect("just added"))
+    }
+
+    #[pyo3(signature = (ts_ns, symbol, base_asset, quote_asset, lot_units, quote_units_per_tick_lot, min_size_lots, maker_fee_bps, taker_fee_bps, market_protection_bps))]
+    #[allow(clippy::too_many_arguments)]
+    fn add_instrument(
+        &self,
+        py: Python<'_>,
+        ts_ns: i64,
+        symbol: &str,
+        base_asset: u32,
+        quote_asset: u32,
+        lot_units: u64,
+        quote_units_per_tick_lot: u64,
+        min_size_lots: u64,
+        maker_fee_bps: u16,
+        taker_fee_bps: u16,
+        market_protection_bps: u16,
+    ) -> PyResult<u32> {
+        let spec = InstrumentSpec {
+            symbol: symbol.to_owned(),
+            base_asset,
+            quote_asset,
+            lot_units,
+            quote_units_per_tick_lot,
+            min_size_lots,
+            maker_fee_bps,
+            taker_fee_bps,
+            market_protection_bps,
+        };
+        self.run(py, ts_ns, Command::AddInstrument(spec))?;
+        Ok(self.read(|e| e.instrument_id(symbol))?.expect("just added"))
+    }
+
+    fn deposit<'py>(
+        &self,
+        py: Python<'py>,
+        ts_ns: i64,
+        account: u64,
+        asset: u32,
+        amount_units: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        self.run(py, ts_ns, Command::Deposit { account, asset, amount_units })
+    }
+
+    #[pyo3(signature = (ts_ns, account, instrument, side, order_type, stp, price_ticks, size_lots, client_order_id))]
+    #[allow(clippy::too_many_arguments)]
+    fn place<'py>(
+        &self,
+        py: Python<'py>,
+        ts_ns: i64,
+        account: u64,
+        instrument: u32,
+        side: u8,
+        order_type: u8,
+        stp: u8,
+        price_ticks: u64,
+        size_lots: u64,
+        client_order_id: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let codes = (side, order_type, stp);
+        let place = place_order(account, instrument, codes, price_ticks, size_lots, client_order_id)?;
+        self.run(py, ts_ns, Command::Place(place))
+    }
+
+    fn cancel<'py>(
+        &self,
+        py: Python<'py>,
+        ts_ns: i64,
+        account: u64,
+        instrument: u32,
+        order_id: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        self.run(py, ts_ns, Command::Cancel { account, instrument, order_id })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn amend<'py>(
+        &self,
+        py: Python<'py>,
+        ts_ns: i64,
+        account: u64,
+        instrument: u32,
+        order_id: u64,
+        new_price_ticks: u64,
+        new_size_lots: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let amend = AmendOrder { account, instrument, order_id, new_price_ticks, new_size_lots };
+        self.run(py, ts_ns, Command::Amend(amend))
+    }
+
+    #[pyo3(signature = (ts_ns, account, instrument=None))]
+    fn cancel_all<'py>(
+        &self,
+        py: Python<'py>,
+        ts_ns: i64,
+        account: u64,
+        instrument: Option<u32>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        self.run(py, ts_ns, Command::CancelAll { account, instrument })
+    }
+
+    /// Journals and applies a batch of command records with the GIL released; returns the
+    /// events once the whole batch is durable. A bad record applies nothing.
+    fn submit(&self, py: Python<'_>, commands: PyBuffer<u8>) -> PyResult<EventBuffer> {
+        let batch = Batch::of(&commands)?;
+        let durable = self.engine()?;
+        let events = py.detach(move || -> Result<Vec<EventRecord>, DurableError> {
+            // SAFETY: `commands` stays exported until this returns; the caller does not write
+            // to the batch meanwhile (as for `Engine.submit`).
+            unsafe { batch.with_records(|records| durable.execute_records(records)) }
+        });
+        Ok(EventBuffer { events: events.map_err(py_error)? })
+    }
+
+    fn balance(&self, account: u64, asset: u32) -> PyResult<(u64, u64)> {
+        let balance = self.read(|e| e.balance(account, asset))?;
+        Ok((balance.available, balance.frozen))
+    }
+
+    fn book(&self, instrument: u32, depth: usize) -> PyResult<(Levels, Levels)> {
+        self.read(|e| book_levels(e, instrument, depth))?
+    }
+
+    fn order(&self, account: u64, order_id: u64) -> PyResult<Option<OrderTuple>> {
+        self.read(|e| order_tuple(e, account, order_id))
+    }
+
+    fn instrument_id(&self, symbol: &str) -> PyResult<Option<u32>> {
+        self.read(|e| e.instrument_id(symbol))
+    }
+
+    fn asset_id(&self, name: &str) -> PyResult<Option<u32>> {
+        self.read(|e| e.ledger().asset_id(name))
+    }
+
+    /// Every asset as (name, decimals), by id.
+    fn assets(&self) -> PyResult<Vec<(String, u8)>> {
+        self.read(|e| e.ledger().assets().iter().map(|a| (a.name.clone(), a.decimals)).collect())
+    }
+
+    /// Every instrument as (symbol, base_asset, quote_asset, lot_units,
+    /// quote_units_per_tick_lot, min_size_lots, maker_fee_bps, taker_fee_bps,
+    /// market_protection_bps), by id.
+    #[allow(clippy::type_complexity)]
+    fn instruments(&self) -> PyResult<Vec<(String, u32, u32, u64, u64, u64, u16, u16, u16)>> {
+        self.read(|e| {
+            e.instrument_specs()
+                .map(|s| {
+                    let (fees, protection) = ((s.maker_fee_bps, s.taker_fee_bps), s.market_protection_bps);
+                    let units = (s.lot_units, s.quote_units_per_tick_lot, s.min_size_lots);
+                    (
+                        s.symbol.clone(),
+                        s.base_asset,
+                        s.quote_asset,
+                        units.0,
+                        units.1,
+                        units.2,
+                        fees.0,
+                        fees.1,
+                        protection,
+                    )
+                })
+                .collect()
+        })
+    }
+
+    fn live_orders(&self) -> PyResult<usize> {
+        self.read(Engine::live_orders)
+    }
+
+    fn state_hash(&self) -> PyResult<String> {
+        self.read(Engine::state_hash)
+    }
+
+    fn check_invariants(&self) -> PyResult<()> {
+        self.read(Engine::check_invariants)?.map_err(PyAssertionError::new_err)
+    }
+
+    /// Takes a snapshot now; returns (seq, path) once it is written.
+    fn snapshot(&self, py: Python<'_>) -> PyResult<(u64, PathBuf)> {
+        let durable = self.engine()?;
+        py.detach(|| durable.snapshot()).map_err(py_error)
+    }
+
+    /// The journal's health ("ok" or the failure's reason) and counters.
+    fn journal_status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let status = self.engine()?.journal_status();
+        let dict = PyDict::new(py);
+        let failing = match status.health {
+            JournalHealth::Healthy => None,
+            JournalHealth::Failing { reason } => Some(reason),
+        };
+        dict.set_item("failing", failing)?;
+        dict.set_item("next_seq", status.next_seq)?;
+        dict.set_item("durable_seq", status.durable_seq)?;
+        dict.set_item("syncs", status.syncs)?;
+        dict.set_item("records_durable", status.records_durable)?;
+        dict.set_item("bytes_durable", status.bytes_durable)?;
+        dict.set_item("sync_latency_us_last", status.sync_latency_us_last)?;
+        dict.set_item("sync_latency_us_max", status.sync_latency_us_max)?;
+        dict.set_item("write_failures", status.write_failures)?;
+        Ok(dict)
+    }
+
+    /// (segment file, byte offset) up to which the journal is synced.
+    fn durable_position(&self) -> PyResult<(PathBuf, u64)> {
+        let position = self.engine()?.durable_position();
+        Ok((position.file, position.offset))
+    }
+
+    /// Syncs and closes the journal; the engine answers nothing afterwards.
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        match self.durable.take() {
+            Some(durable) => py.detach(|| durable.close()).map_err(py_error),
+            None => Ok(()),
+        }
+    }
+}
+
+/// (seq, file, offset, ts_ns, command in words, payload)
+type JournalRecord = (u64, PathBuf, u64, i64, String, Vec<u8>);
+
+/// A command in words; a client order id as text.
+fn describe(command: &Command) -> String {
+    match command {
+        Command::Place(p) => {
+            let client_order_id = String::from_utf8_lossy(&p.client_order_id).trim_end_matches('\0').to_owned();
+            format!(
+                "Place {{ account: {}, instrument: {}, side: {}, order_type: {}, stp: {}, price_ticks: {}, \
+                 size_lots: {}, client_order_id: {client_order_id:?} }}",
+                p.account,
+                p.instrument,
+                p.side.name(),
+                p.order_type.name(),
+                p.stp.name(),
+                p.price_ticks,
+                p.size_lots
+            )
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn recovery_dict<'py>(py: Python<'py>, recovery: &Recovery) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("first_seq", recovery.first_seq)?;
+    dict.set_item("last_seq", recovery.last_seq)?;
+    dict.set_item("records", recovery.records)?;
+    let tail = recovery.tail_repaired.as_ref().map(|t| (t.file.clone(), t.offset, t.bytes_dropped, t.reason.clone()));
+    dict.set_item("tail_damaged", tail)?;
+    Ok(dict)
+}
+
+/// Checks every journal segment of a data directory without changing anything: first_seq,
+/// last_seq, records, and the torn tail recovery would cut (file, offset, bytes, reason) or
+/// None. Damage before the tail raises RuntimeError naming file, offset and seq.
+#[pyfunction]
+fn journal_verify(py: Python<'_>, data_dir: PathBuf) -> PyResult<Bound<'_, PyDict>> {
+    let recovery = py.detach(|| journal::verify(&data_dir)).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    recovery_dict(py, &recovery)
+}
+
+/// Up to `limit` journal records from `from_seq`, as (seq, file, offset, ts_ns, command,
+/// payload), the command described in words.
+#[pyfunction]
+#[pyo3(signature = (data_dir, from_seq, limit))]
+fn journal_records(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    from_seq: u64,
+    limit: usize,
+) -> PyResult<Vec<JournalRecord>> {
+    let mut records = Vec::new();
+    let read = py.detach(|| {
+        journal::read_from(&data_dir, from_seq, |seq, payload, location| {
+            if records.len() >= limit {
+                return Err("enough".to_string());
+            }
+            let (ts_ns, command) = match decode_command(payload) {
+                Ok((ts_ns, command)) => (ts_ns, describe(&command)),
+                Err(error) => (0, format!("undecodable payload: {error}")),
+            };
+            records.push((seq, location.file.clone(), location.offset, ts_ns, command, payload.to_vec()));
+            Ok(())
+        })
+    });
+    match read {
+        Ok(_) | Err(journal::ReadError::Visitor(_)) => Ok(records),
+        Err(journal::ReadError::Journal(error)) => Err(PyRuntimeError::new_err(error.to_string())),
+    }
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyDurableEngine>()?;
+    m.add_function(wrap_pyfunction!(journal_verify, m)?)?;
+    m.add_function(wrap_pyfunction!(journal_records, m)?)?;
+    m.add("JournalUnavailable", m.py().get_type::<JournalUnavailable>())?;
+    m.add("OutcomeUnknown", m.py().get_type::<OutcomeUnknown>())?;
+    Ok(())
+}
