@@ -12,8 +12,9 @@ from typing import TextIO
 from pyexchange import _core
 
 
-def verify(data_dir: str, out: TextIO = sys.stdout) -> int:
+def verify(data_dir: str, out: TextIO | None = None) -> int:
     """Prints what the journal holds; exit status 0 if recovery would succeed, 1 if not."""
+    out = out or sys.stdout
     if not os.path.isdir(data_dir):
         print(f"error: {data_dir} is not a directory", file=sys.stderr)
         return 1
@@ -34,8 +35,9 @@ def verify(data_dir: str, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def inspect(data_dir: str, from_seq: int, limit: int, out: TextIO = sys.stdout) -> int:
+def inspect(data_dir: str, from_seq: int, limit: int, out: TextIO | None = None) -> int:
     """Prints up to `limit` records from `from_seq`: seq, file:offset, timestamp, command."""
+    out = out or sys.stdout
     try:
         records = _core.journal_records(data_dir, from_seq, limit)
     except RuntimeError as error:
