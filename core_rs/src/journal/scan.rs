@@ -8,8 +8,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::format::{self, SEGMENT_HEADER_BYTES};
-use super::{segments_dir, sync_dir, JournalError, RecordLocation, Recovery, TailRepair};
+use super::format::{self, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use super::{segments_dir, sync_dir, JournalError, RecordLocation, Recovery, TailRepair, PAYLOAD_BYTES_MAX};
 
 /// A segment file as listed: its path and the first sequence number its name declares.
 #[derive(Clone, Debug)]
@@ -120,67 +120,155 @@ fn check_header(
     }
 }
 
-/// Judges one segment's bytes and hands every valid record to `visit(seq, payload, offset)`.
+/// Bytes of a segment read at a time: large enough that a read costs little per record,
+/// small enough that the buffer stays in cache. A frame larger than this grows the buffer.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// A window onto one segment file, refilled by `read` into one reused buffer.
+#[derive(Debug)]
+struct Chunks {
+    file: File,
+    buffer: Vec<u8>,
+    /// `buffer[begin..end]` holds the file's bytes from `offset` on.
+    begin: usize,
+    end: usize,
+    offset: u64,
+    eof: bool,
+}
+
+impl Chunks {
+    fn open(path: &Path, mut buffer: Vec<u8>) -> Result<Self, JournalError> {
+        let file = File::open(path).map_err(|e| JournalError::io("opening", path, e))?;
+        buffer.resize(CHUNK_BYTES.max(buffer.len()), 0);
+        Ok(Chunks { file, buffer, begin: 0, end: 0, offset: 0, eof: false })
+    }
+
+    fn available(&self) -> &[u8] {
+        &self.buffer[self.begin..self.end]
+    }
+
+    fn consume(&mut self, bytes: usize) {
+        debug_assert!(bytes <= self.end - self.begin);
+        self.begin += bytes;
+        self.offset += bytes as u64;
+    }
+
+    /// Reads until at least `want` bytes are available or the file ends.
+    fn fill(&mut self, want: usize) -> std::io::Result<()> {
+        if self.end - self.begin >= want || self.eof {
+            return Ok(());
+        }
+        self.buffer.copy_within(self.begin..self.end, 0);
+        self.end -= self.begin;
+        self.begin = 0;
+        if self.buffer.len() < want {
+            self.buffer.resize(want, 0);
+        }
+        while self.end < want {
+            let read = self.file.read(&mut self.buffer[self.end..])?;
+            if read == 0 {
+                self.eof = true;
+                break;
+            }
+            self.end += read;
+        }
+        Ok(())
+    }
+
+    /// Everything from the current offset to the end of the file (the rare path of damage).
+    fn rest(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut rest = self.available().to_vec();
+        self.file.read_to_end(&mut rest)?;
+        Ok(rest)
+    }
+
+    fn into_buffer(self) -> Vec<u8> {
+        self.buffer
+    }
+}
+
+/// The verdict on a bad frame at `offset`, given the bytes from there to the end of the file:
+/// a torn tail if this is the last segment and no valid frame follows, else corruption.
+fn judge_bad_frame(
+    segment: &Segment,
+    offset: u64,
+    rest: &[u8],
+    seq: u64,
+    is_last: bool,
+    reason: String,
+) -> Result<Torn, JournalError> {
+    let after = format::find_valid_frame_after(rest, 1, seq);
+    if is_last && after.is_none() {
+        let file_bytes = offset + rest.len() as u64;
+        return Ok(Torn { path: segment.path.clone(), offset, file_bytes, header: false, reason });
+    }
+    let reason = match after {
+        Some((after, frame)) => {
+            format!("{reason}; a valid frame (seq {}) follows at offset {}", frame.seq, offset + after as u64)
+        }
+        None => format!("{reason}; not the last segment"),
+    };
+    Err(JournalError::Corrupt { file: segment.path.clone(), offset, seq, reason })
+}
+
+/// Judges one segment and hands every valid record to `visit(seq, payload, offset)`.
 fn scan_segment<E>(
     segment: &Segment,
-    bytes: &[u8],
+    chunks: &mut Chunks,
     expected_seq: Option<u64>,
     is_last: bool,
     visit: &mut impl FnMut(u64, &[u8], u64) -> Result<(), E>,
 ) -> Result<SegmentEnd, ReadError<E>> {
-    let torn = |offset: usize, header: bool, reason: String| Torn {
-        path: segment.path.clone(),
-        offset: offset as u64,
-        file_bytes: bytes.len() as u64,
-        header,
-        reason,
+    let io = |e| JournalError::io("reading", &segment.path, e);
+    chunks.fill(SEGMENT_HEADER_BYTES).map_err(io)?;
+    // A bad header needs the whole file judged (is there a valid frame after it?).
+    let whole = match format::decode_segment_header(chunks.available()) {
+        Ok(_) => None,
+        Err(_) => Some(chunks.rest().map_err(io)?),
     };
-    let Some(mut seq) = check_header(segment, bytes, expected_seq, is_last)? else {
-        let reason = format::decode_segment_header(bytes).err().unwrap_or_default();
-        return Ok(SegmentEnd { next_seq: segment.first_seq, torn: Some(torn(0, true, reason)) });
+    let header_bytes = whole.as_deref().unwrap_or(chunks.available());
+    let Some(mut seq) = check_header(segment, header_bytes, expected_seq, is_last)? else {
+        let reason = format::decode_segment_header(header_bytes).err().unwrap_or_default();
+        let file_bytes = header_bytes.len() as u64;
+        let torn = Torn { path: segment.path.clone(), offset: 0, file_bytes, header: true, reason };
+        return Ok(SegmentEnd { next_seq: segment.first_seq, torn: Some(torn) });
     };
-    let mut offset = SEGMENT_HEADER_BYTES;
-    while offset < bytes.len() {
-        match format::check_frame(bytes, offset) {
+    chunks.consume(SEGMENT_HEADER_BYTES);
+    loop {
+        chunks.fill(FRAME_HEADER_BYTES).map_err(io)?;
+        let available = chunks.available();
+        if available.is_empty() {
+            return Ok(SegmentEnd { next_seq: seq, torn: None });
+        }
+        if available.len() >= FRAME_HEADER_BYTES {
+            let len = u32::from_le_bytes([available[0], available[1], available[2], available[3]]);
+            if len <= PAYLOAD_BYTES_MAX {
+                chunks.fill(FRAME_HEADER_BYTES + len as usize).map_err(io)?;
+            }
+        }
+        let offset = chunks.offset;
+        match format::check_frame(chunks.available(), 0) {
             Ok(frame) if frame.seq == seq => {
-                visit(seq, &bytes[frame.payload_start..frame.end], offset as u64).map_err(ReadError::Visitor)?;
-                offset = frame.end;
+                visit(seq, &chunks.available()[frame.payload_start..frame.end], offset).map_err(ReadError::Visitor)?;
+                chunks.consume(frame.end);
                 seq += 1;
             }
             Ok(frame) => {
+                let file = segment.path.clone();
                 return Err(ReadError::Journal(JournalError::Gap {
-                    file: segment.path.clone(),
-                    offset: offset as u64,
+                    file,
+                    offset,
                     expected_seq: seq,
                     found_seq: frame.seq,
                 }));
             }
             Err(reason) => {
-                let after = format::find_valid_frame_after(bytes, offset + 1, seq);
-                if is_last && after.is_none() {
-                    return Ok(SegmentEnd { next_seq: seq, torn: Some(torn(offset, false, reason)) });
-                }
-                let reason = match after {
-                    Some((after, frame)) => {
-                        format!("{reason}; a valid frame (seq {}) follows at offset {after}", frame.seq)
-                    }
-                    None => format!("{reason}; not the last segment"),
-                };
-                let file = segment.path.clone();
-                return Err(ReadError::Journal(JournalError::Corrupt { file, offset: offset as u64, seq, reason }));
+                let rest = chunks.rest().map_err(io)?;
+                let torn = judge_bad_frame(segment, offset, &rest, seq, is_last, reason)?;
+                return Ok(SegmentEnd { next_seq: seq, torn: Some(torn) });
             }
         }
     }
-    Ok(SegmentEnd { next_seq: seq, torn: None })
-}
-
-fn read_whole(path: &Path, buffer: &mut Vec<u8>) -> Result<(), JournalError> {
-    buffer.clear();
-    let mut file = File::open(path).map_err(|e| JournalError::io("opening", path, e))?;
-    let bytes = file.metadata().map_err(|e| JournalError::io("reading metadata of", path, e))?.len();
-    buffer.reserve(bytes as usize);
-    file.read_to_end(buffer).map_err(|e| JournalError::io("reading", path, e))?;
-    Ok(())
 }
 
 /// Scans every segment from the one holding `from_seq`; returns what it found and the torn tail.
@@ -193,11 +281,11 @@ fn scan<E>(
     // Segments whose records all precede `from_seq` are skipped unread; the rest are judged whole.
     let skip = segments.windows(2).take_while(|pair| pair[1].first_seq <= from_seq).count();
     let mut recovery = Recovery { first_seq: 0, last_seq: 0, records: 0, tail_repaired: None };
-    let mut buffer = Vec::new();
+    let mut buffer = Vec::with_capacity(CHUNK_BYTES);
     let mut expected_seq = None;
     let mut torn = None;
     for (index, segment) in segments.iter().enumerate().skip(skip) {
-        read_whole(&segment.path, &mut buffer)?;
+        let mut chunks = Chunks::open(&segment.path, std::mem::take(&mut buffer))?;
         let is_last = index + 1 == segments.len();
         let mut count = |seq: u64, payload: &[u8], offset: u64| {
             if recovery.records == 0 {
@@ -210,7 +298,8 @@ fn scan<E>(
             }
             Ok(())
         };
-        let end = scan_segment(segment, &buffer, expected_seq, is_last, &mut count)?;
+        let end = scan_segment(segment, &mut chunks, expected_seq, is_last, &mut count)?;
+        buffer = chunks.into_buffer();
         expected_seq = Some(end.next_seq);
         torn = end.torn;
     }
@@ -264,7 +353,7 @@ pub fn verify(dir: &Path) -> Result<Recovery, JournalError> {
     Ok(recovery)
 }
 
-/// Streams the records with `seq >= from_seq`, in order, to `visit`. Each segment is read whole
+/// Streams the records with `seq >= from_seq`, in order, to `visit`. Segments are read in chunks
 /// into one reused buffer. It stops where [`recover`] would: silently at a torn tail, with an
 /// error at damage before it (segments wholly before `from_seq` are not read). Returns how
 /// many records it handed over.
