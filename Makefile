@@ -35,9 +35,10 @@ test-python: install  ## pytest: scenarios, differential against the reference, 
 
 test: lint test-rust test-python  ## install, lint and run every test (Rust and Python)
 
-test-long: install  ## the property and differential tests with many more cases (minutes)
+test-long: install  ## the property, differential and crash tests with many more cases (minutes)
 	PROPTEST_CASES=50000 cargo test --release
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_differential.py
+	CRASH_ITERATIONS=50 $(PY) -m pytest -q tests/test_crash.py
 
 bench: install  ## the benchmarks (long; figures go to bench/README.md)
 	$(PIP) install -q -e '.[bench]' -r bench/requirements.txt
