@@ -6,8 +6,11 @@
 //!   `lone_waiter` appends one record and waits for it, again and again (the latency one
 //!   client sees); `big_appender` appends as fast as it can and waits once at the end;
 //!   `bursts` appends bursts of 1,000 and waits for each; `threads_N` has N threads each
-//!   appending one record and waiting for it (append-to-durable latency per record).
-//!   `big_appender_no_fsync` is the same without syncing: the ceiling set by everything else.
+//!   appending one record and waiting for it (append-to-durable latency per record);
+//!   `threads_16_bursts_100` has 16 threads each appending 100 and waiting for the last.
+//!   `big_appender_no_fsync` is the same without syncing. It is not a ceiling: a flusher that
+//!   never waits for the disk takes the lock for tiny batches as fast as it can, so it shows
+//!   what appender/flusher contention costs rather than what the disk does.
 //! - `read_from`: streaming the big appender's journal back, records per second.
 //!
 //! Output: one JSON object on stdout. `cargo bench --bench journal -- [--dir PATH] [--quick]`
@@ -132,7 +135,8 @@ fn big_appender(dir: &Path, records: u64, burst: u64, sync: SyncMode) -> Value {
     summary(writer, records, started, None)
 }
 
-fn threads(dir: &Path, threads: usize, duration: Duration) -> Value {
+/// `threads` threads each appending `burst` records and waiting for the last, until `duration`.
+fn threads(dir: &Path, threads: usize, burst: u64, duration: Duration) -> Value {
     let writer = Arc::new(open_writer(dir, SyncMode::Fsync));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Arc::new(Barrier::new(threads + 1));
@@ -145,7 +149,10 @@ fn threads(dir: &Path, threads: usize, duration: Duration) -> Value {
                 start.wait();
                 while !stop.load(Ordering::Relaxed) {
                     let appended = Instant::now();
-                    let seq = writer.append_next(&payload).expect("append");
+                    let mut seq = 0;
+                    for _ in 0..burst {
+                        seq = writer.append_next(&payload).expect("append");
+                    }
                     writer.wait_durable(seq, WAIT).expect("durable");
                     latency.record(elapsed_us(appended)).expect("record");
                 }
@@ -201,8 +208,9 @@ fn main() {
         big_appender(fresh(&options.dir).path(), big_records / 4, 1_000, SyncMode::Fsync),
     );
     for count in [4, 16, 64] {
-        results.insert(format!("threads_{count}"), threads(fresh(&options.dir).path(), count, run_for));
+        results.insert(format!("threads_{count}"), threads(fresh(&options.dir).path(), count, 1, run_for));
     }
+    results.insert("threads_16_bursts_100".into(), threads(fresh(&options.dir).path(), 16, 100, run_for));
     let ceiling = big_appender(fresh(&options.dir).path(), big_records, u64::MAX, SyncMode::NoFsyncUnsafeBenchmarkOnly);
     results.insert("big_appender_no_fsync".into(), ceiling);
     println!("{}", serde_json::to_string_pretty(&Value::Object(results)).expect("json"));

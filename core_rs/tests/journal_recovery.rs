@@ -203,7 +203,9 @@ fn bit_flips_in_the_last_record_are_a_torn_tail() {
         let file = rebase(&location.file, base.path(), dir.path());
         flip_bit(&file, bit);
         let what = format!("round {round}: bit {bit} of byte {} flipped", bit / 8);
+        let before = contents(dir.path());
         assert!(verify(dir.path()).expect(&what).tail_repaired.is_some(), "{what}: verify sees it");
+        assert_eq!(contents(dir.path()), before, "{what}: verify modifies nothing");
         let recovery = recover(dir.path()).expect(&what);
         let repair = recovery.tail_repaired.clone().expect("repair");
         assert_eq!((repair.file.clone(), repair.offset), (file.clone(), location.offset), "{what}: {repair:?}");

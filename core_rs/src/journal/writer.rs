@@ -142,6 +142,11 @@ pub struct JournalWriter {
     flusher: Option<JoinHandle<Result<(), JournalError>>>,
 }
 
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<JournalWriter>();
+};
+
 impl JournalWriter {
     /// Opens for appending after [`recover`](super::recover): the next record is
     /// `recovery.last_seq + 1`, or `first_seq_if_empty` when the journal holds no record.
