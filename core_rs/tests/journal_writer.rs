@@ -202,13 +202,24 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn disk_full_fails_holds_records_and_recovers_when_space_returns() {
+    disk_full(64 << 10);
+}
+
+#[test]
+fn disk_full_while_rolling_segments() {
+    // Segments this small roll at nearly every batch, so the failing write is often the new
+    // segment's own creation.
+    disk_full(1 << 10);
+}
+
+fn disk_full(segment_bytes: u64) {
     if !running_as_root() {
-        println!("SKIPPED disk_full_fails_holds_records_and_recovers_when_space_returns: needs root to mount a tmpfs");
+        println!("SKIPPED disk-full test (segment_bytes {segment_bytes}): needs root to mount a tmpfs");
         return;
     }
     let disk = SmallDisk::mount();
     let data_dir = disk.path().join("data");
-    let mut config = config(&data_dir, 64 << 10);
+    let mut config = config(&data_dir, segment_bytes);
     config.retry_interval_ms = 10;
     let writer = JournalWriter::open(config, &recover(&data_dir).expect("recover"), 1).expect("open");
     for seq in 1..=100 {
@@ -231,7 +242,7 @@ fn disk_full_fails_holds_records_and_recovers_when_space_returns() {
         assert!(seq < 1_000_000, "the disk never filled");
     };
     let held = seq - 1;
-    println!("failing after {held} records: {failing_reason}");
+    println!("segment_bytes {segment_bytes}: failing after {held} records: {failing_reason}");
     assert!(failing_reason.contains("No space left on device"), "{failing_reason}");
     assert!(failing_reason.contains(&data_dir.display().to_string()), "{failing_reason}");
     assert!(matches!(writer.wait_durable(held, WAIT), Err(JournalError::Failing { .. })));
