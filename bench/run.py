@@ -217,11 +217,17 @@ def lean_latency(workload: Workload, rate_per_s: float) -> dict[str, Any]:
 # ---- the paths ------------------------------------------------------------------------------
 
 
-def rust_engine(workload: Workload, workdir: pathlib.Path, rates: list[float]) -> dict[str, Any]:
+def write_rust_workload(workload: Workload, workdir: pathlib.Path) -> pathlib.Path:
+    """Writes the records and setup the Rust bench binaries read; returns the records' path."""
     eng = engine_for(workload)
     path = workdir / (workload.name.replace(" ", "-") + ".rec")
     np.concatenate([workload.prefix, workload.commands]).tofile(path)
     path.with_name(path.name + ".json").write_text(json.dumps(rust_setup(workload, eng)))
+    return path
+
+
+def rust_engine(workload: Workload, workdir: pathlib.Path, rates: list[float]) -> dict[str, Any]:
+    path = write_rust_workload(workload, workdir)
     rates_arg = ",".join(str(int(r)) for r in rates)
     # Cargo runs a bench from its package's folder: the workload path must be absolute.
     workload_path = str(path.resolve())

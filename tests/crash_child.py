@@ -71,8 +71,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data_dir")
     parser.add_argument("--snapshot-every", type=int, default=0)
+    parser.add_argument("--segment-bytes", type=int, default=64 << 20)
     options = parser.parse_args()
-    engine = Engine(data_dir=options.data_dir, snapshot_every_commands=options.snapshot_every)
+    engine = Engine(
+        data_dir=options.data_dir, snapshot_every_commands=options.snapshot_every, segment_bytes=options.segment_bytes
+    )
     recovery = engine.recovery()
     try:
         engine.instrument(INSTRUMENT)

@@ -45,6 +45,8 @@ EARLIER_PLACES_CHECKED_MAX = 100
 # Only a guard against a hung child: nothing waits on a clock for synchronization.
 WAIT_S_MAX = 60
 CHILD = Path(__file__).with_name("crash_child.py")
+# About 80 records per segment file.
+SMALL_SEGMENT_BYTES = 8 << 10
 INSTRUMENT = "BTC-USDT"
 RECORDS_MAX = 10**9
 PLACE_RECORD = re.compile(r'^Place \{ account: (\d+), .* client_order_id: "([^"]*)" \}$')
@@ -80,11 +82,12 @@ class Connection:
 class Child:
     """One run of crash_child.py; `ready` is its first line (port, recovery, durable)."""
 
-    def __init__(self, data_dir: Path, snapshot_every: int, stderr_path: Path) -> None:
+    def __init__(self, data_dir: Path, snapshot_every: int, segment_bytes: int, stderr_path: Path) -> None:
         self.stderr_path = stderr_path
         self.control: Connection | None = None
         with open(stderr_path, "ab") as stderr:
             command = [sys.executable, str(CHILD), str(data_dir), "--snapshot-every", str(snapshot_every)]
+            command += ["--segment-bytes", str(segment_bytes)]
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
 
     def wait_ready(self) -> None:
@@ -115,12 +118,12 @@ class Child:
 
 
 @pytest.fixture
-def start_child(tmp_path: Path) -> Iterator[Callable[[Path, int], Child]]:
+def start_child(tmp_path: Path) -> Iterator[Callable[[Path, int, int], Child]]:
     """Starts children; whatever happens, none outlives the test."""
     children: list[Child] = []
 
-    def start(data_dir: Path, snapshot_every: int) -> Child:
-        child = Child(data_dir, snapshot_every, tmp_path / "child-stderr.txt")
+    def start(data_dir: Path, snapshot_every: int, segment_bytes: int) -> Child:
+        child = Child(data_dir, snapshot_every, segment_bytes, tmp_path / "child-stderr.txt")
         children.append(child)
         child.wait_ready()
         return child
@@ -439,11 +442,15 @@ def cut_journal(data_dir: Path, durable: tuple[str, int], rng: random.Random) ->
 
 
 @pytest.mark.parametrize("power_loss", [False, True], ids=["kill", "power_loss"])
-def test_crash(tmp_path: Path, start_child: Callable[[Path, int], Child], power_loss: bool) -> None:
+def test_crash(tmp_path: Path, start_child: Callable[[Path, int, int], Child], power_loss: bool) -> None:
     rng = random.Random(SEED + power_loss)
     data_dir = tmp_path / "data"
     known = Known()
-    child = start_child(data_dir, 0)
+    # The power loss test rolls segments often, so cuts also fall in a segment that follows
+    # others (the kill test keeps one: its snapshots remove old segments, which the replay
+    # check reads from seq 1).
+    segment_bytes = SMALL_SEGMENT_BYTES if power_loss else 64 << 20
+    child = start_child(data_dir, 0, segment_bytes)
     check_recovered(child, data_dir, known, None)
     for iteration in range(ITERATIONS):
         run = run_until_killed(child, iteration, "p" if power_loss else "k", rng, known)
@@ -454,7 +461,7 @@ def test_crash(tmp_path: Path, start_child: Callable[[Path, int], Child], power_
         # Snapshots (and recovery from one plus the tail) in the kill test; a power loss test's
         # snapshot could be newer than the cut, which a real power loss cannot produce.
         snapshot_every = 0 if power_loss else rng.choice((0, 0, 7, 60))
-        child = start_child(data_dir, snapshot_every)
+        child = start_child(data_dir, snapshot_every, segment_bytes)
         journal = check_recovered(child, data_dir, known, durable)
         retry_unknown(child, run, journal, known)
     check_recovered(child, data_dir, known, None)

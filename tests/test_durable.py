@@ -252,3 +252,21 @@ def test_a_full_disk_stops_acknowledgements_loses_nothing_and_recovers(small_dis
         for seq, order_id in acked:
             assert reopened.order(account=1, order_id=order_id) is not None, (seq, order_id)
         reopened.check_invariants()
+
+
+def test_a_journal_cut_below_the_newest_snapshot_stops_recovery(data_dir: Path) -> None:
+    with Engine(data_dir, snapshot_every_commands=0) as eng:
+        setup_market(eng)
+        position = eng.durable_position()
+        eng.deposit(account=1, asset="USDT", amount="1")
+        snapshot_seq, _ = eng.snapshot()
+    os.truncate(*position)  # the journal loses the last command, which the snapshot holds
+    with pytest.raises(RuntimeError, match=f"journal ends at seq {snapshot_seq - 1} but the newest snapshot is at"):
+        Engine(data_dir)
+
+
+def test_one_engine_per_data_directory(data_dir: Path) -> None:
+    with Engine(data_dir), pytest.raises(RuntimeError, match="locked"):
+        Engine(data_dir)
+    with Engine(data_dir) as again:  # closed: the lock is released
+        assert again.seq == 0

@@ -9,8 +9,12 @@
 //!   time; recovery reads the same bytes either way) opened from scratch: commands replayed
 //!   per second.
 //!
-//! Output: one JSON object. `cargo bench --bench durable -- [--dir PATH] [--rates R1,R2]
-//! [--seconds S] [--clients N] [--recovery-commands N]`.
+//! The commands: a workload recorded by `bench/run.py` (`--workload PATH`, e.g. the
+//! exchange-core mix; its timestamps are zeroed, since client threads interleave batches), or
+//! else a seeded stream of places and cancels over 1,000 accounts.
+//!
+//! Output: one JSON object. `cargo bench --bench durable -- [--workload PATH] [--dir PATH]
+//! [--rates R1,R2] [--seconds S] [--clients N] [--recovery-commands N]`.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -18,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+mod workload;
 
 use core_rs::codes::{OrderType, Side, Stp};
 use core_rs::command::{AssetSpec, Command, InstrumentSpec, PlaceOrder, NO_CLIENT_ORDER_ID};
@@ -36,6 +42,7 @@ struct Options {
     seconds: u64,
     clients: usize,
     recovery_commands: u64,
+    workload: Option<String>,
 }
 
 fn options() -> Options {
@@ -45,6 +52,7 @@ fn options() -> Options {
         seconds: 3,
         clients: 4,
         recovery_commands: 10_000_000,
+        workload: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -55,6 +63,7 @@ fn options() -> Options {
             "--seconds" => options.seconds = value().parse().expect("seconds"),
             "--clients" => options.clients = value().parse().expect("clients"),
             "--recovery-commands" => options.recovery_commands = value().parse().expect("a count"),
+            "--workload" => options.workload = Some(value()),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -85,39 +94,70 @@ fn fdatasync_latency_us(dir: &Path, samples: usize) -> Value {
     percentiles(&histogram)
 }
 
-/// An engine with one instrument and funded accounts, in a fresh data directory.
-fn open_market(dir: &Path, sync: SyncMode) -> DurableEngine {
+/// The commands of a run: configuration, setup records (deposits), and the timed stream.
+struct Commands {
+    configuration: Vec<Command>,
+    setup: Vec<CommandRecord>,
+    stream: Vec<CommandRecord>,
+}
+
+impl Commands {
+    fn recorded(path: &str) -> Commands {
+        let recorded = workload::load(path);
+        let zeroed = |records: &[CommandRecord]| records.iter().map(|r| CommandRecord { ts_ns: 0, ..*r }).collect();
+        Commands {
+            configuration: recorded.configuration(),
+            setup: zeroed(&recorded.records[..recorded.prefix]),
+            stream: zeroed(&recorded.records[recorded.prefix..]),
+        }
+    }
+
+    /// One instrument, 1,000 funded accounts, `commands` places and cancels.
+    fn synthetic(commands: usize) -> Commands {
+        let spec = InstrumentSpec {
+            symbol: "BTC-USDT".into(),
+            base_asset: 1,
+            quote_asset: 0,
+            lot_units: 1_000,
+            quote_units_per_tick_lot: 10,
+            min_size_lots: 1,
+            maker_fee_bps: 2,
+            taker_fee_bps: 5,
+            market_protection_bps: 500,
+        };
+        let mut configuration: Vec<Command> =
+            ["USDT", "BTC"].map(|name| Command::AddAsset(AssetSpec { name: name.into(), decimals: 8 })).into();
+        configuration.push(Command::AddInstrument(spec));
+        let setup = (1..=ACCOUNTS)
+            .flat_map(|account| [0, 1].map(|asset| Command::Deposit { account, asset, amount_units: 1 << 50 }))
+            .map(|command| CommandRecord::from_command(0, &command).expect("a trading command"))
+            .collect();
+        Commands { configuration, setup, stream: synthetic_stream(commands, 42) }
+    }
+
+    /// The first `count` commands of the stream, cycling through it as often as needed.
+    fn cycled(&self, count: usize) -> Vec<CommandRecord> {
+        self.stream.iter().cycle().take(count).copied().collect()
+    }
+}
+
+/// A durable engine in a fresh data directory, configured and set up.
+fn open_market(dir: &Path, sync: SyncMode, commands: &Commands) -> DurableEngine {
     let _ = std::fs::remove_dir_all(dir);
     let mut config = DurableConfig::new(dir);
     config.journal.sync = sync;
     config.snapshot_every_commands = 0;
     let (engine, _) = DurableEngine::open(config).expect("open");
-    for name in ["USDT", "BTC"] {
-        engine.execute(0, &Command::AddAsset(AssetSpec { name: name.into(), decimals: 8 })).expect("asset");
+    for command in &commands.configuration {
+        engine.execute(0, command).expect("configuration");
     }
-    let spec = InstrumentSpec {
-        symbol: "BTC-USDT".into(),
-        base_asset: 1,
-        quote_asset: 0,
-        lot_units: 1_000,
-        quote_units_per_tick_lot: 10,
-        min_size_lots: 1,
-        maker_fee_bps: 2,
-        taker_fee_bps: 5,
-        market_protection_bps: 500,
-    };
-    engine.execute(0, &Command::AddInstrument(spec)).expect("instrument");
-    let deposits: Vec<CommandRecord> = (1..=ACCOUNTS)
-        .flat_map(|account| [0, 1].map(|asset| Command::Deposit { account, asset, amount_units: 1 << 50 }))
-        .map(|command| CommandRecord::from_command(0, &command).expect("a trading command"))
-        .collect();
-    engine.execute_records(&deposits).expect("deposits");
+    engine.execute_records(&commands.setup).expect("setup");
     engine
 }
 
 /// A seeded stream of places around a mid price and cancels of recent orders (ids are
 /// guessed from the count of places: most cancels find their order, some miss).
-fn workload(commands: usize, seed: u64) -> Vec<CommandRecord> {
+fn synthetic_stream(commands: usize, seed: u64) -> Vec<CommandRecord> {
     let mut state = seed | 1;
     let mut next = move || {
         state ^= state << 13;
@@ -153,9 +193,9 @@ fn workload(commands: usize, seed: u64) -> Vec<CommandRecord> {
 }
 
 /// Open-loop run at `rate` commands per second; latency from planned time to durable.
-fn offered_load(dir: &Path, rate: u64, seconds: u64, clients: usize) -> Value {
-    let commands = workload((rate * seconds) as usize, rate);
-    let engine = open_market(dir, SyncMode::Fsync);
+fn offered_load(dir: &Path, source: &Commands, rate: u64, seconds: u64, clients: usize) -> Value {
+    let commands = source.cycled((rate * seconds) as usize);
+    let engine = open_market(dir, SyncMode::Fsync, source);
     let syncs_before = engine.journal_status().syncs;
     let cursor = AtomicUsize::new(0);
     let histogram = Mutex::new(Histogram::<u64>::new(3).expect("histogram"));
@@ -206,14 +246,11 @@ fn offered_load(dir: &Path, rate: u64, seconds: u64, clients: usize) -> Value {
 }
 
 /// Writes `commands` commands without fsync, then times a recovery from the journal alone.
-fn recovery(dir: &Path, commands: u64) -> Value {
-    let engine = open_market(dir, SyncMode::NoFsyncUnsafeBenchmarkOnly);
-    let stream = workload(1 << 20, 42);
-    let mut written = 0u64;
-    while written < commands {
-        let chunk = &stream[..((commands - written) as usize).min(stream.len())];
+fn recovery(dir: &Path, source: &Commands, commands: u64) -> Value {
+    let engine = open_market(dir, SyncMode::NoFsyncUnsafeBenchmarkOnly, source);
+    let stream = source.cycled(commands as usize);
+    for chunk in stream.chunks(1 << 16) {
         engine.execute_records(chunk).expect("journal");
-        written += chunk.len() as u64;
     }
     let expected = engine.read(core_rs::Engine::state_hash);
     engine.close().expect("close");
@@ -233,16 +270,21 @@ fn main() {
     let options = options();
     let dir = options.dir.join(format!("pyexchange-durable-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("bench dir");
+    let source = match &options.workload {
+        Some(path) => Commands::recorded(path),
+        None => Commands::synthetic(1 << 20),
+    };
     let fsync = fdatasync_latency_us(&dir, 2_000);
     let loads: Vec<Value> = options
         .rates
         .iter()
-        .map(|&rate| offered_load(&dir.join("load"), rate, options.seconds, options.clients))
+        .map(|&rate| offered_load(&dir.join("load"), &source, rate, options.seconds, options.clients))
         .collect();
-    let recovered = recovery(&dir.join("recovery"), options.recovery_commands);
+    let recovered = recovery(&dir.join("recovery"), &source, options.recovery_commands);
     std::fs::remove_dir_all(&dir).expect("clean up");
     let report = json!({
         "dir": options.dir,
+        "workload": options.workload.as_deref().unwrap_or("synthetic places and cancels"),
         "clients": options.clients,
         "fdatasync_latency_us": fsync,
         "offered_loads": loads,

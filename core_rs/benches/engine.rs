@@ -1,8 +1,6 @@
 //! The pure-Rust engine benchmark: throughput and open-loop latency on a recorded workload.
 //!
-//! Input: a workload written by `bench/run.py` — `PATH` holds raw command records
-//! (`wire::CommandRecord`, 80 bytes each) and `PATH.json` the setup (assets, instruments,
-//! and how many leading records are setup deposits, applied before timing).
+//! Input: a workload written by `bench/run.py` (see `workload/mod.rs`).
 //! Throughput: the timed records applied through `apply_records` in chunks (decode and
 //! validation included), best and median of several fresh runs. Latency: each command has
 //! a planned send time at a fixed offered rate; latency is measured from that planned time
@@ -14,11 +12,14 @@
 
 use std::time::{Duration, Instant};
 
-use core_rs::command::{AssetSpec, Command, InstrumentSpec};
-use core_rs::wire::{command_records, CommandRecord, EventRecord};
+mod workload;
+
+use core_rs::command::Command;
+use core_rs::wire::EventRecord;
 use core_rs::Engine;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+use workload::{load, Workload};
 
 const CHUNK_RECORDS: usize = 4_096;
 /// Latency runs apply the first 1/10 of the workload unmeasured: the book fills up and
@@ -27,46 +28,11 @@ const WARMUP_DIVISOR: usize = 10;
 /// Live orders the engine's memory is allocated for before timing (as at a deployment's start).
 const PREALLOCATED_LIVE_ORDERS: usize = 1 << 16;
 
-struct Workload {
-    setup: Value,
-    prefix: usize,
-    records: Vec<CommandRecord>,
-}
-
-fn load(path: &str) -> Workload {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let records = command_records(&bytes).expect("whole records");
-    let setup: Value =
-        serde_json::from_slice(&std::fs::read(format!("{path}.json")).expect("setup json")).expect("json");
-    let prefix = setup["prefix_records"].as_u64().expect("prefix_records") as usize;
-    Workload { setup, prefix, records }
-}
-
-fn field(value: &Value, name: &str) -> u64 {
-    value[name].as_u64().unwrap_or_else(|| panic!("setup field {name}"))
-}
-
 fn fresh_engine(workload: &Workload) -> Engine {
     let mut engine = Engine::new();
     let mut out = Vec::new();
-    for asset in workload.setup["assets"].as_array().expect("assets") {
-        let spec =
-            AssetSpec { name: asset["name"].as_str().expect("name").into(), decimals: field(asset, "decimals") as u8 };
-        engine.apply(0, &Command::AddAsset(spec), &mut out).expect("asset");
-    }
-    for inst in workload.setup["instruments"].as_array().expect("instruments") {
-        let spec = InstrumentSpec {
-            symbol: inst["symbol"].as_str().expect("symbol").into(),
-            base_asset: field(inst, "base_asset") as u32,
-            quote_asset: field(inst, "quote_asset") as u32,
-            lot_units: field(inst, "lot_units"),
-            quote_units_per_tick_lot: field(inst, "quote_units_per_tick_lot"),
-            min_size_lots: field(inst, "min_size_lots"),
-            maker_fee_bps: field(inst, "maker_fee_bps") as u16,
-            taker_fee_bps: field(inst, "taker_fee_bps") as u16,
-            market_protection_bps: field(inst, "market_protection_bps") as u16,
-        };
-        engine.apply(0, &Command::AddInstrument(spec), &mut out).expect("instrument");
+    for command in workload.configuration() {
+        engine.apply(0, &command, &mut out).expect("configuration");
     }
     engine.apply_records(&workload.records[..workload.prefix], &mut out).expect("setup records");
     engine.preallocate(PREALLOCATED_LIVE_ORDERS);

@@ -13,6 +13,7 @@
 //!   a retry with the same client order id learns which.
 //! - A retry (`Engine::place_retry`) is answered with the original acceptance once that is
 //!   durable, without a new command.
+//! - One engine per data directory (a lock file).
 //! - Recovery is the newest valid snapshot plus the journal after it (`open`); a snapshot is
 //!   written only once its sequence number is durable, by a background thread, so order entry
 //!   pauses only while the state is serialized.
@@ -26,7 +27,7 @@ use crate::command::Command;
 use crate::engine::{Engine, EngineError};
 use crate::journal::{
     self, JournalConfig, JournalError, JournalStatus, JournalWriter, Recovery, SkippedSnapshot, SnapshotStore,
-    TailRepair,
+    SyncMode, TailRepair,
 };
 use crate::wire::{decode_command, encode_command, CommandRecord, EventRecord, COMMAND_RECORD_BYTES};
 
@@ -123,6 +124,9 @@ struct Sequencer {
 
 #[derive(Debug)]
 pub struct DurableEngine {
+    /// Held (an exclusive lock on `<dir>/LOCK`) while the engine is open: one writer per
+    /// data directory.
+    _lock: std::fs::File,
     sequencer: Mutex<Sequencer>,
     /// Shared with the background snapshot writer, which waits on it.
     writer: Arc<JournalWriter>,
@@ -147,7 +151,36 @@ fn restore_newest_snapshot(store: &SnapshotStore, report: &mut OpenReport) -> Re
     Ok(engine)
 }
 
-/// Applies journal records after the engine's seq.
+/// Trading records replayed per `apply_records` call.
+const REPLAY_CHUNK_RECORDS: usize = 4_096;
+
+/// Journal records waiting to be applied in one call, with where the first one is.
+struct ReplayChunk {
+    records: Vec<CommandRecord>,
+    first: Option<(u64, journal::RecordLocation)>,
+    events: Vec<EventRecord>,
+}
+
+impl ReplayChunk {
+    fn flush(&mut self, engine: &mut Engine) -> Result<(), DurableError> {
+        if let Some((seq, location)) = self.first.take() {
+            self.events.clear();
+            engine.apply_records(&self.records, &mut self.events).map_err(|error| {
+                DurableError::Recovery(format!(
+                    "the {} records from seq {seq} ({} offset {}): {error}",
+                    self.records.len(),
+                    location.file.display(),
+                    location.offset
+                ))
+            })?;
+            self.records.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Applies the journal records after the engine's seq: trading records in chunks through the
+/// batch path, configuration commands one by one.
 fn replay(dir: &Path, recovery: &Recovery, engine: &mut Engine) -> Result<u64, DurableError> {
     let from = engine.seq() + 1;
     if recovery.records > 0 && recovery.first_seq > from {
@@ -158,33 +191,44 @@ fn replay(dir: &Path, recovery: &Recovery, engine: &mut Engine) -> Result<u64, D
             recovery.first_seq - 1
         )));
     }
-    let mut events = Vec::new();
+    if recovery.records > 0 && recovery.last_seq < from - 1 {
+        return Err(DurableError::Recovery(format!(
+            "the journal ends at seq {} but the newest snapshot is at {}: the journal lost records the snapshot \
+             holds; move the damaged journal aside to continue from the snapshot",
+            recovery.last_seq,
+            from - 1
+        )));
+    }
+    let mut chunk = ReplayChunk { records: Vec::with_capacity(REPLAY_CHUNK_RECORDS), first: None, events: Vec::new() };
     journal::read_from(dir, from, |seq, payload, location| {
-        let failed = |message: String| {
-            DurableError::Recovery(format!(
-                "{} offset {} seq {seq}: {message}",
-                location.file.display(),
-                location.offset
-            ))
-        };
-        if seq != engine.seq() + 1 {
-            return Err(failed(format!("expected seq {}", engine.seq() + 1)));
+        if seq != engine.seq() + chunk.records.len() as u64 + 1 {
+            let expected = engine.seq() + chunk.records.len() as u64 + 1;
+            let (file, offset) = (location.file.display(), location.offset);
+            return Err(DurableError::Recovery(format!("{file} offset {offset}: seq {seq}, expected {expected}")));
         }
-        events.clear();
         let trading_record = (payload.len() == COMMAND_RECORD_BYTES).then(|| CommandRecord::read(payload)).flatten();
-        match trading_record {
-            Some(record) => engine.apply_records(std::slice::from_ref(&record), &mut events),
-            None => {
-                let (ts_ns, command) = decode_command(payload).map_err(&failed)?;
-                engine.apply(ts_ns, &command, &mut events)
+        if let Some(record) = trading_record {
+            chunk.first.get_or_insert_with(|| (seq, location.clone()));
+            chunk.records.push(record);
+            if chunk.records.len() == REPLAY_CHUNK_RECORDS {
+                chunk.flush(engine)?;
             }
+            return Ok(());
         }
-        .map_err(|e| failed(e.to_string()))
+        chunk.flush(engine)?;
+        let failed = |message: String| {
+            let (file, offset) = (location.file.display(), location.offset);
+            DurableError::Recovery(format!("{file} offset {offset} seq {seq}: {message}"))
+        };
+        let (ts_ns, command) = decode_command(payload).map_err(&failed)?;
+        chunk.events.clear();
+        engine.apply(ts_ns, &command, &mut chunk.events).map_err(|e| failed(e.to_string()))
     })
     .map_err(|e| match e {
         journal::ReadError::Journal(error) => DurableError::Journal(error),
         journal::ReadError::Visitor(error) => error,
     })
+    .and_then(|replayed| chunk.flush(engine).map(|()| replayed))
 }
 
 impl DurableEngine {
@@ -194,10 +238,14 @@ impl DurableEngine {
         let dir = config.journal.dir.clone();
         std::fs::create_dir_all(&dir)
             .map_err(|e| DurableError::Recovery(format!("creating {}: {e}", dir.display())))?;
+        let lock = lock_data_dir(&dir)?;
         let snapshots = Arc::new(SnapshotStore::new(&dir));
         let mut report = OpenReport::default();
         let mut engine = restore_newest_snapshot(&snapshots, &mut report)?;
         let recovery = journal::recover(&dir).map_err(DurableError::Journal)?;
+        if config.journal.sync == SyncMode::Fsync {
+            sync_journal_tail(&dir)?;
+        }
         report.tail_repaired = recovery.tail_repaired.clone();
         report.replayed = replay(&dir, &recovery, &mut engine)?;
         if engine.seq() < recovery.last_seq {
@@ -213,6 +261,7 @@ impl DurableEngine {
         let seq_of_last_snapshot = report.snapshot.as_ref().map_or(0, |(seq, _)| *seq);
         let sequencer = Sequencer { engine, payload: Vec::new(), seq_of_last_snapshot };
         let durable = DurableEngine {
+            _lock: lock,
             sequencer: Mutex::new(sequencer),
             writer: Arc::new(writer),
             snapshots,
@@ -370,6 +419,39 @@ impl DurableEngine {
         let writer = Arc::try_unwrap(self.writer).expect("no snapshot thread holds the writer after its join");
         writer.close().map_err(DurableError::Journal)
     }
+}
+
+/// Takes the data directory's lock, or says who must be holding it.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, DurableError> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| DurableError::Recovery(format!("opening {}: {e}", path.display())))?;
+    file.try_lock().map_err(|_| {
+        DurableError::Recovery(format!("{} is locked: another engine has this data directory open", dir.display()))
+    })?;
+    Ok(file)
+}
+
+/// Syncs the newest segment and the journal directory: a crash between a write and its sync
+/// leaves records in the page cache only, and recovery is about to count them as durable
+/// (answer retries from them, report them in `durable_position`).
+fn sync_journal_tail(dir: &Path) -> Result<(), DurableError> {
+    let segments = journal::segments_dir(dir);
+    let failed =
+        |what: &str, path: &Path, e: std::io::Error| DurableError::Recovery(format!("{what} {}: {e}", path.display()));
+    let Ok(entries) = std::fs::read_dir(&segments) else { return Ok(()) };
+    let newest =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "seg")).max();
+    if let Some(newest) = newest {
+        let file = std::fs::File::open(&newest).map_err(|e| failed("opening", &newest, e))?;
+        file.sync_data().map_err(|e| failed("syncing", &newest, e))?;
+    }
+    let directory = std::fs::File::open(&segments).map_err(|e| failed("opening", &segments, e))?;
+    directory.sync_all().map_err(|e| failed("syncing", &segments, e))
 }
 
 /// Sequence numbers of the snapshot files on disk, oldest first: the journal before the

@@ -389,12 +389,7 @@ fn journal_verify(py: Python<'_>, data_dir: PathBuf) -> PyResult<Bound<'_, PyDic
 /// payload), the command described in words.
 #[pyfunction]
 #[pyo3(signature = (data_dir, from_seq, limit))]
-fn journal_records(
-    py: Python<'_>,
-    data_dir: PathBuf,
-    from_seq: u64,
-    limit: usize,
-) -> PyResult<Vec<JournalRecord>> {
+fn journal_records(py: Python<'_>, data_dir: PathBuf, from_seq: u64, limit: usize) -> PyResult<Vec<JournalRecord>> {
     let mut records = Vec::new();
     let read = py.detach(|| {
         journal::read_from(&data_dir, from_seq, |seq, payload, location| {
