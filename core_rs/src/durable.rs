@@ -317,17 +317,10 @@ impl DurableEngine {
             let mut guard = self.lock();
             let s = &mut *guard;
             s.engine.check_records(records).map_err(DurableError::Engine)?;
-            let mut journaled = 0;
-            let mut failure = None;
-            for record in records {
-                match self.writer.append(s.engine.seq() + 1 + journaled as u64, record.as_bytes()) {
-                    Ok(()) => journaled += 1,
-                    Err(error) => {
-                        failure = Some(unavailable(error));
-                        break;
-                    }
-                }
-            }
+            let (journaled, appended) =
+                self.writer.append_batch(s.engine.seq() + 1, records.iter().map(CommandRecord::as_bytes));
+            let journaled = journaled as usize;
+            let failure = appended.err().map(unavailable);
             s.engine.apply_records(&records[..journaled], &mut events).expect("checked above");
             self.snapshot_if_due(s);
             match failure {

@@ -108,6 +108,28 @@ fn one_big_appender_is_grouped_and_bounded_by_pending_bytes() {
 }
 
 #[test]
+fn a_batch_goes_in_runs_that_fit_the_pending_buffer_and_stops_at_a_bad_payload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), 64 << 10);
+    config.pending_bytes_max = 16 << 10;
+    let writer = JournalWriter::open(config, &recover(dir.path()).expect("recover"), 1).expect("open");
+    let batch: Vec<Vec<u8>> = (1..=5_000).map(|seq| payload(seq, 9)).collect();
+    let (appended, result) = writer.append_batch(1, batch.iter().map(Vec::as_slice));
+    assert!(matches!((appended, &result), (5_000, Ok(()))), "{appended} {result:?}");
+    let (appended, result) = writer.append_batch(7, [b"x".as_slice()]);
+    assert!(matches!((appended, result), (0, Err(JournalError::SeqOutOfOrder { expected_seq: 5_001, .. }))));
+    let too_large = vec![0u8; PAYLOAD_BYTES_MAX as usize + 1];
+    let tail = [payload(5_001, 9), too_large, payload(5_002, 9)];
+    let (appended, result) = writer.append_batch(5_001, tail.iter().map(Vec::as_slice));
+    assert!(matches!((appended, result), (1, Err(JournalError::PayloadTooLarge { .. }))));
+    writer.wait_durable(5_001, WAIT).expect("durable");
+    writer.close().expect("close");
+    let all = read_all(dir.path());
+    assert_eq!(all.len(), 5_001);
+    assert!(all.iter().all(|(seq, bytes)| *bytes == payload(*seq, 9)));
+}
+
+#[test]
 fn appends_are_checked_and_close_makes_everything_durable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let writer =

@@ -224,8 +224,65 @@ impl JournalWriter {
         Ok(seq)
     }
 
+    /// Appends consecutive records from `first_seq` on, as one `append` each would, but with
+    /// their frames encoded before the lock is taken and moved into the pending buffer in runs
+    /// of at most half of it. Returns how many records were appended, and the error that
+    /// stopped the batch if any (the records before it stay appended).
+    pub fn append_batch<'a>(
+        &self,
+        first_seq: u64,
+        payloads: impl IntoIterator<Item = &'a [u8]>,
+    ) -> (u64, Result<(), JournalError>) {
+        let run_bytes_max = (self.shared.config.pending_bytes_max / 2).max(1) as usize;
+        let mut frames = Vec::new();
+        // (end offset in `frames`, records) of each run.
+        let mut runs: Vec<(usize, u64)> = Vec::new();
+        let (mut run_start, mut run_records) = (0usize, 0u64);
+        for (index, payload) in payloads.into_iter().enumerate() {
+            if let Err(error) = check_payload(payload) {
+                runs.push((frames.len(), run_records));
+                return self.push_runs(first_seq, &frames, &runs, Some(error));
+            }
+            if run_records > 0 && frames.len() - run_start + FRAME_HEADER_BYTES + payload.len() > run_bytes_max {
+                runs.push((frames.len(), run_records));
+                (run_start, run_records) = (frames.len(), 0);
+            }
+            format::encode_frame(first_seq + index as u64, payload, &mut frames);
+            run_records += 1;
+        }
+        runs.push((frames.len(), run_records));
+        self.push_runs(first_seq, &frames, &runs, None)
+    }
+
+    fn push_runs(
+        &self,
+        first_seq: u64,
+        frames: &[u8],
+        runs: &[(usize, u64)],
+        stopped_by: Option<JournalError>,
+    ) -> (u64, Result<(), JournalError>) {
+        let (mut start, mut appended) = (0usize, 0u64);
+        for &(end, records) in runs.iter().filter(|(_, records)| *records > 0) {
+            let mut state = match self.wait_for_room_frames((end - start) as u64) {
+                Ok(state) => state,
+                Err(error) => return (appended, Err(error)),
+            };
+            if state.next_seq != first_seq + appended {
+                let error =
+                    JournalError::SeqOutOfOrder { expected_seq: state.next_seq, found_seq: first_seq + appended };
+                return (appended, Err(error));
+            }
+            self.push_frames(&mut state, &frames[start..end], records);
+            (start, appended) = (end, appended + records);
+        }
+        (appended, stopped_by.map_or(Ok(()), Err))
+    }
+
     fn wait_for_room(&self, payload_bytes: usize) -> Result<MutexGuard<'_, State>, JournalError> {
-        let frame_bytes = (FRAME_HEADER_BYTES + payload_bytes) as u64;
+        self.wait_for_room_frames((FRAME_HEADER_BYTES + payload_bytes) as u64)
+    }
+
+    fn wait_for_room_frames(&self, frame_bytes: u64) -> Result<MutexGuard<'_, State>, JournalError> {
         let mut state = self.shared.lock();
         loop {
             if let Some(reason) = &state.failing {
@@ -246,8 +303,18 @@ impl JournalWriter {
         let was_empty = state.pending.is_empty();
         state.pending.extend_from_slice(header);
         state.pending.extend_from_slice(payload);
-        state.pending_records += 1;
-        state.next_seq += 1;
+        self.pushed(state, 1, was_empty);
+    }
+
+    fn push_frames(&self, state: &mut State, frames: &[u8], records: u64) {
+        let was_empty = state.pending.is_empty();
+        state.pending.extend_from_slice(frames);
+        self.pushed(state, records, was_empty);
+    }
+
+    fn pushed(&self, state: &mut State, records: u64, was_empty: bool) {
+        state.pending_records += records;
+        state.next_seq += records;
         if was_empty {
             if self.shared.config.group_commit_window_us > 0 {
                 state.pending_since = Some(Instant::now());
