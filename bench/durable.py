@@ -27,7 +27,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rates", default="10000,100000,500000,1000000,2000000")
     parser.add_argument("--seconds", type=int, default=3)
-    parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--dir", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -36,7 +35,7 @@ def main() -> None:
     command = [
         "cargo", "bench", "-q", "--bench", "durable", "--", "--workload", str(path.resolve()),
         "--dir", str(args.dir.resolve()), "--rates", args.rates, "--seconds", str(args.seconds),
-        "--clients", str(args.clients), "--recovery-commands", str(len(exchange_core.commands)),
+        "--recovery-commands", str(len(exchange_core.commands)),
     ]  # fmt: skip
     out = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     report = json.loads(out[out.index("{") :])

@@ -1,9 +1,9 @@
 //! The durable engine's benchmark (issue #3), in one run:
 //! - the disk's own `fdatasync` latency (append 96 bytes, sync; the physical limit);
 //! - durable throughput and acknowledgement latency at fixed offered loads: command `i` is
-//!   planned at `i / rate`; client threads each take every command whose time has come (a
-//!   batch), submit it through `DurableEngine::execute_records` and wait for it to be durable;
-//!   a command's latency runs from its planned time to its acknowledgement, so a slow fsync
+//!   planned at `i / rate`; a dispatcher sequences every command whose time has come (a
+//!   batch) and an acknowledger waits for each batch to be durable (see `offered_load`); a
+//!   command's latency runs from its planned time to its acknowledgement, so a slow fsync
 //!   counts against every command queued behind it (no coordinated omission);
 //! - recovery: a journal of `--recovery-commands` commands (written without fsync to save
 //!   time; recovery reads the same bytes either way) opened from scratch: commands replayed
@@ -14,13 +14,11 @@
 //! else a seeded stream of places and cancels over 1,000 accounts.
 //!
 //! Output: one JSON object. `cargo bench --bench durable -- [--workload PATH] [--dir PATH]
-//! [--rates R1,R2] [--seconds S] [--clients N] [--recovery-commands N]`.
+//! [--rates R1,R2] [--seconds S] [--recovery-commands N]`.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 mod workload;
@@ -40,7 +38,6 @@ struct Options {
     dir: PathBuf,
     rates: Vec<u64>,
     seconds: u64,
-    clients: usize,
     recovery_commands: u64,
     workload: Option<String>,
 }
@@ -50,7 +47,6 @@ fn options() -> Options {
         dir: std::env::temp_dir(),
         rates: vec![10_000, 100_000, 500_000, 1_000_000, 2_000_000],
         seconds: 3,
-        clients: 4,
         recovery_commands: 10_000_000,
         workload: None,
     };
@@ -61,7 +57,6 @@ fn options() -> Options {
             "--dir" => options.dir = PathBuf::from(value()),
             "--rates" => options.rates = value().split(',').map(|r| r.parse().expect("a rate")).collect(),
             "--seconds" => options.seconds = value().parse().expect("seconds"),
-            "--clients" => options.clients = value().parse().expect("clients"),
             "--recovery-commands" => options.recovery_commands = value().parse().expect("a count"),
             "--workload" => options.workload = Some(value()),
             "--bench" => {}
@@ -192,62 +187,63 @@ fn synthetic_stream(commands: usize, seed: u64) -> Vec<CommandRecord> {
         .collect()
 }
 
-/// Open-loop run at `rate` commands per second; latency from planned time to durable.
-fn offered_load(dir: &Path, source: &Commands, rate: u64, seconds: u64, clients: usize) -> Value {
+/// Open-loop run at `rate` commands per second, pipelined as a gateway would drive the
+/// engine: a dispatcher thread sequences every command whose planned time has come
+/// (`sequence_records`, which does not wait), and an acknowledger thread waits for each
+/// batch to be durable, in order, and records each command's latency from its planned time.
+fn offered_load(dir: &Path, source: &Commands, rate: u64, seconds: u64) -> Value {
     let commands = source.cycled((rate * seconds) as usize);
     let engine = open_market(dir, SyncMode::Fsync, source);
     let syncs_before = engine.journal_status().syncs;
-    let cursor = AtomicUsize::new(0);
-    let histogram = Mutex::new(Histogram::<u64>::new(3).expect("histogram"));
     let planned = |i: usize| Duration::from_nanos((i as u128 * 1_000_000_000 / u128::from(rate)) as u64);
+    // (first command index, end index, last seq) of each batch, in order.
+    let (batches, acknowledger_batches) = std::sync::mpsc::channel::<(usize, usize, u64)>();
     let started = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..clients {
-            scope.spawn(|| {
-                let mut local = Histogram::<u64>::new(3).expect("histogram");
-                loop {
-                    let elapsed = started.elapsed();
-                    let due =
-                        ((elapsed.as_nanos() * u128::from(rate) / 1_000_000_000) as usize + 1).min(commands.len());
-                    let first = cursor.load(Ordering::Acquire);
-                    if first >= commands.len() {
-                        break;
-                    }
-                    if first >= due {
-                        let wait = planned(first).saturating_sub(elapsed);
-                        std::thread::sleep(wait.min(Duration::from_micros(50)));
-                        continue;
-                    }
-                    if cursor.compare_exchange(first, due, Ordering::AcqRel, Ordering::Acquire).is_err() {
-                        continue;
-                    }
-                    engine.execute_records(&commands[first..due]).expect("durable");
-                    let acked = started.elapsed();
-                    for i in first..due {
-                        local.record(acked.saturating_sub(planned(i)).as_micros() as u64).expect("in range");
-                    }
+    let histogram = std::thread::scope(|scope| {
+        let acknowledger = scope.spawn(|| {
+            let mut histogram = Histogram::<u64>::new(3).expect("histogram");
+            for (first, end, last_seq) in acknowledger_batches {
+                engine.wait_durable(last_seq).expect("durable");
+                let acked = started.elapsed();
+                for i in first..end {
+                    histogram.record(acked.saturating_sub(planned(i)).as_micros() as u64).expect("in range");
                 }
-                histogram.lock().expect("histogram lock").add(&local).expect("same bounds");
-            });
+            }
+            histogram
+        });
+        let mut first = 0;
+        while first < commands.len() {
+            let elapsed = started.elapsed();
+            let due = ((elapsed.as_nanos() * u128::from(rate) / 1_000_000_000) as usize + 1).min(commands.len());
+            if due <= first {
+                std::thread::sleep(planned(first).saturating_sub(elapsed).min(Duration::from_micros(20)));
+                continue;
+            }
+            let (last_seq, _events) = engine.sequence_records(&commands[first..due]).expect("sequenced");
+            batches.send((first, due, last_seq)).expect("acknowledger runs");
+            first = due;
         }
+        drop(batches);
+        acknowledger.join().expect("acknowledger")
     });
     let elapsed = started.elapsed();
-    let syncs = engine.journal_status().syncs - syncs_before;
+    let status = engine.journal_status();
+    let syncs = status.syncs - syncs_before;
     engine.close().expect("close");
-    let histogram = histogram.into_inner().expect("histogram");
     json!({
         "offered_per_s": rate,
         "achieved_per_s": (commands.len() as f64 / elapsed.as_secs_f64()).round(),
         "commands": commands.len(),
         "fsyncs": syncs,
         "commands_per_fsync": (commands.len() as f64 / syncs.max(1) as f64 * 10.0).round() / 10.0,
+        "sync_latency_us_max": status.sync_latency_us_max,
         "ack_latency_us": percentiles(&histogram),
     })
 }
 
 /// Writes `commands` commands without fsync, then times a recovery from the journal alone.
 fn recovery(dir: &Path, source: &Commands, commands: u64) -> Value {
-    let engine = open_market(dir, SyncMode::NoFsyncUnsafeBenchmarkOnly, source);
+    let engine = open_market(dir, SyncMode::Fsync, source);
     let stream = source.cycled(commands as usize);
     for chunk in stream.chunks(1 << 16) {
         engine.execute_records(chunk).expect("journal");
@@ -275,17 +271,13 @@ fn main() {
         None => Commands::synthetic(1 << 20),
     };
     let fsync = fdatasync_latency_us(&dir, 2_000);
-    let loads: Vec<Value> = options
-        .rates
-        .iter()
-        .map(|&rate| offered_load(&dir.join("load"), &source, rate, options.seconds, options.clients))
-        .collect();
+    let loads: Vec<Value> =
+        options.rates.iter().map(|&rate| offered_load(&dir.join("load"), &source, rate, options.seconds)).collect();
     let recovered = recovery(&dir.join("recovery"), &source, options.recovery_commands);
     std::fs::remove_dir_all(&dir).expect("clean up");
     let report = json!({
         "dir": options.dir,
         "workload": options.workload.as_deref().unwrap_or("synthetic places and cancels"),
-        "clients": options.clients,
         "fdatasync_latency_us": fsync,
         "offered_loads": loads,
         "recovery": recovered,

@@ -312,33 +312,38 @@ impl DurableEngine {
     /// given; they must not go back) and returns their events once all are durable. A bad
     /// record refuses the whole batch with nothing applied.
     pub fn execute_records(&self, records: &[CommandRecord]) -> Result<Vec<EventRecord>, DurableError> {
-        let mut events = Vec::with_capacity(records.len() + records.len() / 4);
-        let last_seq = {
-            let mut guard = self.lock();
-            let s = &mut *guard;
-            s.engine.check_records(records).map_err(DurableError::Engine)?;
-            let (journaled, appended) =
-                self.writer.append_batch(s.engine.seq() + 1, records.iter().map(CommandRecord::as_bytes));
-            let journaled = journaled as usize;
-            let failure = appended.err().map(unavailable);
-            s.engine.apply_records(&records[..journaled], &mut events).expect("checked above");
-            self.snapshot_if_due(s);
-            match failure {
-                None => s.engine.seq(),
-                Some(_) if journaled == 0 => return Err(failure.expect("a failure")),
-                Some(DurableError::Unavailable { reason }) => {
-                    let reason =
-                        format!("{reason}; only the first {journaled} of {} commands were applied", records.len());
-                    return Err(DurableError::NotDurable { seq: s.engine.seq(), reason });
-                }
-                Some(other) => return Err(other),
-            }
-        };
+        let (last_seq, events) = self.sequence_records(records)?;
         self.wait_durable(last_seq)?;
         Ok(events)
     }
 
-    fn wait_durable(&self, seq: u64) -> Result<(), DurableError> {
+    /// The first half of `execute_records`, for pipelined callers: sequences, journals and
+    /// applies the batch and returns its last seq and its events without waiting. The events
+    /// must not reach anyone before `wait_durable(last seq)` returns.
+    pub fn sequence_records(&self, records: &[CommandRecord]) -> Result<(u64, Vec<EventRecord>), DurableError> {
+        let mut events = Vec::with_capacity(records.len() + records.len() / 4);
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        s.engine.check_records(records).map_err(DurableError::Engine)?;
+        let (journaled, appended) =
+            self.writer.append_batch(s.engine.seq() + 1, records.iter().map(CommandRecord::as_bytes));
+        let journaled = journaled as usize;
+        let failure = appended.err().map(unavailable);
+        s.engine.apply_records(&records[..journaled], &mut events).expect("checked above");
+        self.snapshot_if_due(s);
+        match failure {
+            None => Ok((s.engine.seq(), events)),
+            Some(_) if journaled == 0 => Err(failure.expect("a failure")),
+            Some(DurableError::Unavailable { reason }) => {
+                let reason = format!("{reason}; only the first {journaled} of {} commands were applied", records.len());
+                Err(DurableError::NotDurable { seq: s.engine.seq(), reason })
+            }
+            Some(other) => Err(other),
+        }
+    }
+
+    /// Waits until the journal has synced `seq` (the acknowledgement point).
+    pub fn wait_durable(&self, seq: u64) -> Result<(), DurableError> {
         self.writer.wait_durable(seq, self.config.ack_timeout).map_err(|error| match error {
             JournalError::Timeout => {
                 DurableError::NotDurable { seq, reason: format!("no sync within {:?}", self.config.ack_timeout) }
