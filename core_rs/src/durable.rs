@@ -153,36 +153,33 @@ fn restore_newest_snapshot(store: &SnapshotStore, report: &mut OpenReport) -> Re
 
 /// Trading records replayed per `apply_records` call.
 const REPLAY_CHUNK_RECORDS: usize = 4_096;
+/// Chunks read ahead of the one being applied.
+const REPLAY_CHUNKS_AHEAD: usize = 4;
 
-/// Journal records waiting to be applied in one call, with where the first one is.
-struct ReplayChunk {
-    records: Vec<CommandRecord>,
-    first: Option<(u64, journal::RecordLocation)>,
-    events: Vec<EventRecord>,
+/// What the reading thread of a replay hands the applying thread.
+enum Replayed {
+    /// Consecutive trading records from `first_seq`, the first at `location`.
+    Records { first_seq: u64, location: journal::RecordLocation, records: Vec<CommandRecord> },
+    /// A configuration command's payload.
+    Configuration { seq: u64, location: journal::RecordLocation, payload: Vec<u8> },
 }
 
-impl ReplayChunk {
-    fn flush(&mut self, engine: &mut Engine) -> Result<(), DurableError> {
-        if let Some((seq, location)) = self.first.take() {
-            self.events.clear();
-            engine.apply_records(&self.records, &mut self.events).map_err(|error| {
-                DurableError::Recovery(format!(
-                    "the {} records from seq {seq} ({} offset {}): {error}",
-                    self.records.len(),
-                    location.file.display(),
-                    location.offset
-                ))
-            })?;
-            self.records.clear();
-        }
-        Ok(())
-    }
-}
-
-/// Applies the journal records after the engine's seq: trading records in chunks through the
-/// batch path, configuration commands one by one.
-fn replay(dir: &Path, recovery: &Recovery, engine: &mut Engine) -> Result<u64, DurableError> {
+/// Recovers the journal and applies its records after the engine's seq, in one pass over the
+/// files and two threads: one reads and checks the journal (CRCs, sequence, the torn tail)
+/// and groups trading records into chunks, the other applies them through the batch path.
+/// Returns what the journal held and how many records were applied.
+fn recover_and_replay(dir: &Path, engine: &mut Engine) -> Result<(Recovery, u64), DurableError> {
     let from = engine.seq() + 1;
+    let (chunks, chunks_to_apply) = std::sync::mpsc::sync_channel::<Replayed>(REPLAY_CHUNKS_AHEAD);
+    let (spent, spent_to_refill) = std::sync::mpsc::channel::<Vec<CommandRecord>>();
+    let (recovery, replayed) = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || read_for_replay(dir, from, &chunks, &spent_to_refill));
+        let applied = apply_replayed(engine, &chunks_to_apply, &spent);
+        // An apply error drops the receiver, which stops the reader at its next send.
+        drop(chunks_to_apply);
+        let read = reader.join().expect("the replay reader does not panic");
+        applied.and_then(|replayed| read.map(|recovery| (recovery, replayed)))
+    })?;
     if recovery.records > 0 && recovery.first_seq > from {
         return Err(DurableError::Recovery(format!(
             "the journal starts at seq {} but the state (snapshot) ends at {}: commands {from}..{} are missing",
@@ -199,36 +196,92 @@ fn replay(dir: &Path, recovery: &Recovery, engine: &mut Engine) -> Result<u64, D
             from - 1
         )));
     }
-    let mut chunk = ReplayChunk { records: Vec::with_capacity(REPLAY_CHUNK_RECORDS), first: None, events: Vec::new() };
-    journal::read_from(dir, from, |seq, payload, location| {
-        if seq != engine.seq() + chunk.records.len() as u64 + 1 {
-            let expected = engine.seq() + chunk.records.len() as u64 + 1;
-            let (file, offset) = (location.file.display(), location.offset);
-            return Err(DurableError::Recovery(format!("{file} offset {offset}: seq {seq}, expected {expected}")));
-        }
+    Ok((recovery, replayed))
+}
+
+fn read_for_replay(
+    dir: &Path,
+    from: u64,
+    chunks: &std::sync::mpsc::SyncSender<Replayed>,
+    spent: &std::sync::mpsc::Receiver<Vec<CommandRecord>>,
+) -> Result<Recovery, DurableError> {
+    let fresh = || spent.try_recv().unwrap_or_else(|_| Vec::with_capacity(REPLAY_CHUNK_RECORDS));
+    let mut pending: Option<Replayed> = None;
+    // The applying thread has stopped (on an error it reports itself).
+    let stopped = || DurableError::Recovery("replay stopped".into());
+    let recovery = journal::recover_reading(dir, from, |seq, payload, location| {
         let trading_record = (payload.len() == COMMAND_RECORD_BYTES).then(|| CommandRecord::read(payload)).flatten();
-        if let Some(record) = trading_record {
-            chunk.first.get_or_insert_with(|| (seq, location.clone()));
-            chunk.records.push(record);
-            if chunk.records.len() == REPLAY_CHUNK_RECORDS {
-                chunk.flush(engine)?;
+        match (trading_record, &mut pending) {
+            (Some(record), Some(Replayed::Records { records, .. })) if records.len() < REPLAY_CHUNK_RECORDS => {
+                records.push(record);
+                return Ok(());
             }
-            return Ok(());
+            (Some(record), _) => {
+                let mut records = fresh();
+                records.clear();
+                records.push(record);
+                let next = Replayed::Records { first_seq: seq, location: location.clone(), records };
+                if let Some(full) = pending.replace(next) {
+                    chunks.send(full).map_err(|_| stopped())?;
+                }
+            }
+            (None, _) => {
+                if let Some(chunk) = pending.take() {
+                    chunks.send(chunk).map_err(|_| stopped())?;
+                }
+                let configuration =
+                    Replayed::Configuration { seq, location: location.clone(), payload: payload.to_vec() };
+                chunks.send(configuration).map_err(|_| stopped())?;
+            }
         }
-        chunk.flush(engine)?;
-        let failed = |message: String| {
-            let (file, offset) = (location.file.display(), location.offset);
-            DurableError::Recovery(format!("{file} offset {offset} seq {seq}: {message}"))
-        };
-        let (ts_ns, command) = decode_command(payload).map_err(&failed)?;
-        chunk.events.clear();
-        engine.apply(ts_ns, &command, &mut chunk.events).map_err(|e| failed(e.to_string()))
+        Ok(())
     })
     .map_err(|e| match e {
         journal::ReadError::Journal(error) => DurableError::Journal(error),
         journal::ReadError::Visitor(error) => error,
-    })
-    .and_then(|replayed| chunk.flush(engine).map(|()| replayed))
+    })?;
+    if let Some(chunk) = pending {
+        chunks.send(chunk).map_err(|_| stopped())?;
+    }
+    Ok(recovery)
+}
+
+/// Applies what the reader sends; returns how many records it applied.
+fn apply_replayed(
+    engine: &mut Engine,
+    chunks: &std::sync::mpsc::Receiver<Replayed>,
+    spent: &std::sync::mpsc::Sender<Vec<CommandRecord>>,
+) -> Result<u64, DurableError> {
+    let (mut events, first) = (Vec::new(), engine.seq());
+    for chunk in chunks {
+        let (seq, location) = match &chunk {
+            Replayed::Records { first_seq, location, .. } => (*first_seq, location),
+            Replayed::Configuration { seq, location, .. } => (*seq, location),
+        };
+        let failed = |message: String| {
+            let (file, offset) = (location.file.display(), location.offset);
+            DurableError::Recovery(format!("{file} offset {offset} seq {seq}: {message}"))
+        };
+        if seq != engine.seq() + 1 {
+            return Err(failed(format!("expected seq {}", engine.seq() + 1)));
+        }
+        events.clear();
+        match &chunk {
+            Replayed::Records { records, .. } => {
+                let applied = engine.apply_records(records, &mut events);
+                applied.map_err(|e| failed(format!("in the {} records from here: {e}", records.len())))?;
+            }
+            Replayed::Configuration { payload, .. } => {
+                let (ts_ns, command) = decode_command(payload).map_err(&failed)?;
+                engine.apply(ts_ns, &command, &mut events).map_err(|e| failed(e.to_string()))?;
+            }
+        }
+        if let Replayed::Records { records, .. } = chunk {
+            // The reader may be done already; then the buffer is simply dropped.
+            let _ = spent.send(records);
+        }
+    }
+    Ok(engine.seq() - first)
 }
 
 impl DurableEngine {
@@ -242,12 +295,12 @@ impl DurableEngine {
         let snapshots = Arc::new(SnapshotStore::new(&dir));
         let mut report = OpenReport::default();
         let mut engine = restore_newest_snapshot(&snapshots, &mut report)?;
-        let recovery = journal::recover(&dir).map_err(DurableError::Journal)?;
+        let (recovery, replayed) = recover_and_replay(&dir, &mut engine)?;
         if config.journal.sync == SyncMode::Fsync {
             sync_journal_tail(&dir)?;
         }
         report.tail_repaired = recovery.tail_repaired.clone();
-        report.replayed = replay(&dir, &recovery, &mut engine)?;
+        report.replayed = replayed;
         if engine.seq() < recovery.last_seq {
             return Err(DurableError::Recovery(format!(
                 "replay stopped at seq {} before the journal's last record {}",

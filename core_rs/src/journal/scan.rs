@@ -346,6 +346,35 @@ pub fn recover(dir: &Path) -> Result<Recovery, JournalError> {
     Ok(recovery)
 }
 
+/// [`recover`] and [`read_from`] in one pass: judges every segment as `recover` does, hands
+/// each valid record with `seq >= from_seq` to `visit` as it is read, then cuts a torn tail.
+/// Records reach `visit` before the rest of the journal is judged, so a caller must discard
+/// what it built from them when this returns an error.
+pub fn recover_reading<E>(
+    dir: &Path,
+    from_seq: u64,
+    mut visit: impl FnMut(u64, &[u8], &RecordLocation) -> Result<(), E>,
+) -> Result<Recovery, ReadError<E>> {
+    let mut location = RecordLocation { file: PathBuf::new(), offset: 0 };
+    let mut segment_index = usize::MAX;
+    let (mut recovery, torn) = scan(dir, 0, |seq, payload, offset, index, path| {
+        if seq < from_seq {
+            return Ok(());
+        }
+        if index != segment_index {
+            segment_index = index;
+            location.file = path.to_path_buf();
+        }
+        location.offset = offset;
+        visit(seq, payload, &location)
+    })?;
+    if let Some(torn) = torn {
+        repair(dir, &torn)?;
+        recovery.tail_repaired = Some(tail_repair(&torn));
+    }
+    Ok(recovery)
+}
+
 /// The checks of [`recover`], modifying nothing; `tail_repaired` reports the tail it would cut.
 pub fn verify(dir: &Path) -> Result<Recovery, JournalError> {
     let (mut recovery, torn) = judge(dir)?;
