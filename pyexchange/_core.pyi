@@ -141,7 +141,7 @@ class DurableEngine:
         cls,
         data_dir: str | PathLike[str],
         *,
-        fsync: bool = True,
+        no_fsync_unsafe_benchmark_only: bool = False,
         group_commit_window_us: int = 0,
         snapshot_every_commands: int = 1_000_000,
         segment_bytes: int = 67108864,

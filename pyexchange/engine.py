@@ -216,15 +216,15 @@ class Engine:
         data_dir: str | os.PathLike[str] | None = None,
         *,
         clock: Callable[[], int] = time.time_ns,
-        fsync: bool = True,
+        no_fsync_unsafe_benchmark_only: bool = False,
         snapshot_every_commands: int = 1_000_000,
         group_commit_window_us: int = 0,
         segment_bytes: int = 64 << 20,
     ) -> None:
         """`clock` stamps commands (nanoseconds); the engine itself never reads a clock.
 
-        For a durable engine: `fsync=False` is for benchmarks only (a crash loses acknowledged
-        commands, and the journal says so loudly); a snapshot is taken every
+        For a durable engine: `no_fsync_unsafe_benchmark_only=True` skips every fsync, so a
+        crash loses acknowledged commands (the journal warns on stderr when it opens); a snapshot is taken every
         `snapshot_every_commands` commands (0: only by `snapshot()`); the journal's flusher may
         wait `group_commit_window_us` to gather more commands into one fsync; a journal segment
         file is closed and a new one started past `segment_bytes`.
@@ -244,7 +244,8 @@ class Engine:
             self.deposit_units = core.deposit_units
             return
         self._core = _core.DurableEngine(
-            os.fspath(data_dir), fsync=fsync, snapshot_every_commands=snapshot_every_commands,
+            os.fspath(data_dir), no_fsync_unsafe_benchmark_only=no_fsync_unsafe_benchmark_only,
+            snapshot_every_commands=snapshot_every_commands,
             group_commit_window_us=group_commit_window_us, segment_bytes=segment_bytes,
         )  # fmt: skip
         self.place_ticks = _in_memory_only("place_ticks")

@@ -5,6 +5,7 @@
 //!   batch) and an acknowledger waits for each batch to be durable (see `offered_load`); a
 //!   command's latency runs from its planned time to its acknowledgement, so a slow fsync
 //!   counts against every command queued behind it (no coordinated omission);
+//! - the pause a snapshot costs order entry, with 100,000 and 1,000,000 resting orders;
 //! - recovery: a journal of `--recovery-commands` commands (written without fsync to save
 //!   time; recovery reads the same bytes either way) opened from scratch: commands replayed
 //!   per second.
@@ -14,7 +15,7 @@
 //! else a seeded stream of places and cancels over 1,000 accounts.
 //!
 //! Output: one JSON object. `cargo bench --bench durable -- [--workload PATH] [--dir PATH]
-//! [--rates R1,R2] [--seconds S] [--recovery-commands N]`.
+//! [--rates R1,R2] [--seconds S] [--recovery-commands N] [--recovery-only]`.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -40,6 +41,8 @@ struct Options {
     seconds: u64,
     recovery_commands: u64,
     workload: Option<String>,
+    /// Only the recovery measurement (for a long journal of the synthetic stream).
+    recovery_only: bool,
 }
 
 fn options() -> Options {
@@ -49,6 +52,7 @@ fn options() -> Options {
         seconds: 3,
         recovery_commands: 10_000_000,
         workload: None,
+        recovery_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -59,6 +63,7 @@ fn options() -> Options {
             "--seconds" => options.seconds = value().parse().expect("seconds"),
             "--recovery-commands" => options.recovery_commands = value().parse().expect("a count"),
             "--workload" => options.workload = Some(value()),
+            "--recovery-only" => options.recovery_only = true,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -241,6 +246,61 @@ fn offered_load(dir: &Path, source: &Commands, rate: u64, seconds: u64) -> Value
     })
 }
 
+/// The pause a snapshot costs order entry (serializing the state under the sequencer's
+/// lock) and the whole snapshot (restore to hash, write, fsync, rename), on a book of
+/// `live_orders` resting orders with client order ids and a full ring of closed orders.
+fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
+    let engine = open_market(dir, SyncMode::NoFsyncUnsafeBenchmarkOnly, &Commands::synthetic(0));
+    let closed = core_rs::limits::ORDERS_CLOSED_RETAINED_MAX as u64;
+    let place = |i: u64, side: Side, price_ticks: u64| {
+        let mut client_order_id = NO_CLIENT_ORDER_ID;
+        client_order_id[..8].copy_from_slice(&i.to_le_bytes());
+        let place = PlaceOrder {
+            account: 1 + i % ACCOUNTS,
+            instrument: 0,
+            side,
+            order_type: OrderType::Limit,
+            stp: Stp::None,
+            price_ticks,
+            size_lots: 1 + i % 7,
+            client_order_id,
+        };
+        CommandRecord::from_command(0, &Command::Place(place)).expect("a trading command")
+    };
+    let resting: Vec<CommandRecord> = (0..live_orders)
+        .map(|i| if i % 2 == 0 { place(i, Side::Buy, 5_000 - i % 3_000) } else { place(i, Side::Sell, 15_000 + i % 3_000) })
+        .collect();
+    for chunk in resting.chunks(1 << 16) {
+        engine.execute_records(chunk).expect("resting orders");
+    }
+    // Orders placed and canceled at once fill the ring of retained closed orders.
+    let first_closed_id = live_orders + 1;
+    let churn: Vec<CommandRecord> = (0..closed)
+        .flat_map(|i| {
+            let cancel = Command::Cancel { account: 1 + (live_orders + i) % ACCOUNTS, instrument: 0, order_id: first_closed_id + i };
+            [place(live_orders + i, Side::Buy, 4_000), CommandRecord::from_command(0, &cancel).expect("trading")]
+        })
+        .collect();
+    for chunk in churn.chunks(1 << 16) {
+        engine.execute_records(chunk).expect("closed orders");
+    }
+    assert_eq!(engine.read(core_rs::Engine::live_orders) as u64, live_orders, "every resting order rests");
+    let started = Instant::now();
+    let body_bytes = engine.read(|e| e.snapshot().len());
+    let pause = started.elapsed();
+    let started = Instant::now();
+    engine.snapshot().expect("snapshot");
+    let whole = started.elapsed();
+    engine.close().expect("close");
+    json!({
+        "live_orders": live_orders,
+        "closed_orders": closed,
+        "body_bytes": body_bytes,
+        "pause_ms": pause.as_secs_f64() * 1e3,
+        "snapshot_total_ms": whole.as_secs_f64() * 1e3,
+    })
+}
+
 /// Writes `commands` commands without fsync, then times a recovery from the journal alone.
 fn recovery(dir: &Path, source: &Commands, commands: u64) -> Value {
     let engine = open_market(dir, SyncMode::Fsync, source);
@@ -268,12 +328,19 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("bench dir");
     let source = match &options.workload {
         Some(path) => Commands::recorded(path),
-        None => Commands::synthetic(1 << 20),
+        None => Commands::synthetic((options.recovery_commands as usize).max(1 << 20)),
     };
+    if options.recovery_only {
+        let recovered = recovery(&dir.join("recovery"), &source, options.recovery_commands);
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        println!("{}", serde_json::to_string_pretty(&json!({ "recovery": recovered })).expect("json"));
+        return;
+    }
     let fsync = fdatasync_latency_us(&dir, 2_000);
     let loads: Vec<Value> =
         options.rates.iter().map(|&rate| offered_load(&dir.join("load"), &source, rate, options.seconds)).collect();
     let recovered = recovery(&dir.join("recovery"), &source, options.recovery_commands);
+    let pauses: Vec<Value> = [100_000, 1_000_000].map(|live| snapshot_pause(&dir.join("snapshot"), live)).into();
     std::fs::remove_dir_all(&dir).expect("clean up");
     let report = json!({
         "dir": options.dir,
@@ -281,6 +348,7 @@ fn main() {
         "fdatasync_latency_us": fsync,
         "offered_loads": loads,
         "recovery": recovered,
+        "snapshot_pause": pauses,
     });
     println!("{}", serde_json::to_string_pretty(&report).expect("json"));
 }

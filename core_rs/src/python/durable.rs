@@ -74,18 +74,19 @@ impl PyDurableEngine {
 impl PyDurableEngine {
     /// Opens (creating if needed) the data directory and recovers its state.
     #[new]
-    #[pyo3(signature = (data_dir, *, fsync=true, group_commit_window_us=0, snapshot_every_commands=1_000_000, segment_bytes=67_108_864, ack_timeout_ms=10_000))]
+    #[pyo3(signature = (data_dir, *, no_fsync_unsafe_benchmark_only=false, group_commit_window_us=0, snapshot_every_commands=1_000_000, segment_bytes=67_108_864, ack_timeout_ms=10_000))]
     fn new(
         py: Python<'_>,
         data_dir: PathBuf,
-        fsync: bool,
+        no_fsync_unsafe_benchmark_only: bool,
         group_commit_window_us: u64,
         snapshot_every_commands: u64,
         segment_bytes: u64,
         ack_timeout_ms: u64,
     ) -> PyResult<Self> {
         let mut config = DurableConfig::new(data_dir);
-        config.journal.sync = if fsync { SyncMode::Fsync } else { SyncMode::NoFsyncUnsafeBenchmarkOnly };
+        config.journal.sync =
+            if no_fsync_unsafe_benchmark_only { SyncMode::NoFsyncUnsafeBenchmarkOnly } else { SyncMode::Fsync };
         config.journal.group_commit_window_us = group_commit_window_us;
         config.journal.segment_bytes = segment_bytes;
         config.snapshot_every_commands = snapshot_every_commands;
