@@ -246,8 +246,9 @@ fn offered_load(dir: &Path, source: &Commands, rate: u64, seconds: u64) -> Value
     })
 }
 
-/// The pause a snapshot costs order entry (serializing the state under the sequencer's
-/// lock) and the whole snapshot (restore to hash, write, fsync, rename), on a book of
+/// The pause a snapshot costs order entry (copying the state under the sequencer's lock, as
+/// `DurableEngine::snapshot` does) and the whole snapshot (serialize, restore to hash, write,
+/// fsync, rename), on a book of
 /// `live_orders` resting orders with client order ids and a full ring of closed orders.
 fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
     let engine = open_market(dir, SyncMode::NoFsyncUnsafeBenchmarkOnly, &Commands::synthetic(0));
@@ -267,9 +268,16 @@ fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
         };
         CommandRecord::from_command(0, &Command::Place(place)).expect("a trading command")
     };
-    let resting: Vec<CommandRecord> = (0..live_orders)
-        .map(|i| if i % 2 == 0 { place(i, Side::Buy, 5_000 - i % 3_000) } else { place(i, Side::Sell, 15_000 + i % 3_000) })
-        .collect();
+    let resting: Vec<CommandRecord> =
+        (0..live_orders)
+            .map(|i| {
+                if i % 2 == 0 {
+                    place(i, Side::Buy, 5_000 - i % 3_000)
+                } else {
+                    place(i, Side::Sell, 15_000 + i % 3_000)
+                }
+            })
+            .collect();
     for chunk in resting.chunks(1 << 16) {
         engine.execute_records(chunk).expect("resting orders");
     }
@@ -277,7 +285,11 @@ fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
     let first_closed_id = live_orders + 1;
     let churn: Vec<CommandRecord> = (0..closed)
         .flat_map(|i| {
-            let cancel = Command::Cancel { account: 1 + (live_orders + i) % ACCOUNTS, instrument: 0, order_id: first_closed_id + i };
+            let cancel = Command::Cancel {
+                account: 1 + (live_orders + i) % ACCOUNTS,
+                instrument: 0,
+                order_id: first_closed_id + i,
+            };
             [place(live_orders + i, Side::Buy, 4_000), CommandRecord::from_command(0, &cancel).expect("trading")]
         })
         .collect();
@@ -285,9 +297,11 @@ fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
         engine.execute_records(chunk).expect("closed orders");
     }
     assert_eq!(engine.read(core_rs::Engine::live_orders) as u64, live_orders, "every resting order rests");
-    let started = Instant::now();
     let body_bytes = engine.read(|e| e.snapshot().len());
+    let started = Instant::now();
+    let copy = engine.read(core_rs::Engine::clone);
     let pause = started.elapsed();
+    drop(copy);
     let started = Instant::now();
     engine.snapshot().expect("snapshot");
     let whole = started.elapsed();

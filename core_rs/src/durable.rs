@@ -15,9 +15,9 @@
 //!   durable, without a new command.
 //! - One engine per data directory (a lock file).
 //! - Recovery is the newest valid snapshot plus the journal after it (`open`); a snapshot is
-//!   written only once its sequence number is durable, by a background thread that first
-//!   restores it to compute its state hash, so order entry pauses only while the state is
-//!   serialized.
+//!   a copy of the state taken under the lock (order entry pauses only for the copy) and
+//!   serialized, restored (for its state hash) and written by a background thread, once its
+//!   sequence number is durable.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -424,16 +424,19 @@ impl DurableEngine {
     /// Serializes the state now (order entry waits only for this) and writes it in the
     /// background once its seq is durable.
     fn start_snapshot(&self, s: &mut Sequencer) -> SnapshotThread {
-        let (seq, body) = (s.engine.seq(), s.engine.snapshot());
+        let (seq, copy) = (s.engine.seq(), s.engine.clone());
         s.seq_of_last_snapshot = seq;
         let store = Arc::clone(&self.snapshots);
         let dir = self.config.journal.dir.clone();
         let writer = Arc::clone(&self.writer);
         let ack_timeout = self.config.ack_timeout;
         std::thread::spawn(move || {
-            // The state hash comes from the body restored, off the sequencer's lock: it costs
-            // order entry nothing, and proves the body restores before it is trusted.
-            let restored = Engine::restore(&body).map_err(|e| DurableError::Recovery(format!("snapshot {seq}: {e}")))?;
+            let body = copy.snapshot();
+            drop(copy);
+            // The state hash comes from the body restored: it proves the body restores before
+            // it is trusted.
+            let restored =
+                Engine::restore(&body).map_err(|e| DurableError::Recovery(format!("snapshot {seq}: {e}")))?;
             let digest = restored.state_digest();
             drop(restored);
             writer.wait_durable(seq, ack_timeout).map_err(DurableError::Journal)?;

@@ -24,7 +24,7 @@ pub type AccountSlot = u32;
 
 pub const FEE_ACCOUNT_SLOT: AccountSlot = 0;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Ledger {
     assets: Vec<AssetSpec>,
     deposited_units: Vec<u64>,

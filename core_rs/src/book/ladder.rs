@@ -35,7 +35,7 @@ pub struct Level {
 
 const EMPTY_LEVEL: Level = Level { head: NIL, tail: NIL, count: 0, total_lots: 0 };
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Page {
     levels: Box<[Level; PAGE_LEVELS]>,
     occupied: [u64; PAGE_WORDS],
@@ -78,7 +78,7 @@ fn page_of(price_ticks: u64) -> (u64, usize) {
     (price_ticks >> PAGE_SHIFT, (price_ticks as usize) & (PAGE_LEVELS - 1))
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Ladder {
     /// Bids: best is the highest price. Asks: best is the lowest.
     is_bid: bool,

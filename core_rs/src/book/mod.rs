@@ -7,7 +7,7 @@ pub mod orders;
 use crate::codes::Side;
 use ladder::Ladder;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Book {
     pub bids: Ladder,
     pub asks: Ladder,

@@ -75,7 +75,7 @@ pub struct ClientOrder {
     pub accepted: EventRecord,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct OrderStore {
     /// Live orders (and a taker while it matches); a closed order's slot is reused at once,
     /// so the slab stays as small as the books and hot in cache.
@@ -119,7 +119,7 @@ impl Hasher for SequentialIdHasher {
 /// the entries of recent closes next to each other (a hash map scatters them, and every
 /// close then costs cache misses). An entry that finds its slot taken by another retained
 /// order moves that one to an overflow map.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct ClosedIndex {
     /// (id, ordinal); id 0 marks a free slot (order ids start at 1), whatever its ordinal.
     slots: Vec<(u64, u64)>,
