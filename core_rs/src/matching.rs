@@ -361,11 +361,16 @@ impl Matcher<'_> {
         }
         let keeps_priority = price_ticks == order.price_ticks && size_lots <= order.size_lots;
         let side = order.side;
+        // A move that cannot trade re-enters as a taker that rests at once: it only changes
+        // level, so it skips matching.
+        let trades = !keeps_priority && self.book.crosses(side, price_ticks);
         if keeps_priority {
             self.book.side_mut(side).reduce(price_ticks, order.remaining_lots - remaining_lots);
-        } else {
+        } else if trades {
             self.book.side_mut(side).remove(self.orders, slot);
             *self.live_orders -= 1;
+        } else {
+            self.book.side_mut(side).move_to(self.orders, slot, price_ticks, remaining_lots);
         }
         let order = self.orders.get_mut(slot);
         order.price_ticks = price_ticks;
@@ -374,7 +379,7 @@ impl Matcher<'_> {
         order.hold_per_lot_units = hold_per_lot_units;
         let amended = self.order_event(EventKind::Amended, self.orders.get(slot), size_lots, Reason::None);
         self.out.push(amended);
-        if !keeps_priority {
+        if trades {
             self.take(slot);
         }
         Ok(())
