@@ -299,6 +299,7 @@ impl Matcher<'_> {
     }
 
     /// The live order `order_id` of this account and instrument.
+    #[inline]
     fn own_live_order(&self, account: u64, order_id: u64) -> Option<OrderSlot> {
         let slot = self.orders.find_live(order_id)?;
         let order = self.orders.get(slot);
@@ -321,10 +322,10 @@ impl Matcher<'_> {
         let Some(slot) = self.own_live_order(cmd.account, cmd.order_id) else {
             return self.reject(cmd.account, cmd.order_id, None, Reason::MatchingUnknownOrder);
         };
-        let side = self.orders.get(slot).side;
-        match self.admit_amend(slot, cmd) {
-            Ok(()) => {}
-            Err(reason) => self.reject(cmd.account, cmd.order_id, Some(side), reason),
+        if let Err(reason) = self.admit_amend(slot, cmd) {
+            // A refused amend leaves the order as it was: its side is still the order's.
+            let side = self.orders.get(slot).side;
+            self.reject(cmd.account, cmd.order_id, Some(side), reason);
         }
     }
 
