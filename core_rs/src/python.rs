@@ -28,7 +28,7 @@ const EVENT_BUFFER_POOL_BYTES_MAX: usize = 256 << 20;
 
 /// Event buffers that Python has dropped, kept for the next batch or lean queue: writing
 /// events into memory that is already mapped avoids a page fault (and the kernel zeroing the
-/// page) every 4 KiB of output, which on a large batch cost a third as much as applying it.
+/// page) every 4 KiB of output, which on a large batch cost half as much as applying it, or more.
 /// Process-wide, so a new engine reuses what an old one left. Holds only memory: no
 /// state or event passes through it.
 static EVENT_BUFFER_POOL: Mutex<Vec<Vec<EventRecord>>> = Mutex::new(Vec::new());
