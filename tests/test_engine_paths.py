@@ -87,6 +87,18 @@ def test_batch_in_pieces_equals_batch_whole() -> None:
     assert whole.state_hash() == pieces.state_hash()
 
 
+def test_recycled_event_buffers_carry_only_their_own_events() -> None:
+    commands = _stream(seed=5, n=2_000)
+    expected = _market().submit(commands).copy()
+    for _ in range(3):  # each round's buffers go back to the pool when its views are dropped
+        eng = _market()
+        short = eng.submit(commands[:10])
+        np.testing.assert_array_equal(short, expected[: len(short)])
+        rest = eng.submit(commands[10:])
+        np.testing.assert_array_equal(np.concatenate([short, rest]), expected)
+        eng.take_events()
+
+
 def test_decimal_calls_agree_with_batch() -> None:
     eng_batch, eng_calls = _market(), _market()
     batch = np.zeros(3, dtype=wire.COMMAND_DTYPE)

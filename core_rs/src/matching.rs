@@ -307,6 +307,7 @@ impl Matcher<'_> {
     }
 
     /// The live order `order_id` of this account and instrument.
+    #[inline]
     fn own_live_order(&self, account: u64, order_id: u64) -> Option<OrderSlot> {
         let slot = self.orders.find_live(order_id)?;
         let order = self.orders.get(slot);
@@ -329,10 +330,10 @@ impl Matcher<'_> {
         let Some(slot) = self.own_live_order(cmd.account, cmd.order_id) else {
             return self.reject(cmd.account, cmd.order_id, None, Reason::MatchingUnknownOrder);
         };
-        let side = self.orders.get(slot).side;
-        match self.admit_amend(slot, cmd) {
-            Ok(()) => {}
-            Err(reason) => self.reject(cmd.account, cmd.order_id, Some(side), reason),
+        if let Err(reason) = self.admit_amend(slot, cmd) {
+            // A refused amend leaves the order as it was: its side is still the order's.
+            let side = self.orders.get(slot).side;
+            self.reject(cmd.account, cmd.order_id, Some(side), reason);
         }
     }
 
@@ -369,11 +370,16 @@ impl Matcher<'_> {
         }
         let keeps_priority = price_ticks == order.price_ticks && size_lots <= order.size_lots;
         let side = order.side;
+        // A move that cannot trade re-enters as a taker that rests at once: it only changes
+        // level, so it skips matching.
+        let trades = !keeps_priority && self.book.crosses(side, price_ticks);
         if keeps_priority {
             self.book.side_mut(side).reduce(price_ticks, order.remaining_lots - remaining_lots);
-        } else {
+        } else if trades {
             self.book.side_mut(side).remove(self.orders, slot);
             *self.live_orders -= 1;
+        } else {
+            self.book.side_mut(side).move_to(self.orders, slot, price_ticks, remaining_lots);
         }
         let order = self.orders.get_mut(slot);
         order.price_ticks = price_ticks;
@@ -382,7 +388,7 @@ impl Matcher<'_> {
         order.hold_per_lot_units = hold_per_lot_units;
         let amended = self.order_event(EventKind::Amended, self.orders.get(slot), size_lots, Reason::None);
         self.out.push(amended);
-        if !keeps_priority {
+        if trades {
             self.take(slot);
         }
         Ok(())

@@ -1,5 +1,5 @@
 //! The paged ladder against an obvious model (a BTreeMap of FIFO queues), on prices spread
-//! across many pages: after every push and remove, the best price, every level's total and
+//! across many pages: after every push, remove and move, the best price, every level's total and
 //! order sequence, and the walk from the best outward must equal the model's.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -34,13 +34,15 @@ fn order(id: u64, price_ticks: u64, lots: u64) -> Order {
 enum Op {
     Push { price_ticks: u64, lots: u64 },
     Remove { pick: usize },
+    Move { pick: usize, price_ticks: u64, lots: u64 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let price = prop_oneof![1u64..600, 60_000u64..60_600, Just(1u64 << 39)];
     prop_oneof![
-        3 => (price, 1u64..9).prop_map(|(price_ticks, lots)| Op::Push { price_ticks, lots }),
+        3 => (price.clone(), 1u64..9).prop_map(|(price_ticks, lots)| Op::Push { price_ticks, lots }),
         2 => any::<usize>().prop_map(|pick| Op::Remove { pick }),
+        2 => (any::<usize>(), price, 1u64..9).prop_map(|(pick, price_ticks, lots)| Op::Move { pick, price_ticks, lots }),
     ]
 }
 
@@ -95,7 +97,19 @@ proptest! {
                         model.remove(&price_ticks);
                     }
                 }
-                Op::Remove { .. } => {}
+                Op::Move { pick, price_ticks, lots } if !live.is_empty() => {
+                    let index = pick % live.len();
+                    let (old_price_ticks, slot) = live[index];
+                    ladder.move_to(&mut orders, slot, price_ticks, lots);
+                    let queue = model.get_mut(&old_price_ticks).unwrap();
+                    queue.retain(|&s| s != slot);
+                    if queue.is_empty() {
+                        model.remove(&old_price_ticks);
+                    }
+                    model.entry(price_ticks).or_default().push_back(slot);
+                    live[index] = (price_ticks, slot);
+                }
+                Op::Remove { .. } | Op::Move { .. } => {}
             }
             check(&ladder, &orders, &model, is_bid);
         }

@@ -216,6 +216,77 @@ impl Ladder {
         }
     }
 
+    /// Moves an order to the tail of the level at `price_ticks` with `lots` remaining (it
+    /// loses its priority), as `remove` then `push_back` would. A move within one page (most
+    /// amends move a few ticks) looks the page up once and never closes it.
+    pub fn move_to(&mut self, orders: &mut OrderStore, slot: OrderSlot, price_ticks: u64, lots: u64) {
+        debug_assert!(lots > 0);
+        let (old_price_ticks, old_lots, prev, next) = {
+            let order = orders.get(slot);
+            (order.price_ticks, order.remaining_lots, order.prev, order.next)
+        };
+        let (page_no, offset) = page_of(price_ticks);
+        let (old_page_no, old_offset) = page_of(old_price_ticks);
+        let page_slot = match self.page_slot(page_no) {
+            Some(page_slot) if page_no == old_page_no => page_slot,
+            _ => {
+                self.remove(orders, slot);
+                let order = orders.get_mut(slot);
+                order.price_ticks = price_ticks;
+                order.remaining_lots = lots;
+                return self.push_back(orders, slot);
+            }
+        };
+        if prev != NIL {
+            orders.get_mut(prev).next = next;
+        }
+        if next != NIL {
+            orders.get_mut(next).prev = prev;
+        }
+        let page = &mut self.pages[page_slot as usize];
+        let old_level = &mut page.levels[old_offset];
+        if prev == NIL {
+            old_level.head = next;
+        }
+        if next == NIL {
+            old_level.tail = prev;
+        }
+        old_level.count -= 1;
+        old_level.total_lots -= old_lots;
+        if old_level.count == 0 {
+            page.occupied[old_offset / 64] &= !(1 << (old_offset % 64));
+            page.occupied_count -= 1;
+            self.levels_count -= 1;
+            if self.best == Some(old_price_ticks) {
+                self.best = self.next_worse(old_price_ticks);
+            }
+        }
+        if self.best.is_none_or(|best| self.better(price_ticks, best)) {
+            self.best = Some(price_ticks);
+        }
+        let page = &mut self.pages[page_slot as usize];
+        let level = &mut page.levels[offset];
+        let tail = level.tail;
+        {
+            let order = orders.get_mut(slot);
+            order.price_ticks = price_ticks;
+            order.remaining_lots = lots;
+            order.prev = tail;
+            order.next = NIL;
+        }
+        if tail == NIL {
+            level.head = slot;
+            page.occupied[offset / 64] |= 1 << (offset % 64);
+            page.occupied_count += 1;
+            self.levels_count += 1;
+        } else {
+            orders.get_mut(tail).next = slot;
+        }
+        level.tail = slot;
+        level.count += 1;
+        level.total_lots += lots;
+    }
+
     /// Lowers a level's total after its order shrank in place (a partial fill or a size-down
     /// amend keeps the order's position).
     pub fn reduce(&mut self, price_ticks: u64, lots: u64) {

@@ -13,9 +13,6 @@
 
 use std::collections::VecDeque;
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
 use rustc_hash::FxHashMap;
 
 use crate::codes::{OrderState, OrderType, Side, Stp};
@@ -81,7 +78,7 @@ pub struct OrderStore {
     /// so the slab stays as small as the books and hot in cache.
     slab: Vec<Order>,
     free: Vec<OrderSlot>,
-    live: HashMap<u64, OrderSlot, BuildHasherDefault<SequentialIdHasher>>,
+    live: LiveIndex,
     /// Closed orders, oldest first, at most `ORDERS_CLOSED_RETAINED_MAX`.
     closed: VecDeque<Order>,
     /// Ordinal (count of orders closed before it) of `closed[0]`.
@@ -90,27 +87,31 @@ pub struct OrderStore {
     client_orders: FxHashMap<(u64, ClientOrderId), ClientOrder>,
 }
 
-/// Hashes an order id so that ids close in sequence land in neighbouring buckets (the table
-/// takes its bucket from the low bits), while the top bits, which the table uses as a tag
-/// to tell keys apart within a group, are mixed. Orders are mostly canceled, amended and
-/// filled near others of their time, so lookups hit cache lines that recent ones touched;
-/// a fully mixing hash sends every lookup to a random line.
-#[derive(Debug, Default)]
-pub struct SequentialIdHasher(u64);
+/// The slot of each live order, by id: a table indexed by `id % size` that holds only slots
+/// (the order in the slab, which a lookup reads anyway, tells whether it is the id sought),
+/// so a lookup touches one line of the table and the order's own. Ids are handed out in
+/// sequence, so live ids rarely share an entry while the table has at least twice as many
+/// entries as live orders; an id whose entry is taken goes to an overflow map.
+#[derive(Clone, Debug, Default)]
+struct LiveIndex {
+    /// A slot, or `NIL` for none; a power of two long (or empty before the first insert).
+    slots: Vec<OrderSlot>,
+    overflow: FxHashMap<u64, OrderSlot>,
+    len: usize,
+}
 
-impl Hasher for SequentialIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
+const LIVE_INDEX_SLOTS_MIN: usize = 1 << 12;
 
-    fn write(&mut self, _bytes: &[u8]) {
-        unreachable!("order ids hash through write_u64");
-    }
-
+impl LiveIndex {
+    /// The entry of `id` (any index is past the end of a table not yet laid out).
     #[inline]
-    fn write_u64(&mut self, id: u64) {
-        const TAG_BITS: u64 = 0x7F << 57;
-        self.0 = (id & !TAG_BITS) | (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) & TAG_BITS);
+    fn entry(&self, id: u64) -> usize {
+        (id as usize) & self.slots.len().wrapping_sub(1)
+    }
+
+    /// Table entries for `live_orders` orders at no more than half the entries.
+    fn slots_for(live_orders: usize) -> usize {
+        (live_orders * 2).next_power_of_two().max(LIVE_INDEX_SLOTS_MIN)
     }
 }
 
@@ -173,7 +174,9 @@ impl OrderStore {
         self.slab.resize(self.slab.capacity(), template.clone());
         self.slab.truncate(touched_slab);
         self.free.reserve(live_orders);
-        self.live.reserve(live_orders);
+        if self.live.slots.len() < LiveIndex::slots_for(live_orders) {
+            self.rebuild_live_index(LiveIndex::slots_for(live_orders));
+        }
         self.closed.reserve_exact((ORDERS_CLOSED_RETAINED_MAX + 1).saturating_sub(self.closed.len()));
         let retained = self.closed.len();
         self.closed.resize(self.closed.capacity(), template.clone());
@@ -196,15 +199,66 @@ impl OrderStore {
                 (self.slab.len() - 1) as OrderSlot
             }
         };
-        let previous = self.live.insert(id, slot);
-        assert!(previous.is_none(), "order id {id} assigned twice");
+        if self.live.len * 2 >= self.live.slots.len() {
+            self.rebuild_live_index(LiveIndex::slots_for(self.live.len + 1));
+        }
+        self.index_live(id, slot);
         slot
+    }
+
+    fn index_live(&mut self, id: u64, slot: OrderSlot) {
+        let entry = self.live.entry(id);
+        let occupant = self.live.slots[entry];
+        if occupant == NIL {
+            self.live.slots[entry] = slot;
+        } else {
+            assert_ne!(self.slab[occupant as usize].id, id, "order id {id} assigned twice");
+            let previous = self.live.overflow.insert(id, slot);
+            assert!(previous.is_none(), "order id {id} assigned twice");
+        }
+        self.live.len += 1;
+    }
+
+    /// Re-lays the live index out with `slots` entries (growth is rare: `preallocate` sizes
+    /// it for the live orders a deployment expects).
+    fn rebuild_live_index(&mut self, slots: usize) {
+        let live = self.live_slots_by_id();
+        self.live = LiveIndex { slots: vec![NIL; slots], overflow: FxHashMap::default(), len: 0 };
+        for slot in live {
+            self.index_live(self.slab[slot as usize].id, slot);
+        }
     }
 
     /// The slot of a live order.
     #[inline]
     pub fn find_live(&self, order_id: u64) -> Option<OrderSlot> {
-        self.live.get(&order_id).copied()
+        let slot = *self.live.slots.get(self.live.entry(order_id))?;
+        if slot != NIL && self.slab[slot as usize].id == order_id {
+            return Some(slot);
+        }
+        if self.live.overflow.is_empty() {
+            return None;
+        }
+        self.live.overflow.get(&order_id).copied()
+    }
+
+    /// Asks the CPU to bring the index entry of `order_id` into cache, so that a lookup a
+    /// few commands later does not wait on memory. A hint only: nothing changes.
+    #[inline]
+    pub fn prefetch_index(&self, order_id: u64) {
+        if let Some(entry) = self.live.slots.get(self.live.entry(order_id)) {
+            prefetch(entry);
+        }
+    }
+
+    /// Asks the CPU to bring the order the index names for `order_id` into cache (its entry
+    /// should be cached by `prefetch_index` already). A hint only: nothing changes.
+    #[inline]
+    pub fn prefetch_order(&self, order_id: u64) {
+        let slot = self.live.slots.get(self.live.entry(order_id)).copied().unwrap_or(NIL);
+        if let Some(order) = self.slab.get(slot as usize) {
+            prefetch(order);
+        }
     }
 
     /// A live or retained closed order.
@@ -231,8 +285,14 @@ impl OrderStore {
     pub fn close(&mut self, slot: OrderSlot) {
         let order = self.slab[slot as usize].clone();
         debug_assert!(!order.is_live());
-        let removed = self.live.remove(&order.id);
-        debug_assert_eq!(removed, Some(slot));
+        let entry = self.live.entry(order.id);
+        if self.live.slots[entry] == slot {
+            self.live.slots[entry] = NIL;
+        } else {
+            let removed = self.live.overflow.remove(&order.id);
+            debug_assert_eq!(removed, Some(slot));
+        }
+        self.live.len -= 1;
         self.free.push(slot);
         if self.closed.capacity() == 0 {
             // Reserved whole, once: growing by doubling would copy tens of megabytes in one
@@ -291,15 +351,83 @@ impl OrderStore {
 
     /// Live orders in id order (for cancel-all and checks; not on the hot path).
     pub fn live_slots_by_id(&self) -> Vec<OrderSlot> {
-        let mut slots: Vec<OrderSlot> = self.live.values().copied().collect();
+        let indexed = self.live.slots.iter().copied().filter(|&slot| slot != NIL);
+        let mut slots: Vec<OrderSlot> = indexed.chain(self.live.overflow.values().copied()).collect();
         slots.sort_unstable_by_key(|&s| self.get(s).id);
         slots
     }
 }
 
+/// A cache hint for the line holding `value`.
+#[inline]
+fn prefetch<T>(value: &T) {
+    // SAFETY: SSE is part of every x86-64 target, and a prefetch never faults or writes,
+    // whatever the address; `value` is a valid reference anyway.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(std::ptr::from_ref(value).cast());
+    }
+    // Elsewhere no hint is given.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn order(id: u64) -> Order {
+        Order {
+            id,
+            account: 1,
+            price_ticks: 1,
+            size_lots: 1,
+            remaining_lots: 1,
+            filled_price_lots: 0,
+            hold_per_lot_units: 1,
+            prev: NIL,
+            next: NIL,
+            account_slot: 0,
+            instrument: 0,
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            stp: Stp::CancelMaker,
+            state: OrderState::Live,
+            client_order_id: [0; 32],
+        }
+    }
+
+    fn close(store: &mut OrderStore, id: u64) {
+        let slot = store.find_live(id).expect("live");
+        store.get_mut(slot).state = OrderState::Canceled;
+        store.close(slot);
+    }
+
+    #[test]
+    fn live_index_keeps_colliding_ids_in_overflow_and_grows() {
+        let mut store = OrderStore::default();
+        let size = LIVE_INDEX_SLOTS_MIN as u64;
+        let (a, b, c) = (5, 5 + size, 5 + 2 * size);
+        for id in [a, b, c] {
+            store.insert(order(id));
+        }
+        assert_eq!(store.live.overflow.len(), 2);
+        close(&mut store, a);
+        assert_eq!((store.find_live(a), store.find(a).map(|o| o.is_live())), (None, Some(false)));
+        assert!(store.find_live(b).is_some() && store.find_live(c).is_some());
+        close(&mut store, c);
+        assert_eq!(store.find_live(c), None);
+        let more: Vec<u64> = (c + 1..=c + size).collect();
+        for &id in &more {
+            store.insert(order(id));
+        }
+        assert!(store.live.slots.len() > LIVE_INDEX_SLOTS_MIN, "the table grew");
+        for id in more.iter().copied().chain([b]) {
+            assert_eq!(store.get(store.find_live(id).expect("live")).id, id);
+        }
+        assert_eq!(store.find_live(a), None);
+        assert_eq!(store.live_slots_by_id().len(), more.len() + 1);
+    }
 
     #[test]
     fn closed_index_keeps_colliding_ids_in_overflow() {
