@@ -74,6 +74,31 @@ impl Page {
     }
 }
 
+/// Links `slot` (holding `lots`) at the tail of the level at `offset` of `page`; true if the
+/// level was empty (the caller counts the new level and may make it the best).
+#[inline]
+fn link_at_tail(page: &mut Page, offset: usize, orders: &mut OrderStore, slot: OrderSlot, lots: u64) -> bool {
+    let level = &mut page.levels[offset];
+    let tail = level.tail;
+    {
+        let order = orders.get_mut(slot);
+        order.prev = tail;
+        order.next = NIL;
+    }
+    let was_empty = tail == NIL;
+    if was_empty {
+        level.head = slot;
+        page.occupied[offset / 64] |= 1 << (offset % 64);
+        page.occupied_count += 1;
+    } else {
+        orders.get_mut(tail).next = slot;
+    }
+    level.tail = slot;
+    level.count += 1;
+    level.total_lots += lots;
+    was_empty
+}
+
 fn page_of(price_ticks: u64) -> (u64, usize) {
     (price_ticks >> PAGE_SHIFT, (price_ticks as usize) & (PAGE_LEVELS - 1))
 }
@@ -160,28 +185,12 @@ impl Ladder {
             None => self.open_page(page_no),
         };
         let is_new_best = self.best.is_none_or(|best| self.better(price_ticks, best));
-        let page = &mut self.pages[page_slot as usize];
-        let level = &mut page.levels[offset];
-        let tail = level.tail;
-        {
-            let order = orders.get_mut(slot);
-            order.prev = tail;
-            order.next = NIL;
-        }
-        if tail == NIL {
-            level.head = slot;
-            page.occupied[offset / 64] |= 1 << (offset % 64);
-            page.occupied_count += 1;
+        if link_at_tail(&mut self.pages[page_slot as usize], offset, orders, slot, lots) {
             self.levels_count += 1;
             if is_new_best {
                 self.best = Some(price_ticks);
             }
-        } else {
-            orders.get_mut(tail).next = slot;
         }
-        level.tail = slot;
-        level.count += 1;
-        level.total_lots += lots;
         self.orders_count += 1;
     }
 
@@ -264,27 +273,14 @@ impl Ladder {
         if self.best.is_none_or(|best| self.better(price_ticks, best)) {
             self.best = Some(price_ticks);
         }
-        let page = &mut self.pages[page_slot as usize];
-        let level = &mut page.levels[offset];
-        let tail = level.tail;
         {
             let order = orders.get_mut(slot);
             order.price_ticks = price_ticks;
             order.remaining_lots = lots;
-            order.prev = tail;
-            order.next = NIL;
         }
-        if tail == NIL {
-            level.head = slot;
-            page.occupied[offset / 64] |= 1 << (offset % 64);
-            page.occupied_count += 1;
+        if link_at_tail(&mut self.pages[page_slot as usize], offset, orders, slot, lots) {
             self.levels_count += 1;
-        } else {
-            orders.get_mut(tail).next = slot;
         }
-        level.tail = slot;
-        level.count += 1;
-        level.total_lots += lots;
     }
 
     /// Lowers a level's total after its order shrank in place (a partial fill or a size-down
