@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import subprocess
 from typing import Any
@@ -45,6 +46,8 @@ def main() -> None:
     disk = str(args.dir.resolve())
     exchange_core = build_workloads(args.commands, args.seed)[0]
     path = write_rust_workload(exchange_core, RESULTS)
+    # The workload file's dirty pages would otherwise be written back while fsyncs are timed.
+    os.sync()
     report = durable_bench(
         "--workload", str(path.resolve()), "--dir", disk, "--rates", args.rates, "--seconds", str(args.seconds),
         "--recovery-commands", str(len(exchange_core.commands)),

@@ -354,6 +354,7 @@ fn main() {
     let loads: Vec<Value> =
         options.rates.iter().map(|&rate| offered_load(&dir.join("load"), &source, rate, options.seconds)).collect();
     let recovered = recovery(&dir.join("recovery"), &source, options.recovery_commands);
+    std::fs::remove_dir_all(dir.join("recovery")).expect("clean up");
     let pauses: Vec<Value> = [100_000, 1_000_000].map(|live| snapshot_pause(&dir.join("snapshot"), live)).into();
     std::fs::remove_dir_all(&dir).expect("clean up");
     let report = json!({
