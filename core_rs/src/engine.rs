@@ -347,7 +347,7 @@ impl Engine {
             return None;
         }
         let known = self.orders.client_order(place.account, &place.client_order_id)?;
-        (known.place == *place).then_some(known.accepted)
+        (known.place(place.account, place.client_order_id) == *place).then(|| known.accepted(place.account))
     }
 
     pub fn live_orders(&self) -> usize {

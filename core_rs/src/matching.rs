@@ -6,7 +6,7 @@
 //! A `Matcher` borrows the parts of the engine one command needs: the instrument, its book,
 //! the order store and the ledger.
 
-use crate::book::orders::{Order, OrderSlot, OrderStore, NIL};
+use crate::book::orders::{ClientOrder, Order, OrderSlot, OrderStore, NIL};
 use crate::book::Book;
 use crate::codes::{EventKind, OrderState, OrderType, Reason, Side, Stp};
 use crate::command::{AmendOrder, PlaceOrder, NO_CLIENT_ORDER_ID};
@@ -119,7 +119,9 @@ impl Matcher<'_> {
         let accepted = self.order_event(EventKind::Accepted, self.orders.get(slot), cmd.size_lots, Reason::None);
         self.out.push(accepted);
         if cmd.client_order_id != NO_CLIENT_ORDER_ID {
-            self.orders.remember_client_order(cmd, accepted);
+            let known = ClientOrder::new(cmd, &accepted);
+            debug_assert_eq!(known.accepted(cmd.account), accepted, "the compact entry restores the event");
+            self.orders.remember_client_order(cmd.account, cmd.client_order_id, known);
         }
         if cmd.order_type == OrderType::Fok && !self.fok_fillable(slot) {
             return self.end_taker(slot, Reason::MatchingFokNotFillable);

@@ -12,15 +12,16 @@ use crate::book::orders::{ClientOrder, Order, NIL};
 use crate::book::Book;
 use crate::codec::{Reader, Writer};
 use crate::codes::{OrderState, OrderType, Side, Stp};
-use crate::command::PlaceOrder;
+use crate::command::{ClientOrderId, NO_CLIENT_ORDER_ID};
 use crate::engine::Engine;
 use crate::instrument::Instrument;
 use crate::ledger::Ledger;
 use crate::limits::{INSTRUMENTS_MAX, ORDERS_CLOSED_RETAINED_MAX, ORDERS_LIVE_MAX};
-use crate::wire::{decode_instrument, encode_instrument, EventRecord, EVENT_RECORD_BYTES};
+use crate::wire::{decode_instrument, encode_instrument};
 
-/// Version of the body layout; a body of another version is refused.
-const SNAPSHOT_FORMAT: u32 = 1;
+/// Version of the body layout; a body of another version is refused (2: compact client
+/// order entries).
+const SNAPSHOT_FORMAT: u32 = 2;
 
 fn code<T>(value: u8, what: &str, parse: fn(u8) -> Option<T>) -> Result<T, String> {
     parse(value).ok_or_else(|| format!("unknown {what} code {value}"))
@@ -66,35 +67,34 @@ fn decode_order(r: &mut Reader<'_>, ledger: &Ledger) -> Result<Order, String> {
     Ok(order)
 }
 
-fn encode_client_order(w: &mut Writer, known: &ClientOrder) {
-    let place = &known.place;
-    w.u64(place.account);
-    w.u32(place.instrument);
-    w.u8(place.side.code());
-    w.u8(place.order_type.code());
-    w.u8(place.stp.code());
-    w.u64(place.price_ticks);
-    w.u64(place.size_lots);
-    w.raw(&place.client_order_id);
-    w.raw(crate::wire::event_bytes(std::slice::from_ref(&known.accepted)));
+fn encode_client_order(w: &mut Writer, (account, client_order_id): (u64, ClientOrderId), known: &ClientOrder) {
+    w.u64(account);
+    w.raw(&client_order_id);
+    for value in [known.order_id, known.seq, known.ts_ns as u64, known.price_ticks, known.size_lots] {
+        w.u64(value);
+    }
+    w.u64(known.accepted_price_ticks);
+    w.u32(known.instrument);
+    for code in [known.side.code(), known.order_type.code(), known.stp.code()] {
+        w.u8(code);
+    }
 }
 
-fn decode_client_order(r: &mut Reader<'_>) -> Result<ClientOrder, String> {
-    let place = PlaceOrder {
-        account: r.u64()?,
+fn decode_client_order(r: &mut Reader<'_>) -> Result<((u64, ClientOrderId), ClientOrder), String> {
+    let key = (r.u64()?, r.fixed()?);
+    let known = ClientOrder {
+        order_id: r.u64()?,
+        seq: r.u64()?,
+        ts_ns: r.i64()?,
+        price_ticks: r.u64()?,
+        size_lots: r.u64()?,
+        accepted_price_ticks: r.u64()?,
         instrument: r.u32()?,
         side: code(r.u8()?, "side", Side::from_code)?,
         order_type: code(r.u8()?, "order type", OrderType::from_code)?,
         stp: code(r.u8()?, "stp", Stp::from_code)?,
-        price_ticks: r.u64()?,
-        size_lots: r.u64()?,
-        client_order_id: r.fixed()?,
     };
-    let bytes = r.raw(EVENT_RECORD_BYTES)?;
-    // SAFETY: exactly one record's bytes, read unaligned; EventRecord is repr(C) integers
-    // with no padding, so every bit pattern is a valid value.
-    let accepted = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<EventRecord>()) };
-    Ok(ClientOrder { place, accepted })
+    Ok((key, known))
 }
 
 impl Engine {
@@ -130,8 +130,8 @@ impl Engine {
         }
         let client_orders = self.orders.client_orders_sorted();
         w.u64(client_orders.len() as u64);
-        for known in client_orders {
-            encode_client_order(&mut w, known);
+        for (&key, known) in client_orders {
+            encode_client_order(&mut w, key, known);
         }
         w.bytes
     }
@@ -186,11 +186,12 @@ impl Engine {
             engine.orders.restore_closed(order);
         }
         for _ in 0..r.u64()? {
-            let known = decode_client_order(r)?;
-            if engine.orders.client_order(known.place.account, &known.place.client_order_id).is_some() {
-                return Err(format!("client order of order {} appears twice", known.accepted.order_id));
+            let ((account, client_order_id), known) = decode_client_order(r)?;
+            if client_order_id == NO_CLIENT_ORDER_ID || engine.orders.client_order(account, &client_order_id).is_some()
+            {
+                return Err(format!("client order of order {} is blank or appears twice", known.order_id));
             }
-            engine.orders.remember_client_order(&known.place, known.accepted);
+            engine.orders.remember_client_order(account, client_order_id, known);
         }
         r.finish()?;
         engine.check_invariants().map_err(|broken| format!("restored state is inconsistent: {broken}"))?;

@@ -100,8 +100,8 @@ pub(crate) fn hash<D: Digest>(state: &EngineParts<'_>, digest: D) -> D {
     for order in state.orders.closed() {
         h.order(order);
     }
-    for known in state.orders.client_orders_sorted() {
-        let (place, accepted) = (&known.place, &known.accepted);
+    for (&(account, client_order_id), known) in state.orders.client_orders_sorted() {
+        let (place, accepted) = (&known.place(account, client_order_id), &known.accepted(account));
         for value in [place.account, u64::from(place.instrument), place.price_ticks, place.size_lots] {
             h.u64(value);
         }
@@ -236,7 +236,7 @@ fn check_client_orders(orders: &OrderStore) -> Result<(), String> {
     let mut with_client_id = 0usize;
     for order in live.chain(orders.closed()).filter(|o| o.client_order_id != NO_CLIENT_ORDER_ID) {
         with_client_id += 1;
-        let indexed = orders.client_order(order.account, &order.client_order_id).map(|c| c.accepted.order_id);
+        let indexed = orders.client_order(order.account, &order.client_order_id).map(|c| c.order_id);
         if indexed != Some(order.id) {
             return Err(format!("order {} is not indexed under its client order id", order.id));
         }

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
-use crate::codes::{OrderState, OrderType, Side, Stp};
+use crate::codes::{EventKind, OrderState, OrderType, Side, Stp};
 use crate::command::{ClientOrderId, PlaceOrder, NO_CLIENT_ORDER_ID};
 use crate::ledger::AccountSlot;
 use crate::limits::ORDERS_CLOSED_RETAINED_MAX;
@@ -64,12 +64,67 @@ impl Order {
     }
 }
 
-/// A known order placed with a client order id: the place a retry must repeat exactly, and
-/// the `accepted` event it answered with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A known order placed with a client order id, indexed under (account, client order id):
+/// the place a retry must repeat exactly, and what its `accepted` event said. Kept compact
+/// (56 bytes), since there is one for every such order the store knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientOrder {
-    pub place: PlaceOrder,
-    pub accepted: EventRecord,
+    pub order_id: u64,
+    pub seq: u64,
+    pub ts_ns: i64,
+    /// The price and size of the place.
+    pub price_ticks: u64,
+    pub size_lots: u64,
+    /// The limit it was accepted at (a market order's protection bound).
+    pub accepted_price_ticks: u64,
+    pub instrument: u32,
+    pub side: Side,
+    pub order_type: OrderType,
+    pub stp: Stp,
+}
+
+impl ClientOrder {
+    pub fn new(place: &PlaceOrder, accepted: &EventRecord) -> Self {
+        ClientOrder {
+            order_id: accepted.order_id,
+            seq: accepted.seq,
+            ts_ns: accepted.ts_ns,
+            price_ticks: place.price_ticks,
+            size_lots: place.size_lots,
+            accepted_price_ticks: accepted.price_ticks,
+            instrument: place.instrument,
+            side: place.side,
+            order_type: place.order_type,
+            stp: place.stp,
+        }
+    }
+
+    /// The place that created the order.
+    pub fn place(&self, account: u64, client_order_id: ClientOrderId) -> PlaceOrder {
+        PlaceOrder {
+            account,
+            instrument: self.instrument,
+            side: self.side,
+            order_type: self.order_type,
+            stp: self.stp,
+            price_ticks: self.price_ticks,
+            size_lots: self.size_lots,
+            client_order_id,
+        }
+    }
+
+    /// The `accepted` event the place answered with.
+    pub fn accepted(&self, account: u64) -> EventRecord {
+        EventRecord {
+            order_id: self.order_id,
+            account,
+            price_ticks: self.accepted_price_ticks,
+            size_lots: self.size_lots,
+            side: self.side.code(),
+            instrument: self.instrument,
+            ..EventRecord::new(self.seq, self.ts_ns, EventKind::Accepted)
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -313,10 +368,9 @@ impl OrderStore {
     }
 
     /// Indexes an order just placed with a client order id (not `NO_CLIENT_ORDER_ID`).
-    pub fn remember_client_order(&mut self, place: &PlaceOrder, accepted: EventRecord) {
-        debug_assert_ne!(place.client_order_id, NO_CLIENT_ORDER_ID);
-        let previous =
-            self.client_orders.insert((place.account, place.client_order_id), ClientOrder { place: *place, accepted });
+    pub fn remember_client_order(&mut self, account: u64, client_order_id: ClientOrderId, known: ClientOrder) {
+        debug_assert_ne!(client_order_id, NO_CLIENT_ORDER_ID);
+        let previous = self.client_orders.insert((account, client_order_id), known);
         debug_assert!(previous.is_none(), "client order id reused while known");
     }
 
@@ -325,10 +379,10 @@ impl OrderStore {
         self.client_orders.get(&(account, *client_order_id))
     }
 
-    /// Every known client order, in (account, client order id) order.
-    pub fn client_orders_sorted(&self) -> Vec<&ClientOrder> {
-        let mut all: Vec<&ClientOrder> = self.client_orders.values().collect();
-        all.sort_unstable_by_key(|c| (c.place.account, c.place.client_order_id));
+    /// Every known client order with its (account, client order id), in that order.
+    pub fn client_orders_sorted(&self) -> Vec<(&(u64, ClientOrderId), &ClientOrder)> {
+        let mut all: Vec<_> = self.client_orders.iter().collect();
+        all.sort_unstable_by_key(|(key, _)| **key);
         all
     }
 
