@@ -120,6 +120,10 @@ class Engine:
         filled_lots, filled_price_lots, client_order_id), or None."""
     def instrument_id(self, symbol: str) -> int | None: ...
     def asset_id(self, name: str) -> int | None: ...
+    def assets(self) -> list[tuple[str, int]]:
+        """Every asset as (name, decimals), by id."""
+    def instruments(self) -> list[tuple[str, int, int, int, int, int, int, int, int]]:
+        """Every instrument's spec, by id (the arguments of add_instrument after ts_ns)."""
     def live_orders(self) -> int: ...
     def state_hash(self) -> str:
         """Hex SHA-256 of the canonical state."""

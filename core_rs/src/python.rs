@@ -23,6 +23,188 @@ use crate::wire::{
     command_records, event_bytes, CommandRecord, EventRecord, WireError, COMMAND_RECORD_BYTES, EVENT_RECORD_BYTES,
 };
 
+/// The methods every engine class has, written once: the per-command methods (integers and
+/// wire codes in, event record bytes out) and the queries. A class provides `run(py, ts_ns,
+/// command)`, which sequences a command and returns its events as record bytes, and
+/// `read(|engine| …)`; `[mut]` makes the commands take `&mut self` (the in-memory engine),
+/// `[]` `&self` (the durable engine, which callers on several threads share while it waits
+/// for fsyncs). The braces hold the class's own methods.
+macro_rules! engine_methods {
+    ($class:ty, [$($mutable:tt)?], { $($own:tt)* }) => {
+        #[pymethods]
+        impl $class {
+            $($own)*
+
+            /// Sequence number of the last command applied.
+            #[getter]
+            fn seq(&self) -> PyResult<u64> {
+                self.read(Engine::seq)
+            }
+
+            /// Timestamp of the last command applied.
+            #[getter]
+            fn ts_ns(&self) -> PyResult<i64> {
+                self.read(Engine::ts_ns)
+            }
+
+            fn add_asset(&$($mutable)? self, py: Python<'_>, ts_ns: i64, name: &str, decimals: u8) -> PyResult<u32> {
+                self.run(py, ts_ns, Command::AddAsset(AssetSpec { name: name.to_owned(), decimals }))?;
+                Ok(self.read(|e| e.ledger().asset_id(name))?.expect("just added"))
+            }
+
+            #[pyo3(signature = (ts_ns, symbol, base_asset, quote_asset, lot_units, quote_units_per_tick_lot, min_size_lots, maker_fee_bps, taker_fee_bps, market_protection_bps))]
+            #[allow(clippy::too_many_arguments)]
+            fn add_instrument(
+                &$($mutable)? self,
+                py: Python<'_>,
+                ts_ns: i64,
+                symbol: &str,
+                base_asset: u32,
+                quote_asset: u32,
+                lot_units: u64,
+                quote_units_per_tick_lot: u64,
+                min_size_lots: u64,
+                maker_fee_bps: u16,
+                taker_fee_bps: u16,
+                market_protection_bps: u16,
+            ) -> PyResult<u32> {
+                let spec = InstrumentSpec {
+                    symbol: symbol.to_owned(),
+                    base_asset,
+                    quote_asset,
+                    lot_units,
+                    quote_units_per_tick_lot,
+                    min_size_lots,
+                    maker_fee_bps,
+                    taker_fee_bps,
+                    market_protection_bps,
+                };
+                self.run(py, ts_ns, Command::AddInstrument(spec))?;
+                Ok(self.read(|e| e.instrument_id(symbol))?.expect("just added"))
+            }
+
+            fn deposit<'py>(
+                &$($mutable)? self,
+                py: Python<'py>,
+                ts_ns: i64,
+                account: u64,
+                asset: u32,
+                amount_units: u64,
+            ) -> PyResult<Bound<'py, PyBytes>> {
+                self.run(py, ts_ns, Command::Deposit { account, asset, amount_units })
+            }
+
+            /// Places an order; a retry of a known order's place gets its original acceptance.
+            #[pyo3(signature = (ts_ns, account, instrument, side, order_type, stp, price_ticks, size_lots, client_order_id))]
+            #[allow(clippy::too_many_arguments)]
+            fn place<'py>(
+                &$($mutable)? self,
+                py: Python<'py>,
+                ts_ns: i64,
+                account: u64,
+                instrument: u32,
+                side: u8,
+                order_type: u8,
+                stp: u8,
+                price_ticks: u64,
+                size_lots: u64,
+                client_order_id: &[u8],
+            ) -> PyResult<Bound<'py, PyBytes>> {
+                let codes = (side, order_type, stp);
+                let place = place_order(account, instrument, codes, price_ticks, size_lots, client_order_id)?;
+                self.run(py, ts_ns, Command::Place(place))
+            }
+
+            fn cancel<'py>(
+                &$($mutable)? self,
+                py: Python<'py>,
+                ts_ns: i64,
+                account: u64,
+                instrument: u32,
+                order_id: u64,
+            ) -> PyResult<Bound<'py, PyBytes>> {
+                self.run(py, ts_ns, Command::Cancel { account, instrument, order_id })
+            }
+
+            /// Amends a resting order (0 = unchanged; size is the new total size).
+            #[allow(clippy::too_many_arguments)]
+            fn amend<'py>(
+                &$($mutable)? self,
+                py: Python<'py>,
+                ts_ns: i64,
+                account: u64,
+                instrument: u32,
+                order_id: u64,
+                new_price_ticks: u64,
+                new_size_lots: u64,
+            ) -> PyResult<Bound<'py, PyBytes>> {
+                let amend = AmendOrder { account, instrument, order_id, new_price_ticks, new_size_lots };
+                self.run(py, ts_ns, Command::Amend(amend))
+            }
+
+            #[pyo3(signature = (ts_ns, account, instrument=None))]
+            fn cancel_all<'py>(
+                &$($mutable)? self,
+                py: Python<'py>,
+                ts_ns: i64,
+                account: u64,
+                instrument: Option<u32>,
+            ) -> PyResult<Bound<'py, PyBytes>> {
+                self.run(py, ts_ns, Command::CancelAll { account, instrument })
+            }
+
+            /// (available, frozen) in minor units.
+            fn balance(&self, account: u64, asset: u32) -> PyResult<(u64, u64)> {
+                let balance = self.read(|e| e.balance(account, asset))?;
+                Ok((balance.available, balance.frozen))
+            }
+
+            /// Up to `depth` levels per side, best first, as (price_ticks, size_lots).
+            fn book(&self, instrument: u32, depth: usize) -> PyResult<(Levels, Levels)> {
+                self.read(|e| book_levels(e, instrument, depth))?
+            }
+
+            /// (id, account, instrument, side, order_type, stp, state, price_ticks, size_lots,
+            /// filled_lots, filled_price_lots, client_order_id) or None.
+            fn order(&self, account: u64, order_id: u64) -> PyResult<Option<OrderTuple>> {
+                self.read(|e| order_tuple(e, account, order_id))
+            }
+
+            fn instrument_id(&self, symbol: &str) -> PyResult<Option<u32>> {
+                self.read(|e| e.instrument_id(symbol))
+            }
+
+            fn asset_id(&self, name: &str) -> PyResult<Option<u32>> {
+                self.read(|e| e.ledger().asset_id(name))
+            }
+
+            /// Every asset as (name, decimals), by id.
+            fn assets(&self) -> PyResult<Vec<(String, u8)>> {
+                self.read(|e| e.ledger().assets().iter().map(|a| (a.name.clone(), a.decimals)).collect())
+            }
+
+            /// Every instrument's spec, by id, as the arguments of `add_instrument` after `ts_ns`.
+            fn instruments(&self) -> PyResult<Vec<InstrumentTuple>> {
+                self.read(|e| e.instrument_specs().map(instrument_tuple).collect())
+            }
+
+            fn live_orders(&self) -> PyResult<usize> {
+                self.read(Engine::live_orders)
+            }
+
+            /// Hex SHA-256 of the canonical state.
+            fn state_hash(&self) -> PyResult<String> {
+                self.read(Engine::state_hash)
+            }
+
+            /// Raises AssertionError naming the broken invariant.
+            fn check_invariants(&self) -> PyResult<()> {
+                self.read(Engine::check_invariants)?.map_err(PyAssertionError::new_err)
+            }
+        }
+    };
+}
+
 mod durable;
 
 /// Events the lean calls may queue before `take_events` must drain them.
@@ -118,10 +300,21 @@ struct PyEngine {
 }
 
 impl PyEngine {
-    fn run<'py>(&mut self, py: Python<'py>, ts_ns: i64, command: &Command) -> PyResult<Bound<'py, PyBytes>> {
+    /// Applies a command, or answers a retried place with its original acceptance (as the
+    /// durable engine's sequencer does); the events as record bytes.
+    fn run<'py>(&mut self, py: Python<'py>, ts_ns: i64, command: Command) -> PyResult<Bound<'py, PyBytes>> {
+        if let Command::Place(place) = &command {
+            if let Some(accepted) = self.engine.place_retry(place) {
+                return Ok(PyBytes::new(py, event_bytes(&[accepted])));
+            }
+        }
         self.scratch.clear();
-        self.engine.apply(ts_ns, command, &mut self.scratch).map_err(|e| value_error(&e))?;
+        self.engine.apply(ts_ns, &command, &mut self.scratch).map_err(|e| value_error(&e))?;
         Ok(PyBytes::new(py, event_bytes(&self.scratch)))
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Engine) -> R) -> PyResult<R> {
+        Ok(f(&self.engine))
     }
 
     /// Applies a lean command at the last timestamp, queueing its events; returns how many
@@ -136,138 +329,16 @@ impl PyEngine {
     }
 }
 
-#[pymethods]
-impl PyEngine {
+engine_methods!(PyEngine, [mut], {
     #[new]
     fn new() -> Self {
         PyEngine { engine: Engine::new(), queued: Vec::new(), scratch: Vec::new() }
     }
 
-    /// Sequence number of the last command applied.
-    #[getter]
-    fn seq(&self) -> u64 {
-        self.engine.seq()
-    }
-
-    #[getter]
-    fn ts_ns(&self) -> i64 {
-        self.engine.ts_ns()
-    }
-
-    fn add_asset(&mut self, py: Python<'_>, ts_ns: i64, name: &str, decimals: u8) -> PyResult<u32> {
-        self.run(py, ts_ns, &Command::AddAsset(AssetSpec { name: name.to_owned(), decimals }))?;
-        Ok(self.engine.ledger().asset_id(name).expect("just added"))
-    }
-
-    #[pyo3(signature = (ts_ns, symbol, base_asset, quote_asset, lot_units, quote_units_per_tick_lot, min_size_lots, maker_fee_bps, taker_fee_bps, market_protection_bps))]
-    #[allow(clippy::too_many_arguments)]
-    fn add_instrument(
-        &mut self,
-        py: Python<'_>,
-        ts_ns: i64,
-        symbol: &str,
-        base_asset: u32,
-        quote_asset: u32,
-        lot_units: u64,
-        quote_units_per_tick_lot: u64,
-        min_size_lots: u64,
-        maker_fee_bps: u16,
-        taker_fee_bps: u16,
-        market_protection_bps: u16,
-    ) -> PyResult<u32> {
-        let spec = InstrumentSpec {
-            symbol: symbol.to_owned(),
-            base_asset,
-            quote_asset,
-            lot_units,
-            quote_units_per_tick_lot,
-            min_size_lots,
-            maker_fee_bps,
-            taker_fee_bps,
-            market_protection_bps,
-        };
-        self.run(py, ts_ns, &Command::AddInstrument(spec))?;
-        Ok(self.engine.instrument_id(symbol).expect("just added"))
-    }
-
-    fn deposit<'py>(
-        &mut self,
-        py: Python<'py>,
-        ts_ns: i64,
-        account: u64,
-        asset: u32,
-        amount_units: u64,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        self.run(py, ts_ns, &Command::Deposit { account, asset, amount_units })
-    }
-
-    #[pyo3(signature = (ts_ns, account, instrument, side, order_type, stp, price_ticks, size_lots, client_order_id))]
-    #[allow(clippy::too_many_arguments)]
-    fn place<'py>(
-        &mut self,
-        py: Python<'py>,
-        ts_ns: i64,
-        account: u64,
-        instrument: u32,
-        side: u8,
-        order_type: u8,
-        stp: u8,
-        price_ticks: u64,
-        size_lots: u64,
-        client_order_id: &[u8],
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let codes = (side, order_type, stp);
-        let place = place_order(account, instrument, codes, price_ticks, size_lots, client_order_id)?;
-        if let Some(accepted) = self.engine.place_retry(&place) {
-            return Ok(PyBytes::new(py, event_bytes(&[accepted])));
-        }
-        self.run(py, ts_ns, &Command::Place(place))
-    }
-
-    fn cancel<'py>(
-        &mut self,
-        py: Python<'py>,
-        ts_ns: i64,
-        account: u64,
-        instrument: u32,
-        order_id: u64,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        self.run(py, ts_ns, &Command::Cancel { account, instrument, order_id })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn amend<'py>(
-        &mut self,
-        py: Python<'py>,
-        ts_ns: i64,
-        account: u64,
-        instrument: u32,
-        order_id: u64,
-        new_price_ticks: u64,
-        new_size_lots: u64,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        self.run(
-            py,
-            ts_ns,
-            &Command::Amend(AmendOrder { account, instrument, order_id, new_price_ticks, new_size_lots }),
-        )
-    }
-
-    #[pyo3(signature = (ts_ns, account, instrument=None))]
-    fn cancel_all<'py>(
-        &mut self,
-        py: Python<'py>,
-        ts_ns: i64,
-        account: u64,
-        instrument: Option<u32>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        self.run(py, ts_ns, &Command::CancelAll { account, instrument })
-    }
-
     /// Applies a command as the journal stores it (its own timestamp); returns its events.
     fn apply_journal_payload<'py>(&mut self, py: Python<'py>, payload: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
         let (ts_ns, command) = crate::wire::decode_command(payload).map_err(PyValueError::new_err)?;
-        self.run(py, ts_ns, &command)
+        self.run(py, ts_ns, command)
     }
 
     /// Allocates and touches memory for `live_orders` live orders and the retained closed
@@ -349,43 +420,7 @@ impl PyEngine {
         });
         Ok(EventBuffer { events: events.map_err(|e| value_error(&e))? })
     }
-
-    fn balance(&self, account: u64, asset: u32) -> (u64, u64) {
-        let balance = self.engine.balance(account, asset);
-        (balance.available, balance.frozen)
-    }
-
-    /// Up to `depth` levels per side, best first, as (price_ticks, size_lots).
-    fn book(&self, instrument: u32, depth: usize) -> PyResult<(Levels, Levels)> {
-        book_levels(&self.engine, instrument, depth)
-    }
-
-    /// (id, account, instrument, side, order_type, stp, state, price_ticks, size_lots,
-    /// filled_lots, filled_price_lots, client_order_id) or None.
-    fn order(&self, account: u64, order_id: u64) -> Option<OrderTuple> {
-        order_tuple(&self.engine, account, order_id)
-    }
-
-    fn instrument_id(&self, symbol: &str) -> Option<u32> {
-        self.engine.instrument_id(symbol)
-    }
-
-    fn asset_id(&self, name: &str) -> Option<u32> {
-        self.engine.ledger().asset_id(name)
-    }
-
-    fn live_orders(&self) -> usize {
-        self.engine.live_orders()
-    }
-
-    fn state_hash(&self) -> String {
-        self.engine.state_hash()
-    }
-
-    fn check_invariants(&self) -> PyResult<()> {
-        self.engine.check_invariants().map_err(PyAssertionError::new_err)
-    }
-}
+});
 
 fn book_levels(engine: &Engine, instrument: u32, depth: usize) -> PyResult<(Levels, Levels)> {
     let book =
@@ -393,6 +428,16 @@ fn book_levels(engine: &Engine, instrument: u32, depth: usize) -> PyResult<(Leve
     let levels =
         |ladder: &crate::book::ladder::Ladder| ladder.levels().take(depth).map(|(p, l)| (p, l.total_lots)).collect();
     Ok((levels(&book.bids), levels(&book.asks)))
+}
+
+/// (symbol, base_asset, quote_asset, lot_units, quote_units_per_tick_lot, min_size_lots,
+/// maker_fee_bps, taker_fee_bps, market_protection_bps)
+type InstrumentTuple = (String, u32, u32, u64, u64, u64, u16, u16, u16);
+
+fn instrument_tuple(s: &InstrumentSpec) -> InstrumentTuple {
+    let (fees, protection) = ((s.maker_fee_bps, s.taker_fee_bps), s.market_protection_bps);
+    let units = (s.lot_units, s.quote_units_per_tick_lot, s.min_size_lots);
+    (s.symbol.clone(), s.base_asset, s.quote_asset, units.0, units.1, units.2, fees.0, fees.1, protection)
 }
 
 fn order_tuple(engine: &Engine, account: u64, order_id: u64) -> Option<OrderTuple> {

@@ -12,7 +12,9 @@ use pyo3::exceptions::{PyAssertionError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use super::{book_levels, order_tuple, place_order, Batch, EventBuffer, Levels, OrderTuple};
+use super::{
+    book_levels, instrument_tuple, order_tuple, place_order, Batch, EventBuffer, InstrumentTuple, Levels, OrderTuple,
+};
 use crate::command::{AmendOrder, AssetSpec, Command, InstrumentSpec};
 use crate::durable::{DurableConfig, DurableEngine, DurableError};
 use crate::engine::Engine;
@@ -70,8 +72,7 @@ impl PyDurableEngine {
     }
 }
 
-#[pymethods]
-impl PyDurableEngine {
+engine_methods!(PyDurableEngine, [], {
     /// Opens (creating if needed) the data directory and recovers its state.
     #[new]
     #[pyo3(signature = (data_dir, *, no_fsync_unsafe_benchmark_only=false, group_commit_window_us=0, snapshot_every_commands=1_000_000, segment_bytes=67_108_864, ack_timeout_ms=10_000))]
@@ -111,120 +112,6 @@ impl PyDurableEngine {
         self.recovery.clone_ref(py)
     }
 
-    #[getter]
-    fn seq(&self) -> PyResult<u64> {
-        self.read(Engine::seq)
-    }
-
-    #[getter]
-    fn ts_ns(&self) -> PyResult<i64> {
-        self.read(Engine::ts_ns)
-    }
-
-    fn add_asset(&self, py: Python<'_>, ts_ns: i64, name: &str, decimals: u8) -> PyResult<u32> {
-        self.run(py, ts_ns, Command::AddAsset(AssetSpec { name: name.to_owned(), decimals }))?;
-        Ok(self.read(|e| e.ledger().asset_id(name))?.expect("just added"))
-    }
-
-    #[pyo3(signature = (ts_ns, symbol, base_asset, quote_asset, lot_units, quote_units_per_tick_lot, min_size_lots, maker_fee_bps, taker_fee_bps, market_protection_bps))]
-    #[allow(clippy::too_many_arguments)]
-    fn add_instrument(
-        &self,
-        py: Python<'_>,
-        ts_ns: i64,
-        symbol: &str,
-        base_asset: u32,
-        quote_asset: u32,
-        lot_units: u64,
-        quote_units_per_tick_lot: u64,
-        min_size_lots: u64,
-        maker_fee_bps: u16,
-        taker_fee_bps: u16,
-        market_protection_bps: u16,
-    ) -> PyResult<u32> {
-        let spec = InstrumentSpec {
-            symbol: symbol.to_owned(),
-            base_asset,
-            quote_asset,
-            lot_units,
-            quote_units_per_tick_lot,
-            min_size_lots,
-            maker_fee_bps,
-            taker_fee_bps,
-            market_protection_bps,
-        };
-        self.run(py, ts_ns, Command::AddInstrument(spec))?;
-        Ok(self.read(|e| e.instrument_id(symbol))?.expect("just added"))
-    }
-
-    fn deposit<'py>(
-        &self,
-        py: Python<'py>,
-        ts_ns: i64,
-        account: u64,
-        asset: u32,
-        amount_units: u64,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        self.run(py, ts_ns, Command::Deposit { account, asset, amount_units })
-    }
-
-    #[pyo3(signature = (ts_ns, account, instrument, side, order_type, stp, price_ticks, size_lots, client_order_id))]
-    #[allow(clippy::too_many_arguments)]
-    fn place<'py>(
-        &self,
-        py: Python<'py>,
-        ts_ns: i64,
-        account: u64,
-        instrument: u32,
-        side: u8,
-        order_type: u8,
-        stp: u8,
-        price_ticks: u64,
-        size_lots: u64,
-        client_order_id: &[u8],
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let codes = (side, order_type, stp);
-        let place = place_order(account, instrument, codes, price_ticks, size_lots, client_order_id)?;
-        self.run(py, ts_ns, Command::Place(place))
-    }
-
-    fn cancel<'py>(
-        &self,
-        py: Python<'py>,
-        ts_ns: i64,
-        account: u64,
-        instrument: u32,
-        order_id: u64,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        self.run(py, ts_ns, Command::Cancel { account, instrument, order_id })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn amend<'py>(
-        &self,
-        py: Python<'py>,
-        ts_ns: i64,
-        account: u64,
-        instrument: u32,
-        order_id: u64,
-        new_price_ticks: u64,
-        new_size_lots: u64,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let amend = AmendOrder { account, instrument, order_id, new_price_ticks, new_size_lots };
-        self.run(py, ts_ns, Command::Amend(amend))
-    }
-
-    #[pyo3(signature = (ts_ns, account, instrument=None))]
-    fn cancel_all<'py>(
-        &self,
-        py: Python<'py>,
-        ts_ns: i64,
-        account: u64,
-        instrument: Option<u32>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        self.run(py, ts_ns, Command::CancelAll { account, instrument })
-    }
-
     /// Journals and applies a batch of command records with the GIL released; returns the
     /// events once the whole batch is durable. A bad record applies nothing.
     fn submit(&self, py: Python<'_>, commands: PyBuffer<u8>) -> PyResult<EventBuffer> {
@@ -236,70 +123,6 @@ impl PyDurableEngine {
             unsafe { batch.with_records(|records| durable.execute_records(records)) }
         });
         Ok(EventBuffer { events: events.map_err(py_error)? })
-    }
-
-    fn balance(&self, account: u64, asset: u32) -> PyResult<(u64, u64)> {
-        let balance = self.read(|e| e.balance(account, asset))?;
-        Ok((balance.available, balance.frozen))
-    }
-
-    fn book(&self, instrument: u32, depth: usize) -> PyResult<(Levels, Levels)> {
-        self.read(|e| book_levels(e, instrument, depth))?
-    }
-
-    fn order(&self, account: u64, order_id: u64) -> PyResult<Option<OrderTuple>> {
-        self.read(|e| order_tuple(e, account, order_id))
-    }
-
-    fn instrument_id(&self, symbol: &str) -> PyResult<Option<u32>> {
-        self.read(|e| e.instrument_id(symbol))
-    }
-
-    fn asset_id(&self, name: &str) -> PyResult<Option<u32>> {
-        self.read(|e| e.ledger().asset_id(name))
-    }
-
-    /// Every asset as (name, decimals), by id.
-    fn assets(&self) -> PyResult<Vec<(String, u8)>> {
-        self.read(|e| e.ledger().assets().iter().map(|a| (a.name.clone(), a.decimals)).collect())
-    }
-
-    /// Every instrument as (symbol, base_asset, quote_asset, lot_units,
-    /// quote_units_per_tick_lot, min_size_lots, maker_fee_bps, taker_fee_bps,
-    /// market_protection_bps), by id.
-    #[allow(clippy::type_complexity)]
-    fn instruments(&self) -> PyResult<Vec<(String, u32, u32, u64, u64, u64, u16, u16, u16)>> {
-        self.read(|e| {
-            e.instrument_specs()
-                .map(|s| {
-                    let (fees, protection) = ((s.maker_fee_bps, s.taker_fee_bps), s.market_protection_bps);
-                    let units = (s.lot_units, s.quote_units_per_tick_lot, s.min_size_lots);
-                    (
-                        s.symbol.clone(),
-                        s.base_asset,
-                        s.quote_asset,
-                        units.0,
-                        units.1,
-                        units.2,
-                        fees.0,
-                        fees.1,
-                        protection,
-                    )
-                })
-                .collect()
-        })
-    }
-
-    fn live_orders(&self) -> PyResult<usize> {
-        self.read(Engine::live_orders)
-    }
-
-    fn state_hash(&self) -> PyResult<String> {
-        self.read(Engine::state_hash)
-    }
-
-    fn check_invariants(&self) -> PyResult<()> {
-        self.read(Engine::check_invariants)?.map_err(PyAssertionError::new_err)
     }
 
     /// Takes a snapshot now; returns (seq, path) once it is written.
@@ -341,7 +164,7 @@ impl PyDurableEngine {
             None => Ok(()),
         }
     }
-}
+});
 
 /// (seq, file, offset, ts_ns, command in words, payload)
 type JournalRecord = (u64, PathBuf, u64, i64, String, Vec<u8>);
