@@ -338,12 +338,10 @@ fn judge(dir: &Path) -> Result<(Recovery, Option<Torn>), JournalError> {
 /// or removing a segment whose header is torn) and reports it. Anything else that is wrong
 /// stops with an error naming the file, offset and sequence number, and nothing is modified.
 pub fn recover(dir: &Path) -> Result<Recovery, JournalError> {
-    let (mut recovery, torn) = judge(dir)?;
-    if let Some(torn) = torn {
-        repair(dir, &torn)?;
-        recovery.tail_repaired = Some(tail_repair(&torn));
-    }
-    Ok(recovery)
+    recover_reading(dir, u64::MAX, |_, _, _| Ok::<(), Infallible>(())).map_err(|error| match error {
+        ReadError::Journal(error) => error,
+        ReadError::Visitor(never) => match never {},
+    })
 }
 
 /// [`recover`] and [`read_from`] in one pass: judges every segment as `recover` does, hands
@@ -353,21 +351,9 @@ pub fn recover(dir: &Path) -> Result<Recovery, JournalError> {
 pub fn recover_reading<E>(
     dir: &Path,
     from_seq: u64,
-    mut visit: impl FnMut(u64, &[u8], &RecordLocation) -> Result<(), E>,
+    visit: impl FnMut(u64, &[u8], &RecordLocation) -> Result<(), E>,
 ) -> Result<Recovery, ReadError<E>> {
-    let mut location = RecordLocation { file: PathBuf::new(), offset: 0 };
-    let mut segment_index = usize::MAX;
-    let (mut recovery, torn) = scan(dir, 0, |seq, payload, offset, index, path| {
-        if seq < from_seq {
-            return Ok(());
-        }
-        if index != segment_index {
-            segment_index = index;
-            location.file = path.to_path_buf();
-        }
-        location.offset = offset;
-        visit(seq, payload, &location)
-    })?;
+    let (mut recovery, torn) = scan(dir, 0, located(from_seq, visit))?;
     if let Some(torn) = torn {
         repair(dir, &torn)?;
         recovery.tail_repaired = Some(tail_repair(&torn));
@@ -391,19 +377,33 @@ pub fn read_from<E>(
     from_seq: u64,
     mut visit: impl FnMut(u64, &[u8], &RecordLocation) -> Result<(), E>,
 ) -> Result<u64, ReadError<E>> {
-    let mut location = RecordLocation { file: PathBuf::new(), offset: 0 };
     let mut visited = 0u64;
+    let counted = |seq: u64, payload: &[u8], location: &RecordLocation| {
+        visited += 1;
+        visit(seq, payload, location)
+    };
+    scan(dir, from_seq, located(from_seq, counted))?;
+    Ok(visited)
+}
+
+/// `scan`'s visitor for a visitor of (seq, payload, location), called for `seq >= from_seq`.
+fn located<E>(
+    from_seq: u64,
+    mut visit: impl FnMut(u64, &[u8], &RecordLocation) -> Result<(), E>,
+) -> impl FnMut(u64, &[u8], u64, usize, &Path) -> Result<(), E> {
+    let mut location = RecordLocation { file: PathBuf::new(), offset: 0 };
     let mut segment_index = usize::MAX;
-    scan(dir, from_seq, |seq, payload, offset, index, path| {
+    move |seq, payload, offset, index, path| {
+        if seq < from_seq {
+            return Ok(());
+        }
         if index != segment_index {
             segment_index = index;
             location.file = path.to_path_buf();
         }
         location.offset = offset;
-        visited += 1;
         visit(seq, payload, &location)
-    })?;
-    Ok(visited)
+    }
 }
 
 /// Deletes, oldest first, the segments whose records all precede `seq` (the next segment starts
