@@ -151,7 +151,7 @@ fn open_market(dir: &Path, sync: SyncMode, commands: &Commands) -> DurableEngine
     for command in &commands.configuration {
         engine.execute(0, command).expect("configuration");
     }
-    engine.execute_records(&commands.setup).expect("setup");
+    engine.execute_records(&commands.setup, &mut Vec::new()).expect("setup");
     engine
 }
 
@@ -216,7 +216,7 @@ fn offered_load(dir: &Path, source: &Commands, rate: u64, seconds: u64) -> Value
             }
             histogram
         });
-        let mut first = 0;
+        let (mut first, mut events) = (0, Vec::new());
         while first < commands.len() {
             let elapsed = started.elapsed();
             let due = ((elapsed.as_nanos() * u128::from(rate) / 1_000_000_000) as usize + 1).min(commands.len());
@@ -224,7 +224,8 @@ fn offered_load(dir: &Path, source: &Commands, rate: u64, seconds: u64) -> Value
                 std::thread::sleep(planned(first).saturating_sub(elapsed).min(Duration::from_micros(20)));
                 continue;
             }
-            let (last_seq, _events) = engine.sequence_records(&commands[first..due]).expect("sequenced");
+            events.clear();
+            let last_seq = engine.sequence_records(&commands[first..due], &mut events).expect("sequenced");
             batches.send((first, due, last_seq)).expect("acknowledger runs");
             first = due;
         }
@@ -279,7 +280,7 @@ fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
             })
             .collect();
     for chunk in resting.chunks(1 << 16) {
-        engine.execute_records(chunk).expect("resting orders");
+        engine.execute_records(chunk, &mut Vec::new()).expect("resting orders");
     }
     // Orders placed and canceled at once fill the ring of retained closed orders.
     let first_closed_id = live_orders + 1;
@@ -294,7 +295,7 @@ fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
         })
         .collect();
     for chunk in churn.chunks(1 << 16) {
-        engine.execute_records(chunk).expect("closed orders");
+        engine.execute_records(chunk, &mut Vec::new()).expect("closed orders");
     }
     assert_eq!(engine.read(core_rs::Engine::live_orders) as u64, live_orders, "every resting order rests");
     let body_bytes = engine.read(|e| e.snapshot().len());
@@ -320,7 +321,7 @@ fn recovery(dir: &Path, source: &Commands, commands: u64) -> Value {
     let engine = open_market(dir, SyncMode::Fsync, source);
     let stream = source.cycled(commands as usize);
     for chunk in stream.chunks(1 << 16) {
-        engine.execute_records(chunk).expect("journal");
+        engine.execute_records(chunk, &mut Vec::new()).expect("journal");
     }
     let expected = engine.read(core_rs::Engine::state_hash);
     engine.close().expect("close");

@@ -364,18 +364,16 @@ impl DurableEngine {
 
     /// Sequences, journals and applies a batch of command records (their timestamps as
     /// given; they must not go back) and returns their events once all are durable. A bad
-    /// record refuses the whole batch with nothing applied.
-    pub fn execute_records(&self, records: &[CommandRecord]) -> Result<Vec<EventRecord>, DurableError> {
-        let (last_seq, events) = self.sequence_records(records)?;
-        self.wait_durable(last_seq)?;
-        Ok(events)
+    /// record refuses the whole batch with nothing applied. Events are appended to `out`.
+    pub fn execute_records(&self, records: &[CommandRecord], out: &mut Vec<EventRecord>) -> Result<(), DurableError> {
+        let last_seq = self.sequence_records(records, out)?;
+        self.wait_durable(last_seq)
     }
 
     /// The first half of `execute_records`, for pipelined callers: sequences, journals and
-    /// applies the batch and returns its last seq and its events without waiting. The events
-    /// must not reach anyone before `wait_durable(last seq)` returns.
-    pub fn sequence_records(&self, records: &[CommandRecord]) -> Result<(u64, Vec<EventRecord>), DurableError> {
-        let mut events = Vec::with_capacity(records.len() + records.len() / 4);
+    /// applies the batch, appends its events to `out` and returns its last seq, without
+    /// waiting. The events must not reach anyone before `wait_durable(last seq)` returns.
+    pub fn sequence_records(&self, records: &[CommandRecord], out: &mut Vec<EventRecord>) -> Result<u64, DurableError> {
         let mut guard = self.lock();
         let s = &mut *guard;
         s.engine.check_records(records).map_err(DurableError::Engine)?;
@@ -383,10 +381,10 @@ impl DurableEngine {
             self.writer.append_batch(s.engine.seq() + 1, records.iter().map(CommandRecord::as_bytes));
         let journaled = journaled as usize;
         let failure = appended.err().map(unavailable);
-        s.engine.apply_records(&records[..journaled], &mut events).expect("checked above");
+        s.engine.apply_records(&records[..journaled], out).expect("checked above");
         self.snapshot_if_due(s);
         match failure {
-            None => Ok((s.engine.seq(), events)),
+            None => Ok(s.engine.seq()),
             Some(_) if journaled == 0 => Err(failure.expect("a failure")),
             Some(DurableError::Unavailable { reason }) => {
                 let reason = format!("{reason}; only the first {journaled} of {} commands were applied", records.len());

@@ -13,7 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use super::{
-    book_levels, instrument_tuple, order_tuple, place_order, Batch, EventBuffer, InstrumentTuple, Levels, OrderTuple,
+    book_levels, instrument_tuple, order_tuple, place_order, pooled_events, Batch, EventBuffer, InstrumentTuple,
+    Levels, OrderTuple,
 };
 use crate::command::{AmendOrder, AssetSpec, Command, InstrumentSpec};
 use crate::durable::{DurableConfig, DurableEngine, DurableError};
@@ -120,7 +121,12 @@ engine_methods!(PyDurableEngine, [], {
         let events = py.detach(move || -> Result<Vec<EventRecord>, DurableError> {
             // SAFETY: `commands` stays exported until this returns; the caller does not write
             // to the batch meanwhile (as for `Engine.submit`).
-            unsafe { batch.with_records(|records| durable.execute_records(records)) }
+            unsafe {
+                batch.with_records(|records| {
+                    let mut events = pooled_events(records.len() + records.len() / 4);
+                    durable.execute_records(records, &mut events).map(|()| events)
+                })
+            }
         });
         Ok(EventBuffer { events: events.map_err(py_error)? })
     }
