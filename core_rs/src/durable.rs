@@ -28,7 +28,7 @@ use crate::command::Command;
 use crate::engine::{Engine, EngineError};
 use crate::journal::{
     self, JournalConfig, JournalError, JournalStatus, JournalWriter, Recovery, SkippedSnapshot, SnapshotStore,
-    SyncMode, TailRepair,
+    TailRepair,
 };
 use crate::wire::{decode_command, encode_command, CommandRecord, EventRecord, COMMAND_RECORD_BYTES};
 
@@ -297,9 +297,6 @@ impl DurableEngine {
         let mut report = OpenReport::default();
         let mut engine = restore_newest_snapshot(&snapshots, &mut report)?;
         let (recovery, replayed) = recover_and_replay(&dir, &mut engine)?;
-        if config.journal.sync == SyncMode::Fsync {
-            sync_journal_tail(&dir)?;
-        }
         report.tail_repaired = recovery.tail_repaired.clone();
         report.replayed = replayed;
         if engine.seq() < recovery.last_seq {
@@ -439,7 +436,9 @@ impl DurableEngine {
             drop(restored);
             writer.wait_durable(seq, ack_timeout).map_err(DurableError::Journal)?;
             let path = store.write(seq, digest, &body).map_err(DurableError::Journal)?;
-            if let Some(oldest) = retained_snapshot_seqs(&store)?.first() {
+            // The journal before the oldest snapshot kept is no longer needed, even to fall
+            // back on.
+            if let Some(oldest) = store.seqs().map_err(DurableError::Journal)?.first() {
                 journal::remove_segments_before(&dir, oldest + 1).map_err(DurableError::Journal)?;
             }
             Ok((seq, path))
@@ -492,35 +491,6 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, DurableError> {
         DurableError::Recovery(format!("{} is locked: another engine has this data directory open", dir.display()))
     })?;
     Ok(file)
-}
-
-/// Syncs the newest segment and the journal directory: a crash between a write and its sync
-/// leaves records in the page cache only, and recovery is about to count them as durable
-/// (answer retries from them, report them in `durable_position`).
-fn sync_journal_tail(dir: &Path) -> Result<(), DurableError> {
-    let segments = journal::segments_dir(dir);
-    let failed =
-        |what: &str, path: &Path, e: std::io::Error| DurableError::Recovery(format!("{what} {}: {e}", path.display()));
-    let Ok(entries) = std::fs::read_dir(&segments) else { return Ok(()) };
-    let newest =
-        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "seg")).max();
-    if let Some(newest) = newest {
-        let file = std::fs::File::open(&newest).map_err(|e| failed("opening", &newest, e))?;
-        file.sync_data().map_err(|e| failed("syncing", &newest, e))?;
-    }
-    let directory = std::fs::File::open(&segments).map_err(|e| failed("opening", &segments, e))?;
-    directory.sync_all().map_err(|e| failed("syncing", &segments, e))
-}
-
-/// Sequence numbers of the snapshot files on disk, oldest first: the journal before the
-/// oldest is no longer needed, even to fall back on.
-fn retained_snapshot_seqs(store: &SnapshotStore) -> Result<Vec<u64>, DurableError> {
-    let entries = std::fs::read_dir(store.dir())
-        .map_err(|e| DurableError::Recovery(format!("listing {}: {e}", store.dir().display())))?;
-    let mut seqs: Vec<u64> =
-        entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.strip_suffix(".snap")?.parse().ok()).collect();
-    seqs.sort_unstable();
-    Ok(seqs)
 }
 
 fn unavailable(error: JournalError) -> DurableError {

@@ -93,6 +93,12 @@ impl SnapshotStore {
     }
 
     /// Snapshot files by sequence number, newest first.
+    /// Sequence numbers of the snapshot files present (valid or not), oldest first.
+    pub fn seqs(&self) -> Result<Vec<u64>, JournalError> {
+        Ok(self.list()?.into_iter().rev().map(|(seq, _)| seq).collect())
+    }
+
+    /// The snapshot files present, newest first.
     fn list(&self) -> Result<Vec<(u64, PathBuf)>, JournalError> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,

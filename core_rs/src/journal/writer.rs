@@ -441,7 +441,15 @@ impl ActiveSegment {
             return Err(stale(format!("bad segment header in {}", last.path.display())));
         }
         let path = last.path.clone();
-        Ok(ActiveSegment { segments_dir, path, file, offset, segment_bytes: config.segment_bytes, sync: config.sync })
+        let segment =
+            ActiveSegment { segments_dir, path, file, offset, segment_bytes: config.segment_bytes, sync: config.sync };
+        // A crash between a write and its sync leaves records in the page cache only; they
+        // count as durable from here on (retries are answered from them), so sync them first.
+        segment.sync_file()?;
+        if segment.sync == SyncMode::Fsync {
+            sync_dir(&segment.segments_dir)?;
+        }
+        Ok(segment)
     }
 
     /// Creates an empty, synced segment for records from `first_seq` on.
