@@ -182,21 +182,26 @@ pub const COMMAND_KIND_ADD_ASSET: u8 = 6;
 pub const COMMAND_KIND_ADD_INSTRUMENT: u8 = 7;
 
 impl CommandRecord {
-    /// The record of a trading command stamped `ts_ns`; None for a configuration command.
-    pub fn from_command(ts_ns: i64, command: &Command) -> Option<CommandRecord> {
-        let blank = CommandRecord {
+    /// A record of `kind` stamped `ts_ns` with every other field zero.
+    fn header(ts_ns: i64, kind: u8) -> CommandRecord {
+        CommandRecord {
             ts_ns,
             account: 0,
             order_id: 0,
             price_ticks: 0,
             size_lots: 0,
             instrument: 0,
-            kind: 0,
+            kind,
             side: 0,
             order_type: 0,
             stp: 0,
             client_order_id: crate::command::NO_CLIENT_ORDER_ID,
-        };
+        }
+    }
+
+    /// The record of a trading command stamped `ts_ns`; None for a configuration command.
+    pub fn from_command(ts_ns: i64, command: &Command) -> Option<CommandRecord> {
+        let blank = CommandRecord::header(ts_ns, 0);
         Some(match *command {
             Command::AddAsset(_) | Command::AddInstrument(_) => return None,
             Command::Deposit { account, asset, amount_units } => CommandRecord {
@@ -265,8 +270,7 @@ pub fn encode_command(ts_ns: i64, command: &Command, out: &mut Vec<u8>) {
         Command::AddAsset(_) => COMMAND_KIND_ADD_ASSET,
         _ => COMMAND_KIND_ADD_INSTRUMENT,
     };
-    let deposit = Command::Deposit { account: 0, asset: 0, amount_units: 0 };
-    let header = CommandRecord { kind, ..CommandRecord::from_command(ts_ns, &deposit).expect("a trading command") };
+    let header = CommandRecord::header(ts_ns, kind);
     let mut w = crate::codec::Writer { bytes: std::mem::take(out) };
     w.raw(header.as_bytes());
     match command {
