@@ -378,7 +378,7 @@ impl DurableEngine {
             self.writer.append_batch(s.engine.seq() + 1, records.iter().map(CommandRecord::as_bytes));
         let journaled = journaled as usize;
         let failure = appended.err().map(unavailable);
-        s.engine.apply_records(&records[..journaled], out).expect("checked above");
+        s.engine.apply_checked_records(&records[..journaled], out);
         self.snapshot_if_due(s);
         match failure {
             None => Ok(s.engine.seq()),

@@ -139,11 +139,16 @@ impl Engine {
     /// Applies a batch of records: all are checked first, so a bad record applies nothing.
     pub fn apply_records(&mut self, records: &[CommandRecord], out: &mut Vec<EventRecord>) -> Result<(), EngineError> {
         self.check_records(records)?;
+        self.apply_checked_records(records, out);
+        Ok(())
+    }
+
+    /// Applies records that `check_records` has accepted (with no command applied since).
+    pub(crate) fn apply_checked_records(&mut self, records: &[CommandRecord], out: &mut Vec<EventRecord>) {
         for (index, record) in records.iter().enumerate() {
             self.prefetch_ahead(records, index);
             self.apply_record(record, out);
         }
-        Ok(())
     }
 
     /// Whether `apply_records` would take this batch (it fails exactly when this does).
@@ -175,7 +180,7 @@ impl Engine {
     }
 
     /// Applies one checked record without building a `Command` (the batch path's hot loop).
-    pub(crate) fn apply_record(&mut self, r: &CommandRecord, out: &mut Vec<EventRecord>) {
+    fn apply_record(&mut self, r: &CommandRecord, out: &mut Vec<EventRecord>) {
         self.seq += 1;
         self.ts_ns = r.ts_ns;
         match r.kind {
