@@ -150,6 +150,7 @@ class DurableEngine:
         snapshot_every_commands: int = 1_000_000,
         segment_bytes: int = 67108864,
         ack_timeout_ms: int = 10000,
+        retain_journal: bool = False,
     ) -> DurableEngine: ...
     def recovery(self) -> dict[str, Any]:
         """What opening found: snapshot used, snapshots skipped, records replayed, tail cut."""

@@ -220,6 +220,7 @@ class Engine:
         snapshot_every_commands: int = 1_000_000,
         group_commit_window_us: int = 0,
         segment_bytes: int = 64 << 20,
+        retain_journal: bool = False,
     ) -> None:
         """`clock` stamps commands (nanoseconds); the engine itself never reads a clock.
 
@@ -227,7 +228,8 @@ class Engine:
         crash loses acknowledged commands (the journal warns on stderr when it opens); a snapshot is taken every
         `snapshot_every_commands` commands (0: only by `snapshot()`); the journal's flusher may
         wait `group_commit_window_us` to gather more commands into one fsync; a journal segment
-        file is closed and a new one started past `segment_bytes`.
+        file is closed and a new one started past `segment_bytes`; segments older than the oldest
+        snapshot kept are removed unless `retain_journal` (the whole history stays readable).
         """
         self._clock = clock
         self._assets: dict[str, Asset] = {}
@@ -247,6 +249,7 @@ class Engine:
             os.fspath(data_dir), no_fsync_unsafe_benchmark_only=no_fsync_unsafe_benchmark_only,
             snapshot_every_commands=snapshot_every_commands,
             group_commit_window_us=group_commit_window_us, segment_bytes=segment_bytes,
+            retain_journal=retain_journal,
         )  # fmt: skip
         self.place_ticks = _in_memory_only("place_ticks")
         self.cancel_ticks = _in_memory_only("cancel_ticks")
@@ -337,6 +340,17 @@ class Engine:
 
     def instrument_id(self, symbol: str) -> int:
         return self.instrument(symbol).instrument_id
+
+    def instruments(self) -> list[Instrument]:
+        """Every instrument, in the order they were added."""
+        return list(self._instruments.values())
+
+    def assets(self) -> list[Asset]:
+        """Every asset, in the order they were added."""
+        return list(self._assets.values())
+
+    def asset_names(self) -> list[str]:
+        return list(self._assets)
 
     # ---- commands ----
 

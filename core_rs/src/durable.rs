@@ -42,6 +42,9 @@ pub struct DurableConfig {
     pub journal: JournalConfig,
     /// Take a snapshot after this many commands since the last one (0: only on demand).
     pub snapshot_every_commands: u64,
+    /// Keep every journal segment, even those older than the oldest snapshot kept (the
+    /// gateway rebuilds its order and trade history from the whole journal).
+    pub retain_journal: bool,
     pub ack_timeout: Duration,
 }
 
@@ -50,6 +53,7 @@ impl DurableConfig {
         DurableConfig {
             journal: JournalConfig::new(dir),
             snapshot_every_commands: SNAPSHOT_EVERY_COMMANDS_DEFAULT,
+            retain_journal: false,
             ack_timeout: Duration::from_millis(ACK_TIMEOUT_MS_DEFAULT),
         }
     }
@@ -425,6 +429,7 @@ impl DurableEngine {
         let dir = self.config.journal.dir.clone();
         let writer = Arc::clone(&self.writer);
         let ack_timeout = self.config.ack_timeout;
+        let retain_journal = self.config.retain_journal;
         std::thread::spawn(move || {
             let body = copy.snapshot();
             drop(copy);
@@ -436,10 +441,12 @@ impl DurableEngine {
             drop(restored);
             writer.wait_durable(seq, ack_timeout).map_err(DurableError::Journal)?;
             let path = store.write(seq, digest, &body).map_err(DurableError::Journal)?;
-            // The journal before the oldest snapshot kept is no longer needed, even to fall
-            // back on.
-            if let Some(oldest) = store.seqs().map_err(DurableError::Journal)?.first() {
-                journal::remove_segments_before(&dir, oldest + 1).map_err(DurableError::Journal)?;
+            // The journal before the oldest snapshot kept is no longer needed for recovery,
+            // even to fall back on.
+            if !retain_journal {
+                if let Some(oldest) = store.seqs().map_err(DurableError::Journal)?.first() {
+                    journal::remove_segments_before(&dir, oldest + 1).map_err(DurableError::Journal)?;
+                }
             }
             Ok((seq, path))
         })

@@ -76,7 +76,7 @@ impl PyDurableEngine {
 engine_methods!(PyDurableEngine, [], {
     /// Opens (creating if needed) the data directory and recovers its state.
     #[new]
-    #[pyo3(signature = (data_dir, *, no_fsync_unsafe_benchmark_only=false, group_commit_window_us=0, snapshot_every_commands=1_000_000, segment_bytes=67_108_864, ack_timeout_ms=10_000))]
+    #[pyo3(signature = (data_dir, *, no_fsync_unsafe_benchmark_only=false, group_commit_window_us=0, snapshot_every_commands=1_000_000, segment_bytes=67_108_864, ack_timeout_ms=10_000, retain_journal=false))]
     fn new(
         py: Python<'_>,
         data_dir: PathBuf,
@@ -85,6 +85,7 @@ engine_methods!(PyDurableEngine, [], {
         snapshot_every_commands: u64,
         segment_bytes: u64,
         ack_timeout_ms: u64,
+        retain_journal: bool,
     ) -> PyResult<Self> {
         let mut config = DurableConfig::new(data_dir);
         config.journal.sync =
@@ -93,6 +94,7 @@ engine_methods!(PyDurableEngine, [], {
         config.journal.segment_bytes = segment_bytes;
         config.snapshot_every_commands = snapshot_every_commands;
         config.ack_timeout = Duration::from_millis(ack_timeout_ms);
+        config.retain_journal = retain_journal;
         let (durable, report) = py.detach(|| DurableEngine::open(config)).map_err(py_error)?;
         let recovery = PyDict::new(py);
         recovery.set_item("snapshot_seq", report.snapshot.as_ref().map(|(seq, _)| *seq))?;
