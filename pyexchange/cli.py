@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pyexchange import demo, journal
+from pyexchange import demo, journal, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +22,40 @@ def main(argv: list[str] | None = None) -> int:
     inspect.add_argument("data_dir", metavar="DIR")
     inspect.add_argument("--from", dest="from_seq", type=int, default=1, help="first seq (default 1)")
     inspect.add_argument("--limit", type=int, default=100, help="records to print (default 100)")
+    _add_zone_commands(commands)
     args = parser.parse_args(argv)
+    try:
+        return _run(parser, args)
+    except ValueError as error:
+        print(f"pyexchange: {error}", file=sys.stderr)
+        return 2
+
+
+def _add_zone_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run_serve = commands.add_parser("serve", help="run one zone: durable engine and OKX-dialect gateway")
+    run_serve.add_argument(
+        "--data-dir", default=serve.DEFAULT_DATA_DIR, help="journal, snapshots, keys (default ./data)"
+    )
+    run_serve.add_argument("--config", help="TOML config (default: the built-in one)")
+    run_serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    run_serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    accounts = commands.add_parser("accounts", help="manage the accounts of a data directory (server stopped)")
+    account_actions = accounts.add_subparsers(dest="action", required=True)
+    create = account_actions.add_parser("create", help="create an account, optionally funded")
+    create.add_argument("--data-dir", default=serve.DEFAULT_DATA_DIR)
+    create.add_argument("--config", help="TOML config (default: the built-in one)")
+    create.add_argument("--name", required=True, help="a unique name")
+    create.add_argument("--deposit", action="append", default=[], metavar="ASSET=AMOUNT", help="repeatable")
+    keys = commands.add_parser("keys", help="manage API keys (works while the server runs)")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    create_key = key_actions.add_parser("create", help="create an API key; its secret is printed once")
+    create_key.add_argument("--data-dir", default=serve.DEFAULT_DATA_DIR)
+    create_key.add_argument("--account", type=int, required=True)
+    create_key.add_argument("--passphrase", help="default: a random one, printed")
+    create_key.add_argument("--label", default="")
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "demo":
         if args.rounds < 1:
             parser.error("--rounds must be at least 1")
@@ -33,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.from_seq < 0 or args.limit < 0:
             parser.error("--from and --limit must be >= 0")
         return journal.inspect(args.data_dir, args.from_seq, args.limit)
+    elif args.command == "serve":
+        return serve.serve(args.data_dir, args.config, args.host, args.port)
+    elif args.command == "accounts":
+        return serve.create_account(args.data_dir, args.config, args.name, args.deposit)
+    elif args.command == "keys":
+        return serve.create_key(args.data_dir, args.account, args.passphrase, args.label)
     return 0
 
 

@@ -1,0 +1,103 @@
+"""The FastAPI application of one zone: REST and WebSocket in OKX's v5 dialect.
+
+Errors of every kind leave as OKX envelopes: `OkxError` with its code and HTTP status (429
+with `Retry-After` for 50011), FastAPI's own validation errors as 51000, an unknown path as
+404 with 51000, and anything unexpected as 500 with 50026 (the tests hold that none
+happens). Admission: past `requests_in_flight_max` requests at once, a new request is
+refused at once with 429 / 50011, except cancels, which are always let in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response as _Response
+from starlette.exceptions import HTTPException
+
+from pyexchange.gateway import okx, rest, ws
+from pyexchange.gateway.auth import Authenticator
+from pyexchange.gateway.exchange import Exchange
+
+log = logging.getLogger("pyexchange.gateway")
+ALWAYS_ADMITTED = ("/api/v5/trade/cancel-order", "/api/v5/trade/cancel-batch-orders")
+
+
+class OrjsonResponse(_Response):
+    """JSON by orjson: answers are plain dicts and lists of strings, rendered without a model."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _error_response(error: okx.OkxError) -> Response:
+    headers = {"Retry-After": str(error.retry_after_s)} if error.retry_after_s is not None else None
+    return OrjsonResponse(okx.envelope([], error.code, error.msg), status_code=error.http_status, headers=headers)
+
+
+def create_app(exchange: Exchange, auth: Authenticator) -> FastAPI:
+    hub = ws.Hub()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        exchange.start(asyncio.get_running_loop(), hub)
+        dead_man = asyncio.create_task(exchange.run_dead_man_switches())
+        try:
+            yield
+        finally:
+            dead_man.cancel()
+            exchange.stop()
+
+    app = FastAPI(title="pyexchange", summary="An exchange trading core: OKX v5 dialect", version="0.1.0",
+                  lifespan=lifespan, default_response_class=OrjsonResponse)  # fmt: skip
+    app.state.exchange, app.state.auth, app.state.hub = exchange, auth, hub
+    app.state.in_flight = 0
+    app.include_router(rest.router)
+    app.include_router(ws.router)
+    _add_error_handlers(app)
+    limit = exchange.config.admission.requests_in_flight_max
+    retry_after_s = exchange.config.admission.retry_after_s
+
+    @app.middleware("http")
+    async def admission(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if app.state.in_flight >= limit and request.url.path not in ALWAYS_ADMITTED:
+            return _error_response(okx.OkxError(okx.RATE_LIMITED, f"Rate limit reached: {limit} requests are in "
+                                                "flight (admission.requests_in_flight_max)",
+                                                retry_after_s=retry_after_s))  # fmt: skip
+        app.state.in_flight += 1
+        try:
+            return await call_next(request)
+        finally:
+            app.state.in_flight -= 1
+
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(okx.OkxError)
+    async def okx_error(_request: Request, error: okx.OkxError) -> Response:
+        return _error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, error: RequestValidationError) -> Response:
+        first: dict[str, Any] = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error_response(okx.OkxError(okx.PARAMETER_ERROR, f"Parameter {where} error: {first.get('msg', '')}"))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, error: HTTPException) -> Response:
+        code = okx.PARAMETER_ERROR if error.status_code < 500 else okx.SERVICE_UNAVAILABLE
+        return _error_response(okx.OkxError(code, str(error.detail), http_status=error.status_code))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, error: Exception) -> Response:
+        log.exception("unexpected error")
+        return _error_response(okx.OkxError("50026", "System error, please try again later", http_status=500))

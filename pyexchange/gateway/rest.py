@@ -1,0 +1,403 @@
+"""The REST API in OKX's v5 dialect: public market data and private trading.
+
+Query parameters are read as strings and checked here, so that a bad value gets OKX's
+code and a message (not FastAPI's 422). Private routes take the signed key through
+`Depends(private)`; order entry goes through `Exchange`, which answers each order with
+`sCode`/`sMsg`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from pyexchange.accounts import ApiKey
+from pyexchange.gateway import okx, requests
+from pyexchange.gateway.exchange import Exchange, run_ops
+from pyexchange.gateway.views import OrderView, fill_json, order_json, trade_json
+
+BATCH_ORDERS_MAX = 20
+INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION")
+T = TypeVar("T")
+Q = Annotated[str | None, Query()]
+
+
+def ex(request: Request) -> Exchange:
+    exchange: Exchange = request.app.state.exchange
+    return exchange
+
+
+async def private(request: Request) -> ApiKey:
+    body = (await request.body()).decode("utf-8", errors="replace")
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    key: ApiKey = request.app.state.auth.rest(request.headers, request.method, path, body)
+    return key
+
+
+Ex = Annotated[Exchange, Depends(ex)]
+Key = Annotated[ApiKey, Depends(private)]
+router = APIRouter(prefix="/api/v5")
+
+
+def _limit(value: str | None, default: int, most: int) -> int:
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= 10**9:
+        raise requests.error("limit", f"{value[:20]!r} must be a positive integer")
+    return min(int(value), most)
+
+
+def _int_param(value: str | None, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or len(value) > 19:
+        raise requests.error(name, f"{value[:20]!r} must be a non-negative integer")
+    return int(value)
+
+
+def _inst_type(value: str | None, *, required: bool) -> str | None:
+    if value is None or value == "":
+        if required:
+            raise okx.OkxError(okx.PARAMETER_EMPTY, "Parameter instType can not be empty")
+        return None
+    if value not in INST_TYPES:
+        raise requests.error("instType", f"{value[:20]!r} is not one of {', '.join(INST_TYPES)}")
+    return value
+
+
+def _instrument(exchange: Exchange, inst_id: str | None) -> str:
+    return requests.instrument({"instId": inst_id}, exchange.instruments).symbol
+
+
+def _page(items: Sequence[T], key: Callable[[T], int], after: str | None, before: str | None, limit: int) -> list[T]:
+    """OKX pagination over items sorted newest first: `after` = older than, `before` = newer than."""
+    after_key, before_key = _int_param(after, "after"), _int_param(before, "before")
+    chosen = [
+        i for i in items if (after_key is None or key(i) < after_key) and (before_key is None or key(i) > before_key)
+    ]
+    return chosen[-limit:] if before_key is not None and after_key is None else chosen[:limit]
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        raise okx.OkxError(okx.BODY_EMPTY, "Body can not be empty")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise okx.OkxError(okx.JSON_INVALID, "Invalid JSON body") from None
+
+
+def _answer(outcomes: list[dict[str, str]], *, single: bool) -> dict[str, Any]:
+    failed = sum(o["sCode"] != "0" for o in outcomes)
+    if failed == 0:
+        return okx.envelope(outcomes)
+    if failed == len(outcomes):
+        return okx.envelope(outcomes, okx.ALL_FAILED, "Operation failed." if single else "All operations failed")
+    return okx.envelope(outcomes, okx.BATCH_PARTLY_FAILED, "Bulk operation partially succeeded.")
+
+
+# ---- public ----
+
+
+@router.get("/public/time")
+async def public_time() -> dict[str, Any]:
+    return okx.envelope([{"ts": str(time.time_ns() // 1_000_000)}])
+
+
+@router.get("/system/status")
+async def system_status(exchange: Ex, state: Q = None) -> dict[str, Any]:
+    return okx.envelope(exchange.status_events(state))
+
+
+@router.get("/public/instruments")
+async def instruments(exchange: Ex, instType: Q = None, instId: Q = None) -> dict[str, Any]:
+    if _inst_type(instType, required=True) != "SPOT":
+        return okx.envelope([])
+    symbols = [_instrument(exchange, instId)] if instId else list(exchange.instruments)
+    return okx.envelope([exchange.instrument_json(s) for s in symbols])
+
+
+def _book(exchange: Exchange, inst_id: str | None, sz: str | None, most: int) -> dict[str, Any]:
+    symbol = _instrument(exchange, inst_id)
+    depth = _limit(sz, 1, most)
+    book = exchange.engine.book(symbol, depth)
+    rows = [[[okx.dec(p), okx.dec(s), "0", "0"] for p, s in book[side]] for side in ("asks", "bids")]
+    return okx.envelope([{"asks": rows[0], "bids": rows[1], "ts": str(time.time_ns() // 1_000_000)}])
+
+
+@router.get("/market/books")
+async def books(exchange: Ex, instId: Q = None, sz: Q = None) -> dict[str, Any]:
+    return _book(exchange, instId, sz, 400)
+
+
+@router.get("/market/books-full")
+async def books_full(exchange: Ex, instId: Q = None, sz: Q = None) -> dict[str, Any]:
+    return _book(exchange, instId, sz, 5000)
+
+
+@router.get("/market/ticker")
+async def ticker(exchange: Ex, instId: Q = None) -> dict[str, Any]:
+    return okx.envelope([exchange.ticker_json(_instrument(exchange, instId))])
+
+
+@router.get("/market/tickers")
+async def tickers(exchange: Ex, instType: Q = None) -> dict[str, Any]:
+    if _inst_type(instType, required=True) != "SPOT":
+        return okx.envelope([])
+    return okx.envelope([exchange.ticker_json(s) for s in exchange.instruments])
+
+
+@router.get("/market/trades")
+async def trades(exchange: Ex, instId: Q = None, limit: Q = None) -> dict[str, Any]:
+    symbol = _instrument(exchange, instId)
+    newest = list(reversed(exchange.views.trades[symbol]))[: _limit(limit, 100, 500)]
+    return okx.envelope([trade_json(symbol, t) for t in newest])
+
+
+@router.get("/market/history-trades")
+async def history_trades(exchange: Ex, instId: Q = None, after: Q = None, before: Q = None, limit: Q = None,
+                         type: Q = None) -> dict[str, Any]:  # fmt: skip
+    symbol = _instrument(exchange, instId)
+    newest = list(reversed(exchange.views.trades[symbol]))
+    page = _page(newest, lambda t: t.trade_id, after, before, _limit(limit, 100, 100))
+    return okx.envelope([trade_json(symbol, t) for t in page])
+
+
+def _candles(exchange: Exchange, inst_id: str | None, bar: str | None, after: str | None, before: str | None,
+             limit: str | None) -> dict[str, Any]:  # fmt: skip
+    symbol = _instrument(exchange, inst_id)
+    try:
+        rows = exchange.views.candles[symbol].rows(
+            bar or "1m", after_ms=_int_param(after, "after"), before_ms=_int_param(before, "before"),
+            limit=_limit(limit, 100, 300), now_ms=time.time_ns() // 1_000_000,
+        )  # fmt: skip
+    except ValueError as error:
+        raise requests.error("bar", str(error)) from None
+    return okx.envelope(rows)
+
+
+@router.get("/market/candles")
+async def candles(exchange: Ex, instId: Q = None, bar: Q = None, after: Q = None, before: Q = None,
+                  limit: Q = None) -> dict[str, Any]:  # fmt: skip
+    return _candles(exchange, instId, bar, after, before, limit)
+
+
+@router.get("/market/history-candles")
+async def history_candles(exchange: Ex, instId: Q = None, bar: Q = None, after: Q = None, before: Q = None,
+                          limit: Q = None) -> dict[str, Any]:  # fmt: skip
+    return _candles(exchange, instId, bar, after, before, limit)
+
+
+# ---- private: account ----
+
+
+@router.get("/asset/currencies")
+async def currencies(exchange: Ex, key: Key, ccy: Q = None) -> dict[str, Any]:
+    wanted = set(ccy.split(",")) if ccy else None
+    return okx.envelope([exchange.currency_json(a) for a in exchange.engine.assets() if not wanted or a.name in wanted])
+
+
+@router.get("/account/balance")
+async def balance(exchange: Ex, key: Key, ccy: Q = None) -> dict[str, Any]:
+    names = exchange.engine.asset_names()
+    if ccy:
+        unknown = [c for c in ccy.split(",") if c not in names]
+        if unknown:
+            raise requests.error("ccy", f"unknown currency {unknown[0][:20]!r}")
+        names = ccy.split(",")
+    balances = exchange.balances(key.account, names)
+    return okx.envelope([exchange.balance_json(key.account, balances, time.time_ns() // 1_000_000)])
+
+
+# ---- private: order entry ----
+
+
+def _order_body_schema(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": fields, "required": required}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_S = {"type": "string"}
+PLACE_SCHEMA = {"instId": _S, "tdMode": _S, "side": _S, "ordType": _S, "sz": _S, "px": _S, "clOrdId": _S,
+                "tag": _S, "tgtCcy": _S, "stpMode": _S}  # fmt: skip
+REF_SCHEMA = {"instId": _S, "ordId": _S, "clOrdId": _S}
+AMEND_SCHEMA = {**REF_SCHEMA, "newSz": _S, "newPx": _S, "reqId": _S, "cxlOnFail": {"type": "boolean"}}
+
+
+def _list_of(schema: dict[str, Any]) -> dict[str, Any]:
+    body = {"type": "array", "items": schema["requestBody"]["content"]["application/json"]["schema"]}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
+
+
+def _batch(body: Any) -> list[Any]:
+    if not isinstance(body, list) or not body:
+        raise okx.OkxError(okx.PARAMETER_ERROR, "The body must be a non-empty JSON array of requests")
+    if len(body) > BATCH_ORDERS_MAX:
+        raise okx.OkxError(okx.BATCH_TOO_LARGE, f"At most {BATCH_ORDERS_MAX} orders in one batch, not {len(body)}")
+    return body
+
+
+async def _entry(request: Request, exchange: Exchange, key: ApiKey, op: str, *, batch: bool) -> dict[str, Any]:
+    body = await _json_body(request)
+    items = _batch(body) if batch else [body]
+    outcomes = await run_ops(exchange, key.account, op, items)
+    codes = {o["sCode"] for o in outcomes}
+    if codes == {okx.RATE_LIMITED}:
+        raise okx.OkxError(okx.RATE_LIMITED, outcomes[0]["sMsg"], retry_after_s=exchange.config.admission.retry_after_s)
+    if not batch and outcomes[0]["sCode"] in (okx.SERVICE_UNAVAILABLE, okx.REQUEST_TIMEOUT):
+        raise okx.OkxError(outcomes[0]["sCode"], outcomes[0]["sMsg"])
+    return _answer(outcomes, single=not batch)
+
+
+@router.post(
+    "/trade/order", openapi_extra=_order_body_schema(PLACE_SCHEMA, ["instId", "tdMode", "side", "ordType", "sz"])
+)
+async def place_order(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
+    return await _entry(request, exchange, key, "place", batch=False)
+
+
+@router.post("/trade/batch-orders", openapi_extra=_list_of(_order_body_schema(PLACE_SCHEMA, ["instId"])))
+async def batch_orders(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
+    return await _entry(request, exchange, key, "place", batch=True)
+
+
+@router.post("/trade/cancel-order", openapi_extra=_order_body_schema(REF_SCHEMA, ["instId"]))
+async def cancel_order(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
+    return await _entry(request, exchange, key, "cancel", batch=False)
+
+
+@router.post("/trade/cancel-batch-orders", openapi_extra=_list_of(_order_body_schema(REF_SCHEMA, ["instId"])))
+async def cancel_batch_orders(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
+    return await _entry(request, exchange, key, "cancel", batch=True)
+
+
+@router.post("/trade/amend-order", openapi_extra=_order_body_schema(AMEND_SCHEMA, ["instId"]))
+async def amend_order(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
+    return await _entry(request, exchange, key, "amend", batch=False)
+
+
+@router.post("/trade/amend-batch-orders", openapi_extra=_list_of(_order_body_schema(AMEND_SCHEMA, ["instId"])))
+async def amend_batch_orders(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
+    return await _entry(request, exchange, key, "amend", batch=True)
+
+
+@router.post("/trade/cancel-all-after", openapi_extra=_order_body_schema({"timeOut": _S, "tag": _S}, ["timeOut"]))
+async def cancel_all_after(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise okx.OkxError(okx.PARAMETER_ERROR, "The body must be a JSON object")
+    timeout = body.get("timeOut")
+    if not isinstance(timeout, str | int) or isinstance(timeout, bool) or not str(timeout).isdigit():
+        raise requests.error("timeOut", 'seconds as a string: "0" (off) or 10 to 120')
+    seconds = int(str(timeout))
+    if seconds != 0 and not 10 <= seconds <= 120:
+        raise requests.error("timeOut", f"{seconds} must be 0 (off) or from 10 to 120 seconds")
+    trigger_ms = exchange.cancel_all_after(key.account, seconds)
+    tag = body.get("tag") if isinstance(body.get("tag"), str) else ""
+    return okx.envelope([{"triggerTime": str(trigger_ms) if trigger_ms else "0", "tag": tag,
+                          "ts": str(time.time_ns() // 1_000_000)}])  # fmt: skip
+
+
+# ---- private: order queries ----
+
+
+@router.get("/trade/order")
+async def get_order(exchange: Ex, key: Key, instId: Q = None, ordId: Q = None, clOrdId: Q = None) -> dict[str, Any]:
+    ref = requests.order_ref({"instId": instId, "ordId": ordId, "clOrdId": clOrdId}, exchange.instruments)
+    view = exchange.views.order_of(key.account, ref.order_id, ref.client_order_id)
+    if view is None or view.order.instrument != ref.instrument.symbol:
+        raise okx.OkxError(okx.ORDER_UNKNOWN, "Order does not exist")
+    return okx.envelope([order_json(view)])
+
+
+def _orders(exchange: Exchange, ids: Iterable[int], inst_id: str | None, ord_type: str | None,
+            state: str | None) -> list[OrderView]:  # fmt: skip
+    symbol = _instrument(exchange, inst_id) if inst_id else None
+    found = []
+    for order_id in ids:
+        view = exchange.views.orders.get(order_id)
+        if view is None:
+            continue
+        o = view.order
+        if (
+            (symbol and o.instrument != symbol)
+            or (ord_type and o.order_type != ord_type)
+            or (state and o.state != state)
+        ):
+            continue
+        found.append(view)
+    return found
+
+
+@router.get("/trade/orders-pending")
+async def orders_pending(exchange: Ex, key: Key, instType: Q = None, instId: Q = None, ordType: Q = None,
+                         state: Q = None, after: Q = None, before: Q = None,
+                         limit: Q = None) -> dict[str, Any]:  # fmt: skip
+    if _inst_type(instType, required=False) not in (None, "SPOT"):
+        return okx.envelope([])
+    ids = reversed(list(exchange.views.open_by_account.get(key.account, {})))
+    views = _orders(exchange, ids, instId, ordType, state)
+    return okx.envelope([order_json(v) for v in _page(views, lambda v: v.order.order_id, after, before,
+                                                      _limit(limit, 100, 100))])  # fmt: skip
+
+
+@router.get("/trade/orders-history")
+async def orders_history(exchange: Ex, key: Key, instType: Q = None, instId: Q = None, ordType: Q = None,
+                         state: Q = None, after: Q = None, before: Q = None, begin: Q = None, end: Q = None,
+                         limit: Q = None) -> dict[str, Any]:  # fmt: skip
+    if _inst_type(instType, required=True) != "SPOT":
+        return okx.envelope([])
+    if state not in (None, "", "canceled", "filled"):
+        raise requests.error("state", f"{state[:20]!r} is not one of canceled, filled")
+    begin_ms, end_ms = _int_param(begin, "begin"), _int_param(end, "end")
+    ids = sorted(exchange.views.closed_by_account.get(key.account, ()), reverse=True)
+    views = [v for v in _orders(exchange, ids, instId, ordType, state or None)
+             if (begin_ms is None or v.u_time_ms >= begin_ms)
+             and (end_ms is None or v.u_time_ms <= end_ms)]  # fmt: skip
+    return okx.envelope([order_json(v) for v in _page(views, lambda v: v.order.order_id, after, before,
+                                                      _limit(limit, 100, 100))])  # fmt: skip
+
+
+async def _fills(exchange: Exchange, key: ApiKey, inst_type: str | None, inst_id: str | None, ord_id: str | None,
+                 after: str | None, before: str | None, begin: str | None, end: str | None,
+                 limit: str | None, *, inst_type_required: bool) -> dict[str, Any]:  # fmt: skip
+    if _inst_type(inst_type, required=inst_type_required) not in (None, "SPOT"):
+        return okx.envelope([])
+    symbol = _instrument(exchange, inst_id) if inst_id else None
+    order_id = _int_param(ord_id, "ordId")
+    begin_ms, end_ms = _int_param(begin, "begin"), _int_param(end, "end")
+    fills = [f for f in reversed(exchange.views.fills.get(key.account, ()))
+             if (symbol is None or f.instrument == symbol) and (order_id is None or f.order_id == order_id)
+             and (begin_ms is None or f.ts_ms >= begin_ms) and (end_ms is None or f.ts_ms <= end_ms)]  # fmt: skip
+    page = _page(fills, lambda f: int(f.trade_id), after, before, _limit(limit, 100, 100))
+    return okx.envelope([fill_json(f) for f in page])
+
+
+@router.get("/trade/fills-history")
+async def fills_history(exchange: Ex, key: Key, instType: Q = None, instId: Q = None, ordId: Q = None,
+                        after: Q = None, before: Q = None, begin: Q = None, end: Q = None,
+                        limit: Q = None) -> dict[str, Any]:  # fmt: skip
+    return await _fills(exchange, key, instType, instId, ordId, after, before, begin, end, limit,
+                        inst_type_required=True)  # fmt: skip
+
+
+@router.get("/trade/fills")
+async def fills(
+    exchange: Ex,
+    key: Key,
+    instType: Q = None,
+    instId: Q = None,
+    ordId: Q = None,
+    after: Q = None,
+    before: Q = None,
+    begin: Q = None,
+    end: Q = None,
+    limit: Q = None,
+) -> dict[str, Any]:
+    return await _fills(exchange, key, instType, instId, ordId, after, before, begin, end, limit,
+                        inst_type_required=False)  # fmt: skip

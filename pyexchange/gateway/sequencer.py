@@ -1,0 +1,230 @@
+"""The gateway's way into the engine: bounded queues, one thread, one batch per journal sync.
+
+Request handlers put commands into one of two bounded queues (cancels, and everything else)
+and await a future. One thread takes every queued command — cancels first — stamps them
+with one timestamp that never goes back, and submits them to the durable engine as one
+batch: the engine journals, applies and answers once the batch is fsync'd (group commit),
+with the GIL released. While it waits, new commands gather for the next batch.
+
+Right after a batch is durable, and before the next one is applied, the thread reads what
+the batch changed (orders, books, balances), so everything published is durable state.
+The results go to the event loop (`deliver`), which updates the views and answers.
+
+Admission (the July 2023 lesson): a new order is refused at once (`Overloaded`, which the
+gateway answers with 429 / 50011 and Retry-After) when its queue is full, when the oldest
+queued order has waited longer than `queue_delay_ms_max`, or when the batch in the engine
+has taken longer than that (a slow disk). Cancels have their own, larger queue, are never
+refused for delay, and go first in every batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pyexchange import JournalUnavailable, OutcomeUnknown, wire
+from pyexchange.config import AdmissionConfig
+from pyexchange.engine import Engine, Event, Order
+from pyexchange.gateway import okx
+
+BATCH_COMMANDS_MAX = 4096
+BOOK_DEPTH_TRACKED = 400
+log = logging.getLogger("pyexchange.sequencer")
+
+
+class Overloaded(Exception):
+    """The engine or the journal is behind: refuse new orders now rather than queue them."""
+
+
+@dataclass(slots=True)
+class Command:
+    """One command for the engine, with what the gateway needs to answer it."""
+
+    kind: int
+    account: int
+    instrument_id: int
+    side: int = 0
+    order_type: int = 0
+    stp: int = 0
+    price_ticks: int = 0
+    size_lots: int = 0
+    order_id: int = 0
+    client_order_id: bytes = b""
+    future: asyncio.Future[list[Event]] | None = None
+    enqueued_ns: int = 0
+
+
+@dataclass(slots=True)
+class Batch:
+    """A durable batch: its commands (as records), the events of each, and the state it left."""
+
+    records: np.ndarray[Any, Any]
+    events: list[list[Event]]
+    orders: dict[int, Order] = field(default_factory=dict)
+    books: dict[str, dict[str, list[tuple[Any, Any]]]] = field(default_factory=dict)
+    balances: dict[int, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
+    commands: list[Command] = field(default_factory=list)
+    error: okx.OkxError | None = None
+
+
+def records_of(commands: list[Command], ts_ns: int) -> np.ndarray[Any, Any]:
+    records = np.zeros(len(commands), dtype=wire.COMMAND_DTYPE)
+    for i, c in enumerate(commands):
+        records[i] = (ts_ns, c.account, c.order_id, c.price_ticks, c.size_lots, c.instrument_id, c.kind, c.side,
+                      c.order_type, c.stp, c.client_order_id)  # fmt: skip
+    return records
+
+
+def collect(engine: Engine, records: np.ndarray[Any, Any], first_seq: int, events: np.ndarray[Any, Any]) -> Batch:
+    """The events of each command of a batch applied from `first_seq`, and the orders, books
+    and balances the batch touched, read from the engine now."""
+    decoded = engine.decode_events(events)
+    bounds = np.searchsorted(events["seq"], np.arange(first_seq, first_seq + len(records) + 1))
+    per_command = [decoded[bounds[i] : bounds[i + 1]] for i in range(len(records))]
+    batch = Batch(records, per_command)
+    accounts: set[int] = set()
+    instruments: set[str] = set()
+    for event in decoded:
+        if event.account is not None:
+            accounts.add(event.account)
+        if event.instrument is not None and event.kind != "rejected":
+            instruments.add(event.instrument)
+        if event.kind == "fill":
+            assert event.maker_account is not None and event.maker_order_id is not None
+            accounts.add(event.maker_account)
+            _touch(engine, batch.orders, event.maker_account, event.maker_order_id)
+        if event.order_id is not None and event.kind != "rejected" and event.account is not None:
+            _touch(engine, batch.orders, event.account, event.order_id)
+    for symbol in sorted(instruments):
+        batch.books[symbol] = engine.book(symbol, BOOK_DEPTH_TRACKED)
+    assets = engine.asset_names()
+    for account in sorted(accounts):
+        batch.balances[account] = {asset: engine.balance(account, asset) for asset in assets}
+    return batch
+
+
+def _touch(engine: Engine, orders: dict[int, Order], account: int, order_id: int) -> None:
+    if order_id not in orders:
+        order = engine.order(account, order_id)
+        if order is not None:
+            orders[order_id] = order
+
+
+class Sequencer:
+    """The one thread that submits commands to the engine (see the module doc)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        admission: AdmissionConfig,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[Batch], None],
+    ) -> None:
+        self._engine, self._admission, self._loop, self._deliver = engine, admission, loop, deliver
+        self._orders: deque[Command] = deque()
+        self._cancels: deque[Command] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._busy_since_ns = 0
+        self._delay_ns_max = admission.queue_delay_ms_max * 1_000_000
+        self._last_ts_ns = 0
+        self.batches = 0
+        self.commands = 0
+        self.refused = 0
+        self._thread = threading.Thread(target=self._run, name="pyexchange-sequencer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finishes what is queued, then stops the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+
+    def queued(self) -> tuple[int, int]:
+        return len(self._orders), len(self._cancels)
+
+    def enqueue(self, command: Command) -> None:
+        """Queues a command; `Overloaded` if it must be refused (see the module doc)."""
+        now_ns = time.monotonic_ns()
+        command.enqueued_ns = now_ns
+        with self._cond:
+            if self._stopping:
+                raise Overloaded("the server is shutting down")
+            if command.kind in (wire.CANCEL, wire.CANCEL_ALL):
+                if len(self._cancels) >= self._admission.cancels_queued_max:
+                    self._refuse(f"{len(self._cancels)} cancels are queued (admission.cancels_queued_max)")
+                self._cancels.append(command)
+            else:
+                self._admit_order(now_ns)
+                self._orders.append(command)
+            self._cond.notify()
+
+    def _admit_order(self, now_ns: int) -> None:
+        if len(self._orders) >= self._admission.orders_queued_max:
+            self._refuse(f"{len(self._orders)} orders are queued (admission.orders_queued_max)")
+        waited_ns = max(now_ns - self._orders[0].enqueued_ns if self._orders else 0,
+                        now_ns - self._busy_since_ns if self._busy_since_ns else 0)  # fmt: skip
+        if waited_ns > self._delay_ns_max:
+            self._refuse(f"the engine is {waited_ns // 1_000_000} ms behind (admission.queue_delay_ms_max "
+                         f"{self._admission.queue_delay_ms_max})")  # fmt: skip
+
+    def _refuse(self, why: str) -> None:
+        self.refused += 1
+        raise Overloaded(why)
+
+    def _take(self) -> list[Command] | None:
+        with self._cond:
+            while not (self._cancels or self._orders or self._stopping):
+                self._cond.wait()
+            if not (self._cancels or self._orders):
+                return None
+            taken: list[Command] = []
+            for queue in (self._cancels, self._orders):
+                while queue and len(taken) < BATCH_COMMANDS_MAX:
+                    taken.append(queue.popleft())
+            self._busy_since_ns = time.monotonic_ns()
+            return taken
+
+    def _run(self) -> None:
+        while (commands := self._take()) is not None:
+            batch = self._execute(commands)
+            self._busy_since_ns = 0
+            self.batches += 1
+            self.commands += len(commands)
+            try:
+                self._loop.call_soon_threadsafe(self._deliver, batch)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
+
+    def _execute(self, commands: list[Command]) -> Batch:
+        self._last_ts_ns = ts_ns = max(time.time_ns(), self._last_ts_ns)
+        records = records_of(commands, ts_ns)
+        first_seq = self._engine.seq + 1
+        try:
+            events = self._engine.submit(records).copy()
+        except JournalUnavailable as error:
+            return self._failed(records, commands, f"the journal cannot write, nothing was done: {error}")
+        except OutcomeUnknown as error:
+            return self._failed(records, commands, f"outcome unknown, retry with the same clOrdId: {error}")
+        except ValueError as error:  # a bug of ours: the gateway validates every field first
+            log.exception("the engine refused a batch")
+            return self._failed(records, commands, f"internal error, nothing was done: {error}")
+        batch = collect(self._engine, records, first_seq, events)
+        batch.commands = commands
+        return batch
+
+    @staticmethod
+    def _failed(records: np.ndarray[Any, Any], commands: list[Command], msg: str) -> Batch:
+        return Batch(records, [[] for _ in commands], commands=commands,
+                     error=okx.OkxError(okx.SERVICE_UNAVAILABLE, msg))  # fmt: skip

@@ -1,0 +1,200 @@
+"""What the gateway derives from durable batches: orders by account, fills, public trades,
+candles and the last price of each instrument.
+
+The engine owns the trading state; these views are rebuilt from the journal on start
+(`Exchange.rebuild`) and then follow every batch, in sequence order, on the event loop.
+They are bounded: closed orders beyond `CLOSED_ORDERS_MAX`, fills beyond
+`FILLS_PER_ACCOUNT_MAX` per account and trades beyond `TRADES_PER_INSTRUMENT_MAX` per
+instrument are forgotten, oldest first. Trade ids are `seq * 1_000_000 + n` (the n-th fill of
+the command with that seq), so they are the same on every replay.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pyexchange import wire
+from pyexchange.engine import Event, Instrument, Order
+from pyexchange.gateway.market_data import Candles, Trade
+from pyexchange.gateway.okx import dec
+from pyexchange.gateway.sequencer import Batch
+
+CLOSED_ORDERS_MAX = 200_000
+FILLS_PER_ACCOUNT_MAX = 2_000
+TRADES_PER_INSTRUMENT_MAX = 1_000
+FILLS_PER_COMMAND_MAX = 1_000_000
+OPEN_STATES = ("live", "partially_filled")
+
+
+@dataclass(slots=True)
+class OrderView:
+    order: Order
+    client_order_id: str
+    c_time_ms: int
+    u_time_ms: int
+    fee: Decimal
+    fee_ccy: str
+    fill_time_ms: int = 0
+    fill_px: Decimal | None = None
+    fill_sz: Decimal | None = None
+    trade_id: str = ""
+    listed_open: bool = True  # in `open_by_account`
+
+
+@dataclass(slots=True)
+class Fill:
+    account: int
+    instrument: str
+    trade_id: str
+    order_id: int
+    client_order_id: str
+    side: str
+    price: Decimal
+    size: Decimal
+    fee: Decimal
+    fee_ccy: str
+    maker: bool
+    ts_ms: int
+
+
+class Views:
+    def __init__(self, instruments: list[Instrument]) -> None:
+        self.instruments = {inst.symbol: inst for inst in instruments}
+        self.orders: dict[int, OrderView] = {}
+        self.open_by_account: dict[int, dict[int, None]] = {}
+        self.closed_by_account: dict[int, deque[int]] = {}
+        self._closed: deque[int] = deque()
+        self.by_client_id: dict[tuple[int, str], int] = {}
+        self.fills: dict[int, deque[Fill]] = {}
+        self.trades: dict[str, deque[Trade]] = {s: deque(maxlen=TRADES_PER_INSTRUMENT_MAX) for s in self.instruments}
+        self.candles: dict[str, Candles] = {s: Candles() for s in self.instruments}
+        self.last_price: dict[str, Decimal] = {}
+        self.last_size: dict[str, Decimal] = {}
+
+    def apply(self, batch: Batch) -> tuple[list[OrderView], list[tuple[str, Trade]]]:
+        """Follows one batch; returns the orders it changed and its public trades (for pushes)."""
+        changed: dict[int, OrderView] = {}
+        trades: list[tuple[str, Trade]] = []
+        for record, events in zip(batch.records, batch.events, strict=True):
+            fills_seen = 0
+            for event in events:
+                if event.kind == "accepted":
+                    self._accepted(event, record, batch.orders)
+                elif event.kind == "fill":
+                    trades.append((event.instrument or "", self._fill(event, fills_seen)))
+                    fills_seen += 1
+        batch_ms = int(batch.records[0]["ts_ns"]) // 1_000_000 if len(batch.records) else 0
+        for order_id, order in batch.orders.items():
+            view = self.orders.get(order_id)
+            if view is not None:
+                view.u_time_ms = batch_ms
+                self._update(view, order)
+                changed[order_id] = view
+        return list(changed.values()), trades
+
+    def _accepted(self, event: Event, record: Any, orders: dict[int, Order]) -> None:
+        assert event.order_id is not None and event.account is not None
+        order = orders.get(event.order_id)
+        if order is None or event.order_id in self.orders:
+            return
+        cid = bytes(record["client_order_id"]).decode() if record["kind"] == wire.PLACE else ""
+        inst = self.instruments[order.instrument]
+        t = event.ts_ns // 1_000_000
+        self.orders[event.order_id] = OrderView(order, cid, t, t, Decimal(0), inst.quote.name)
+        self.open_by_account.setdefault(event.account, {})[event.order_id] = None
+        if cid:
+            self.by_client_id[(event.account, cid)] = event.order_id
+
+    def _fill(self, event: Event, n: int) -> Trade:
+        assert event.instrument and event.price is not None and event.size is not None and event.side
+        assert n < FILLS_PER_COMMAND_MAX
+        trade_id = event.seq * FILLS_PER_COMMAND_MAX + n
+        t = event.ts_ns // 1_000_000
+        trade = Trade(trade_id=trade_id, ts_ms=t, price=event.price, size=event.size, side=event.side)
+        self.trades[event.instrument].append(trade)
+        self.candles[event.instrument].add_trade(t, event.price, event.size)
+        self.last_price[event.instrument], self.last_size[event.instrument] = event.price, event.size
+        maker_side = "sell" if event.side == "buy" else "buy"
+        for account, order_id, side, fee, maker in (
+            (event.taker_account, event.taker_order_id, event.side, event.taker_fee, False),
+            (event.maker_account, event.maker_order_id, maker_side, event.maker_fee, True),
+        ):
+            assert account is not None and order_id is not None and fee is not None
+            view = self.orders.get(order_id)
+            if view is None:
+                continue
+            view.fee += fee
+            view.fill_time_ms, view.fill_px, view.fill_sz, view.trade_id = t, event.price, event.size, str(trade_id)
+            fills = self.fills.setdefault(account, deque(maxlen=FILLS_PER_ACCOUNT_MAX))
+            fills.append(Fill(account, event.instrument, str(trade_id), order_id, view.client_order_id, side,
+                              event.price, event.size, fee, view.fee_ccy, maker, t))  # fmt: skip
+        return trade
+
+    def _update(self, view: OrderView, order: Order) -> None:
+        view.order = order
+        if view.listed_open and order.state not in OPEN_STATES:
+            view.listed_open = False
+            self.open_by_account.get(order.account, {}).pop(order.order_id, None)
+            self.closed_by_account.setdefault(order.account, deque()).append(order.order_id)
+            self._closed.append(order.order_id)
+            while len(self._closed) > CLOSED_ORDERS_MAX:
+                self._forget(self._closed.popleft())
+
+    def _forget(self, order_id: int) -> None:
+        view = self.orders.pop(order_id, None)
+        if view is None:
+            return
+        closed = self.closed_by_account.get(view.order.account)
+        if closed and closed[0] == order_id:
+            closed.popleft()
+        if view.client_order_id:
+            self.by_client_id.pop((view.order.account, view.client_order_id), None)
+
+    def order_of(self, account: int, order_id: int | None, client_order_id: str | None) -> OrderView | None:
+        if order_id is None and client_order_id:
+            order_id = self.by_client_id.get((account, client_order_id))
+        view = self.orders.get(order_id) if order_id is not None else None
+        return view if view is not None and view.order.account == account else None
+
+
+def order_json(view: OrderView) -> dict[str, str]:
+    """An order as OKX's GET /api/v5/trade/order answers it."""
+    o = view.order
+    market = o.order_type == "market"
+    return {
+        "instType": "SPOT", "instId": o.instrument, "tgtCcy": "base_ccy" if market else "", "ccy": "",
+        "ordId": str(o.order_id), "clOrdId": view.client_order_id, "tag": "",
+        "px": "" if market else dec(o.price), "pxUsd": "", "pxVol": "", "pxType": "",
+        "sz": dec(o.size), "pnl": "0", "ordType": o.order_type, "side": o.side, "posSide": "net",
+        "tdMode": "cash", "accFillSz": dec(o.filled_size), "fillPx": dec(view.fill_px),
+        "tradeId": view.trade_id, "fillSz": dec(view.fill_sz),
+        "fillTime": str(view.fill_time_ms) if view.fill_time_ms else "",
+        "avgPx": dec(o.average_price), "state": o.state, "stpId": "", "stpMode": o.stp,
+        "lever": "", "attachAlgoClOrdId": "", "tpTriggerPx": "", "tpTriggerPxType": "", "tpOrdPx": "",
+        "slTriggerPx": "", "slTriggerPxType": "", "slOrdPx": "", "attachAlgoOrds": [],  # type: ignore[dict-item]
+        "feeCcy": view.fee_ccy, "fee": dec(-view.fee), "rebateCcy": view.fee_ccy, "rebate": "0",
+        "source": "", "category": "normal", "reduceOnly": "false", "cancelSource": "",
+        "quickMgnType": "", "algoClOrdId": "", "algoId": "", "isTpLimit": "false",
+        "uTime": str(view.u_time_ms), "cTime": str(view.c_time_ms),
+    }  # fmt: skip
+
+
+def fill_json(fill: Fill) -> dict[str, str]:
+    """A fill as OKX's GET /api/v5/trade/fills-history answers it."""
+    return {
+        "instType": "SPOT", "instId": fill.instrument, "tradeId": fill.trade_id, "ordId": str(fill.order_id),
+        "clOrdId": fill.client_order_id, "billId": fill.trade_id, "subType": "1", "tag": "",
+        "fillPx": dec(fill.price), "fillSz": dec(fill.size), "fillIdxPx": "", "fillPnl": "0",
+        "fillPxVol": "", "fillPxUsd": "", "fillMarkVol": "", "fillFwdPx": "", "fillMarkPx": "",
+        "side": fill.side, "posSide": "net", "execType": "M" if fill.maker else "T",
+        "feeCcy": fill.fee_ccy, "fee": dec(-fill.fee), "ts": str(fill.ts_ms), "fillTime": str(fill.ts_ms),
+    }  # fmt: skip
+
+
+def trade_json(symbol: str, trade: Trade) -> dict[str, str]:
+    """A public trade as OKX's GET /api/v5/market/trades and the `trades` channel give it."""
+    return {"instId": symbol, "tradeId": str(trade.trade_id), "px": dec(trade.price), "sz": dec(trade.size),
+            "side": trade.side, "source": "0", "ts": str(trade.ts_ms), "count": "1"}  # fmt: skip

@@ -1,0 +1,287 @@
+"""WebSocket endpoints in OKX's v5 dialect: `/ws/v5/public`, `/ws/v5/private` (and
+`/ws/v5/business`, where OKX clients look for some channels).
+
+- `subscribe`/`unsubscribe` with acks; text `ping` → `pong`.
+- Public channels: `books` (a snapshot, then incremental updates chained by
+  `seqId`/`prevSeqId`, each with the CRC32 checksum of the top 25 levels), `books5`,
+  `bbo-tbt`, `trades`, `tickers`.
+- Private: `login`, then channels `orders` and `account`, and order entry (`order`,
+  `batch-orders`, `cancel-order`, `batch-cancel-orders`, `amend-order`).
+
+Each connection has a bounded send queue. A client that does not read fast enough is
+disconnected (code 4030) rather than allowed to grow the server's memory or to miss a
+book update silently. Pushes happen on the event loop right after a batch is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from pyexchange.accounts import ApiKey
+from pyexchange.gateway import okx
+from pyexchange.gateway.exchange import Exchange, run_ops
+
+SEND_QUEUE_MESSAGES_MAX = 4096
+MESSAGE_BYTES_MAX = 64 * 1024
+OPS_BATCH_MAX = 20
+OPS_IN_FLIGHT_MAX = 1024
+PUBLIC_CHANNELS = ("books", "books5", "bbo-tbt", "trades", "tickers")
+PRIVATE_CHANNELS = ("orders", "account")
+log = logging.getLogger("pyexchange.ws")
+router = APIRouter()
+
+
+class Connection:
+    def __init__(self, socket: WebSocket, private: bool) -> None:
+        self.socket, self.private = socket, private
+        self.conn_id = uuid.uuid4().hex[:8]
+        self.key: ApiKey | None = None
+        self.args: dict[tuple[str, str], dict[str, Any]] = {}
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE_MESSAGES_MAX)
+        self.overflowed = False
+
+    def send(self, message: dict[str, Any] | str) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(message if isinstance(message, str) else json.dumps(message))
+        except asyncio.QueueFull:
+            self.overflowed = True
+            log.warning("connection %s reads too slowly: disconnecting it", self.conn_id)
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.get_nowait()
+                self.queue.put_nowait(None)
+
+    async def pump(self) -> None:
+        while (text := await self.queue.get()) is not None:
+            await self.socket.send_text(text)
+        await self.socket.close(4030, "send queue full: the client reads too slowly")
+
+
+class Hub:
+    """Who is subscribed to what; pushes a channel's data to its subscribers."""
+
+    def __init__(self) -> None:
+        self._subs: dict[tuple[str, str], dict[Connection, None]] = {}
+
+    def add(self, conn: Connection, channel: str, key: str, arg: dict[str, Any]) -> None:
+        self._subs.setdefault((channel, key), {})[conn] = None
+        conn.args[(channel, key)] = arg
+
+    def remove(self, conn: Connection, channel: str, key: str) -> bool:
+        conn.args.pop((channel, key), None)
+        subs = self._subs.get((channel, key))
+        if subs is None or conn not in subs:
+            return False
+        del subs[conn]
+        if not subs:
+            del self._subs[(channel, key)]
+        return True
+
+    def drop(self, conn: Connection) -> None:
+        for channel, key in list(conn.args):
+            self.remove(conn, channel, key)
+
+    def has(self, channel: str, key: str) -> bool:
+        return (channel, key) in self._subs
+
+    def publish(self, channel: str, key: str, data: list[dict[str, Any]], action: str | None = None) -> None:
+        for conn in list(self._subs.get((channel, key), ())):
+            arg = conn.args[(channel, key)]
+            rows = data
+            inst_id = arg.get("instId") if channel in PRIVATE_CHANNELS else None
+            if inst_id:
+                rows = [row for row in data if row.get("instId") == inst_id]
+                if not rows:
+                    continue
+            message: dict[str, Any] = {"arg": arg, "data": rows}
+            if action is not None:
+                message["action"] = action
+            conn.send(message)
+
+
+def _error(conn: Connection, code: str, msg: str, op_id: str | None = None) -> dict[str, Any]:
+    answer = {"event": "error", "code": code, "msg": msg, "connId": conn.conn_id}
+    if op_id is not None:
+        answer["id"] = op_id
+    return answer
+
+
+class Session:
+    """One WebSocket connection's conversation."""
+
+    def __init__(self, exchange: Exchange, hub: Hub, auth: Any, conn: Connection) -> None:
+        self.exchange, self.hub, self.auth, self.conn = exchange, hub, auth, conn
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(self, text: str) -> None:
+        if text == "ping":
+            self.conn.send("pong")
+            return
+        if len(text) > MESSAGE_BYTES_MAX:
+            self.conn.send(_error(self.conn, "60012", f"Illegal request: longer than {MESSAGE_BYTES_MAX} bytes"))
+            return
+        try:
+            message = json.loads(text)
+        except (ValueError, RecursionError):
+            self.conn.send(_error(self.conn, "60012", f"Illegal request: {text[:200]}"))
+            return
+        if not isinstance(message, dict):
+            self.conn.send(_error(self.conn, "60012", f"Illegal request: {text[:200]}"))
+            return
+        op, args, op_id = message.get("op"), message.get("args"), message.get("id")
+        if op_id is not None and (not isinstance(op_id, str) or len(op_id) > 32):
+            self.conn.send(_error(self.conn, "60012", "Illegal request: id must be a string of up to 32 characters"))
+            return
+        if not isinstance(args, list) or not args or not all(isinstance(a, dict) for a in args):
+            self.conn.send(_error(self.conn, "60013", "Invalid args: a non-empty list of objects", op_id))
+            return
+        await self._dispatch(str(op), args, op_id)
+
+    async def _dispatch(self, op: str, args: list[dict[str, Any]], op_id: str | None) -> None:
+        if op in ("subscribe", "unsubscribe"):
+            for arg in args:
+                self._subscribe(arg, subscribe=op == "subscribe")
+        elif op == "login":
+            self._login(args[0])
+        elif op in ORDER_OPS:
+            # Each op runs as its own task, so a client may have many in flight (they queue in
+            # the order they arrived); past the limit it is refused at once.
+            if len(self.tasks) >= OPS_IN_FLIGHT_MAX:
+                self.conn.send(_error(self.conn, okx.RATE_LIMITED, f"Rate limit reached: {OPS_IN_FLIGHT_MAX} "
+                                      "operations of this connection are in flight", op_id))  # fmt: skip
+                return
+            task = asyncio.create_task(self._order_op(op, args, op_id))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        else:
+            self.conn.send(_error(self.conn, "60012", f"Illegal request: unknown op {op[:40]!r}", op_id))
+
+    def _login(self, arg: dict[str, Any]) -> None:
+        if not self.conn.private:
+            self.conn.send(_error(self.conn, "60012", "Illegal request: log in on /ws/v5/private"))
+            return
+        try:
+            self.conn.key = self.auth.ws_login(arg)
+        except okx.OkxError as error:
+            self.conn.send({"event": "error", "code": error.code, "msg": error.msg, "connId": self.conn.conn_id})
+            return
+        self.conn.send({"event": "login", "code": "0", "msg": "", "connId": self.conn.conn_id})
+
+    def _subscribe(self, arg: dict[str, Any], *, subscribe: bool) -> None:
+        channel = arg.get("channel")
+        event = "subscribe" if subscribe else "unsubscribe"
+        if channel in PRIVATE_CHANNELS and self.conn.private:
+            if self.conn.key is None:
+                self.conn.send(_error(self.conn, "60011", "Please log in"))
+                return
+            key = str(self.conn.key.account)
+            arg = {**arg, "uid": key}
+        elif channel in PUBLIC_CHANNELS and not self.conn.private:
+            inst_id = arg.get("instId")
+            if not isinstance(inst_id, str) or inst_id not in self.exchange.instruments:
+                self.conn.send(
+                    _error(self.conn, "60018", f"Wrong URL or channel:{channel},instId:{inst_id} doesn't exist")
+                )
+                return
+            key = inst_id
+        else:
+            where = "private" if self.conn.private else "public"
+            self.conn.send(
+                _error(self.conn, "60018", f"Wrong URL or channel:{str(channel)[:40]} doesn't exist on {where}")
+            )
+            return
+        public_arg = {k: v for k, v in arg.items() if k != "uid"}
+        if subscribe:
+            self.hub.add(self.conn, channel, key, arg)
+            self.conn.send({"event": event, "arg": public_arg, "connId": self.conn.conn_id})
+            self._initial(channel, key)
+        else:
+            self.hub.remove(self.conn, channel, key)
+            self.conn.send({"event": event, "arg": public_arg, "connId": self.conn.conn_id})
+
+    def _initial(self, channel: str, key: str) -> None:
+        """What a new subscriber gets at once: the book snapshot, the ticker, the balances."""
+        arg = self.conn.args[(channel, key)]
+        now_ms = time.time_ns() // 1_000_000
+        if channel == "books":
+            self.conn.send({"arg": arg, "action": "snapshot", "data": [self.exchange.books[key].snapshot(now_ms)]})
+        elif channel in ("books5", "bbo-tbt"):
+            self.conn.send({"arg": arg, "data": [self.exchange.top_json(key, channel, now_ms)]})
+        elif channel == "tickers":
+            self.conn.send({"arg": arg, "data": [self.exchange.ticker_json(key)]})
+        elif channel == "account":
+            account = int(key)
+            self.conn.send(
+                {"arg": arg, "data": [self.exchange.balance_json(account, self.exchange.balances(account), now_ms)]}
+            )
+
+    async def _order_op(self, op: str, args: list[dict[str, Any]], op_id: str | None) -> None:
+        in_us = time.time_ns() // 1000
+        if not self.conn.private or self.conn.key is None:
+            self.conn.send(_error(self.conn, "60011", "Please log in", op_id))
+            return
+        if len(args) > (OPS_BATCH_MAX if op.startswith("batch") else 1):
+            self.conn.send(_error(self.conn, "60013", f"Invalid args: too many for {op}", op_id))
+            return
+        data = await run_ops(self.exchange, self.conn.key.account, ORDER_OPS[op], args)
+        failed = sum(d["sCode"] != "0" for d in data)
+        code = "0" if failed == 0 else ("1" if failed == len(data) else "2")
+        msg = (
+            ""
+            if failed == 0
+            else ("Operation failed." if failed == len(data) else "Bulk operation partially succeeded.")
+        )
+        self.conn.send({"id": op_id or "", "op": op, "data": data, "code": code, "msg": msg, "inTime": str(in_us),
+                        "outTime": str(time.time_ns() // 1000)})  # fmt: skip
+
+
+ORDER_OPS = {
+    "order": "place", "batch-orders": "place", "cancel-order": "cancel", "batch-cancel-orders": "cancel",
+    "amend-order": "amend", "batch-amend-orders": "amend",
+}  # fmt: skip
+
+
+async def _serve(socket: WebSocket, private: bool) -> None:
+    await socket.accept()
+    app = socket.app
+    hub: Hub = app.state.hub
+    conn = Connection(socket, private)
+    session = Session(app.state.exchange, hub, app.state.auth, conn)
+    pump = asyncio.create_task(conn.pump())
+    try:
+        while not pump.done():
+            text = await socket.receive_text()
+            await session.handle(text)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        hub.drop(conn)
+        pump.cancel()
+        for task in session.tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump
+
+
+@router.websocket("/ws/v5/public")
+async def ws_public(socket: WebSocket) -> None:
+    await _serve(socket, private=False)
+
+
+@router.websocket("/ws/v5/business")
+async def ws_business(socket: WebSocket) -> None:
+    await _serve(socket, private=False)
+
+
+@router.websocket("/ws/v5/private")
+async def ws_private(socket: WebSocket) -> None:
+    await _serve(socket, private=True)
