@@ -163,13 +163,18 @@ class KeyStore:
             key = self._keys.get(api_key)
         return key
 
-    def passphrase_ok(self, key: ApiKey, passphrase: str) -> bool:
-        """Whether `passphrase` is the key's. scrypt is slow on purpose, so a passphrase once
-        accepted is remembered (as a digest) for the life of the process."""
-        digest = hashlib.sha256(passphrase.encode()).digest()
+    def remembered(self, key: ApiKey, passphrase: str) -> bool | None:
+        """Whether `passphrase` is the key's, if a passphrase of this key was accepted before
+        (then the check is quick); None if only `passphrase_ok` can tell."""
         remembered = self._verified.get(key.api_key)
-        if remembered is not None:
-            return hmac.compare_digest(remembered, digest)
+        if remembered is None:
+            return None
+        return hmac.compare_digest(remembered, hashlib.sha256(passphrase.encode()).digest())
+
+    def passphrase_ok(self, key: ApiKey, passphrase: str) -> bool:
+        """Whether `passphrase` is the key's (scrypt: slow on purpose); a passphrase accepted is
+        remembered, as a digest, for the life of the process."""
+        digest = hashlib.sha256(passphrase.encode()).digest()
         if len(passphrase) > PASSPHRASE_CHARS_MAX or not hmac.compare_digest(
             _scrypt(passphrase, key.salt), key.passphrase_scrypt
         ):

@@ -219,17 +219,21 @@ class CcxtClient:
         return [(Decimal(repr(px)), Decimal(repr(sz))) for px, sz in side]
 
 
+Stream = tuple[int, Decimal, int, bool, list[list[tuple[bool, int, Decimal]]], int]
 SIZES = [Decimal(s) for s in ("0", "0", "0.001", "1", "2.50", "3", "12345.6789", "1E-8")]  # "0": remove
 
 
 @st.composite
-def book_streams(draw: st.DrawFn) -> tuple[int, Decimal, int, bool, list[list[tuple[bool, int, Decimal]]], int]:
+def book_streams(draw: st.DrawFn) -> Stream:
     """(depth, tick, extra zeros in the engine's decimals, whether the engine passes levels past the depth,
     steps of (is_bid, price index, size) changes, the step before which a second subscriber joins)."""
     depth = draw(st.sampled_from([1, 2, 5, 25, 30]))
     tick = draw(st.sampled_from([Decimal("0.5"), Decimal("0.01"), Decimal("1E-8"), Decimal("10")]))
     change = st.tuples(st.booleans(), st.integers(0, depth + 6), st.sampled_from(SIZES))
     steps = draw(st.lists(st.lists(change, max_size=10), min_size=1, max_size=25))
+    # The first step fills some levels a side, so that books past 25 levels and past the depth are common.
+    fills = [(is_bid, i, SIZES[2 + i % 6]) for is_bid in (True, False) for i in range(draw(st.integers(0, depth + 6)))]
+    steps[0] = fills + steps[0]
     return depth, tick, draw(st.integers(0, 3)), draw(st.booleans()), steps, draw(st.integers(0, len(steps)))
 
 
@@ -254,9 +258,7 @@ class Engine:
         return bids, sorted(self.asks.items())[:depth]
 
 
-def run_stream(
-    stream: tuple[int, Decimal, int, bool, list[list[tuple[bool, int, Decimal]]], int], client: type
-) -> None:
+def run_stream(stream: Stream, client: type) -> None:
     depth, tick, zeros, past_depth, steps, join_at = stream
     engine, feed = Engine(tick, zeros), BookFeed(depth)
     clients = [client(feed.snapshot(T0_MS))]
@@ -278,13 +280,13 @@ def run_stream(
 
 @SETTINGS
 @given(book_streams())
-def test_a_subscriber_applying_snapshot_and_updates_holds_our_top_levels(stream: Any) -> None:
+def test_a_subscriber_applying_snapshot_and_updates_holds_our_top_levels(stream: Stream) -> None:
     run_stream(stream, DictClient)
 
 
 @SETTINGS
 @given(book_streams())
-def test_ccxt_pro_okx_applying_our_messages_holds_our_top_levels(stream: Any) -> None:
+def test_ccxt_pro_okx_applying_our_messages_holds_our_top_levels(stream: Stream) -> None:
     run_stream(stream, CcxtClient)
 
 

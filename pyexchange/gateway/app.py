@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -49,36 +49,48 @@ def create_app(exchange: Exchange, auth: Authenticator) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         exchange.start(asyncio.get_running_loop(), hub)
-        dead_man = asyncio.create_task(exchange.run_dead_man_switches())
+        tasks = [asyncio.create_task(exchange.run_dead_man_switches()), asyncio.create_task(exchange.watch_loop_lag())]
         try:
             yield
         finally:
-            dead_man.cancel()
+            for task in tasks:
+                task.cancel()
             exchange.stop()
 
     app = FastAPI(title="pyexchange", summary="An exchange trading core: OKX v5 dialect", version="0.1.0",
                   lifespan=lifespan, default_response_class=OrjsonResponse)  # fmt: skip
     app.state.exchange, app.state.auth, app.state.hub = exchange, auth, hub
-    app.state.in_flight = 0
     app.include_router(rest.router)
     app.include_router(ws.router)
     _add_error_handlers(app)
-    limit = exchange.config.admission.requests_in_flight_max
-    retry_after_s = exchange.config.admission.retry_after_s
-
-    @app.middleware("http")
-    async def admission(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if app.state.in_flight >= limit and request.url.path not in ALWAYS_ADMITTED:
-            return _error_response(okx.OkxError(okx.RATE_LIMITED, f"Rate limit reached: {limit} requests are in "
-                                                "flight (admission.requests_in_flight_max)",
-                                                retry_after_s=retry_after_s))  # fmt: skip
-        app.state.in_flight += 1
-        try:
-            return await call_next(request)
-        finally:
-            app.state.in_flight -= 1
-
+    admission = exchange.config.admission
+    app.add_middleware(Admission, limit=admission.requests_in_flight_max, retry_after_s=admission.retry_after_s)
     return app
+
+
+class Admission:
+    """Counts the HTTP requests in flight; past the limit a new one is refused at once with
+    429 / 50011 (cancels always pass). A plain ASGI wrapper: Starlette's `BaseHTTPMiddleware`
+    would add a task and a stream per request, tripling the cost of a cheap one."""
+
+    def __init__(self, app: Any, limit: int, retry_after_s: int) -> None:
+        self.app, self.limit, self.retry_after_s = app, limit, retry_after_s
+        self.in_flight = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit and scope["path"] not in ALWAYS_ADMITTED:
+            error = okx.OkxError(okx.RATE_LIMITED, f"Rate limit reached: {self.limit} requests are in flight "
+                                 "(admission.requests_in_flight_max)", retry_after_s=self.retry_after_s)  # fmt: skip
+            await _error_response(error)(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -8,6 +8,7 @@ refused too (an exact replay). WebSocket `login` signs `timestamp + "GET" +
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -33,7 +34,7 @@ class Authenticator:
         self.window_ms = window_s * 1000
         self._seen: OrderedDict[str, int] = OrderedDict()  # signature -> when it expires (ms)
 
-    def rest(self, headers: Mapping[str, str], method: str, request_path: str, body: str) -> ApiKey:
+    async def rest(self, headers: Mapping[str, str], method: str, request_path: str, body: str) -> ApiKey:
         """The key that signed this request, or an `OkxError` (50102-50113) saying why not."""
         api_key = _header(headers, "OK-ACCESS-KEY", okx.KEY_HEADER_EMPTY)
         signature = _header(headers, "OK-ACCESS-SIGN", okx.SIGN_HEADER_EMPTY)
@@ -41,14 +42,26 @@ class Authenticator:
         passphrase = _header(headers, "OK-ACCESS-PASSPHRASE", okx.PASSPHRASE_HEADER_EMPTY)
         sent_ms = _iso_ms(timestamp)
         self._check_window(sent_ms)
-        key = self._key(api_key, passphrase)
+        key = self.keys.get(api_key)
+        if key is None:
+            raise okx.OkxError(okx.KEY_INVALID, "Invalid OK-ACCESS-KEY")
         if not hmac.compare_digest(sign(key.secret, timestamp + method + request_path + body), signature):
             raise okx.OkxError(okx.SIGNATURE_INVALID, "Invalid Sign")
+        if not await self._passphrase_ok(key, passphrase):
+            raise okx.OkxError(okx.PASSPHRASE_INCORRECT, "OK-ACCESS-PASSPHRASE incorrect")
         if method != "GET":
             self._once(signature, sent_ms)
         return key
 
-    def ws_login(self, args: Mapping[str, object]) -> ApiKey:
+    async def _passphrase_ok(self, key: ApiKey, passphrase: str) -> bool:
+        """scrypt is slow on purpose (tens of ms), so it runs off the event loop; a passphrase
+        once accepted is remembered and checked at once."""
+        known = self.keys.remembered(key, passphrase)
+        if known is not None:
+            return known
+        return await asyncio.to_thread(self.keys.passphrase_ok, key, passphrase)
+
+    async def ws_login(self, args: Mapping[str, object]) -> ApiKey:
         fields = {}
         for name in ("apiKey", "passphrase", "timestamp", "sign"):
             value = args.get(name)
@@ -62,18 +75,12 @@ class Authenticator:
         if abs(time.time_ns() // 1_000_000 - sent_ms) > self.window_ms:
             raise okx.OkxError("60006", "Timestamp request expired")
         key = self.keys.get(fields["apiKey"])
-        if key is None or not self.keys.passphrase_ok(key, fields["passphrase"]):
-            raise okx.OkxError("60005", "Invalid OK-ACCESS-KEY or passphrase")
+        if key is None:
+            raise okx.OkxError("60005", "Invalid OK-ACCESS-KEY")
         if not hmac.compare_digest(sign(key.secret, fields["timestamp"] + "GET" + WS_LOGIN_PATH), fields["sign"]):
             raise okx.OkxError("60007", "Invalid sign")
-        return key
-
-    def _key(self, api_key: str, passphrase: str) -> ApiKey:
-        key = self.keys.get(api_key)
-        if key is None:
-            raise okx.OkxError(okx.KEY_INVALID, "Invalid OK-ACCESS-KEY")
-        if not self.keys.passphrase_ok(key, passphrase):
-            raise okx.OkxError(okx.PASSPHRASE_INCORRECT, "OK-ACCESS-PASSPHRASE incorrect")
+        if not await self._passphrase_ok(key, fields["passphrase"]):
+            raise okx.OkxError("60024", "Wrong passphrase")
         return key
 
     def _check_window(self, sent_ms: int) -> None:

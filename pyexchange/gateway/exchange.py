@@ -31,6 +31,7 @@ from pyexchange.risk import RiskChecks
 log = logging.getLogger("pyexchange.exchange")
 REPLAY_CHUNK_RECORDS = 4096
 DEAD_MAN_TICK_S = 0.5
+LOOP_LAG_TICK_S = 0.02
 KIND_OFFSET = wire.COMMAND_DTYPE.fields["kind"][1]  # type: ignore[index]
 TRADING_KINDS = (wire.PLACE, wire.CANCEL, wire.AMEND, wire.CANCEL_ALL, wire.DEPOSIT)
 
@@ -85,6 +86,8 @@ class Exchange:
         self._sequencer: Sequencer | None = None
         self._pending_places: dict[int, int] = {}
         self._dead_man: dict[int, int] = {}  # account -> when cancel-all-after fires (ms)
+        self._books_stale: set[str] = set()  # feeds not kept up to date: nobody followed them
+        self.loop_lag_ms = 0.0
         self.started_ms = _now_ms()
 
     # ---- life cycle ----
@@ -116,9 +119,7 @@ class Exchange:
         self._replay(replica, chunk, first_seq)
         if replica.state_hash() != self.engine.state_hash():
             raise RuntimeError("the journal replayed in memory does not give the engine's state hash")
-        for symbol, feed in self.books.items():
-            book = self.engine.book(symbol, BOOK_DEPTH_TRACKED)
-            feed.update(book["bids"], book["asks"], _now_ms())
+        self._books_stale.update(self.books)
         return replayed
 
     def _replay(self, replica: Engine, payloads: list[bytes], first_seq: int) -> None:
@@ -131,7 +132,7 @@ class Exchange:
 
     def start(self, loop: asyncio.AbstractEventLoop, subscribers: Subscribers) -> None:
         self._subscribers = subscribers
-        self._sequencer = Sequencer(self.engine, self.config.admission, loop, self._deliver)
+        self._sequencer = Sequencer(self.engine, self.config.admission, loop, self._deliver, self.book_followed)
         self._sequencer.start()
 
     def stop(self) -> None:
@@ -164,7 +165,9 @@ class Exchange:
     def _push(self, batch: Batch, changed: list[OrderView], trades: list[tuple[str, Trade]]) -> None:
         ts_ms = int(batch.records[0]["ts_ns"]) // 1_000_000
         subs = self._subscribers
+        self._books_stale.update(batch.instruments - batch.books.keys())
         for symbol, book in batch.books.items():
+            self._books_stale.discard(symbol)
             update = self.books[symbol].update(book["bids"], book["asks"], ts_ms)
             if update is None:
                 continue
@@ -186,9 +189,35 @@ class Exchange:
             if subs.has("tickers", symbol):
                 subs.publish("tickers", symbol, [self.ticker_json(symbol)])
 
+    def book_followed(self, symbol: str) -> bool:
+        """Whether someone follows the book of `symbol` (the sequencer thread asks)."""
+        subs = self._subscribers
+        return subs.has("books", symbol) or subs.has("books5", symbol) or subs.has("bbo-tbt", symbol)
+
+    def book_feed(self, symbol: str) -> BookFeed:
+        """The books feed of `symbol`, brought up to date first if nobody followed it."""
+        feed = self.books[symbol]
+        if symbol in self._books_stale:
+            self._books_stale.discard(symbol)
+            book = self.engine.book(symbol, BOOK_DEPTH_TRACKED)
+            feed.update(book["bids"], book["asks"], _now_ms())
+        return feed
+
+    async def watch_loop_lag(self) -> None:
+        """Measures how late the event loop runs a timer: when it is late, the gateway itself
+        is the bottleneck, and new orders are refused (admission) rather than queued."""
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(LOOP_LAG_TICK_S)
+            late_ms = (time.monotonic() - started - LOOP_LAG_TICK_S) * 1000
+            self.loop_lag_ms = max(late_ms, self.loop_lag_ms * 0.5)
+
     # ---- order entry ----
 
     async def _submit(self, command: Command) -> list[Event]:
+        cancel = command.kind in (wire.CANCEL, wire.CANCEL_ALL)
+        if not cancel and self.loop_lag_ms > self.config.admission.queue_delay_ms_max:
+            raise Overloaded(f"the gateway is {self.loop_lag_ms:.0f} ms behind (admission.queue_delay_ms_max)")
         loop = asyncio.get_running_loop()
         command.future = loop.create_future()
         self.sequencer.enqueue(command)  # Overloaded propagates: the caller answers 429
@@ -376,13 +405,14 @@ class Exchange:
 
     def top_json(self, symbol: str, channel: str, ts_ms: int) -> dict[str, Any]:
         """A `books5` (5 levels) or `bbo-tbt` (1 level) push."""
-        feed = self.books[symbol]
+        feed = self.book_feed(symbol)
         asks, bids = feed.top(5 if channel == "books5" else 1)
         return {"asks": asks, "bids": bids, "instId": symbol, "ts": str(ts_ms), "seqId": feed.seq_id}
 
     def ticker_json(self, symbol: str) -> dict[str, str]:
-        feed = self.books[symbol]
-        asks, bids = feed.top(1)
+        best = self.engine.book(symbol, 1)
+        asks = [(okx.dec(p), okx.dec(s)) for p, s in best["asks"]]
+        bids = [(okx.dec(p), okx.dec(s)) for p, s in best["bids"]]
         now = _now_ms()
         open24, high24, low24, vol24, vol_ccy24 = self.views.candles[symbol].stats_24h(now)
         last = self.views.last_price.get(symbol)

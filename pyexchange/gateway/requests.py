@@ -97,8 +97,8 @@ def _number(body: Mapping[str, Any], field: str, *, required: bool = True) -> De
         number = Decimal(text)
     except InvalidOperation:
         raise error(field, f"{text!r} is not a number") from None
-    if not number.is_finite() or number <= 0:
-        raise error(field, f"{text!r} must be a positive number")
+    if not number.is_finite() or number <= 0 or abs(number.adjusted()) > NUMBER_CHARS_MAX:
+        raise error(field, f"{text!r} must be a positive number in [1e-{NUMBER_CHARS_MAX}, 1e{NUMBER_CHARS_MAX + 1})")
     return number
 
 
@@ -181,7 +181,7 @@ def order_ref(body: Any, instruments: Mapping[str, Instrument]) -> OrderRef:
         raise okx.OkxError(okx.PARAMETER_EMPTY, "Either parameter ordId or clOrdId is required")
     if order_id is None:
         return OrderRef(inst, None, cid)
-    if not order_id.isdigit() or not 0 < int(order_id) <= ORDER_ID_MAX:
+    if not (order_id.isascii() and order_id.isdigit()) or len(order_id) > 19 or not 0 < int(order_id) <= ORDER_ID_MAX:
         raise error("ordId", f"{order_id[:40]!r} is not an order id")
     return OrderRef(inst, int(order_id), cid)
 

@@ -26,7 +26,7 @@ T = TypeVar("T")
 Q = Annotated[str | None, Query()]
 
 
-def ex(request: Request) -> Exchange:
+async def ex(request: Request) -> Exchange:
     exchange: Exchange = request.app.state.exchange
     return exchange
 
@@ -34,7 +34,7 @@ def ex(request: Request) -> Exchange:
 async def private(request: Request) -> ApiKey:
     body = (await request.body()).decode("utf-8", errors="replace")
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    key: ApiKey = request.app.state.auth.rest(request.headers, request.method, path, body)
+    key: ApiKey = await request.app.state.auth.rest(request.headers, request.method, path, body)
     return key
 
 
@@ -46,7 +46,7 @@ router = APIRouter(prefix="/api/v5")
 def _limit(value: str | None, default: int, most: int) -> int:
     if value is None or value == "":
         return default
-    if not value.isdigit() or not 1 <= int(value) <= 10**9:
+    if not (value.isascii() and value.isdigit()) or len(value) > 10 or not 1 <= int(value) <= 10**9:
         raise requests.error("limit", f"{value[:20]!r} must be a positive integer")
     return min(int(value), most)
 
@@ -54,7 +54,7 @@ def _limit(value: str | None, default: int, most: int) -> int:
 def _int_param(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit() or len(value) > 19:
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:
         raise requests.error(name, f"{value[:20]!r} must be a non-negative integer")
     return int(value)
 
@@ -292,9 +292,10 @@ async def cancel_all_after(request: Request, exchange: Ex, key: Key) -> dict[str
     if not isinstance(body, dict):
         raise okx.OkxError(okx.PARAMETER_ERROR, "The body must be a JSON object")
     timeout = body.get("timeOut")
-    if not isinstance(timeout, str | int) or isinstance(timeout, bool) or not str(timeout).isdigit():
+    text = str(timeout) if isinstance(timeout, str | int) and not isinstance(timeout, bool) else ""
+    if not text.encode().isdigit() or len(text) > 9:
         raise requests.error("timeOut", 'seconds as a string: "0" (off) or 10 to 120')
-    seconds = int(str(timeout))
+    seconds = int(text)
     if seconds != 0 and not 10 <= seconds <= 120:
         raise requests.error("timeOut", f"{seconds} must be 0 (off) or from 10 to 120 seconds")
     trigger_ms = exchange.cancel_all_after(key.account, seconds)

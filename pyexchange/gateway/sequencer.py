@@ -72,6 +72,7 @@ class Batch:
     books: dict[str, dict[str, list[tuple[Any, Any]]]] = field(default_factory=dict)
     balances: dict[int, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
     commands: list[Command] = field(default_factory=list)
+    instruments: set[str] = field(default_factory=set)  # every instrument the batch changed
     error: okx.OkxError | None = None
 
 
@@ -83,9 +84,16 @@ def records_of(commands: list[Command], ts_ns: int) -> np.ndarray[Any, Any]:
     return records
 
 
-def collect(engine: Engine, records: np.ndarray[Any, Any], first_seq: int, events: np.ndarray[Any, Any]) -> Batch:
-    """The events of each command of a batch applied from `first_seq`, and the orders, books
-    and balances the batch touched, read from the engine now."""
+def collect(
+    engine: Engine,
+    records: np.ndarray[Any, Any],
+    first_seq: int,
+    events: np.ndarray[Any, Any],
+    book_wanted: Callable[[str], bool] = lambda _symbol: False,
+) -> Batch:
+    """The events of each command of a batch applied from `first_seq`, and the orders and
+    balances the batch touched, read from the engine now; also the books it changed, of the
+    instruments whose book someone follows (reading 400 levels costs most of a small batch)."""
     decoded = engine.decode_events(events)
     bounds = np.searchsorted(events["seq"], np.arange(first_seq, first_seq + len(records) + 1))
     per_command = [decoded[bounds[i] : bounds[i + 1]] for i in range(len(records))]
@@ -103,8 +111,10 @@ def collect(engine: Engine, records: np.ndarray[Any, Any], first_seq: int, event
             _touch(engine, batch.orders, event.maker_account, event.maker_order_id)
         if event.order_id is not None and event.kind != "rejected" and event.account is not None:
             _touch(engine, batch.orders, event.account, event.order_id)
+    batch.instruments = instruments
     for symbol in sorted(instruments):
-        batch.books[symbol] = engine.book(symbol, BOOK_DEPTH_TRACKED)
+        if book_wanted(symbol):
+            batch.books[symbol] = engine.book(symbol, BOOK_DEPTH_TRACKED)
     assets = engine.asset_names()
     for account in sorted(accounts):
         batch.balances[account] = {asset: engine.balance(account, asset) for asset in assets}
@@ -127,8 +137,10 @@ class Sequencer:
         admission: AdmissionConfig,
         loop: asyncio.AbstractEventLoop,
         deliver: Callable[[Batch], None],
+        book_wanted: Callable[[str], bool],
     ) -> None:
         self._engine, self._admission, self._loop, self._deliver = engine, admission, loop, deliver
+        self._book_wanted = book_wanted
         self._orders: deque[Command] = deque()
         self._cancels: deque[Command] = deque()
         self._cond = threading.Condition()
@@ -220,7 +232,7 @@ class Sequencer:
         except ValueError as error:  # a bug of ours: the gateway validates every field first
             log.exception("the engine refused a batch")
             return self._failed(records, commands, f"internal error, nothing was done: {error}")
-        batch = collect(self._engine, records, first_seq, events)
+        batch = collect(self._engine, records, first_seq, events, self._book_wanted)
         batch.commands = commands
         return batch
 

@@ -78,6 +78,7 @@ class Views:
         """Follows one batch; returns the orders it changed and its public trades (for pushes)."""
         changed: dict[int, OrderView] = {}
         trades: list[tuple[str, Trade]] = []
+        touched_ms: dict[int, int] = {}  # order id -> time of the last event that named it
         for record, events in zip(batch.records, batch.events, strict=True):
             fills_seen = 0
             for event in events:
@@ -86,11 +87,13 @@ class Views:
                 elif event.kind == "fill":
                     trades.append((event.instrument or "", self._fill(event, fills_seen)))
                     fills_seen += 1
-        batch_ms = int(batch.records[0]["ts_ns"]) // 1_000_000 if len(batch.records) else 0
+                    touched_ms[event.maker_order_id or 0] = event.ts_ns // 1_000_000
+                if event.order_id is not None:
+                    touched_ms[event.order_id] = event.ts_ns // 1_000_000
         for order_id, order in batch.orders.items():
             view = self.orders.get(order_id)
             if view is not None:
-                view.u_time_ms = batch_ms
+                view.u_time_ms = touched_ms.get(order_id, view.u_time_ms)
                 self._update(view, order)
                 changed[order_id] = view
         return list(changed.values()), trades

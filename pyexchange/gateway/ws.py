@@ -32,7 +32,7 @@ from pyexchange.gateway.exchange import Exchange, run_ops
 SEND_QUEUE_MESSAGES_MAX = 4096
 MESSAGE_BYTES_MAX = 64 * 1024
 OPS_BATCH_MAX = 20
-OPS_IN_FLIGHT_MAX = 1024
+OPS_IN_FLIGHT_MAX = 256
 PUBLIC_CHANNELS = ("books", "books5", "bbo-tbt", "trades", "tickers")
 PRIVATE_CHANNELS = ("orders", "account")
 log = logging.getLogger("pyexchange.ws")
@@ -151,7 +151,7 @@ class Session:
             for arg in args:
                 self._subscribe(arg, subscribe=op == "subscribe")
         elif op == "login":
-            self._login(args[0])
+            await self._login(args[0])
         elif op in ORDER_OPS:
             # Each op runs as its own task, so a client may have many in flight (they queue in
             # the order they arrived); past the limit it is refused at once.
@@ -165,12 +165,12 @@ class Session:
         else:
             self.conn.send(_error(self.conn, "60012", f"Illegal request: unknown op {op[:40]!r}", op_id))
 
-    def _login(self, arg: dict[str, Any]) -> None:
+    async def _login(self, arg: dict[str, Any]) -> None:
         if not self.conn.private:
             self.conn.send(_error(self.conn, "60012", "Illegal request: log in on /ws/v5/private"))
             return
         try:
-            self.conn.key = self.auth.ws_login(arg)
+            self.conn.key = await self.auth.ws_login(arg)
         except okx.OkxError as error:
             self.conn.send({"event": "error", "code": error.code, "msg": error.msg, "connId": self.conn.conn_id})
             return
@@ -213,7 +213,8 @@ class Session:
         arg = self.conn.args[(channel, key)]
         now_ms = time.time_ns() // 1_000_000
         if channel == "books":
-            self.conn.send({"arg": arg, "action": "snapshot", "data": [self.exchange.books[key].snapshot(now_ms)]})
+            snapshot = self.exchange.book_feed(key).snapshot(now_ms)
+            self.conn.send({"arg": arg, "action": "snapshot", "data": [snapshot]})
         elif channel in ("books5", "bbo-tbt"):
             self.conn.send({"arg": arg, "data": [self.exchange.top_json(key, channel, now_ms)]})
         elif channel == "tickers":
