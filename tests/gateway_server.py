@@ -89,9 +89,9 @@ def _wait_ready(base_url: str, process: subprocess.Popen[str]) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited: {process.stdout.read() if process.stdout else ''}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{base_url}/api/v5/public/time", timeout=2) as answer:
-                if answer.status == 200:
-                    return
+        url = f"{base_url}/api/v5/public/time"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as answer:
+            if answer.status == 200:
+                return
         time.sleep(0.1)
     raise RuntimeError("the server did not answer in time")
