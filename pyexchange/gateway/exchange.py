@@ -132,7 +132,7 @@ class Exchange:
 
     def start(self, loop: asyncio.AbstractEventLoop, subscribers: Subscribers) -> None:
         self._subscribers = subscribers
-        self._sequencer = Sequencer(self.engine, self.config.admission, loop, self._deliver, self.book_followed)
+        self._sequencer = Sequencer(self.engine, self.config.admission, loop, self._deliver, self)
         self._sequencer.start()
 
     def stop(self) -> None:
@@ -176,16 +176,16 @@ class Exchange:
                 if subs.has(channel, symbol):
                     subs.publish(channel, symbol, [self.top_json(symbol, channel, ts_ms)])
         for view in changed:
-            subs.publish("orders", str(view.order.account), [order_json(view)])
+            if subs.has("orders", str(view.order.account)):
+                subs.publish("orders", str(view.order.account), [order_json(view)])
         for account, balances in batch.balances.items():
-            if subs.has("account", str(account)):
-                subs.publish("account", str(account), [self.balance_json(account, balances, ts_ms)])
+            subs.publish("account", str(account), [self.balance_json(account, balances, ts_ms)])
         by_symbol: dict[str, list[dict[str, str]]] = {}
         for symbol, trade in trades:
             by_symbol.setdefault(symbol, []).append(trade_json(symbol, trade))
         for symbol, rows in by_symbol.items():
             subs.publish("trades", symbol, rows)
-        for symbol in batch.books:
+        for symbol in batch.instruments:
             if subs.has("tickers", symbol):
                 subs.publish("tickers", symbol, [self.ticker_json(symbol)])
 
@@ -193,6 +193,9 @@ class Exchange:
         """Whether someone follows the book of `symbol` (the sequencer thread asks)."""
         subs = self._subscribers
         return subs.has("books", symbol) or subs.has("books5", symbol) or subs.has("bbo-tbt", symbol)
+
+    def balances_followed(self, account: int) -> bool:
+        return self._subscribers.has("account", str(account))
 
     def book_feed(self, symbol: str) -> BookFeed:
         """The books feed of `symbol`, brought up to date first if nobody followed it."""
@@ -225,7 +228,7 @@ class Exchange:
             self._pending_places[command.account] = self._pending_places.get(command.account, 0) + 1
         timeout_s = self.config.admission.reply_timeout_ms / 1000
         try:
-            return await asyncio.wait_for(asyncio.shield(command.future), timeout_s)
+            return await asyncio.wait_for(command.future, timeout_s)
         except TimeoutError:
             raise okx.OkxError(okx.REQUEST_TIMEOUT, "No answer in time; the outcome is unknown: query the order "
                                "or retry with the same clOrdId") from None  # fmt: skip
@@ -451,4 +454,6 @@ async def _outcome(exchange: Exchange, account: int, op: str, item: Any) -> dict
 async def run_ops(exchange: Exchange, account: int, op: str, items: list[Any]) -> list[dict[str, str]]:
     """Runs a request's order-entry steps concurrently, so that a batch shares one journal
     sync; each step queues its command before the next starts, so they keep their order."""
+    if len(items) == 1:
+        return [await _outcome(exchange, account, op, items[0])]
     return list(await asyncio.gather(*(_outcome(exchange, account, op, item) for item in items)))

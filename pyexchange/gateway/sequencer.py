@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,6 +38,13 @@ from pyexchange.gateway import okx
 BATCH_COMMANDS_MAX = 4096
 BOOK_DEPTH_TRACKED = 400
 log = logging.getLogger("pyexchange.sequencer")
+
+
+class Followed(Protocol):
+    """What someone subscribed to (asked from the sequencer thread)."""
+
+    def book_followed(self, symbol: str) -> bool: ...
+    def balances_followed(self, account: int) -> bool: ...
 
 
 class Overloaded(Exception):
@@ -89,11 +96,11 @@ def collect(
     records: np.ndarray[Any, Any],
     first_seq: int,
     events: np.ndarray[Any, Any],
-    book_wanted: Callable[[str], bool] = lambda _symbol: False,
+    followed: Followed | None = None,
 ) -> Batch:
-    """The events of each command of a batch applied from `first_seq`, and the orders and
-    balances the batch touched, read from the engine now; also the books it changed, of the
-    instruments whose book someone follows (reading 400 levels costs most of a small batch)."""
+    """The events of each command of a batch applied from `first_seq` and the orders the batch
+    touched, read from the engine now; also the books and balances it changed that someone
+    follows (reading 400 levels costs most of a small batch)."""
     decoded = engine.decode_events(events)
     bounds = np.searchsorted(events["seq"], np.arange(first_seq, first_seq + len(records) + 1))
     per_command = [decoded[bounds[i] : bounds[i + 1]] for i in range(len(records))]
@@ -112,12 +119,15 @@ def collect(
         if event.order_id is not None and event.kind != "rejected" and event.account is not None:
             _touch(engine, batch.orders, event.account, event.order_id)
     batch.instruments = instruments
+    if followed is None:
+        return batch
     for symbol in sorted(instruments):
-        if book_wanted(symbol):
+        if followed.book_followed(symbol):
             batch.books[symbol] = engine.book(symbol, BOOK_DEPTH_TRACKED)
     assets = engine.asset_names()
     for account in sorted(accounts):
-        batch.balances[account] = {asset: engine.balance(account, asset) for asset in assets}
+        if followed.balances_followed(account):
+            batch.balances[account] = {asset: engine.balance(account, asset) for asset in assets}
     return batch
 
 
@@ -137,10 +147,10 @@ class Sequencer:
         admission: AdmissionConfig,
         loop: asyncio.AbstractEventLoop,
         deliver: Callable[[Batch], None],
-        book_wanted: Callable[[str], bool],
+        followed: Followed,
     ) -> None:
         self._engine, self._admission, self._loop, self._deliver = engine, admission, loop, deliver
-        self._book_wanted = book_wanted
+        self._followed = followed
         self._orders: deque[Command] = deque()
         self._cancels: deque[Command] = deque()
         self._cond = threading.Condition()
@@ -232,7 +242,7 @@ class Sequencer:
         except ValueError as error:  # a bug of ours: the gateway validates every field first
             log.exception("the engine refused a batch")
             return self._failed(records, commands, f"internal error, nothing was done: {error}")
-        batch = collect(self._engine, records, first_seq, events, self._book_wanted)
+        batch = collect(self._engine, records, first_seq, events, self._followed)
         batch.commands = commands
         return batch
 
