@@ -16,7 +16,9 @@ Rules kept:
   command carries a price and a reference price is known.
 - Max size and max notional are inclusive too (size == max passes). A market order's notional uses
   the reference price, and is not checked without one.
-- Decisions are exact (Fraction); Decimal is only for the messages.
+- Decisions are exact: Decimal arithmetic in a context whose precision holds every product of
+  the numbers the gateway lets in (40 characters each), with `Inexact` trapped, so a rounded
+  result raises instead of deciding.
 - Every instrument the checks are asked about must be configured: an unknown one is the caller's
   bug and raises ValueError, as do an unknown order type, side or market state.
 - Market state per instrument, default continuous. What each state lets through is `ALLOWED_BY_STATE`.
@@ -26,8 +28,7 @@ Rules kept:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Context, Decimal, localcontext
-from fractions import Fraction
+from decimal import Context, Decimal, Inexact, localcontext
 from types import MappingProxyType
 from typing import Final
 
@@ -53,6 +54,7 @@ ALLOWED_BY_STATE: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
 )
 
 _DISPLAY: Final = Context(prec=100)  # wide enough that a message never shows a rounded number
+_EXACT: Final = Context(prec=200, traps=[Inexact])
 
 
 class RiskChecks:
@@ -242,7 +244,7 @@ def _check_notional(
     notional_max = limits.max_order_notional
     if notional_max is None or price is None or size is None:
         return None
-    if Fraction(price) * Fraction(size) <= Fraction(notional_max):
+    if _EXACT.multiply(price, size) <= notional_max:
         return None
     with localcontext(_DISPLAY):
         notional = price * size
@@ -257,8 +259,10 @@ def _check_notional(
 def _check_band(band_pct: Decimal, price: Decimal | None, reference_price: Decimal | None) -> RiskRejection | None:
     if price is None or reference_price is None:
         return None
-    price_x100, reference = Fraction(price) * 100, Fraction(reference_price)
-    if reference * (100 - Fraction(band_pct)) <= price_x100 <= reference * (100 + Fraction(band_pct)):
+    price_x100 = _EXACT.multiply(price, 100)
+    low_x100 = _EXACT.multiply(reference_price, _EXACT.subtract(100, band_pct))
+    high_x100 = _EXACT.multiply(reference_price, _EXACT.add(100, band_pct))
+    if low_x100 <= price_x100 <= high_x100:
         return None
     with localcontext(_DISPLAY):
         low, high = reference_price * (100 - band_pct) / 100, reference_price * (100 + band_pct) / 100
