@@ -46,6 +46,11 @@ def _add_zone_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     create.add_argument("--config", help="TOML config (default: the built-in one)")
     create.add_argument("--name", required=True, help="a unique name")
     create.add_argument("--deposit", action="append", default=[], metavar="ASSET=AMOUNT", help="repeatable")
+    kill = commands.add_parser("kill-switch", help="block an account (cancel all its orders) or unblock it")
+    kill.add_argument("--data-dir", default=serve.DEFAULT_DATA_DIR, help="where the operator token is")
+    kill.add_argument("--account", type=int, required=True)
+    kill.add_argument("--unblock", action="store_true", help="let the account trade again")
+    kill.add_argument("--url", default="http://127.0.0.1:8000", help="the running server (default %(default)s)")
     keys = commands.add_parser("keys", help="manage API keys (works while the server runs)")
     key_actions = keys.add_subparsers(dest="action", required=True)
     create_key = key_actions.add_parser("create", help="create an API key; its secret is printed once")
@@ -70,6 +75,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return serve.serve(args.data_dir, args.config, args.host, args.port)
     elif args.command == "accounts":
         return serve.create_account(args.data_dir, args.config, args.name, args.deposit)
+    elif args.command == "kill-switch":
+        return serve.kill_switch(args.data_dir, args.url, args.account, unblock=args.unblock)
     elif args.command == "keys":
         return serve.create_key(args.data_dir, args.account, args.passphrase, args.label)
     return 0

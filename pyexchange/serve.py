@@ -152,6 +152,26 @@ def _deposit(text: str) -> tuple[str, str]:
     return asset, amount
 
 
+def kill_switch(data_dir: str, url: str, account: int, *, unblock: bool) -> int:
+    """`pyexchange kill-switch`: asks the running server's operator API."""
+    import urllib.error
+    import urllib.request
+
+    from pyexchange.gateway.operator import operator_token
+
+    body = json.dumps({"account": account, "action": "unblock" if unblock else "block"}).encode()
+    request = urllib.request.Request(f"{url}/operator/v1/kill-switch", data=body, method="POST", headers={
+        "Authorization": f"Bearer {operator_token(Path(data_dir))}", "Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            print(answer.read().decode())
+    except urllib.error.HTTPError as error:
+        raise ValueError(f"the server refused: {error.read().decode()}") from None
+    except urllib.error.URLError as error:
+        raise ValueError(f"no server at {url}: {error.reason}") from None
+    return 0
+
+
 def create_key(data_dir: str, account: int, passphrase: str | None, label: str) -> int:
     """`pyexchange keys create`: an API key for an existing account; the secret is shown once."""
     path = Path(data_dir)

@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response as _Response
 from starlette.exceptions import HTTPException
 
-from pyexchange.gateway import okx, rest, ws
+from pyexchange.gateway import okx, operator, rest, ws
 from pyexchange.gateway.auth import Authenticator
 from pyexchange.gateway.exchange import Exchange
 
@@ -60,8 +60,12 @@ def create_app(exchange: Exchange, auth: Authenticator) -> FastAPI:
     app = FastAPI(title="pyexchange", summary="An exchange trading core: OKX v5 dialect", version="0.1.0",
                   lifespan=lifespan, default_response_class=OrjsonResponse)  # fmt: skip
     app.state.exchange, app.state.auth, app.state.hub = exchange, auth, hub
+    app.state.operator_token = operator.operator_token(exchange.data_dir)
+    for account in operator.load_blocked(exchange.data_dir):
+        exchange.risk.block_account(account)
     app.include_router(rest.router)
     app.include_router(ws.router)
+    app.include_router(operator.router)
     _add_error_handlers(app)
     admission = exchange.config.admission
     app.add_middleware(Admission, limit=admission.requests_in_flight_max, retry_after_s=admission.retry_after_s)

@@ -1,0 +1,90 @@
+"""The operator API: the per-account kill switch, outside the OKX dialect and with its own
+credential — a bearer token in `<data-dir>/operator-token` (mode 0600, made on first start),
+compared in constant time.
+
+`POST /operator/v1/kill-switch {"account": N, "action": "block"}` blocks new orders and
+amends of the account (risk `risk_account_blocked`) and cancels every live order it has;
+`"unblock"` lets it trade again. Blocked accounts are kept in
+`<data-dir>/blocked-accounts.json`, so a restart does not unblock anyone.
+`GET /operator/v1/kill-switch` lists them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from pyexchange.accounts import write_json_atomically
+from pyexchange.gateway import okx
+from pyexchange.gateway.exchange import Exchange
+
+TOKEN_FILE = "operator-token"
+BLOCKED_FILE = "blocked-accounts.json"
+router = APIRouter(prefix="/operator/v1")
+
+
+def operator_token(data_dir: Path) -> str:
+    """The data directory's operator token, made on first use."""
+    path = data_dir / TOKEN_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
+def load_blocked(data_dir: Path) -> list[int]:
+    path = data_dir / BLOCKED_FILE
+    return [int(a) for a in json.loads(path.read_text())] if path.exists() else []
+
+
+async def _operator(request: Request) -> Exchange:
+    sent = request.headers.get("Authorization", "")
+    expected = f"Bearer {request.app.state.operator_token}"
+    if not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise okx.OkxError(okx.KEY_INVALID, "Operator API: Authorization: Bearer <operator-token> required",
+                           http_status=401)  # fmt: skip
+    exchange: Exchange = request.app.state.exchange
+    return exchange
+
+
+Operator = Annotated[Exchange, Depends(_operator)]
+
+
+@router.get("/kill-switch")
+async def blocked(exchange: Operator) -> dict[str, Any]:
+    return okx.envelope([{"account": str(a)} for a in sorted(exchange.risk.blocked_accounts())])
+
+
+@router.post(
+    "/kill-switch",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["account", "action"],
+        "properties": {"account": {"type": "integer"}, "action": {"type": "string", "enum": ["block", "unblock"]}},
+    }}}}},
+)  # fmt: skip
+async def kill_switch(request: Request, exchange: Operator) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, RecursionError):
+        raise okx.OkxError(okx.JSON_INVALID, "Invalid JSON body") from None
+    account = body.get("account") if isinstance(body, dict) else None
+    action = body.get("action") if isinstance(body, dict) else None
+    if not isinstance(account, int) or isinstance(account, bool) or not 0 < account < 1 << 63:
+        raise okx.OkxError(okx.PARAMETER_ERROR, "Parameter account error: a positive integer account id")
+    if action not in ("block", "unblock"):
+        raise okx.OkxError(okx.PARAMETER_ERROR, 'Parameter action error: "block" or "unblock"')
+    canceled = 0
+    if action == "block":
+        exchange.risk.block_account(account)
+        canceled = sum(e.kind == "canceled" for e in await exchange.cancel_all(account))
+    else:
+        exchange.risk.unblock_account(account)
+    write_json_atomically(exchange.data_dir / BLOCKED_FILE, sorted(exchange.risk.blocked_accounts()))
+    return okx.envelope([{"account": str(account), "action": action, "canceled": str(canceled)}])

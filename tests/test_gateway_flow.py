@@ -1,0 +1,267 @@
+"""The gateway's own protocols, driven raw against a real server (WebSocket order entry and
+pushes, the operator kill switch, cancel-all-after, HTTP admission), and the sequencer's
+admission rules against an engine that is made to stall."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import websockets
+
+from pyexchange import wire
+from pyexchange.config import AdmissionConfig
+from pyexchange.gateway.sequencer import Batch, Command, Overloaded, Sequencer
+from tests.gateway_server import Server, running_server
+
+BTC = "BTC-USDT"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("flow")) as zone:
+        yield zone
+
+
+def _sign(secret: str, text: str) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), text.encode(), hashlib.sha256).digest()).decode()
+
+
+def _rest(server: Server, n: int, method: str, path: str, body: Any = None) -> httpx.Response:
+    creds = server.credentials[n]
+    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    text = "" if body is None else json.dumps(body)
+    headers = {"OK-ACCESS-KEY": creds["apiKey"], "OK-ACCESS-PASSPHRASE": creds["passphrase"],
+               "OK-ACCESS-TIMESTAMP": stamp, "OK-ACCESS-SIGN": _sign(creds["secretKey"], stamp + method + path + text),
+               "Content-Type": "application/json"}  # fmt: skip
+    return httpx.request(method, server.base_url + path, content=text or None, headers=headers, timeout=30)
+
+
+def _login(server: Server, n: int, *, passphrase: str | None = None) -> dict[str, Any]:
+    creds = server.credentials[n]
+    stamp = str(int(time.time()))
+    return {"op": "login", "args": [{"apiKey": creds["apiKey"], "passphrase": passphrase or creds["passphrase"],
+                                     "timestamp": stamp, "sign": _sign(creds["secretKey"], stamp + "GET/users/self/verify")}]}  # fmt: skip
+
+
+async def _recv(ws: Any, timeout_s: float = 10) -> Any:
+    text = await asyncio.wait_for(ws.recv(), timeout_s)
+    return text if text == "pong" else json.loads(text)
+
+
+def test_websocket_order_entry_and_pushes(server: Server) -> None:
+    asyncio.run(_ws_order_entry(server))
+
+
+async def _ws_order_entry(server: Server) -> None:
+    async with websockets.connect(server.ws_url + "/private") as ws:
+        await ws.send("ping")
+        assert await _recv(ws) == "pong"
+        await ws.send(json.dumps({"op": "order", "id": "x", "args": [{"instId": BTC}]}))
+        assert (await _recv(ws))["code"] == "60011"  # not logged in
+        await ws.send(json.dumps(_login(server, 1, passphrase="wrong")))
+        assert (await _recv(ws))["event"] == "error"
+        await ws.send(json.dumps(_login(server, 1)))
+        assert await _recv(ws) == {"event": "login", "code": "0", "msg": "", "connId": (await _conn_id(ws))}
+        await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "orders", "instType": "SPOT"}]}))
+        assert (await _recv(ws))["event"] == "subscribe"
+        order = {"instId": BTC, "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "25000", "sz": "0.01"}
+        await ws.send(json.dumps({"op": "order", "id": "o1", "args": [{**order, "clOrdId": "ws1"}]}))
+        placed, pushed = await _answer_and_push(ws, "o1")
+        assert placed["code"] == "0" and placed["data"][0]["sCode"] == "0"
+        order_id = placed["data"][0]["ordId"]
+        assert pushed["data"][0]["ordId"] == order_id and pushed["data"][0]["state"] == "live"
+        batch = [{**order, "px": "24000"}, {**order, "px": "oops"}]
+        await ws.send(json.dumps({"op": "batch-orders", "id": "b1", "args": batch}))
+        answer, _ = await _answer_and_push(ws, "b1")
+        assert answer["code"] == "2" and [d["sCode"] for d in answer["data"]] == ["0", "51000"]
+        await ws.send(
+            json.dumps({"op": "amend-order", "id": "a1", "args": [{"instId": BTC, "ordId": order_id, "newSz": "0.02"}]})
+        )
+        amended, pushed = await _answer_and_push(ws, "a1")
+        assert amended["data"][0]["sCode"] == "0" and pushed["data"][0]["sz"] == "0.02"
+        await ws.send(json.dumps({"op": "cancel-order", "id": "c1", "args": [{"instId": BTC, "clOrdId": "ws1"}]}))
+        canceled, pushed = await _answer_and_push(ws, "c1")
+        assert canceled["data"][0]["ordId"] == order_id and pushed["data"][0]["state"] == "canceled"
+    assert (
+        _rest(server, 1, "GET", f"/api/v5/trade/order?instId={BTC}&ordId={order_id}").json()["data"][0]["state"]
+        == "canceled"
+    )
+
+
+async def _conn_id(ws: Any) -> str:
+    await ws.send(json.dumps({"op": "subscribe", "args": [{"channel": "nope"}]}))
+    error = await _recv(ws)
+    assert error["code"] == "60018"
+    return str(error["connId"])
+
+
+async def _answer_and_push(ws: Any, op_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The op's answer and the first `orders` push that came with it (either order)."""
+    answer = push = None
+    while answer is None or push is None:
+        message = await _recv(ws)
+        if message.get("id") == op_id:
+            answer = message
+            if answer["code"] == "1":
+                return answer, None
+        elif message.get("arg", {}).get("channel") == "orders":
+            push = message
+    return answer, push
+
+
+def test_kill_switch_blocks_cancels_and_survives_a_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "zone"
+    with running_server(data_dir) as first:
+        order = {"instId": BTC, "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "25000", "sz": "0.01"}
+        assert _rest(first, 0, "POST", "/api/v5/trade/order", order).json()["code"] == "0"
+        token = (data_dir / "operator-token").read_text().strip()
+        refused = httpx.post(first.base_url + "/operator/v1/kill-switch", json={"account": 1, "action": "block"})
+        assert refused.status_code == 401
+        blocked = httpx.post(first.base_url + "/operator/v1/kill-switch", json={"account": 1, "action": "block"},
+                             headers={"Authorization": f"Bearer {token}"}).json()  # fmt: skip
+        assert blocked["data"] == [{"account": "1", "action": "block", "canceled": "1"}]
+        assert _rest(first, 0, "GET", "/api/v5/trade/orders-pending").json()["data"] == []
+    with running_server(data_dir) as second:
+        answer = _rest(second, 0, "POST", "/api/v5/trade/order", order).json()
+        assert answer["code"] == "1" and answer["data"][0]["sCode"] == "51009"
+        assert _rest(second, 1, "POST", "/api/v5/trade/order", order).json()["code"] == "0"  # others trade on
+        headers = {"Authorization": f"Bearer {token}"}
+        httpx.post(
+            second.base_url + "/operator/v1/kill-switch", json={"account": 1, "action": "unblock"}, headers=headers
+        )
+        assert _rest(second, 0, "POST", "/api/v5/trade/order", order).json()["code"] == "0"
+
+
+def test_cancel_all_after(server: Server) -> None:
+    order = {"instId": "ETH-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "1500", "sz": "0.1"}
+    kept = _rest(server, 0, "POST", "/api/v5/trade/order", order).json()["data"][0]["ordId"]
+    swept = _rest(server, 2, "POST", "/api/v5/trade/order", order).json()["data"][0]["ordId"]
+    armed = _rest(server, 0, "POST", "/api/v5/trade/cancel-all-after", {"timeOut": "10"}).json()["data"][0]
+    assert int(armed["triggerTime"]) > time.time() * 1000
+    assert (
+        _rest(server, 0, "POST", "/api/v5/trade/cancel-all-after", {"timeOut": "0"}).json()["data"][0]["triggerTime"]
+        == "0"
+    )
+    _rest(server, 2, "POST", "/api/v5/trade/cancel-all-after", {"timeOut": "10"})
+    assert _rest(server, 2, "POST", "/api/v5/trade/cancel-all-after", {"timeOut": "5"}).json()["code"] == "51000"
+    time.sleep(11.5)
+    state = {n: _rest(server, n, "GET", f"/api/v5/trade/order?instId=ETH-USDT&ordId={i}").json()["data"][0]["state"]
+             for n, i in ((0, kept), (2, swept))}  # fmt: skip
+    assert state == {0: "live", 2: "canceled"}
+    _rest(server, 0, "POST", "/api/v5/trade/cancel-order", {"instId": "ETH-USDT", "ordId": kept})
+
+
+def test_http_admission_refuses_fast_with_retry_after(tmp_path: Path) -> None:
+    config = (Path(__file__).parents[1] / "pyexchange" / "default_config.toml").read_text()
+    config = config.replace("requests_in_flight_max = 2048", "requests_in_flight_max = 2")
+    (tmp_path / "config.toml").write_text(config)
+    with running_server(tmp_path / "zone", tmp_path / "config.toml") as zone:
+        asyncio.run(_burst(zone))
+
+
+async def _burst(zone: Server) -> None:
+    order = {"instId": BTC, "tdMode": "cash", "side": "sell", "ordType": "limit", "px": "31000", "sz": "0.001"}
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64)) as client:
+        answers = await asyncio.gather(*(_signed(client, zone, {**order, "clOrdId": f"burst{i}"}) for i in range(64)))
+    refused = [a for a in answers if a.status_code == 429]
+    placed = [a for a in answers if a.status_code == 200 and a.json()["code"] == "0"]
+    assert refused, "64 requests at once against a limit of 2 in flight: some must be refused"
+    assert len(refused) + len(placed) == len(answers)
+    assert all(a.headers["Retry-After"] == "1" and a.json()["code"] == "50011" for a in refused)
+    pending = _rest(zone, 0, "GET", "/api/v5/trade/orders-pending?limit=100").json()["data"]
+    assert len(pending) == len(placed)
+
+
+async def _signed(client: httpx.AsyncClient, zone: Server, body: dict[str, Any]) -> httpx.Response:
+    creds = zone.credentials[0]
+    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    text = json.dumps(body)
+    headers = {"OK-ACCESS-KEY": creds["apiKey"], "OK-ACCESS-PASSPHRASE": creds["passphrase"],
+               "OK-ACCESS-TIMESTAMP": stamp, "Content-Type": "application/json",
+               "OK-ACCESS-SIGN": _sign(creds["secretKey"], stamp + "POST/api/v5/trade/order" + text)}  # fmt: skip
+    return await client.post(zone.base_url + "/api/v5/trade/order", content=text, headers=headers)
+
+
+class StalledEngine:
+    """Enough of an engine for the sequencer: `submit` waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.seq = 0
+
+    def submit(self, records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        self.entered.set()
+        self.release.wait(10)
+        self.seq += len(records)
+        return np.zeros(0, dtype=wire.EVENT_DTYPE)
+
+    def decode_events(self, events: np.ndarray[Any, Any]) -> list[Any]:
+        return []
+
+    def asset_names(self) -> list[str]:
+        return []
+
+
+class NobodyFollows:
+    def book_followed(self, symbol: str) -> bool:
+        return False
+
+    def balances_followed(self, account: int) -> bool:
+        return False
+
+
+def test_sequencer_refuses_orders_when_behind_but_takes_cancels() -> None:
+    admission = AdmissionConfig(orders_queued_max=3, cancels_queued_max=2, queue_delay_ms_max=50,
+                                requests_in_flight_max=10, reply_timeout_ms=1000, retry_after_s=1)  # fmt: skip
+    engine = StalledEngine()
+    delivered: list[Batch] = []
+    loop = asyncio.new_event_loop()
+    sequencer = Sequencer(engine, admission, loop, delivered.append, NobodyFollows())  # type: ignore[arg-type]
+    sequencer.start()
+    try:
+        sequencer.enqueue(Command(wire.PLACE, 1, 0))
+        assert engine.entered.wait(5)  # the first batch is in the (stalled) engine
+        for _ in range(3):
+            sequencer.enqueue(Command(wire.PLACE, 1, 0))
+        with pytest.raises(Overloaded, match="orders are queued"):
+            sequencer.enqueue(Command(wire.PLACE, 1, 0))
+        sequencer.enqueue(Command(wire.CANCEL, 1, 0, order_id=7))  # cancels have their own queue
+        sequencer.enqueue(Command(wire.CANCEL_ALL, 1, 0))
+        with pytest.raises(Overloaded, match="cancels are queued"):
+            sequencer.enqueue(Command(wire.CANCEL, 1, 0, order_id=8))
+        assert sequencer.queued() == (3, 2)
+        engine.release.set()
+        deadline = time.monotonic() + 5
+        while sum(len(b.records) for b in delivered) < 6 and time.monotonic() < deadline:
+            loop.run_until_complete(asyncio.sleep(0.01))
+        kinds = [list(b.records["kind"]) for b in delivered]
+        assert kinds == [[wire.PLACE], [wire.CANCEL, wire.CANCEL_ALL, wire.PLACE, wire.PLACE, wire.PLACE]]
+        assert sequencer.refused == 2
+        # A batch that takes longer than queue_delay_ms_max: new orders are refused, cancels not.
+        engine.release.clear()
+        engine.entered.clear()
+        sequencer.enqueue(Command(wire.PLACE, 1, 0))
+        assert engine.entered.wait(5)
+        time.sleep(0.08)
+        with pytest.raises(Overloaded, match="ms behind"):
+            sequencer.enqueue(Command(wire.PLACE, 1, 0))
+        sequencer.enqueue(Command(wire.CANCEL, 1, 0, order_id=9))
+        engine.release.set()
+    finally:
+        engine.release.set()
+        sequencer.stop()
+        loop.close()
