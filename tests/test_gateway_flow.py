@@ -52,8 +52,9 @@ def _rest(server: Server, n: int, method: str, path: str, body: Any = None) -> h
 def _login(server: Server, n: int, *, passphrase: str | None = None) -> dict[str, Any]:
     creds = server.credentials[n]
     stamp = str(int(time.time()))
-    return {"op": "login", "args": [{"apiKey": creds["apiKey"], "passphrase": passphrase or creds["passphrase"],
-                                     "timestamp": stamp, "sign": _sign(creds["secretKey"], stamp + "GET/users/self/verify")}]}  # fmt: skip
+    sign = _sign(creds["secretKey"], stamp + "GET/users/self/verify")
+    arg = {"apiKey": creds["apiKey"], "passphrase": passphrase or creds["passphrase"], "timestamp": stamp, "sign": sign}
+    return {"op": "login", "args": [arg]}
 
 
 async def _recv(ws: Any, timeout_s: float = 10) -> Any:
