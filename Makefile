@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: help install demo lint test test-long test-rust test-python bench clean
+.PHONY: help install serve demo lint test test-long test-rust test-python bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -14,6 +14,9 @@ $(PY):
 
 install: $(PY)  ## build the Rust engine (release) and install pyexchange with test tools into .venv
 	$(PIP) install -q -e '.[test]'
+
+serve: install  ## run the exchange: one zone on 127.0.0.1:8000, data in ./data (the main job)
+	$(VENV)/bin/pyexchange serve
 
 demo: install  ## run a seeded market through the engine
 	$(VENV)/bin/pyexchange demo
