@@ -270,3 +270,20 @@ def test_one_engine_per_data_directory(data_dir: Path) -> None:
         Engine(data_dir)
     with Engine(data_dir) as again:  # closed: the lock is released
         assert again.seq == 0
+
+
+@pytest.mark.parametrize("retain_journal", [False, True])
+def test_snapshots_remove_old_segments_unless_the_journal_is_retained(data_dir: Path, retain_journal: bool) -> None:
+    with Engine(data_dir, clock=Clock(), snapshot_every_commands=0, segment_bytes=4096,
+                retain_journal=retain_journal) as eng:  # fmt: skip
+        setup_market(eng)
+        for round_ in range(4):  # more than the three snapshots kept
+            random_session(eng, seed=10 + round_, commands=100)
+            eng.snapshot()
+        last_seq = eng.seq
+    first_seq = _core.journal_records(data_dir, 1, 1)[0][0]
+    assert (first_seq == 1) if retain_journal else (first_seq > 1)
+    if retain_journal:
+        assert [r[0] for r in _core.journal_records(data_dir, 1, last_seq)] == list(range(1, last_seq + 1))
+    with Engine(data_dir) as eng:
+        assert eng.seq == last_seq
