@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,7 +60,7 @@ class Outcome:
     order_id: str = ""
     client_order_id: str = ""
     tag: str = ""
-    ts_ms: int = 0
+    ts_ms: int = field(default_factory=lambda: _now_ms())
 
     @property
     def ok(self) -> bool:
@@ -280,48 +280,36 @@ class Exchange:
 
     async def cancel(self, account: int, ref: OrderRef) -> Outcome:
         rejection = self.risk.check_cancel(account=account, instrument=ref.instrument.symbol)
-        cid = ref.client_order_id or ""
         if rejection is not None:
-            return Outcome(rejection.code, rejection.msg, str(ref.order_id or ""), cid, "", _now_ms())
-        view = self._resolve(account, ref)
-        order_id = view.order.order_id if view is not None else ref.order_id
-        if order_id is None:
-            return Outcome(okx.ORDER_UNKNOWN, "Order does not exist", "", cid, "", _now_ms())
-        command = Command(wire.CANCEL, account, ref.instrument.instrument_id, order_id=order_id)
-        events = await self._submit(command)
-        first = events[0]
-        cid = view.client_order_id if view is not None else cid
-        if first.kind == "rejected":
-            assert first.reason is not None
-            code, msg = okx.reason_error(first.reason)
-            return Outcome(code, msg, str(order_id), cid, "", first.ts_ns // 1_000_000)
-        return Outcome("0", "", str(order_id), cid, "", first.ts_ns // 1_000_000)
+            return Outcome(rejection.code, rejection.msg, str(ref.order_id or ""), ref.client_order_id or "")
+        return await self._on_order(account, ref, wire.CANCEL)
 
     async def amend(self, account: int, intent: AmendIntent) -> tuple[Outcome, str]:
         ref = intent.ref
-        cid = ref.client_order_id or ""
         rejection = self.risk.check_amend(
             account=account, instrument=ref.instrument.symbol, new_price=intent.new_price, new_size=intent.new_size,
             reference_price=self.views.last_price.get(ref.instrument.symbol), now_ns=time.monotonic_ns(),
         )  # fmt: skip
         if rejection is not None:
-            return Outcome(
-                rejection.code, rejection.msg, str(ref.order_id or ""), cid, "", _now_ms()
-            ), intent.request_id
+            outcome = Outcome(rejection.code, rejection.msg, str(ref.order_id or ""), ref.client_order_id or "")
+            return outcome, intent.request_id
+        outcome = await self._on_order(account, ref, wire.AMEND, intent.new_price_ticks, intent.new_size_lots)
+        return outcome, intent.request_id
+
+    async def _on_order(
+        self, account: int, ref: OrderRef, kind: int, price_ticks: int = 0, size_lots: int = 0
+    ) -> Outcome:
+        """A cancel or an amend of the order `ref` names (by id or client order id)."""
         view = self._resolve(account, ref)
         order_id = view.order.order_id if view is not None else ref.order_id
+        cid = view.client_order_id if view is not None else ref.client_order_id or ""
         if order_id is None:
-            return Outcome(okx.ORDER_UNKNOWN, "Order does not exist", "", cid, "", _now_ms()), intent.request_id
-        command = Command(wire.AMEND, account, ref.instrument.instrument_id, order_id=order_id,
-                          price_ticks=intent.new_price_ticks, size_lots=intent.new_size_lots)  # fmt: skip
-        events = await self._submit(command)
-        first = events[0]
-        cid = view.client_order_id if view is not None else cid
-        if first.kind == "rejected":
-            assert first.reason is not None
-            code, msg = okx.reason_error(first.reason)
-            return Outcome(code, msg, str(order_id), cid, "", first.ts_ns // 1_000_000), intent.request_id
-        return Outcome("0", "", str(order_id), cid, "", first.ts_ns // 1_000_000), intent.request_id
+            return Outcome(okx.ORDER_UNKNOWN, "Order does not exist", "", cid)
+        command = Command(kind, account, ref.instrument.instrument_id, order_id=order_id, price_ticks=price_ticks,
+                          size_lots=size_lots)  # fmt: skip
+        first = (await self._submit(command))[0]
+        code, msg = okx.reason_error(first.reason or "") if first.kind == "rejected" else ("0", "")
+        return Outcome(code, msg, str(order_id), cid, "", first.ts_ns // 1_000_000)
 
     async def cancel_all(self, account: int, symbol: str | None = None) -> list[Event]:
         """The kill switch for one account (all instruments, or one)."""
