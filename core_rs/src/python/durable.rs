@@ -76,6 +76,7 @@ impl PyDurableEngine {
 engine_methods!(PyDurableEngine, [], {
     /// Opens (creating if needed) the data directory and recovers its state.
     #[new]
+    #[allow(clippy::too_many_arguments)] // one per keyword argument of the Python constructor
     #[pyo3(signature = (data_dir, *, no_fsync_unsafe_benchmark_only=false, group_commit_window_us=0, snapshot_every_commands=1_000_000, segment_bytes=67_108_864, ack_timeout_ms=10_000, retain_journal=false))]
     fn new(
         py: Python<'_>,
