@@ -195,9 +195,11 @@ def test_market_notional_uses_the_reference_price_and_is_skipped_without_one() -
 def test_band_edges_pass_and_one_step_outside_is_refused(reference: Decimal, pct: Decimal) -> None:
     checks = RiskChecks(config(price_band_pct=str(pct), orders_burst_per_account=100))
     low, high = reference * (100 - pct) / 100, reference * (100 + pct) / 100  # exact: few digits
-    for price, passes in ((low, True), (high, True), (low - STEP, False), (high + STEP, False)):
-        result = place(checks, instrument=ETH, price=price, reference_price=reference)
-        assert reason(result) == (None if passes else "risk_price_outside_band"), (price, low, high)
+    cases = [("buy", high, True), ("buy", high + STEP, False), ("buy", low - STEP, True),
+             ("sell", low, True), ("sell", low - STEP, False), ("sell", high + STEP, True)]  # fmt: skip
+    for side, price, passes in cases:
+        result = place(checks, instrument=ETH, side=side, price=price, reference_price=reference)
+        assert reason(result) == (None if passes else "risk_price_outside_band"), (side, price, low, high)
         assert result is None or result.code == "51006"
 
 
@@ -205,8 +207,8 @@ def test_band_message_names_the_band_and_the_reference() -> None:
     refused = place(fresh(), price=Decimal(41000))
     assert refused is not None
     assert refused.msg == (
-        "Order price 41000 is outside the price band: 27000 to 33000 (±10% of the reference price 30000) "
-        "[risk_price_outside_band]"
+        "Order price 41000 is not within the price limit (max buy price: 33000, min sell price: 27000; "
+        "±10% of the reference price 30000) [risk_price_outside_band]"
     )
 
 
@@ -214,7 +216,7 @@ def test_band_is_skipped_without_a_reference_or_a_price() -> None:
     checks = fresh()
     assert place(checks, price=Decimal(1), reference_price=None) is None
     assert place(checks, order_type="market", price=None, size=Decimal(1), reference_price=Decimal(1)) is None
-    assert reason(place(checks, price=Decimal(1), reference_price=Decimal(2))) == "risk_price_outside_band"
+    assert reason(place(checks, side="sell", price=Decimal(1), reference_price=Decimal(2))) == "risk_price_outside_band"
 
 
 def test_open_orders_pass_one_below_the_max_and_are_refused_at_it() -> None:

@@ -286,9 +286,12 @@ class Exchange:
 
     async def amend(self, account: int, intent: AmendIntent) -> tuple[Outcome, str]:
         ref = intent.ref
+        known = self._resolve(account, ref)
         rejection = self.risk.check_amend(
             account=account, instrument=ref.instrument.symbol, new_price=intent.new_price, new_size=intent.new_size,
             reference_price=self.views.last_price.get(ref.instrument.symbol), now_ns=time.monotonic_ns(),
+            order_price=known.order.price if known else None, order_size=known.order.size if known else None,
+            side=known.order.side if known else None,
         )  # fmt: skip
         if rejection is not None:
             outcome = Outcome(rejection.code, rejection.msg, str(ref.order_id or ""), ref.client_order_id or "")

@@ -92,7 +92,7 @@ class RiskChecks:
             or self._check_rate(account, now_ns)
             or _check_size(instrument, limits, size, market=market)
             or _check_notional(instrument, limits, reference_price if market else price, size, market=market)
-            or _check_band(self._config.price_band_pct, price, reference_price)
+            or _check_band(self._config.price_band_pct, side, price, reference_price)
             or self._check_open_orders(account, open_orders)
         )
 
@@ -107,6 +107,7 @@ class RiskChecks:
         now_ns: int,
         order_price: Decimal | None = None,
         order_size: Decimal | None = None,
+        side: str | None = None,
     ) -> RiskRejection | None:
         """None if the amend may go to the engine, else why not. `order_price` and `order_size`, the
         live order's current values, are optional: with them an amend that changes only one of price
@@ -124,7 +125,7 @@ class RiskChecks:
             or self._check_rate(account, now_ns)
             or (_check_size(instrument, limits, new_size, market=False) if new_size is not None else None)
             or (_check_notional(instrument, limits, price, size, market=False) if changed else None)
-            or _check_band(self._config.price_band_pct, new_price, reference_price)
+            or _check_band(self._config.price_band_pct, side, new_price, reference_price)
         )
 
     def check_cancel(self, *, account: int, instrument: str) -> RiskRejection | None:
@@ -256,20 +257,25 @@ def _check_notional(
     )
 
 
-def _check_band(band_pct: Decimal, price: Decimal | None, reference_price: Decimal | None) -> RiskRejection | None:
+def _check_band(
+    band_pct: Decimal, side: str | None, price: Decimal | None, reference_price: Decimal | None
+) -> RiskRejection | None:
+    """OKX's price limit: a buy may not be priced above the reference + pct, a sell not below the
+    reference - pct (the side that could sweep the book); a passive order far from the market is
+    fine. Without a side (an amend of an order whose side is unknown) both edges apply."""
     if price is None or reference_price is None:
         return None
     price_x100 = _EXACT.multiply(price, 100)
     low_x100 = _EXACT.multiply(reference_price, _EXACT.subtract(100, band_pct))
     high_x100 = _EXACT.multiply(reference_price, _EXACT.add(100, band_pct))
-    if low_x100 <= price_x100 <= high_x100:
+    if (side == "sell" or price_x100 <= high_x100) and (side == "buy" or low_x100 <= price_x100):
         return None
     with localcontext(_DISPLAY):
         low, high = reference_price * (100 - band_pct) / 100, reference_price * (100 + band_pct) / 100
     return reject(
         "risk_price_outside_band",
-        f"Order price {_show(price)} is outside the price band: {_show(low)} to {_show(high)} "
-        f"(±{_show(band_pct)}% of the reference price {_show(reference_price)})",
+        f"Order price {_show(price)} is not within the price limit (max buy price: {_show(high)}, min sell "
+        f"price: {_show(low)}; ±{_show(band_pct)}% of the reference price {_show(reference_price)})",
     )
 
 
