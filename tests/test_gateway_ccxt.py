@@ -219,3 +219,12 @@ def test_restart_recovers_orders_and_history(tmp_path: Path) -> None:
         assert maker.fetch_order_book(BTC)["asks"] == before["book"]
         again = maker.create_order(BTC, "limit", "sell", 1, 30000, {"clOrdId": "beforeRestart"})
         assert again["id"] == resting["id"]
+
+
+def test_trading_fees_and_account(server: Server) -> None:
+    ex = server.okx(1)
+    ex.load_markets()
+    fee = ex.fetch_trading_fee(BTC)
+    assert (fee["maker"], fee["taker"]) == (0.0008, 0.001)
+    accounts = ex.fetch_accounts()
+    assert accounts[0]["id"] == str(server.credentials[1]["account"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -212,6 +213,33 @@ async def balance(exchange: Ex, key: Key, ccy: Q = None) -> dict[str, Any]:
         names = ccy.split(",")
     balances = exchange.balances(key.account, names)
     return okx.envelope([exchange.balance_json(key.account, balances, time.time_ns() // 1_000_000)])
+
+
+@router.get("/account/config")
+async def account_config(key: Key) -> dict[str, Any]:
+    uid = str(key.account)
+    return okx.envelope([{"uid": uid, "mainUid": uid, "acctLv": "1", "posMode": "net_mode", "autoLoan": False,
+                          "greeksType": "PA", "level": "Lv1", "levelTmp": "", "ctIsoMode": "automatic",
+                          "mgnIsoMode": "automatic", "roleType": "0", "traderInsts": [], "spotRoleType": "0",
+                          "spotTraderInsts": [], "opAuth": "0", "kycLv": "0", "label": key.label, "ip": "",
+                          "perm": "read_only,trade"}])  # fmt: skip
+
+
+@router.get("/account/trade-fee")
+async def trade_fee(exchange: Ex, key: Key, instType: Q = None, instId: Q = None) -> dict[str, Any]:
+    """The fee rates (negative: charged, as OKX signs them) of one instrument, or the highest
+    of all for the whole instrument type."""
+    if _inst_type(instType, required=True) != "SPOT":
+        return okx.envelope([])
+    specs = exchange.config.instruments
+    if instId:
+        symbol = _instrument(exchange, instId)
+        specs = tuple(spec for spec in specs if spec.symbol == symbol)
+    maker = max(spec.maker_fee_bps for spec in specs)
+    taker = max(spec.taker_fee_bps for spec in specs)
+    return okx.envelope([{"category": "1", "delivery": "", "exercise": "", "instType": "SPOT", "level": "Lv1",
+                          "maker": okx.dec(-Decimal(maker).scaleb(-4)), "taker": okx.dec(-Decimal(taker).scaleb(-4)),
+                          "makerU": "", "takerU": "", "ts": str(time.time_ns() // 1_000_000)}])  # fmt: skip
 
 
 # ---- private: order entry ----
