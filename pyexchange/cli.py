@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(parser, args)
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:  # bad input, or a data directory in use or damaged
         print(f"pyexchange: {error}", file=sys.stderr)
         return 2
 
