@@ -94,6 +94,9 @@ class Hub:
         return (channel, key) in self._subs
 
     def publish(self, channel: str, key: str, data: list[dict[str, Any]], action: str | None = None) -> None:
+        """Sends `data` to every subscriber; a message is serialized once per distinct `arg`
+        (public subscribers of a channel usually share one)."""
+        texts: dict[str, str] = {}
         for conn in list(self._subs.get((channel, key), ())):
             arg = conn.args[(channel, key)]
             rows = data
@@ -102,10 +105,14 @@ class Hub:
                 rows = [row for row in data if row.get("instId") == inst_id]
                 if not rows:
                     continue
-            message: dict[str, Any] = {"arg": arg, "data": rows}
-            if action is not None:
-                message["action"] = action
-            conn.send(message)
+            arg_key = json.dumps(arg, sort_keys=True)
+            text = texts.get(arg_key)
+            if text is None:
+                message: dict[str, Any] = {"arg": arg, "data": rows}
+                if action is not None:
+                    message["action"] = action
+                text = texts[arg_key] = json.dumps(message)
+            conn.send(text)
 
 
 def _error(conn: Connection, code: str, msg: str, op_id: str | None = None) -> dict[str, Any]:
