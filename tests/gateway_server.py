@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 STARTUP_TIMEOUT_S = 60
 
@@ -62,18 +62,21 @@ def running_server(data_dir: Path, config: Path | None = None, *, port: int | No
     command = [sys.executable, "-m", "pyexchange", "serve", "--data-dir", str(data_dir), "--port", str(port)]
     if config is not None:
         command += ["--config", str(config)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    # The output goes to a file: a pipe read only at the end fills up and stalls the server.
+    log = (data_dir.parent / f"{data_dir.name}-server.log").open("w+")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base_url, process)
+        _wait_ready(base_url, process, log)
         credentials = json.loads((data_dir / "demo-credentials.json").read_text())
         yield Server(base_url, f"ws://127.0.0.1:{port}/ws/v5", data_dir, credentials, process)
     finally:
         stop(process)
+        log.close()
 
 
-def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> str:
+def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
     if process.poll() is None:
         process.send_signal(sig)
         try:
@@ -81,14 +84,14 @@ def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> str:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    return process.stdout.read() if process.stdout else ""
 
 
-def _wait_ready(base_url: str, process: subprocess.Popen[str]) -> None:
+def _wait_ready(base_url: str, process: subprocess.Popen[str], log: IO[str]) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the server exited: {process.stdout.read() if process.stdout else ''}")
+            log.seek(0)
+            raise RuntimeError(f"the server exited: {log.read()}")
         url = f"{base_url}/api/v5/public/time"
         with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as answer:
             if answer.status == 200:

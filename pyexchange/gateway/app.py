@@ -26,6 +26,7 @@ from pyexchange.gateway.auth import Authenticator
 from pyexchange.gateway.exchange import Exchange
 
 log = logging.getLogger("pyexchange.gateway")
+BODY_BYTES_MAX = 64 * 1024  # a batch of 20 orders is about 4 KiB
 ALWAYS_ADMITTED = ("/api/v5/trade/cancel-order", "/api/v5/trade/cancel-batch-orders")
 
 
@@ -85,6 +86,11 @@ class Admission:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if _content_length(scope) > BODY_BYTES_MAX:
+            error = okx.OkxError(okx.PARAMETER_ERROR, f"The request body is larger than {BODY_BYTES_MAX} bytes",
+                                 http_status=413)  # fmt: skip
+            await _error_response(error)(scope, receive, send)
+            return
         if self.in_flight >= self.limit and scope["path"] not in ALWAYS_ADMITTED:
             error = okx.OkxError(okx.RATE_LIMITED, f"Rate limit reached: {self.limit} requests are in flight "
                                  "(admission.requests_in_flight_max)", retry_after_s=self.retry_after_s)  # fmt: skip
@@ -95,6 +101,13 @@ class Admission:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+
+def _content_length(scope: Any) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() and len(value) < 16 else BODY_BYTES_MAX + 1
+    return 0
 
 
 def _add_error_handlers(app: FastAPI) -> None:

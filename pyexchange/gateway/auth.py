@@ -45,7 +45,7 @@ class Authenticator:
         key = self.keys.get(api_key)
         if key is None:
             raise okx.OkxError(okx.KEY_INVALID, "Invalid OK-ACCESS-KEY")
-        if not hmac.compare_digest(sign(key.secret, timestamp + method + request_path + body), signature):
+        if not _same(sign(key.secret, timestamp + method + request_path + body), signature):
             raise okx.OkxError(okx.SIGNATURE_INVALID, "Invalid Sign")
         if not await self._passphrase_ok(key, passphrase):
             raise okx.OkxError(okx.PASSPHRASE_INCORRECT, "OK-ACCESS-PASSPHRASE incorrect")
@@ -77,7 +77,7 @@ class Authenticator:
         key = self.keys.get(fields["apiKey"])
         if key is None:
             raise okx.OkxError("60005", "Invalid OK-ACCESS-KEY")
-        if not hmac.compare_digest(sign(key.secret, fields["timestamp"] + "GET" + WS_LOGIN_PATH), fields["sign"]):
+        if not _same(sign(key.secret, fields["timestamp"] + "GET" + WS_LOGIN_PATH), fields["sign"]):
             raise okx.OkxError("60007", "Invalid sign")
         if not await self._passphrase_ok(key, fields["passphrase"]):
             raise okx.OkxError("60024", "Wrong passphrase")
@@ -96,6 +96,11 @@ class Authenticator:
         if signature in self._seen:
             raise okx.OkxError(okx.SIGNATURE_INVALID, "Invalid Sign: this signed request was already received (replay)")
         self._seen[signature] = max(sent_ms + self.window_ms, now_ms)
+
+
+def _same(expected: str, sent: str) -> bool:
+    """A constant-time comparison that also takes a signature with non-ASCII characters."""
+    return hmac.compare_digest(expected.encode(), sent.encode("utf-8", errors="surrogateescape"))
 
 
 def _header(headers: Mapping[str, str], name: str, code: str) -> str:

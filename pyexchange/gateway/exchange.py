@@ -307,7 +307,8 @@ class Exchange:
         order_id = view.order.order_id if view is not None else ref.order_id
         cid = view.client_order_id if view is not None else ref.client_order_id or ""
         if order_id is None:
-            return Outcome(okx.ORDER_UNKNOWN, "Order does not exist", "", cid)
+            code, msg = okx.reason_error("matching_unknown_order")
+            return Outcome(code, msg, "", cid)
         command = Command(kind, account, ref.instrument.instrument_id, order_id=order_id, price_ticks=price_ticks,
                           size_lots=size_lots)  # fmt: skip
         first = (await self._submit(command))[0]

@@ -18,6 +18,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
 
 from pyexchange.accounts import write_json_atomically
@@ -71,8 +72,8 @@ async def blocked(exchange: Operator) -> dict[str, Any]:
 )  # fmt: skip
 async def kill_switch(request: Request, exchange: Operator) -> dict[str, Any]:
     try:
-        body = json.loads(await request.body())
-    except (ValueError, RecursionError):
+        body = orjson.loads(await request.body())
+    except (orjson.JSONDecodeError, RecursionError):
         raise okx.OkxError(okx.JSON_INVALID, "Invalid JSON body") from None
     account = body.get("account") if isinstance(body, dict) else None
     action = body.get("action") if isinstance(body, dict) else None

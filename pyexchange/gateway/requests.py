@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from pyexchange import wire
@@ -19,6 +19,7 @@ from pyexchange.engine import Instrument
 from pyexchange.gateway import okx
 
 CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")  # ASCII digits only: no sign, exponent, space or '_'
 ORDER_TYPES = ("limit", "market", "post_only", "fok", "ioc")
 STP_MODES = ("cancel_maker", "cancel_taker", "cancel_both")
 NUMBER_CHARS_MAX = 40
@@ -90,15 +91,12 @@ def _number(body: Mapping[str, Any], field: str, *, required: bool = True) -> De
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise error(field, f"must be a decimal string, not {type(value).__name__}")
-    text = str(value)
-    if len(text) > NUMBER_CHARS_MAX:
-        raise error(field, f"{text[:NUMBER_CHARS_MAX]}... is too long a number")
-    try:
-        number = Decimal(text)
-    except InvalidOperation:
-        raise error(field, f"{text!r} is not a number") from None
-    if not number.is_finite() or number <= 0 or abs(number.adjusted()) > NUMBER_CHARS_MAX:
-        raise error(field, f"{text!r} must be a positive number in [1e-{NUMBER_CHARS_MAX}, 1e{NUMBER_CHARS_MAX + 1})")
+    text = format(Decimal(repr(value)), "f") if isinstance(value, float) else str(value)
+    if len(text) > NUMBER_CHARS_MAX or not DECIMAL.fullmatch(text):
+        raise error(field, f'{text[:NUMBER_CHARS_MAX]!r} is not a plain decimal such as "0.01" (digits, one point)')
+    number = Decimal(text)
+    if number <= 0:
+        raise error(field, f"{text!r} must be positive")
     return number
 
 

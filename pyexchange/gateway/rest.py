@@ -8,12 +8,12 @@ code and a message (not FastAPI's 422). Private routes take the signed key throu
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 
 from pyexchange.accounts import ApiKey
@@ -44,11 +44,11 @@ Key = Annotated[ApiKey, Depends(private)]
 router = APIRouter(prefix="/api/v5")
 
 
-def _limit(value: str | None, default: int, most: int) -> int:
+def _limit(value: str | None, default: int, most: int, name: str = "limit") -> int:
     if value is None or value == "":
         return default
     if not (value.isascii() and value.isdigit()) or len(value) > 10 or not 1 <= int(value) <= 10**9:
-        raise requests.error("limit", f"{value[:20]!r} must be a positive integer")
+        raise requests.error(name, f"{value[:20]!r} must be a positive integer")
     return min(int(value), most)
 
 
@@ -88,8 +88,8 @@ async def _json_body(request: Request) -> Any:
     if not raw.strip():
         raise okx.OkxError(okx.BODY_EMPTY, "Body can not be empty")
     try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
+        return orjson.loads(raw)  # strict: lone surrogates and non-finite numbers are invalid JSON
+    except (orjson.JSONDecodeError, RecursionError):
         raise okx.OkxError(okx.JSON_INVALID, "Invalid JSON body") from None
 
 
@@ -125,7 +125,7 @@ async def instruments(exchange: Ex, instType: Q = None, instId: Q = None) -> dic
 
 def _book(exchange: Exchange, inst_id: str | None, sz: str | None, most: int) -> dict[str, Any]:
     symbol = _instrument(exchange, inst_id)
-    depth = _limit(sz, 1, most)
+    depth = _limit(sz, 1, most, "sz")
     book = exchange.engine.book(symbol, depth)
     rows = [[[okx.dec(p), okx.dec(s), "0", "0"] for p, s in book[side]] for side in ("asks", "bids")]
     return okx.envelope([{"asks": rows[0], "bids": rows[1], "ts": str(time.time_ns() // 1_000_000)}])
@@ -320,6 +320,8 @@ async def cancel_all_after(request: Request, exchange: Ex, key: Key) -> dict[str
     if not isinstance(body, dict):
         raise okx.OkxError(okx.PARAMETER_ERROR, "The body must be a JSON object")
     timeout = body.get("timeOut")
+    if timeout is None or timeout == "":
+        raise okx.OkxError(okx.PARAMETER_EMPTY, "Parameter timeOut can not be empty")
     text = str(timeout) if isinstance(timeout, str | int) and not isinstance(timeout, bool) else ""
     if not text.encode().isdigit() or len(text) > 9:
         raise requests.error("timeOut", 'seconds as a string: "0" (off) or 10 to 120')

@@ -23,6 +23,7 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from pyexchange.accounts import ApiKey
@@ -137,8 +138,8 @@ class Session:
             self.conn.send(_error(self.conn, "60012", f"Illegal request: longer than {MESSAGE_BYTES_MAX} bytes"))
             return
         try:
-            message = json.loads(text)
-        except (ValueError, RecursionError):
+            message = orjson.loads(text)
+        except (orjson.JSONDecodeError, RecursionError):
             self.conn.send(_error(self.conn, "60012", f"Illegal request: {text[:200]}"))
             return
         if not isinstance(message, dict):
