@@ -23,7 +23,6 @@ from pyexchange.config import Config
 from pyexchange.engine import Engine
 
 DEFAULT_DATA_DIR = "./data"
-GC_GEN0_THRESHOLD = 50_000
 
 
 @dataclass
@@ -104,12 +103,8 @@ def serve(data_dir: str, config_path: str | None, host: str | None, port: int | 
     zone = open_zone(Path(data_dir), config)
     exchange = Exchange(config, zone.data_dir, zone.engine)
     replayed = exchange.rebuild()
-    # The views hold many long-lived objects: move what exists now out of the collector's way
-    # and collect the young generation less often, so that no full collection pauses order
-    # entry for tens of milliseconds while the history grows.
     gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 100)
+    gc.freeze()  # the rebuilt history is old: out of the collector's way (see `keep_gc_pauses_short`)
     auth = Authenticator(KeyStore(zone.data_dir), config.timestamp_window_s)
     app = create_app(exchange, auth)
     _announce(zone, host, port, replayed)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +28,8 @@ from pyexchange.gateway.auth import Authenticator
 from pyexchange.gateway.exchange import Exchange
 
 log = logging.getLogger("pyexchange.gateway")
+GC_FREEZE_EVERY_S = 1.0
+GC_FULL_EVERY_S = 600.0
 BODY_BYTES_MAX = 64 * 1024  # a batch of 20 orders is about 4 KiB
 ALWAYS_ADMITTED = ("/api/v5/trade/cancel-order", "/api/v5/trade/cancel-batch-orders")
 
@@ -50,7 +54,8 @@ def create_app(exchange: Exchange, auth: Authenticator) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         exchange.start(asyncio.get_running_loop(), hub)
-        tasks = [asyncio.create_task(exchange.run_dead_man_switches()), asyncio.create_task(exchange.watch_loop_lag())]
+        tasks = [asyncio.create_task(exchange.run_dead_man_switches()), asyncio.create_task(exchange.watch_loop_lag()),
+                 asyncio.create_task(keep_gc_pauses_short())]  # fmt: skip
         try:
             yield
         finally:
@@ -101,6 +106,22 @@ class Admission:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+
+async def keep_gc_pauses_short() -> None:
+    """The views hold an object or two per order, a million of them on a big book, and a
+    collection that walks them all pauses order entry for a large part of a second (130 ms per
+    700,000 measured). So every second what survived is frozen (moved out of the collector's
+    reach; freed by reference counting as usual), and a full collection runs only every
+    `GC_FULL_EVERY_S`, to reclaim any reference cycles that died while frozen."""
+    last_full = time.monotonic()
+    while True:
+        await asyncio.sleep(GC_FREEZE_EVERY_S)
+        if time.monotonic() - last_full >= GC_FULL_EVERY_S:
+            gc.unfreeze()
+            gc.collect()
+            last_full = time.monotonic()
+        gc.freeze()
 
 
 def _content_length(scope: Any) -> int:
