@@ -30,6 +30,7 @@ from pyexchange.gateway.exchange import Exchange
 log = logging.getLogger("pyexchange.gateway")
 GC_FREEZE_EVERY_S = 1.0
 GC_FULL_EVERY_S = 600.0
+GC_GEN2_AFTER_GEN1_COLLECTIONS = 1_000_000  # never, in practice: gen2 is frozen every second
 BODY_BYTES_MAX = 64 * 1024  # a batch of 20 orders is about 4 KiB
 ALWAYS_ADMITTED = ("/api/v5/trade/cancel-order", "/api/v5/trade/cancel-batch-orders")
 
@@ -112,8 +113,11 @@ async def keep_gc_pauses_short() -> None:
     """The views hold an object or two per order, a million of them on a big book, and a
     collection that walks them all pauses order entry for a large part of a second (130 ms per
     700,000 measured). So every second what survived is frozen (moved out of the collector's
-    reach; freed by reference counting as usual), and a full collection runs only every
-    `GC_FULL_EVERY_S`, to reclaim any reference cycles that died while frozen."""
+    reach; freed by reference counting as usual), the collector's own full collections are
+    turned off, and a full collection runs only every `GC_FULL_EVERY_S`, to reclaim any
+    reference cycles that died while frozen."""
+    gen0, gen1, _gen2 = gc.get_threshold()
+    gc.set_threshold(gen0, gen1, GC_GEN2_AFTER_GEN1_COLLECTIONS)  # only the full collection below walks it all
     last_full = time.monotonic()
     while True:
         await asyncio.sleep(GC_FREEZE_EVERY_S)
