@@ -1,6 +1,7 @@
 """The compiled engine (`core_rs`, PyO3). Integers in, integers out; `pyexchange.Engine`
 is the convenient face. Event records are `wire.EVENT_DTYPE` bytes (88 bytes each)."""
 
+from collections.abc import Callable
 from os import PathLike
 from typing import Any, final
 
@@ -21,6 +22,7 @@ __all__ = [
     "JournalUnavailable",
     "OutcomeUnknown",
     "journal_records",
+    "journal_replay",
     "journal_verify",
 ]
 
@@ -218,6 +220,12 @@ class DurableEngine:
 def journal_verify(data_dir: str | PathLike[str]) -> dict[str, Any]:
     """first_seq, last_seq, records, tail_damaged (file, offset, bytes, reason) or None;
     RuntimeError naming file, offset and seq for damage before the tail. Changes nothing."""
+
+def journal_replay(
+    data_dir: str | PathLike[str], from_seq: int, chunk_records: int, visit: Callable[[list[tuple[int, bytes]]], object]
+) -> int:
+    """Reads the journal once from `from_seq`, calling `visit` with lists of (seq, payload) of
+    `chunk_records` each (the GIL held); an exception in `visit` stops it. Returns the count."""
 
 def journal_records(
     data_dir: str | PathLike[str], from_seq: int, limit: int

@@ -179,6 +179,8 @@ class Order:
 def _average_price(inst: Instrument, filled_price_lots: int, filled_lots: int) -> Decimal | None:
     if filled_lots == 0:
         return None
+    if filled_price_lots % filled_lots == 0:  # one price, or prices averaging to a tick: no fraction
+        return _plain(filled_price_lots // filled_lots * inst.tick_size)
     exact = Fraction(filled_price_lots, filled_lots) * Fraction(inst.tick_size)
     if (exact.denominator & (exact.denominator - 1)) == 0 or 10**30 % exact.denominator == 0:
         return Decimal(exact.numerator) / Decimal(exact.denominator)

@@ -93,30 +93,30 @@ class Exchange:
     # ---- life cycle ----
 
     def rebuild(self) -> int:
-        """Rebuilds the views from the whole journal (an in-memory replay); the records replayed."""
+        """Rebuilds the views from the whole journal (read once, replayed in memory, a chunk of
+        trading commands at a time through the batch path); the records replayed."""
         replica = Engine()
-        replayed = 0
-        chunk: list[bytes] = []
-        first_seq = 1
-        last_seq = self.engine.seq
-        while first_seq + len(chunk) <= last_seq:
-            rows = _core.journal_records(self.data_dir, first_seq + len(chunk), REPLAY_CHUNK_RECORDS)
-            if not rows:
-                break
-            for seq, _file, _offset, _ts, _command, payload in rows:
-                if payload[KIND_OFFSET] not in TRADING_KINDS:
-                    self._replay(replica, chunk, first_seq)
-                    chunk, first_seq = [], seq + 1
-                    replica._core.apply_journal_payload(payload)  # type: ignore[union-attr]
-                    replica._load_configuration(replica._core)  # type: ignore[arg-type]
-                else:
-                    chunk.append(payload)
-                replayed += 1
-            if len(chunk) >= REPLAY_CHUNK_RECORDS:
-                self._replay(replica, chunk, first_seq)
-                first_seq += len(chunk)
-                chunk = []
-        self._replay(replica, chunk, first_seq)
+        pending: list[bytes] = []
+        next_seq = 1  # the seq of pending[0]
+
+        def visit(records: list[tuple[int, bytes]]) -> None:
+            nonlocal next_seq
+            for seq, payload in records:
+                if seq > self.engine.seq:
+                    break
+                if payload[KIND_OFFSET] in TRADING_KINDS:
+                    pending.append(payload)
+                    continue
+                self._replay(replica, pending, next_seq)
+                pending.clear()
+                replica._core.apply_journal_payload(payload)  # type: ignore[union-attr]
+                replica._load_configuration(replica._core)  # type: ignore[arg-type]
+                next_seq = seq + 1
+            self._replay(replica, pending, next_seq)
+            next_seq += len(pending)
+            pending.clear()
+
+        replayed = _core.journal_replay(self.data_dir, 1, REPLAY_CHUNK_RECORDS, visit)
         if replica.state_hash() != self.engine.state_hash():
             raise RuntimeError("the journal replayed in memory does not give the engine's state hash")
         self._books_stale.update(self.books)

@@ -243,10 +243,49 @@ fn journal_records(py: Python<'_>, data_dir: PathBuf, from_seq: u64, limit: usiz
     }
 }
 
+/// Reads the journal once from `from_seq` and hands its records to `visit`, a list of
+/// (seq, payload) at a time (`chunk_records` each, the last one shorter), with the GIL held;
+/// an exception in `visit` stops the reading and is raised. Returns the records handed over.
+#[pyfunction]
+#[pyo3(signature = (data_dir, from_seq, chunk_records, visit))]
+fn journal_replay(
+    py: Python<'_>,
+    data_dir: PathBuf,
+    from_seq: u64,
+    chunk_records: usize,
+    visit: Bound<'_, PyAny>,
+) -> PyResult<u64> {
+    let chunk_records = chunk_records.max(1);
+    let mut chunk: Vec<(u64, Py<PyBytes>)> = Vec::with_capacity(chunk_records);
+    let mut failed: Option<PyErr> = None;
+    let mut hand_over = |chunk: &mut Vec<(u64, Py<PyBytes>)>| -> Result<(), String> {
+        let records = std::mem::take(chunk);
+        visit.call1((records,)).map(drop).map_err(|error| {
+            failed = Some(error);
+            "the visitor raised".to_string()
+        })
+    };
+    let read = journal::read_from(&data_dir, from_seq, |seq, payload, _location| {
+        chunk.push((seq, PyBytes::new(py, payload).unbind()));
+        if chunk.len() >= chunk_records {
+            hand_over(&mut chunk)?;
+        }
+        Ok(())
+    });
+    let read = read.and_then(|count| hand_over(&mut chunk).map(|()| count).map_err(journal::ReadError::Visitor));
+    match (read, failed) {
+        (_, Some(error)) => Err(error),
+        (Ok(count), None) => Ok(count),
+        (Err(journal::ReadError::Journal(error)), None) => Err(PyRuntimeError::new_err(error.to_string())),
+        (Err(journal::ReadError::Visitor(reason)), None) => Err(PyRuntimeError::new_err(reason)),
+    }
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyDurableEngine>()?;
     m.add_function(wrap_pyfunction!(journal_verify, m)?)?;
     m.add_function(wrap_pyfunction!(journal_records, m)?)?;
+    m.add_function(wrap_pyfunction!(journal_replay, m)?)?;
     m.add("JournalUnavailable", m.py().get_type::<JournalUnavailable>())?;
     m.add("OutcomeUnknown", m.py().get_type::<OutcomeUnknown>())?;
     Ok(())
