@@ -287,3 +287,24 @@ def test_snapshots_remove_old_segments_unless_the_journal_is_retained(data_dir: 
         assert [r[0] for r in _core.journal_records(data_dir, 1, last_seq)] == list(range(1, last_seq + 1))
     with Engine(data_dir) as eng:
         assert eng.seq == last_seq
+
+
+def test_journal_replay_hands_over_every_record_once_in_chunks_and_stops_on_an_exception(data_dir: Path) -> None:
+    with Engine(data_dir, clock=Clock()) as eng:
+        setup_market(eng)
+        random_session(eng, seed=20, commands=300)
+        last_seq = eng.seq
+    chunks: list[list[tuple[int, bytes]]] = []
+    assert _core.journal_replay(data_dir, 5, 64, chunks.append) == last_seq - 4
+    assert [len(c) for c in chunks[:-1]] == [64] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= 64
+    replayed = [record for chunk in chunks for record in chunk]
+    expected = [
+        (seq, payload) for seq, _file, _offset, _ts, _command, payload in _core.journal_records(data_dir, 5, last_seq)
+    ]
+    assert replayed == expected
+
+    def refuse(_records: list[tuple[int, bytes]]) -> None:
+        raise KeyError("stop here")
+
+    with pytest.raises(KeyError, match="stop here"):
+        _core.journal_replay(data_dir, 1, 64, refuse)
