@@ -116,7 +116,7 @@ def test_post_only_that_would_cross_is_refused(server: Server) -> None:
     seller.load_markets()
     buyer.load_markets()
     ask = seller.create_order("ETH/USDT", "limit", "sell", 1, 2000)
-    with pytest.raises(ccxt.InvalidOrder, match="post-only"):
+    with pytest.raises(ccxt.ExchangeError, match=r"51019.*post-only"):  # ccxt knows 51019 only generically
         buyer.create_order("ETH/USDT", "limit", "buy", 1, 2000, {"postOnly": True})
     seller.cancel_order(ask["id"], "ETH/USDT")
 

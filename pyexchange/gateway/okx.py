@@ -41,7 +41,6 @@ CLIENT_ORDER_ID_DUPLICATED = "51016"
 SIZE_BELOW_MIN = "51020"
 ORDER_CANCELED_OR_UNKNOWN = "51400"
 ORDER_UNKNOWN = "51603"
-POST_ONLY_WOULD_CROSS = "51120"  # "Order quantity is less than {0}" is not it; see REASON_CODES
 BATCH_PARTLY_FAILED = "2"
 ALL_FAILED = "1"
 
@@ -52,20 +51,20 @@ HTTP_STATUS = {
     SIGNATURE_INVALID: 401,
 }  # fmt: skip
 
-# The engine's reject reasons as OKX order errors: (sCode, message).
+# The engine's reject reasons as OKX order errors: (sCode, message). Reasons that only end an
+# order already accepted (FOK not fillable, self-trade prevention, an immediate remainder)
+# are not here: OKX, like the engine, reports those as a canceled order, not an error.
 REASON_CODES: dict[str, tuple[str, str]] = {
     "instrument_unknown": (INSTRUMENT_UNKNOWN, "Instrument ID does not exist"),
     "instrument_size_invalid": ("51121", "Order quantity must be a multiple of the lot size and within its limits"),
     "instrument_price_invalid": (PRICE_OUT_OF_RANGE, "Order price is out of the allowed range"),
-    "matching_no_liquidity": ("51115", "No liquidity on the opposite side for a market order"),
-    "matching_post_only_would_cross": ("51124", "A post-only order would take liquidity and was not placed"),
+    "matching_no_liquidity": (PARAMETER_ERROR, "No liquidity on the opposite side for a market order"),
+    # OKX's code for a post-only order that would take liquidity (as its clients know it).
+    "matching_post_only_would_cross": ("51019", "A post-only order would take liquidity and was not placed"),
     "matching_book_full": (SYSTEM_BUSY, "The order book is full"),
     "matching_unknown_order": (ORDER_CANCELED_OR_UNKNOWN, "Order does not exist or is already closed"),
-    "matching_amend_no_change": ("51527", "The amendment changes nothing"),
-    "matching_amend_size_not_above_filled": ("51505", "The new size must be above the size already filled"),
-    "matching_fok_not_fillable": ("51127", "The FOK order cannot be filled in full"),
-    "matching_self_trade_prevented": ("51033", "Self-trade prevention canceled the order"),
-    "matching_immediate_remainder": ("51127", "The remainder of an immediate order expired"),
+    "matching_amend_no_change": (PARAMETER_ERROR, "The amendment changes nothing"),
+    "matching_amend_size_not_above_filled": (PARAMETER_ERROR, "The new size must be above the size already filled"),
     "ledger_insufficient_funds": (INSUFFICIENT_BALANCE, "Order failed: insufficient balance"),
     "ledger_reserved_account": (PARAMETER_ERROR, "The account is reserved"),
     "ledger_unknown_asset": (PARAMETER_ERROR, "Unknown currency"),
