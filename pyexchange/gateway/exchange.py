@@ -62,10 +62,6 @@ class Outcome:
     tag: str = ""
     ts_ms: int = field(default_factory=lambda: _now_ms())
 
-    @property
-    def ok(self) -> bool:
-        return self.s_code == "0"
-
     def json(self) -> dict[str, str]:
         return {"ordId": self.order_id, "clOrdId": self.client_order_id, "tag": self.tag, "ts": str(self.ts_ms),
                 "sCode": self.s_code, "sMsg": self.s_msg}  # fmt: skip

@@ -96,7 +96,3 @@ def reason_error(reason: str) -> tuple[str, str]:
 def dec(value: Decimal | None) -> str:
     """A canonical decimal string (no exponent, no trailing zeros); '' for None."""
     return "" if value is None else decimal_str(value)
-
-
-def ms(ts_ns: int) -> str:
-    return str(ts_ns // 1_000_000)
