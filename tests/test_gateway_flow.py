@@ -266,3 +266,24 @@ def test_sequencer_refuses_orders_when_behind_but_takes_cancels() -> None:
         engine.release.set()
         sequencer.stop()
         loop.close()
+
+
+def test_rebuild_refuses_a_journal_whose_start_was_removed(tmp_path: Path) -> None:
+    from pyexchange import Engine
+    from pyexchange.config import load
+    from pyexchange.gateway.exchange import Exchange
+    from pyexchange.serve import open_engine
+
+    config = load(None)
+    with open_engine(tmp_path, config) as engine:  # the gateway's own engine keeps the journal whole
+        for _ in range(3):
+            engine.deposit(1, "USDT", "1")
+            engine.snapshot()
+        assert Exchange(config, tmp_path, engine).rebuild() == engine.seq
+    with Engine(tmp_path, snapshot_every_commands=0, segment_bytes=4096) as engine:  # one that does not
+        for _ in range(4):
+            for _ in range(100):
+                engine.deposit(1, "USDT", "1")
+            engine.snapshot()
+    with Engine(tmp_path) as engine, pytest.raises(RuntimeError, match=r"has no record 1 .*removed after a snapshot"):
+        Exchange(config, tmp_path, engine).rebuild()

@@ -100,6 +100,12 @@ class Exchange:
             for seq, payload in records:
                 if seq > self.engine.seq:
                     break
+                if seq != next_seq + len(pending):
+                    raise RuntimeError(
+                        f"the journal in {self.data_dir} has no record {next_seq + len(pending)} (the next is {seq}): "
+                        "older segments were removed after a snapshot, and the gateway rebuilds its history from "
+                        "the whole journal (`pyexchange serve` keeps it whole)"
+                    )
                 if payload[KIND_OFFSET] in TRADING_KINDS:
                     pending.append(payload)
                     continue
