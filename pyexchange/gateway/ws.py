@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -53,7 +52,7 @@ class Connection:
         if self.overflowed:
             return
         try:
-            self.queue.put_nowait(message if isinstance(message, str) else json.dumps(message))
+            self.queue.put_nowait(message if isinstance(message, str) else orjson.dumps(message).decode())
         except asyncio.QueueFull:
             self.overflowed = True
             log.warning("connection %s reads too slowly: disconnecting it", self.conn_id)
@@ -97,7 +96,7 @@ class Hub:
     def publish(self, channel: str, key: str, data: list[dict[str, Any]], action: str | None = None) -> None:
         """Sends `data` to every subscriber; a message is serialized once per distinct `arg`
         (public subscribers of a channel usually share one)."""
-        texts: dict[str, str] = {}
+        texts: dict[bytes, str] = {}
         for conn in list(self._subs.get((channel, key), ())):
             arg = conn.args[(channel, key)]
             rows = data
@@ -106,13 +105,13 @@ class Hub:
                 rows = [row for row in data if row.get("instId") == inst_id]
                 if not rows:
                     continue
-            arg_key = json.dumps(arg, sort_keys=True)
+            arg_key = orjson.dumps(arg, option=orjson.OPT_SORT_KEYS)
             text = texts.get(arg_key)
             if text is None:
                 message: dict[str, Any] = {"arg": arg, "data": rows}
                 if action is not None:
                     message["action"] = action
-                text = texts[arg_key] = json.dumps(message)
+                text = texts[arg_key] = orjson.dumps(message).decode()
             conn.send(text)
 
 
