@@ -10,6 +10,8 @@ import datetime
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -287,3 +289,31 @@ def test_rebuild_refuses_a_journal_whose_start_was_removed(tmp_path: Path) -> No
             engine.snapshot()
     with Engine(tmp_path) as engine, pytest.raises(RuntimeError, match=r"has no record 1 .*removed after a snapshot"):
         Exchange(config, tmp_path, engine).rebuild()
+
+
+def test_accounts_and_keys_made_by_the_operator_commands_trade(tmp_path: Path) -> None:
+    data_dir = tmp_path / "zone"
+    with running_server(data_dir):  # the first start creates the data directory and the demo accounts
+        pass
+    run = [sys.executable, "-m", "pyexchange"]
+    created = subprocess.run([*run, "accounts", "create", "--data-dir", str(data_dir), "--name", "alice",
+                              "--deposit", "USDT=1234.5", "--deposit", "BTC=2"],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+    account = json.loads(created.stdout)["account"]
+    assert account == 4  # after the three demo accounts
+    refused = subprocess.run([*run, "accounts", "create", "--data-dir", str(data_dir), "--name", "alice"],
+                             capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2 and "exists" in refused.stderr
+    with running_server(data_dir) as zone:
+        made = subprocess.run([*run, "keys", "create", "--data-dir", str(data_dir), "--account", str(account)],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+        key = json.loads(made.stdout)
+        assert set(key) == {"account", "apiKey", "secretKey", "passphrase"}
+        stored = (data_dir / "keys.json").read_text()
+        assert key["secretKey"] not in stored and key["passphrase"] not in stored
+        zone.credentials.append(key)  # a key made while the server runs is used at once
+        ex = zone.okx(len(zone.credentials) - 1)
+        balance = ex.fetch_balance()
+        assert (balance["USDT"]["total"], balance["BTC"]["total"]) == (1234.5, 2)
+        ex.load_markets()
+        assert ex.create_order("BTC/USDT", "limit", "sell", 1, 30000)["id"]
