@@ -228,3 +228,37 @@ def test_trading_fees_and_account(server: Server) -> None:
     assert (fee["maker"], fee["taker"]) == (0.0008, 0.001)
     accounts = ex.fetch_accounts()
     assert accounts[0]["id"] == str(server.credentials[1]["account"])
+
+
+def test_websocket_order_entry_balance_and_ticker(server: Server) -> None:
+    asyncio.run(_websocket_order_entry(server))
+
+
+async def _websocket_order_entry(server: Server) -> None:
+    seller, buyer = server.okx_pro(0), server.okx_pro(1)
+    try:
+        await asyncio.gather(seller.load_markets(), buyer.load_markets())
+        symbol = "ETH/USDT"
+        assert isinstance(seller.markets[symbol]["instIdCode"], int)  # what ccxt.pro cancels by
+        await seller.watch_balance()  # the balances at once, then a push per change
+        await buyer.watch_ticker(symbol)
+        balance_pushed = asyncio.ensure_future(seller.watch_balance())  # waits for the next push
+        await asyncio.sleep(0.1)
+        placed = await seller.create_order_ws(symbol, "limit", "sell", 2, 2100)
+        balance = await asyncio.wait_for(balance_pushed, 10)
+        assert balance["ETH"]["used"] == 2
+        edited = await seller.edit_order_ws(placed["id"], symbol, "limit", "sell", 1.5, 2100)
+        assert edited["id"] == placed["id"]
+        assert (await seller.fetch_order(placed["id"], symbol))["amount"] == 1.5
+        await buyer.create_order(symbol, "market", "buy", 0.5)
+        for _ in range(100):  # the ticker ccxt.pro keeps from the pushes of the `tickers` channel
+            if buyer.tickers[symbol]["last"] == 2100:
+                break
+            await asyncio.sleep(0.05)
+        assert buyer.tickers[symbol]["last"] == 2100
+        canceled = await seller.cancel_order_ws(placed["id"], symbol)
+        assert canceled["id"] == placed["id"]
+        order = await seller.fetch_order(placed["id"], symbol)
+        assert (order["status"], order["filled"]) == ("canceled", 0.5)
+    finally:
+        await asyncio.gather(seller.close(), buyer.close())

@@ -353,13 +353,14 @@ class Exchange:
         del state
         return []
 
-    def instrument_json(self, symbol: str) -> dict[str, str]:
+    def instrument_json(self, symbol: str) -> dict[str, Any]:
         inst = self.instruments[symbol]
         limits = self.config.risk.instruments.get(symbol)
         max_size = okx.dec(limits.max_order_size) if limits and limits.max_order_size else ""
         max_notional = okx.dec(limits.max_order_notional) if limits and limits.max_order_notional else ""
         return {
-            "instType": "SPOT", "instId": symbol, "uly": "", "instFamily": "", "baseCcy": inst.base.name,
+            "instType": "SPOT", "instId": symbol, "instIdCode": requests.inst_id_code(inst), "uly": "",
+            "instFamily": "", "baseCcy": inst.base.name,
             "quoteCcy": inst.quote.name, "settleCcy": "", "ctVal": "", "ctMult": "", "ctValCcy": "", "optType": "",
             "stk": "", "listTime": str(self.started_ms), "expTime": "", "lever": "", "tickSz": okx.dec(inst.tick_size),
             "lotSz": okx.dec(inst.lot_size), "minSz": okx.dec(inst.min_size), "ctType": "", "alias": "",

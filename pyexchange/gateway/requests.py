@@ -109,7 +109,22 @@ def _steps(value: Decimal, step: Decimal, field: str, what: str) -> int:
     return int(steps)
 
 
+def inst_id_code(inst: Instrument) -> int:
+    """OKX's numeric instrument code (`instIdCode`), which newer clients send instead of
+    `instId`: the engine's instrument id plus one (never 0)."""
+    return inst.instrument_id + 1
+
+
 def instrument(body: Mapping[str, Any], instruments: Mapping[str, Instrument]) -> Instrument:
+    code = body.get("instIdCode")
+    if body.get("instId") in (None, "") and code not in (None, ""):
+        text = str(code) if isinstance(code, int | str) and not isinstance(code, bool) else ""
+        if not (text.isascii() and text.isdigit()):
+            raise error("instIdCode", f"{str(code)[:40]!r} is not an instrument code")
+        by_code = next((i for i in instruments.values() if inst_id_code(i) == int(text[:20])), None)
+        if by_code is None:
+            raise okx.OkxError(okx.INSTRUMENT_UNKNOWN, f"Instrument code {text[:40]} does not exist")
+        return by_code
     symbol = _text(body, "instId")
     assert symbol is not None
     found = instruments.get(symbol)
