@@ -558,8 +558,8 @@ def test_signed_get_may_be_repeated(trader: Client) -> None:
 def tight_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A zone whose accounts may place two orders and then one every 1000 s."""
     text = (Path(__file__).parent.parent / "pyexchange" / "default_config.toml").read_text()
-    for old, new in (('orders_per_second_per_account = "200"', 'orders_per_second_per_account = "0.001"'),
-                     ("orders_burst_per_account = 400", "orders_burst_per_account = 2")):  # fmt: skip
+    for old, new in (('orders_per_second_per_account = "500"', 'orders_per_second_per_account = "0.001"'),
+                     ("orders_burst_per_account = 1000", "orders_burst_per_account = 2")):  # fmt: skip
         assert text.count(old) == 1, old
         text = text.replace(old, new)
     config = tmp_path_factory.mktemp("tight-config") / "tight.toml"
