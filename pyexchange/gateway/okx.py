@@ -87,6 +87,17 @@ def envelope(data: list[Any], code: str = "0", msg: str = "") -> dict[str, Any]:
     return {"code": code, "msg": msg, "data": data}
 
 
+def batch_code(outcomes: list[dict[str, str]], *, single: bool) -> tuple[str, str]:
+    """(code, msg) of an order-entry answer from its per-order `sCode`s: "0" all placed, "1"
+    all failed, "2" some failed (REST and WebSocket alike)."""
+    failed = sum(o["sCode"] != "0" for o in outcomes)
+    if failed == 0:
+        return "0", ""
+    if failed == len(outcomes):
+        return ALL_FAILED, "Operation failed." if single else "All operations failed"
+    return BATCH_PARTLY_FAILED, "Bulk operation partially succeeded."
+
+
 def reason_error(reason: str) -> tuple[str, str]:
     """(sCode, sMsg) for an engine reject reason."""
     code, msg = REASON_CODES.get(reason, (PARAMETER_ERROR, "Order rejected"))

@@ -93,15 +93,6 @@ async def _json_body(request: Request) -> Any:
         raise okx.OkxError(okx.JSON_INVALID, "Invalid JSON body") from None
 
 
-def _answer(outcomes: list[dict[str, str]], *, single: bool) -> dict[str, Any]:
-    failed = sum(o["sCode"] != "0" for o in outcomes)
-    if failed == 0:
-        return okx.envelope(outcomes)
-    if failed == len(outcomes):
-        return okx.envelope(outcomes, okx.ALL_FAILED, "Operation failed." if single else "All operations failed")
-    return okx.envelope(outcomes, okx.BATCH_PARTLY_FAILED, "Bulk operation partially succeeded.")
-
-
 # ---- public ----
 
 
@@ -279,39 +270,30 @@ async def _entry(request: Request, exchange: Exchange, key: ApiKey, op: str, *, 
         raise okx.OkxError(okx.RATE_LIMITED, outcomes[0]["sMsg"], retry_after_s=exchange.config.admission.retry_after_s)
     if not batch and outcomes[0]["sCode"] in (okx.SERVICE_UNAVAILABLE, okx.REQUEST_TIMEOUT):
         raise okx.OkxError(outcomes[0]["sCode"], outcomes[0]["sMsg"])
-    return _answer(outcomes, single=not batch)
+    return okx.envelope(outcomes, *okx.batch_code(outcomes, single=not batch))
 
 
-@router.post(
-    "/trade/order", openapi_extra=_order_body_schema(PLACE_SCHEMA, ["instId", "tdMode", "side", "ordType", "sz"])
+def _entry_route(op: str, *, batch: bool) -> Callable[..., Any]:
+    async def endpoint(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
+        return await _entry(request, exchange, key, op, batch=batch)
+
+    return endpoint
+
+
+# Order entry: (path, operation name, step, batch, body schema, required fields).
+ENTRY_ROUTES = (
+    ("/trade/order", "place_order", "place", False, PLACE_SCHEMA, ["instId", "tdMode", "side", "ordType", "sz"]),
+    ("/trade/batch-orders", "batch_orders", "place", True, PLACE_SCHEMA, ["instId"]),
+    ("/trade/cancel-order", "cancel_order", "cancel", False, REF_SCHEMA, ["instId"]),
+    ("/trade/cancel-batch-orders", "cancel_batch_orders", "cancel", True, REF_SCHEMA, ["instId"]),
+    ("/trade/amend-order", "amend_order", "amend", False, AMEND_SCHEMA, ["instId"]),
+    ("/trade/amend-batch-orders", "amend_batch_orders", "amend", True, AMEND_SCHEMA, ["instId"]),
 )
-async def place_order(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
-    return await _entry(request, exchange, key, "place", batch=False)
-
-
-@router.post("/trade/batch-orders", openapi_extra=_list_of(_order_body_schema(PLACE_SCHEMA, ["instId"])))
-async def batch_orders(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
-    return await _entry(request, exchange, key, "place", batch=True)
-
-
-@router.post("/trade/cancel-order", openapi_extra=_order_body_schema(REF_SCHEMA, ["instId"]))
-async def cancel_order(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
-    return await _entry(request, exchange, key, "cancel", batch=False)
-
-
-@router.post("/trade/cancel-batch-orders", openapi_extra=_list_of(_order_body_schema(REF_SCHEMA, ["instId"])))
-async def cancel_batch_orders(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
-    return await _entry(request, exchange, key, "cancel", batch=True)
-
-
-@router.post("/trade/amend-order", openapi_extra=_order_body_schema(AMEND_SCHEMA, ["instId"]))
-async def amend_order(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
-    return await _entry(request, exchange, key, "amend", batch=False)
-
-
-@router.post("/trade/amend-batch-orders", openapi_extra=_list_of(_order_body_schema(AMEND_SCHEMA, ["instId"])))
-async def amend_batch_orders(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
-    return await _entry(request, exchange, key, "amend", batch=True)
+for _path, _name, _op, _many, _fields, _required in ENTRY_ROUTES:
+    _schema = _order_body_schema(_fields, _required)
+    router.add_api_route(_path, _entry_route(_op, batch=_many), methods=["POST"], name=_name,
+                         operation_id=f"{_name}_api_v5{_path.replace('/', '_').replace('-', '_')}_post",
+                         openapi_extra=_list_of(_schema) if _many else _schema)  # fmt: skip
 
 
 @router.post("/trade/cancel-all-after", openapi_extra=_order_body_schema({"timeOut": _S, "tag": _S}, ["timeOut"]))

@@ -241,13 +241,7 @@ class Session:
             self.conn.send(_error(self.conn, "60013", f"Invalid args: too many for {op}", op_id))
             return
         data = await run_ops(self.exchange, self.conn.key.account, ORDER_OPS[op], args)
-        failed = sum(d["sCode"] != "0" for d in data)
-        code = "0" if failed == 0 else ("1" if failed == len(data) else "2")
-        msg = (
-            ""
-            if failed == 0
-            else ("Operation failed." if failed == len(data) else "Bulk operation partially succeeded.")
-        )
+        code, msg = okx.batch_code(data, single=not op.startswith("batch"))
         self.conn.send({"id": op_id or "", "op": op, "data": data, "code": code, "msg": msg, "inTime": str(in_us),
                         "outTime": str(time.time_ns() // 1000)})  # fmt: skip
 
