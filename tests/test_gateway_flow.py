@@ -25,6 +25,7 @@ import websockets
 
 from pyexchange import wire
 from pyexchange.config import AdmissionConfig
+from pyexchange.gateway.exchange import LoopLag
 from pyexchange.gateway.sequencer import Batch, Command, Overloaded, Sequencer
 from tests.gateway_server import Server, running_server
 
@@ -317,3 +318,16 @@ def test_accounts_and_keys_made_by_the_operator_commands_trade(tmp_path: Path) -
         assert (balance["USDT"]["total"], balance["BTC"]["total"]) == (1234.5, 2)
         ex.load_markets()
         assert ex.create_order("BTC/USDT", "limit", "sell", 1, 30000)["id"]
+
+
+def test_loop_lag_ignores_one_stall_but_not_a_loop_that_stays_behind() -> None:
+    lag = LoopLag(window_ticks=5)
+    for late_ms in (0.5, 900.0, 0.4, 0.3):  # one stall: the machine, not the gateway
+        lag.record(late_ms)
+    assert lag.behind_ms < 1
+    for late_ms in (300.0, 320.0, 310.0):  # three late ticks of the last five: overloaded
+        lag.record(late_ms)
+    assert lag.behind_ms == 300.0
+    for late_ms in (0.2, 0.1, 0.3):
+        lag.record(late_ms)
+    assert lag.behind_ms == 0.3

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -32,8 +34,25 @@ log = logging.getLogger("pyexchange.exchange")
 REPLAY_CHUNK_RECORDS = 4096
 DEAD_MAN_TICK_S = 0.5
 LOOP_LAG_TICK_S = 0.02
+LOOP_LAG_WINDOW_TICKS = 5
 KIND_OFFSET = wire.COMMAND_DTYPE.fields["kind"][1]  # type: ignore[index]
 TRADING_KINDS = (wire.PLACE, wire.CANCEL, wire.AMEND, wire.CANCEL_ALL, wire.DEPOSIT)
+
+
+class LoopLag:
+    """How far behind the event loop is: the median lateness of its last few timer ticks.
+
+    An overloaded loop runs every tick late; one stall (the machine descheduled the process,
+    a page fault storm) makes one tick late and is not overload, so it must not refuse orders.
+    """
+
+    def __init__(self, window_ticks: int = LOOP_LAG_WINDOW_TICKS) -> None:
+        self._late_ms: deque[float] = deque([0.0] * window_ticks, maxlen=window_ticks)
+        self.behind_ms = 0.0
+
+    def record(self, late_ms: float) -> None:
+        self._late_ms.append(late_ms)
+        self.behind_ms = statistics.median(self._late_ms)
 
 
 class Subscribers(Protocol):
@@ -83,7 +102,7 @@ class Exchange:
         self._pending_places: dict[int, int] = {}
         self._dead_man: dict[int, int] = {}  # account -> when cancel-all-after fires (ms)
         self._books_stale: set[str] = set()  # feeds not kept up to date: nobody followed them
-        self.loop_lag_ms = 0.0
+        self.loop_lag = LoopLag()
         self.started_ms = _now_ms()
 
     # ---- life cycle ----
@@ -214,15 +233,15 @@ class Exchange:
         while True:
             started = time.monotonic()
             await asyncio.sleep(LOOP_LAG_TICK_S)
-            late_ms = (time.monotonic() - started - LOOP_LAG_TICK_S) * 1000
-            self.loop_lag_ms = max(late_ms, self.loop_lag_ms * 0.5)
+            self.loop_lag.record((time.monotonic() - started - LOOP_LAG_TICK_S) * 1000)
 
     # ---- order entry ----
 
     async def _submit(self, command: Command) -> list[Event]:
         cancel = command.kind in (wire.CANCEL, wire.CANCEL_ALL)
-        if not cancel and self.loop_lag_ms > self.config.admission.queue_delay_ms_max:
-            raise Overloaded(f"the gateway is {self.loop_lag_ms:.0f} ms behind (admission.queue_delay_ms_max)")
+        lag_ms = self.loop_lag.behind_ms
+        if not cancel and lag_ms > self.config.admission.queue_delay_ms_max:
+            raise Overloaded(f"the gateway is {lag_ms:.0f} ms behind (admission.queue_delay_ms_max)")
         loop = asyncio.get_running_loop()
         command.future = loop.create_future()
         self.sequencer.enqueue(command)  # Overloaded propagates: the caller answers 429
