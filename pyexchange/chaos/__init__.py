@@ -1,0 +1,1 @@
+"""Fault injection and load for the chaos drills: seeded, replayable, checked afterwards."""
