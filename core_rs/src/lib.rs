@@ -16,6 +16,7 @@ pub mod journal;
 pub mod ledger;
 pub mod limits;
 pub mod matching;
+pub mod replication;
 mod snapshot;
 mod state;
 pub mod wire;

@@ -1,4 +1,5 @@
 //! Shared setup for the engine tests: a small market with funded accounts.
+#![allow(dead_code)] // each test crate that includes this module uses a part of it
 
 use core_rs::codes::{OrderType, Side, Stp};
 use core_rs::command::{AssetSpec, Command, InstrumentSpec, PlaceOrder};
@@ -23,18 +24,7 @@ pub fn market(accounts: u64, funds_units: u64) -> Engine {
         apply(&mut engine, &Command::AddAsset(AssetSpec { name: name.into(), decimals: 8 }));
     }
     for (symbol, base) in [("BTC-USDT", BTC), ("ETH-USDT", ETH)] {
-        let spec = InstrumentSpec {
-            symbol: symbol.into(),
-            base_asset: base,
-            quote_asset: USDT,
-            lot_units: 1_000,
-            quote_units_per_tick_lot: 10,
-            min_size_lots: 1,
-            maker_fee_bps: 2,
-            taker_fee_bps: 5,
-            market_protection_bps: 500,
-        };
-        apply(&mut engine, &Command::AddInstrument(spec));
+        apply(&mut engine, &Command::AddInstrument(spot_spec(symbol, base)));
     }
     for account in 1..=accounts {
         for asset in [USDT, BTC, ETH] {
@@ -42,6 +32,21 @@ pub fn market(accounts: u64, funds_units: u64) -> Engine {
         }
     }
     engine
+}
+
+/// A spot instrument quoted in USDT: tick × lot = 10 units, lot = 1000 units, 2/5 bps fees.
+pub fn spot_spec(symbol: &str, base_asset: u32) -> InstrumentSpec {
+    InstrumentSpec {
+        symbol: symbol.into(),
+        base_asset,
+        quote_asset: USDT,
+        lot_units: 1_000,
+        quote_units_per_tick_lot: 10,
+        min_size_lots: 1,
+        maker_fee_bps: 2,
+        taker_fee_bps: 5,
+        market_protection_bps: 500,
+    }
 }
 
 pub fn limit(account: u64, instrument: u32, side: Side, price_ticks: u64, size_lots: u64) -> Command {

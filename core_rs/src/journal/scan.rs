@@ -419,3 +419,47 @@ pub fn remove_segments_before(dir: &Path, seq: u64) -> Result<usize, JournalErro
     }
     Ok(removable)
 }
+
+/// Removes every record after `seq`, as a Raft log drops the entries a new leader overrode:
+/// cuts the segment holding `seq + 1` at that record's frame, deletes the segments after it,
+/// and syncs the file and the directory. Returns how many bytes it dropped (0 when the journal
+/// ends at or before `seq`). The writer must be closed, and the records after `seq` durable.
+pub fn truncate_after(dir: &Path, seq: u64) -> Result<u64, JournalError> {
+    let mut cut: Option<RecordLocation> = None;
+    let found = read_from(dir, seq + 1, |_, _, location| {
+        cut = Some(location.clone());
+        Err(()) // the first record after `seq` is all we need
+    });
+    match found {
+        Ok(_) => return Ok(0),
+        Err(ReadError::Visitor(())) => {}
+        Err(ReadError::Journal(error)) => return Err(error),
+    }
+    let cut = cut.expect("the visitor saw a record");
+    let segments = list_segments(dir)?;
+    let position = segments.iter().position(|s| s.path == cut.file).expect("the record's segment is listed");
+    let mut dropped = 0u64;
+    for later in segments[position + 1..].iter().rev() {
+        dropped += fs::metadata(&later.path).map_err(|e| JournalError::io("reading", &later.path, e))?.len();
+        fs::remove_file(&later.path).map_err(|e| JournalError::io("removing", &later.path, e))?;
+    }
+    let file = OpenOptions::new().write(true).open(&cut.file).map_err(|e| JournalError::io("opening", &cut.file, e))?;
+    let length = file.metadata().map_err(|e| JournalError::io("reading", &cut.file, e))?.len();
+    file.set_len(cut.offset).map_err(|e| JournalError::io("truncating", &cut.file, e))?;
+    file.sync_all().map_err(|e| JournalError::io("syncing", &cut.file, e))?;
+    sync_dir(&segments_dir(dir))?;
+    Ok(dropped + length - cut.offset)
+}
+
+/// Deletes every segment (a member that installed a snapshot past the end of its log starts
+/// its journal again after the snapshot). The writer must be closed.
+pub fn clear(dir: &Path) -> Result<usize, JournalError> {
+    let segments = list_segments(dir)?;
+    for segment in segments.iter().rev() {
+        fs::remove_file(&segment.path).map_err(|e| JournalError::io("removing", &segment.path, e))?;
+    }
+    if !segments.is_empty() {
+        sync_dir(&segments_dir(dir))?;
+    }
+    Ok(segments.len())
+}

@@ -1,0 +1,339 @@
+//! The Raft log of one member, kept in the journal of its data directory.
+//!
+//! - Entry `i` is the journal record with seq `i + 1` (the journal's seqs start at 1, Raft's
+//!   indexes at 0); its payload is the entry encoded with postcard.
+//! - `append` hands the records to the journal writer and returns; a notifier thread reports
+//!   them stored (the `IOFlushed` callback) only once an fsync covers them. Callbacks fire in
+//!   order. While the journal is failing (disk full, I/O error) the notifier keeps waiting: the
+//!   writer retries, and nothing is reported stored that is not.
+//! - The vote and the last purged log id live in `<dir>/raft/state`, rewritten atomically
+//!   (temp file, fsync, rename, directory fsync) and checked by CRC32C on reading.
+//! - Entries after the last purged one stay in memory too (replication reads them from there);
+//!   a snapshot lets Raft purge them, which also deletes journal segments wholly before it.
+//! - Truncation (a follower dropping entries a new leader overrode) waits until everything
+//!   appended is durable, closes the writer, cuts the journal and reopens it.
+
+use std::collections::VecDeque;
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::RaftLogReader;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::{Entry, LogId, Vote, ZoneRaft};
+use crate::journal::{self, JournalConfig, JournalError, JournalWriter};
+
+/// How long the notifier waits on one sync before looking again (a failing journal retries).
+const DURABLE_POLL: Duration = Duration::from_millis(200);
+
+/// The vote and the purge point: the small state Raft needs besides the entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct RaftState {
+    vote: Option<Vote>,
+    last_purged: Option<LogId>,
+}
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("raft").join("state")
+}
+
+fn io_error(error: impl std::fmt::Display) -> io::Error {
+    io::Error::other(error.to_string())
+}
+
+fn read_state(dir: &Path) -> io::Result<RaftState> {
+    let path = state_path(dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(RaftState::default()),
+        Err(e) => return Err(e),
+    };
+    let corrupt = |why: &str| io_error(format!("{}: {why}", path.display()));
+    let (crc, body) = bytes.split_first_chunk::<4>().ok_or_else(|| corrupt("shorter than its CRC"))?;
+    if u32::from_le_bytes(*crc) != crc32c::crc32c(body) {
+        return Err(corrupt("CRC mismatch"));
+    }
+    postcard::from_bytes(body).map_err(|e| corrupt(&e.to_string()))
+}
+
+fn write_state(dir: &Path, state: &RaftState) -> io::Result<()> {
+    let path = state_path(dir);
+    let parent = path.parent().expect("the state file has a directory");
+    std::fs::create_dir_all(parent)?;
+    let body = postcard::to_stdvec(state).map_err(io_error)?;
+    let mut bytes = crc32c::crc32c(&body).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&body);
+    let temp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&temp)?;
+        io::Write::write_all(&mut file, &bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&temp, &path)?;
+    std::fs::File::open(parent)?.sync_all()
+}
+
+/// A request to the notifier: report `callback` once journal seq `seq` is durable.
+struct Flushed {
+    writer: Arc<JournalWriter>,
+    seq: u64,
+    callback: IOFlushed<ZoneRaft>,
+}
+
+fn run_notifier(requests: mpsc::Receiver<Flushed>) {
+    for request in requests {
+        let result = loop {
+            match request.writer.wait_durable(request.seq, DURABLE_POLL) {
+                Ok(()) => break Ok(()),
+                Err(JournalError::Timeout | JournalError::Failing { .. }) => {
+                    std::thread::sleep(DURABLE_POLL / 4);
+                }
+                Err(other) => break Err(io_error(other)),
+            }
+        };
+        request.callback.io_completed(result);
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    config: JournalConfig,
+    writer: Option<Arc<JournalWriter>>,
+    /// Entries after `state.last_purged`, consecutive, the first at index `first_index`.
+    entries: VecDeque<Entry>,
+    first_index: u64,
+    state: RaftState,
+    notifier: mpsc::Sender<Flushed>,
+}
+
+/// The log store and its readers share one `Inner`.
+#[derive(Clone, Debug)]
+pub struct LogStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for Flushed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Flushed(seq {})", self.seq)
+    }
+}
+
+impl LogStore {
+    /// Opens the log in `config.dir`, recovering the journal (a torn tail is cut, damage
+    /// before it is an error naming the file and offset) and reading its entries.
+    pub fn open(config: JournalConfig) -> io::Result<LogStore> {
+        let dir = config.dir.clone();
+        let state = read_state(&dir)?;
+        let mut entries = VecDeque::new();
+        let from_seq = state.last_purged.as_ref().map_or(1, |purged| purged.index + 2);
+        let recovery = journal::recover_reading(&dir, from_seq, |seq, payload, location| {
+            let entry: Entry = postcard::from_bytes(payload)
+                .map_err(|e| format!("{} offset {}: entry {}: {e}", location.file.display(), location.offset, seq))?;
+            if entry.index() + 1 != seq {
+                return Err(format!("{}: record seq {seq} holds entry {}", location.file.display(), entry.index()));
+            }
+            entries.push_back(entry);
+            Ok(())
+        })
+        .map_err(io_error)?;
+        let first_index = from_seq - 1;
+        if let Some(first) = entries.front() {
+            if first.index() != first_index {
+                let reason =
+                    format!("the log starts at entry {} but entries up to {first_index} are missing", first.index());
+                return Err(io_error(reason));
+            }
+        }
+        let next_seq = first_index + entries.len() as u64 + 1;
+        let recovery = if recovery.records > 0 && recovery.last_seq + 1 < next_seq {
+            // Every record precedes the purge point (a crash between a snapshot install's purge
+            // and the journal's restart): finish the restart.
+            journal::clear(&dir).map_err(io_error)?;
+            journal::recover(&dir).map_err(io_error)?
+        } else {
+            recovery
+        };
+        let writer = JournalWriter::open(config.clone(), &recovery, next_seq).map_err(io_error)?;
+        let (notifier, requests) = mpsc::channel();
+        std::thread::Builder::new().name("raft-log-notifier".into()).spawn(move || run_notifier(requests))?;
+        let inner = Inner { dir, config, writer: Some(Arc::new(writer)), entries, first_index, state, notifier };
+        Ok(LogStore { inner: Arc::new(Mutex::new(inner)) })
+    }
+}
+
+impl Inner {
+    fn writer(&self) -> &Arc<JournalWriter> {
+        self.writer.as_ref().expect("the writer is open except during a truncation")
+    }
+
+    fn last_log_id(&self) -> Option<LogId> {
+        self.entries.back().map(|entry| entry.log_id()).or(self.state.last_purged)
+    }
+
+    fn range(&self, range: impl RangeBounds<u64>) -> Vec<Entry> {
+        let end_index = self.first_index + self.entries.len() as u64;
+        let start = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i + 1,
+            Bound::Unbounded => self.first_index,
+        }
+        .max(self.first_index);
+        let end = match range.end_bound() {
+            Bound::Included(&i) => i + 1,
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => end_index,
+        }
+        .min(end_index);
+        if start >= end {
+            return Vec::new();
+        }
+        let (from, to) = ((start - self.first_index) as usize, (end - self.first_index) as usize);
+        self.entries.range(from..to).cloned().collect()
+    }
+
+    /// Closes the writer once every record appended is durable and nobody else holds it.
+    fn close_writer(&mut self) -> io::Result<()> {
+        let mut writer = self.writer.take().expect("the writer is open");
+        let last_seq = writer.status().next_seq - 1;
+        loop {
+            match writer.wait_durable(last_seq, DURABLE_POLL) {
+                Ok(()) => break,
+                Err(JournalError::Timeout | JournalError::Failing { .. }) => continue,
+                Err(other) => return Err(io_error(other)),
+            }
+        }
+        // The notifier drops its handles as it reports; every record is durable, so it will.
+        let writer = loop {
+            match Arc::try_unwrap(writer) {
+                Ok(writer) => break writer,
+                Err(shared) => {
+                    writer = shared;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        };
+        writer.close().map_err(io_error)
+    }
+
+    fn reopen_writer(&mut self) -> io::Result<()> {
+        let recovery = journal::recover(&self.dir).map_err(io_error)?;
+        let next_seq = self.first_index + self.entries.len() as u64 + 1;
+        let writer = JournalWriter::open(self.config.clone(), &recovery, next_seq).map_err(io_error)?;
+        self.writer = Some(Arc::new(writer));
+        Ok(())
+    }
+}
+
+impl RaftLogReader<ZoneRaft> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        Ok(self.inner.lock().await.range(range))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.inner.lock().await.state.vote)
+    }
+}
+
+impl RaftLogStorage<ZoneRaft> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<ZoneRaft>, io::Error> {
+        let inner = self.inner.lock().await;
+        Ok(LogState { last_purged_log_id: inner.state.last_purged, last_log_id: inner.last_log_id() })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let mut inner = self.inner.lock().await;
+        let mut state = inner.state.clone();
+        state.vote = Some(*vote);
+        write_state(&inner.dir, &state)?;
+        inner.state = state;
+        Ok(())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<ZoneRaft>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut inner = self.inner.lock().await;
+        let mut payload = Vec::new();
+        let mut last_seq = None;
+        for entry in entries {
+            let expected = inner.first_index + inner.entries.len() as u64;
+            if entry.index() != expected {
+                return Err(io_error(format!("append of entry {} where entry {expected} is next", entry.index())));
+            }
+            payload.clear();
+            payload = postcard::to_extend(&entry, payload).map_err(io_error)?;
+            let seq = entry.index() + 1;
+            inner.writer().append(seq, &payload).map_err(io_error)?;
+            inner.entries.push_back(entry);
+            last_seq = Some(seq);
+        }
+        match last_seq {
+            Some(seq) => {
+                let request = Flushed { writer: Arc::clone(inner.writer()), seq, callback };
+                inner.notifier.send(request).map_err(|_| io_error("the log notifier stopped"))?;
+            }
+            None => callback.io_completed(Ok(())),
+        }
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let mut inner = self.inner.lock().await;
+        let keep_until = last_log_id.map_or(0, |id| id.index + 1); // entries below this index stay
+        if keep_until >= inner.first_index + inner.entries.len() as u64 {
+            return Ok(());
+        }
+        inner.close_writer()?;
+        journal::truncate_after(&inner.dir, keep_until).map_err(io_error)?;
+        let kept = keep_until.saturating_sub(inner.first_index) as usize;
+        inner.entries.truncate(kept);
+        inner.reopen_writer()
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let mut inner = self.inner.lock().await;
+        let mut state = inner.state.clone();
+        if state.last_purged.as_ref() >= Some(&log_id) {
+            return Ok(());
+        }
+        state.last_purged = Some(log_id);
+        write_state(&inner.dir, &state)?;
+        inner.state = state;
+        let log_end = inner.first_index + inner.entries.len() as u64;
+        if log_id.index + 1 >= log_end {
+            // Nothing of the log stays (a snapshot installed past its end): start the journal
+            // again right after the purge point.
+            inner.close_writer()?;
+            journal::clear(&inner.dir).map_err(io_error)?;
+            inner.entries.clear();
+            inner.first_index = log_id.index + 1;
+            return inner.reopen_writer();
+        }
+        let purged = (log_id.index + 1).saturating_sub(inner.first_index) as usize;
+        inner.entries.drain(..purged);
+        inner.first_index = log_id.index + 1;
+        // Whole segments before the first entry kept; the rest of the file stays until then.
+        journal::remove_segments_before(&inner.dir, log_id.index + 2).map_err(io_error)?;
+        Ok(())
+    }
+}

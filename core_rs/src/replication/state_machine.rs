@@ -1,0 +1,415 @@
+//! The engine as a Raft state machine: a hot replica of the exchange in every zone.
+//!
+//! Rules it keeps:
+//! - Applying is deterministic: a batch of records is checked whole and applied whole or
+//!   refused whole; timestamps are clamped so they never go back (leaders' clocks differ);
+//!   the engine numbers the commands. Every replica that applied the same entries has the same
+//!   state hash.
+//! - At every entry whose index is a multiple of `checkpoint_every_entries`, each replica
+//!   records its state digest. The leader later proposes its own digest for that index; a
+//!   replica whose digest differs marks itself diverged, names the index, and its zone stops
+//!   taking orders (the zone's status says so; the orchestrator halts the markets).
+//! - A snapshot is the engine's snapshot behind a header (the Raft metadata and the state
+//!   digest), in the data directory's snapshot store; installing one checks the digest of the
+//!   restored engine before it replaces anything.
+//! - What each applied entry did can be followed ([`Replica::take_applied`]): the gateway of
+//!   every zone keeps its views from it, so a zone that becomes leader has them hot.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::{Applied, Entry, LogId, Proposal, SnapshotMeta, StoredMembership, ZoneId, ZoneRaft};
+use crate::journal::SnapshotStore;
+use crate::wire::{command_records, decode_command, event_bytes, EventRecord};
+use crate::Engine;
+
+/// State digests a replica remembers for comparison with the leader's checkpoints.
+const CHECKPOINTS_KEPT: usize = 8;
+/// Entries the follow queue holds before the oldest are dropped (the follower then resyncs).
+pub const FOLLOW_ENTRIES_MAX: usize = 1 << 16;
+
+pub type SnapshotData = io::Cursor<Vec<u8>>;
+pub type ZoneSnapshot = openraft::alias::SnapshotOf<ZoneRaft, SnapshotData>;
+
+/// What a snapshot file holds before the engine's own snapshot bytes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SnapshotHeader {
+    meta: SnapshotMeta,
+    state_digest: [u8; 32],
+}
+
+/// One applied entry as the gateway follows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Followed {
+    /// Commands applied (or refused): the records as applied (timestamps clamped) and events.
+    Commands { index: u64, first_seq: u64, last_seq: u64, records: Vec<u8>, events: Vec<u8>, refused: Option<String> },
+    /// The state was replaced by a snapshot (installed from the leader, or the queue
+    /// overflowed): views must be rebuilt from the engine.
+    Reset { index: u64, seq: u64 },
+}
+
+#[derive(Debug)]
+struct ReplicaState {
+    engine: Engine,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    /// (entry index, state digest after it), newest last.
+    checkpoints: VecDeque<(u64, [u8; 32])>,
+    diverged: Option<String>,
+    follow: Option<VecDeque<Followed>>,
+}
+
+/// The replica shared by the state machine (Raft's side) and the node's readers.
+#[derive(Debug)]
+pub struct Replica {
+    zone: ZoneId,
+    checkpoint_every_entries: u64,
+    state: Mutex<ReplicaState>,
+    /// Signalled when an entry is applied (for `wait_applied` and followers of the queue).
+    applied: Condvar,
+    snapshots: SnapshotStore,
+}
+
+impl Replica {
+    fn lock(&self) -> MutexGuard<'_, ReplicaState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads the engine (queries run here, on the replica's own state).
+    pub fn read<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
+        f(&self.lock().engine)
+    }
+
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.lock().last_applied
+    }
+
+    /// Why this replica diverged from the leader, if it did.
+    pub fn diverged(&self) -> Option<String> {
+        self.lock().diverged.clone()
+    }
+
+    /// The newest checkpoint this replica recorded: (entry index, state digest).
+    pub fn newest_checkpoint(&self) -> Option<(u64, [u8; 32])> {
+        self.lock().checkpoints.back().copied()
+    }
+
+    /// Starts (or stops) queueing what each applied entry did for [`Self::take_applied`].
+    pub fn follow(&self, on: bool) {
+        self.lock().follow = on.then(VecDeque::new);
+    }
+
+    /// Takes what was applied since the last call, waiting up to `timeout` for something.
+    pub fn take_applied(&self, timeout: Duration) -> Vec<Followed> {
+        let mut state = self.lock();
+        if state.follow.as_ref().is_some_and(VecDeque::is_empty) {
+            state = self.applied.wait_timeout(state, timeout).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        state.follow.as_mut().map(|queue| queue.drain(..).collect()).unwrap_or_default()
+    }
+
+    /// Waits until the entry at `index` is applied; false at the deadline.
+    pub fn wait_applied(&self, index: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut state = self.lock();
+        loop {
+            if state.last_applied.as_ref().is_some_and(|applied| applied.index >= index) {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self.applied.wait_timeout(state, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+}
+
+impl ReplicaState {
+    fn apply_entry(&mut self, zone: ZoneId, checkpoint_every_entries: u64, entry: &Entry) -> Applied {
+        let index = entry.index();
+        let (applied, records) = match &entry.payload {
+            EntryPayload::Blank => (self.nothing_applied(None), Vec::new()),
+            EntryPayload::Normal(proposal) => self.apply_proposal(zone, proposal),
+            EntryPayload::Membership(membership) => {
+                self.membership = StoredMembership::new(Some(entry.log_id()), membership.clone());
+                (self.nothing_applied(None), Vec::new())
+            }
+        };
+        self.last_applied = Some(entry.log_id());
+        if checkpoint_every_entries > 0 && index.is_multiple_of(checkpoint_every_entries) {
+            if self.checkpoints.len() == CHECKPOINTS_KEPT {
+                self.checkpoints.pop_front();
+            }
+            self.checkpoints.push_back((index, self.engine.state_digest()));
+        }
+        self.queue_followed(index, &applied, records);
+        applied
+    }
+
+    fn nothing_applied(&self, refused: Option<String>) -> Applied {
+        let seq = self.engine.seq();
+        Applied { first_seq: seq + 1, last_seq: seq, events: bytes::Bytes::new(), refused }
+    }
+
+    /// Applies a proposal; returns its outcome and the records as applied.
+    fn apply_proposal(&mut self, zone: ZoneId, proposal: &Proposal) -> (Applied, Vec<u8>) {
+        let first_seq = self.engine.seq() + 1;
+        let mut events = Vec::new();
+        let outcome = match proposal {
+            Proposal::Records(bytes) => self.apply_records(bytes, &mut events),
+            Proposal::Configuration(payload) => self.apply_configuration(payload, &mut events),
+            Proposal::Checkpoint { index, state_digest } => {
+                self.compare_checkpoint(zone, *index, state_digest);
+                Ok(Vec::new())
+            }
+        };
+        match outcome {
+            Ok(records) => {
+                let events = bytes::Bytes::copy_from_slice(event_bytes(&events));
+                (Applied { first_seq, last_seq: self.engine.seq(), events, refused: None }, records)
+            }
+            Err(reason) => (self.nothing_applied(Some(reason)), Vec::new()),
+        }
+    }
+
+    fn apply_records(&mut self, bytes: &[u8], events: &mut Vec<EventRecord>) -> Result<Vec<u8>, String> {
+        let mut records = command_records(bytes).map_err(|e| e.to_string())?;
+        let mut ts_ns = self.engine.ts_ns();
+        for record in &mut records {
+            ts_ns = ts_ns.max(record.ts_ns);
+            record.ts_ns = ts_ns;
+        }
+        self.engine.check_records(&records).map_err(|e| e.to_string())?;
+        self.engine.apply_checked_records(&records, events);
+        Ok(records.iter().flat_map(|record| record.as_bytes().iter().copied()).collect())
+    }
+
+    fn apply_configuration(&mut self, payload: &[u8], events: &mut Vec<EventRecord>) -> Result<Vec<u8>, String> {
+        let (ts_ns, command) = decode_command(payload)?;
+        let ts_ns = ts_ns.max(self.engine.ts_ns());
+        self.engine.apply(ts_ns, &command, events).map_err(|e| e.to_string())?;
+        Ok(Vec::new())
+    }
+
+    fn compare_checkpoint(&mut self, zone: ZoneId, index: u64, leader_digest: &[u8; 32]) {
+        let own = self.checkpoints.iter().find(|(at, _)| *at == index);
+        if let Some((_, digest)) = own {
+            if digest != leader_digest && self.diverged.is_none() {
+                let message = format!(
+                    "zone {zone} diverged from the leader at entry {index}: state hash {} here, {} on the leader",
+                    hex(digest),
+                    hex(leader_digest)
+                );
+                eprintln!("REPLICA DIVERGED: {message}");
+                self.diverged = Some(message);
+            }
+        }
+    }
+
+    fn queue_followed(&mut self, index: u64, applied: &Applied, records: Vec<u8>) {
+        let seq = self.engine.seq();
+        let Some(queue) = self.follow.as_mut() else { return };
+        if queue.len() >= FOLLOW_ENTRIES_MAX {
+            queue.clear();
+            queue.push_back(Followed::Reset { index, seq });
+            return;
+        }
+        if records.is_empty() && applied.refused.is_none() {
+            return; // blank, membership or checkpoint entries: nothing for the views
+        }
+        queue.push_back(Followed::Commands {
+            index,
+            first_seq: applied.first_seq,
+            last_seq: applied.last_seq,
+            records,
+            events: applied.events.to_vec(),
+            refused: applied.refused.clone(),
+        });
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Raft's handle on the replica.
+#[derive(Clone, Debug)]
+pub struct StateMachine {
+    replica: Arc<Replica>,
+}
+
+fn io_error(error: impl std::fmt::Display) -> io::Error {
+    io::Error::other(error.to_string())
+}
+
+fn encode_snapshot(header: &SnapshotHeader, engine_body: &[u8]) -> io::Result<Vec<u8>> {
+    let head = postcard::to_stdvec(header).map_err(io_error)?;
+    let mut bytes = Vec::with_capacity(4 + head.len() + engine_body.len());
+    bytes.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&head);
+    bytes.extend_from_slice(engine_body);
+    Ok(bytes)
+}
+
+/// A snapshot's header and the engine snapshot bytes after it.
+fn decode_snapshot_header(bytes: &[u8]) -> io::Result<(SnapshotHeader, &[u8])> {
+    let (length, rest) = bytes.split_first_chunk::<4>().ok_or_else(|| io_error("snapshot shorter than its header"))?;
+    let length = u32::from_le_bytes(*length) as usize;
+    let head = rest.get(..length).ok_or_else(|| io_error("snapshot header cut short"))?;
+    Ok((postcard::from_bytes(head).map_err(io_error)?, &rest[length..]))
+}
+
+/// The header and the engine a snapshot's bytes hold, the engine checked against the digest.
+fn decode_snapshot(bytes: &[u8]) -> io::Result<(SnapshotHeader, Engine)> {
+    let (header, body) = decode_snapshot_header(bytes)?;
+    let engine = Engine::restore(body).map_err(io_error)?;
+    if engine.state_digest() != header.state_digest {
+        return Err(io_error("the restored snapshot does not match its state hash"));
+    }
+    Ok((header, engine))
+}
+
+impl StateMachine {
+    /// Opens the replica of `dir`: its newest valid snapshot, or an empty engine.
+    pub fn open(zone: ZoneId, dir: &Path, checkpoint_every_entries: u64) -> io::Result<StateMachine> {
+        let snapshots = SnapshotStore::new(dir);
+        let (engine, last_applied, membership) = match snapshots.load_newest_valid().map_err(io_error)? {
+            Some(loaded) => {
+                let (header, engine) = decode_snapshot(&loaded.body)?;
+                (engine, header.meta.last_log_id, header.meta.last_membership)
+            }
+            None => (Engine::new(), None, StoredMembership::default()),
+        };
+        let state = ReplicaState {
+            engine,
+            last_applied,
+            membership,
+            checkpoints: VecDeque::new(),
+            diverged: None,
+            follow: None,
+        };
+        let replica =
+            Replica { zone, checkpoint_every_entries, state: Mutex::new(state), applied: Condvar::new(), snapshots };
+        Ok(StateMachine { replica: Arc::new(replica) })
+    }
+
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+}
+
+/// Builds a snapshot from a copy of the engine taken under the lock (order entry pauses only
+/// for the copy); serializing and writing happen on a blocking thread, off the Raft task.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    engine: Option<Engine>,
+    meta: SnapshotMeta,
+    store: SnapshotStore,
+}
+
+/// The snapshot store names a snapshot by the journal seq of its last entry (index + 1).
+fn snapshot_seq(meta: &SnapshotMeta) -> u64 {
+    meta.last_log_id.as_ref().map_or(0, |id| id.index + 1)
+}
+
+impl RaftSnapshotBuilder<ZoneRaft> for SnapshotBuilder {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<ZoneSnapshot, io::Error> {
+        let engine = self.engine.take().ok_or_else(|| io_error("this builder already built its snapshot"))?;
+        let (meta, store) = (self.meta.clone(), self.store.clone());
+        tokio::task::spawn_blocking(move || {
+            let header = SnapshotHeader { meta, state_digest: engine.state_digest() };
+            let bytes = encode_snapshot(&header, &engine.snapshot())?;
+            drop(engine);
+            store.write(snapshot_seq(&header.meta), header.state_digest, &bytes).map_err(io_error)?;
+            Ok(Snapshot { meta: header.meta, snapshot: io::Cursor::new(bytes) })
+        })
+        .await
+        .map_err(io_error)?
+    }
+}
+
+impl RaftStateMachine<ZoneRaft> for StateMachine {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let state = self.replica.lock();
+        Ok((state.last_applied, state.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<ZoneRaft>, io::Error>> + Unpin + Send,
+    {
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let applied = {
+                let replica = &self.replica;
+                let mut state = replica.lock();
+                state.apply_entry(replica.zone, replica.checkpoint_every_entries, &entry)
+            };
+            self.replica.applied.notify_all();
+            if let Some(responder) = responder {
+                responder.send(applied);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let state = self.replica.lock();
+        let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone() };
+        SnapshotBuilder { engine: Some(state.engine.clone()), meta, store: self.replica.snapshots.clone() }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
+        let bytes = snapshot.into_inner();
+        let (store, expected) = (self.replica.snapshots.clone(), meta.clone());
+        let engine = tokio::task::spawn_blocking(move || {
+            let (header, engine) = decode_snapshot(&bytes)?;
+            if header.meta.last_log_id != expected.last_log_id {
+                return Err(io_error("the snapshot's own metadata names another log position"));
+            }
+            store.write(snapshot_seq(&header.meta), header.state_digest, &bytes).map_err(io_error)?;
+            Ok(engine)
+        })
+        .await
+        .map_err(io_error)??;
+        let mut state = self.replica.lock();
+        state.engine = engine;
+        state.last_applied = meta.last_log_id;
+        state.membership = meta.last_membership.clone();
+        state.checkpoints.clear();
+        let (index, seq) = (snapshot_seq(meta).saturating_sub(1), state.engine.seq());
+        if let Some(queue) = state.follow.as_mut() {
+            queue.clear();
+            queue.push_back(Followed::Reset { index, seq });
+        }
+        drop(state);
+        self.replica.applied.notify_all();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<ZoneSnapshot>, io::Error> {
+        let store = self.replica.snapshots.clone();
+        tokio::task::spawn_blocking(move || {
+            let Some(loaded) = store.load_newest_valid().map_err(io_error)? else { return Ok(None) };
+            let (header, _) = decode_snapshot_header(&loaded.body)?;
+            Ok(Some(Snapshot { meta: header.meta, snapshot: io::Cursor::new(loaded.body) }))
+        })
+        .await
+        .map_err(io_error)?
+    }
+}
