@@ -33,6 +33,9 @@ class Authenticator:
         self.keys = keys
         self.window_ms = window_s * 1000
         self._seen: OrderedDict[str, int] = OrderedDict()  # signature -> when it expires (ms)
+        # (api key, passphrase digest) -> the scrypt check under way: concurrent requests of a
+        # key new to this zone (a client failing over to it) share one check, not one each.
+        self._checking: dict[tuple[str, bytes], asyncio.Future[bool]] = {}
 
     async def rest(self, headers: Mapping[str, str], method: str, request_path: str, body: str) -> ApiKey:
         """The key that signed this request, or an `OkxError` (50102-50113) saying why not."""
@@ -59,7 +62,13 @@ class Authenticator:
         known = self.keys.remembered(key, passphrase)
         if known is not None:
             return known
-        return await asyncio.to_thread(self.keys.passphrase_ok, key, passphrase)
+        ticket = (key.api_key, hashlib.sha256(passphrase.encode()).digest())
+        running = self._checking.get(ticket)
+        if running is None:
+            running = asyncio.ensure_future(asyncio.to_thread(self.keys.passphrase_ok, key, passphrase))
+            self._checking[ticket] = running
+            running.add_done_callback(lambda _: self._checking.pop(ticket, None))
+        return await asyncio.shield(running)
 
     async def ws_login(self, args: Mapping[str, object]) -> ApiKey:
         fields = {}
