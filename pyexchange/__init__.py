@@ -3,7 +3,7 @@
 `Engine` is the Python face of the deterministic Rust engine in `pyexchange._core`.
 """
 
-from pyexchange._core import JournalUnavailable, OutcomeUnknown
+from pyexchange._core import JournalUnavailable, NotLeader, OutcomeUnknown, ReplicaStopped
 from pyexchange.engine import Engine, Event, Order
 
-__all__ = ["Engine", "Event", "JournalUnavailable", "Order", "OutcomeUnknown"]
+__all__ = ["Engine", "Event", "JournalUnavailable", "NotLeader", "Order", "OutcomeUnknown", "ReplicaStopped"]

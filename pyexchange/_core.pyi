@@ -1,7 +1,7 @@
 """The compiled engine (`core_rs`, PyO3). Integers in, integers out; `pyexchange.Engine`
 is the convenient face. Event records are `wire.EVENT_DTYPE` bytes (88 bytes each)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from os import PathLike
 from typing import Any, final
 
@@ -20,7 +20,10 @@ __all__ = [
     "Engine",
     "EventBuffer",
     "JournalUnavailable",
+    "NotLeader",
     "OutcomeUnknown",
+    "ReplicaStopped",
+    "ZoneEngine",
     "journal_records",
     "journal_replay",
     "journal_verify",
@@ -216,6 +219,102 @@ class DurableEngine:
         """(segment file, byte offset) up to which the journal is synced."""
     def close(self) -> None:
         """Syncs and closes the journal."""
+
+class NotLeader(RuntimeError):
+    """This zone does not lead its group; nothing was done. args: (message, leader zone or
+    None, leader address or None)."""
+
+class ReplicaStopped(RuntimeError):
+    """This zone's replica stopped (storage error or shutdown)."""
+
+@final
+class ZoneEngine:
+    """One zone's replica of a Raft group: commands are proposed on the leader and answered
+    once a majority of zones has them fsync'd and this replica applied them; queries read
+    this replica (the GIL is released while a command waits)."""
+
+    def __new__(
+        cls,
+        zone: int,
+        data_dir: str | PathLike[str],
+        listen_addr: str,
+        members: Mapping[int, str],
+        *,
+        dial: Mapping[int, str] = ...,
+        bootstrap: bool = False,
+        heartbeat_ms: int = 30,
+        election_timeout_min_ms: int = 150,
+        election_timeout_max_ms: int = 300,
+        snapshot_every_entries: int = 20_000,
+        entries_kept_after_snapshot: int = 5_000,
+        checkpoint_every_entries: int = 1_000,
+        checkpoint_interval_ms: int = 1_000,
+        propose_timeout_ms: int = 5_000,
+        no_fsync_unsafe_benchmark_only: bool = False,
+        follow: bool = False,
+    ) -> ZoneEngine: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def ts_ns(self) -> int: ...
+    def add_asset(self, ts_ns: int, name: str, decimals: int) -> int: ...
+    def add_instrument(
+        self,
+        ts_ns: int,
+        symbol: str,
+        base_asset: int,
+        quote_asset: int,
+        lot_units: int,
+        quote_units_per_tick_lot: int,
+        min_size_lots: int,
+        maker_fee_bps: int,
+        taker_fee_bps: int,
+        market_protection_bps: int,
+    ) -> int: ...
+    def deposit(self, ts_ns: int, account: int, asset: int, amount_units: int) -> bytes: ...
+    def place(
+        self,
+        ts_ns: int,
+        account: int,
+        instrument: int,
+        side: int,
+        order_type: int,
+        stp: int,
+        price_ticks: int,
+        size_lots: int,
+        client_order_id: bytes,
+    ) -> bytes: ...
+    def cancel(self, ts_ns: int, account: int, instrument: int, order_id: int) -> bytes: ...
+    def amend(
+        self, ts_ns: int, account: int, instrument: int, order_id: int, new_price_ticks: int, new_size_lots: int
+    ) -> bytes: ...
+    def cancel_all(self, ts_ns: int, account: int, instrument: int | None = None) -> bytes: ...
+    def submit(self, commands: Buffer) -> bytes:
+        """Proposes a batch (stamped with the leader's clock); its events once applied here."""
+    def propose(self, commands: Buffer) -> tuple[int, int, bytes]:
+        """`submit`, with the entry's log index and first seq: (index, first_seq, events)."""
+    def balance(self, account: int, asset: int) -> tuple[int, int]: ...
+    def book(self, instrument: int, depth: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]: ...
+    def order(
+        self, account: int, order_id: int
+    ) -> tuple[int, int, int, int, int, int, int, int, int, int, int, bytes] | None: ...
+    def instrument_id(self, symbol: str) -> int | None: ...
+    def asset_id(self, name: str) -> int | None: ...
+    def assets(self) -> list[tuple[str, int]]: ...
+    def instruments(self) -> list[tuple[str, int, int, int, int, int, int, int, int]]: ...
+    def live_orders(self) -> int: ...
+    def state_hash(self) -> str: ...
+    def check_invariants(self) -> None: ...
+    def status(self) -> dict[str, Any]:
+        """zone, role, term, leader, last_log_index, committed_index, applied_index,
+        snapshot_index, matched, quorum_ack_ms_ago, diverged, stopped."""
+    def transfer_leader(self, to: int) -> None: ...
+    def snapshot(self) -> None: ...
+    def follow(self, on: bool) -> None: ...
+    def take_applied(self, timeout_ms: int) -> list[tuple[Any, ...]]:
+        """("commands", index, first_seq, last_seq, records, events, refused) or ("reset", index, seq)."""
+    def wait_applied(self, index: int, timeout_ms: int) -> bool: ...
+    def close(self) -> None: ...
 
 def journal_verify(data_dir: str | PathLike[str]) -> dict[str, Any]:
     """first_seq, last_seq, records, tail_damaged (file, offset, bytes, reason) or None;

@@ -23,7 +23,7 @@ import os
 import re
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -223,6 +223,7 @@ class Engine:
         group_commit_window_us: int = 0,
         segment_bytes: int = 64 << 20,
         retain_journal: bool = False,
+        zone: Mapping[str, Any] | None = None,
     ) -> None:
         """`clock` stamps commands (nanoseconds); the engine itself never reads a clock.
 
@@ -232,13 +233,31 @@ class Engine:
         wait `group_commit_window_us` to gather more commands into one fsync; a journal segment
         file is closed and a new one started past `segment_bytes`; segments older than the oldest
         snapshot kept are removed unless `retain_journal` (the whole history stays readable).
+
+        `zone` makes it one zone's replica of a Raft group (`_core.ZoneEngine`'s keyword
+        arguments: zone, listen_addr, members, dial, bootstrap, timings, follow): commands are
+        proposed on the leader and answered once a majority of zones has them fsync'd and this
+        replica applied them (`NotLeader` elsewhere); queries read this zone's replica.
         """
         self._clock = clock
         self._assets: dict[str, Asset] = {}
         self._asset_by_id: dict[int, Asset] = {}
         self._instruments: dict[str, Instrument] = {}
         self._instrument_by_id: dict[int, Instrument] = {}
-        self._core: _core.Engine | _core.DurableEngine
+        self._core: _core.Engine | _core.DurableEngine | _core.ZoneEngine
+        if zone is not None:
+            if data_dir is None:
+                raise ValueError("a zone's engine needs a data_dir")
+            fsync_off = no_fsync_unsafe_benchmark_only
+            self._core = _core.ZoneEngine(
+                data_dir=os.fspath(data_dir), no_fsync_unsafe_benchmark_only=fsync_off, **zone
+            )
+            self.place_ticks = _in_memory_only("place_ticks")
+            self.cancel_ticks = _in_memory_only("cancel_ticks")
+            self.amend_ticks = _in_memory_only("amend_ticks")
+            self.deposit_units = _in_memory_only("deposit_units")
+            self.refresh_configuration()
+            return
         if data_dir is None:
             self._core = core = _core.Engine()
             # The lean calls are the compiled methods themselves: no Python frame per order.
@@ -257,13 +276,19 @@ class Engine:
         self.cancel_ticks = _in_memory_only("cancel_ticks")
         self.amend_ticks = _in_memory_only("amend_ticks")
         self.deposit_units = _in_memory_only("deposit_units")
-        self._load_configuration(self._core)
+        self.refresh_configuration()
 
-    def _load_configuration(self, core: _core.DurableEngine) -> None:
-        """The assets and instruments a recovered engine already holds."""
+    def refresh_configuration(self) -> None:
+        """Learns the assets and instruments the engine holds that this face does not know yet:
+        those a recovered engine holds, or a zone's replica received from the leader."""
+        core = self._core
         for asset_id, (name, decimals) in enumerate(core.assets()):
+            if asset_id in self._asset_by_id:
+                continue
             self._assets[name] = self._asset_by_id[asset_id] = Asset(name, asset_id, decimals)
         for instrument_id, spec in enumerate(core.instruments()):
+            if instrument_id in self._instrument_by_id:
+                continue
             symbol, base_id, quote_id, lot_units, tick_lot_units, min_lots = spec[:6]
             base, quote = self._asset_by_id[base_id], self._asset_by_id[quote_id]
             lot = _plain(Decimal(lot_units).scaleb(-base.decimals))
@@ -534,9 +559,40 @@ class Engine:
         path, offset = self._durable().durable_position()
         return os.fspath(path), offset
 
+    # ---- replication (Engine(data_dir, zone=...) only) ----
+
+    def _zone(self) -> _core.ZoneEngine:
+        if not isinstance(self._core, _core.ZoneEngine):
+            raise ValueError("this engine is not a zone's replica; that needs Engine(data_dir, zone=...)")
+        return self._core
+
+    def propose(self, commands: np.ndarray[Any, Any]) -> tuple[int, int, np.ndarray[Any, Any]]:
+        """`submit` through Raft: (log index, first command's seq, `wire.EVENT_DTYPE` events)."""
+        if commands.dtype != wire.COMMAND_DTYPE:
+            raise ValueError(f"commands must have dtype wire.COMMAND_DTYPE, not {commands.dtype}")
+        buffer = np.ascontiguousarray(commands).view(np.uint8)
+        index, first_seq, events = self._zone().propose(buffer.data)
+        return index, first_seq, np.frombuffer(events, dtype=wire.EVENT_DTYPE)
+
+    def zone_status(self) -> dict[str, Any]:
+        """This zone's view of its Raft group (see `_core.ZoneEngine.status`)."""
+        return dict(self._zone().status())
+
+    def transfer_leader(self, to: int) -> None:
+        """Asks the leader to hand leadership to zone `to`; returns at once."""
+        self._zone().transfer_leader(to)
+
+    def take_applied(self, timeout_ms: int) -> list[tuple[Any, ...]]:
+        """What this replica applied since the last call (see `_core.ZoneEngine.take_applied`)."""
+        return self._zone().take_applied(timeout_ms)
+
+    def wait_applied(self, index: int, timeout_ms: int) -> bool:
+        return self._zone().wait_applied(index, timeout_ms)
+
     def close(self) -> None:
-        """Syncs and closes a durable engine's journal (nothing to do in memory)."""
-        if isinstance(self._core, _core.DurableEngine):
+        """Syncs and closes a durable engine's journal, or stops a zone's replica (nothing to
+        do in memory)."""
+        if isinstance(self._core, _core.DurableEngine | _core.ZoneEngine):
             self._core.close()
 
     def __enter__(self) -> Engine:

@@ -206,6 +206,7 @@ macro_rules! engine_methods {
 }
 
 mod durable;
+mod zone;
 
 /// Events the lean calls may queue before `take_events` must drain them.
 const QUEUED_EVENTS_MAX: usize = 1 << 22;
@@ -563,6 +564,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngine>()?;
     m.add_class::<EventBuffer>()?;
     durable::register(m)?;
+    zone::register(m)?;
     m.add("COMMAND_RECORD_BYTES", COMMAND_RECORD_BYTES)?;
     m.add("EVENT_RECORD_BYTES", EVENT_RECORD_BYTES)?;
     m.add("SIDES", names(Side::ALL, Side::name))?;

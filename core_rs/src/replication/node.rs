@@ -31,9 +31,9 @@ use crate::journal::{JournalConfig, SyncMode};
 use crate::wire::{command_records, CommandRecord};
 
 /// Defaults for zones of one region: heartbeats in tens of ms, elections in a few hundred.
-pub const HEARTBEAT_MS_DEFAULT: u64 = 50;
-pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 300;
-pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 600;
+pub const HEARTBEAT_MS_DEFAULT: u64 = 30;
+pub const ELECTION_TIMEOUT_MIN_MS_DEFAULT: u64 = 150;
+pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 300;
 /// Entries between snapshots, and entries kept in the log behind a snapshot (so a follower a
 /// little behind catches up from the log rather than by a snapshot).
 pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 20_000;
@@ -65,6 +65,8 @@ pub struct NodeConfig {
     pub checkpoint_every_entries: u64,
     pub checkpoint_interval_ms: u64,
     pub sync: SyncMode,
+    /// Queue what each applied entry did from the start (see `Replica::take_applied`).
+    pub follow: bool,
 }
 
 impl NodeConfig {
@@ -85,6 +87,7 @@ impl NodeConfig {
             checkpoint_every_entries: CHECKPOINT_EVERY_ENTRIES_DEFAULT,
             checkpoint_interval_ms: CHECKPOINT_INTERVAL_MS_DEFAULT,
             sync: SyncMode::Fsync,
+            follow: false,
         }
     }
 
@@ -187,8 +190,9 @@ impl ZoneNode {
         std::fs::create_dir_all(&config.dir).map_err(|e| format!("creating {}: {e}", config.dir.display()))?;
         let mut journal = JournalConfig::new(&config.dir);
         journal.sync = config.sync;
-        let state_machine = StateMachine::open(config.zone, &config.dir, config.checkpoint_every_entries)
-            .map_err(|e| format!("opening the replica in {}: {e}", config.dir.display()))?;
+        let state_machine =
+            StateMachine::open(config.zone, &config.dir, config.checkpoint_every_entries, config.follow)
+                .map_err(|e| format!("opening the replica in {}: {e}", config.dir.display()))?;
         let replica = Arc::clone(state_machine.replica());
         let (raft, pristine) = runtime.block_on(async {
             let log_store = LogStore::open(journal).map_err(|e| format!("opening the log: {e}"))?;

@@ -281,7 +281,7 @@ fn decode_snapshot(bytes: &[u8]) -> io::Result<(SnapshotHeader, Engine)> {
 
 impl StateMachine {
     /// Opens the replica of `dir`: its newest valid snapshot, or an empty engine.
-    pub fn open(zone: ZoneId, dir: &Path, checkpoint_every_entries: u64) -> io::Result<StateMachine> {
+    pub fn open(zone: ZoneId, dir: &Path, checkpoint_every_entries: u64, follow: bool) -> io::Result<StateMachine> {
         let snapshots = SnapshotStore::new(dir);
         let (engine, last_applied, membership) = match snapshots.load_newest_valid().map_err(io_error)? {
             Some(loaded) => {
@@ -296,7 +296,7 @@ impl StateMachine {
             membership,
             checkpoints: VecDeque::new(),
             diverged: None,
-            follow: None,
+            follow: follow.then(VecDeque::new),
         };
         let replica =
             Replica { zone, checkpoint_every_entries, state: Mutex::new(state), applied: Condvar::new(), snapshots };
