@@ -38,14 +38,15 @@ def open_engine(data_dir: Path, config: Config) -> Engine:
     engine = Engine(data_dir, snapshot_every_commands=config.snapshot_every_commands,
                     group_commit_window_us=config.group_commit_window_us, retain_journal=True)  # fmt: skip
     try:
-        _configure(engine, config)
+        configure(engine, config)
     except Exception:
         engine.close()
         raise
     return engine
 
 
-def _configure(engine: Engine, config: Config) -> None:
+def configure(engine: Engine, config: Config) -> None:
+    """Adds the configured assets and instruments the engine lacks; refuses a changed one."""
     known_assets = {a.name: a for a in engine.assets()}
     for asset in config.assets:
         held = known_assets.get(asset.name)

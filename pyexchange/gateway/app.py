@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response as _Response
 from starlette.exceptions import HTTPException
 
-from pyexchange.gateway import okx, operator, rest, ws
+from pyexchange.gateway import cluster_api, okx, operator, rest, ws
 from pyexchange.gateway.auth import Authenticator
 from pyexchange.gateway.exchange import Exchange
 
@@ -63,6 +63,8 @@ def create_app(exchange: Exchange, auth: Authenticator) -> FastAPI:
             for task in tasks:
                 task.cancel()
             exchange.stop()
+            if exchange.link is not None:
+                await exchange.link.close()
 
     app = FastAPI(title="pyexchange", summary="An exchange trading core: OKX v5 dialect", version="0.1.0",
                   lifespan=lifespan, default_response_class=OrjsonResponse)  # fmt: skip
@@ -73,6 +75,8 @@ def create_app(exchange: Exchange, auth: Authenticator) -> FastAPI:
     app.include_router(rest.router)
     app.include_router(ws.router)
     app.include_router(operator.router)
+    if exchange.link is not None:
+        app.include_router(cluster_api.router)
     _add_error_handlers(app)
     admission = exchange.config.admission
     app.add_middleware(Admission, limit=admission.requests_in_flight_max, retry_after_s=admission.retry_after_s)

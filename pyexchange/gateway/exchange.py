@@ -25,6 +25,7 @@ from pyexchange.config import Config
 from pyexchange.engine import Asset, Engine, Event
 from pyexchange.gateway import okx, requests
 from pyexchange.gateway.market_data import BookFeed, Trade
+from pyexchange.gateway.replication import Follower, LeaderLink
 from pyexchange.gateway.requests import AmendIntent, OrderRef, PlaceIntent
 from pyexchange.gateway.sequencer import BOOK_DEPTH_TRACKED, Batch, Command, Overloaded, Sequencer, collect
 from pyexchange.gateway.views import OrderView, Views, order_json, trade_json
@@ -35,6 +36,7 @@ REPLAY_CHUNK_RECORDS = 4096
 DEAD_MAN_TICK_S = 0.5
 LOOP_LAG_TICK_S = 0.02
 LOOP_LAG_WINDOW_TICKS = 5
+FOLLOW_POLL_S = 0.002
 KIND_OFFSET = wire.COMMAND_DTYPE.fields["kind"][1]  # type: ignore[index]
 TRADING_KINDS = (wire.PLACE, wire.CANCEL, wire.AMEND, wire.CANCEL_ALL, wire.DEPOSIT)
 
@@ -91,8 +93,10 @@ def _now_ms() -> int:
 
 
 class Exchange:
-    def __init__(self, config: Config, data_dir: Path, engine: Engine) -> None:
-        self.config, self.data_dir, self.engine = config, data_dir, engine
+    def __init__(self, config: Config, data_dir: Path, engine: Engine, link: LeaderLink | None = None) -> None:
+        """`link`: this exchange is one zone of a cluster (`engine` is its replica)."""
+        self.config, self.data_dir, self.engine, self.link = config, data_dir, engine, link
+        self._follower: Follower | None = None
         self.views = Views(engine.instruments())
         self.books = {inst.symbol: BookFeed(BOOK_DEPTH_TRACKED) for inst in engine.instruments()}
         self.risk = RiskChecks(config.risk)
@@ -103,6 +107,8 @@ class Exchange:
         self._dead_man: dict[int, int] = {}  # account -> when cancel-all-after fires (ms)
         self._books_stale: set[str] = set()  # feeds not kept up to date: nobody followed them
         self.loop_lag = LoopLag()
+        self.halted: str | None = None  # why the cluster's orchestrator halted trading, if it did
+        self.halted_ms = 0
         self.started_ms = _now_ms()
 
     # ---- life cycle ----
@@ -131,7 +137,7 @@ class Exchange:
                 self._replay(replica, pending, next_seq)
                 pending.clear()
                 replica._core.apply_journal_payload(payload)  # type: ignore[union-attr]
-                replica._load_configuration(replica._core)  # type: ignore[arg-type]
+                replica.refresh_configuration()
                 next_seq = seq + 1
             self._replay(replica, pending, next_seq)
             next_seq += len(pending)
@@ -153,13 +159,30 @@ class Exchange:
 
     def start(self, loop: asyncio.AbstractEventLoop, subscribers: Subscribers) -> None:
         self._subscribers = subscribers
-        self._sequencer = Sequencer(self.engine, self.config.admission, loop, self._deliver, self)
+        caught_up = None
+        if self.link is not None:
+            self._follower = Follower(self.engine, loop, self._deliver, self, self._reset_views)
+            self._follower.start()
+            caught_up = self._follower.caught_up
+        self._sequencer = Sequencer(self.engine, self.config.admission, loop, self._deliver, self, caught_up)
         self._sequencer.start()
 
     def stop(self) -> None:
         if self._sequencer is not None:
             self._sequencer.stop()
             self._sequencer = None
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower = None
+
+    def _reset_views(self) -> None:
+        """The replica was replaced by a snapshot: views start again from nothing."""
+        self.views = Views(self.engine.instruments())
+        self._books_stale.update(self.books)
+
+    @property
+    def follower(self) -> Follower | None:
+        return self._follower
 
     @property
     def sequencer(self) -> Sequencer:
@@ -169,9 +192,11 @@ class Exchange:
     # ---- the results of a batch ----
 
     def _deliver(self, batch: Batch) -> None:
-        if batch.error is None:
+        if batch.error is None and not batch.answers_only:
             changed, trades = self.views.apply(batch)
             self._push(batch, changed, trades)
+        if not batch.commands:
+            return  # a follower's batch: views only
         for command, events in zip(batch.commands, batch.events, strict=True):
             if command.kind == wire.PLACE:
                 self._pending_places[command.account] -= 1
@@ -238,6 +263,28 @@ class Exchange:
     # ---- order entry ----
 
     async def _submit(self, command: Command) -> list[Event]:
+        if self.halted is not None and command.kind not in (wire.CANCEL, wire.CANCEL_ALL):
+            raise okx.OkxError(okx.SERVICE_UNAVAILABLE, f"Trading is halted: {self.halted}; cancels are taken",
+                               http_status=503, retry_after_s=1)  # fmt: skip
+        if self.link is not None:
+            gateway = await self.link.leader_gateway()
+            if gateway is not None:
+                return await self._forward(gateway, command)
+        return await self.submit_here(command)
+
+    async def _forward(self, gateway: str, command: Command) -> list[Event]:
+        """Has the leader's zone sequence `command`; answers once this zone's views have it."""
+        assert self.link is not None and self._follower is not None
+        timeout_s = self.config.admission.reply_timeout_ms / 1000
+        events = np.frombuffer(await self.link.forward(gateway, command, timeout_s), dtype=wire.EVENT_DTYPE)
+        if len(events):
+            last_seq, deadline = int(events["seq"][-1]), time.monotonic() + timeout_s
+            while self._follower.delivered_seq < last_seq and time.monotonic() < deadline:
+                await asyncio.sleep(FOLLOW_POLL_S)
+        return self.engine.decode_events(events)
+
+    async def submit_here(self, command: Command) -> list[Event]:
+        """Sequences `command` in this zone (a single zone, or the leader's)."""
         cancel = command.kind in (wire.CANCEL, wire.CANCEL_ALL)
         lag_ms = self.loop_lag.behind_ms
         if not cancel and lag_ms > self.config.admission.queue_delay_ms_max:
@@ -367,10 +414,17 @@ class Exchange:
 
     # ---- queries ----
 
+    def halt(self, reason: str | None) -> None:
+        """Halts trading (new orders and amends refused, cancels taken), or reopens it (None)."""
+        self.halted, self.halted_ms = reason, _now_ms()
+
     def status_events(self, state: str | None) -> list[dict[str, str]]:
-        """OKX system/status: planned or ongoing maintenance; none while everything trades."""
-        del state
-        return []
+        """OKX system/status: planned or ongoing maintenance; an ongoing halt if there is one."""
+        if self.halted is None or state not in (None, "ongoing"):
+            return []
+        return [{"title": f"Trading halted: {self.halted}", "state": "ongoing", "begin": str(self.halted_ms),
+                 "end": "", "href": "", "serviceType": "5", "system": "unified", "scheDesc": "",
+                 "maintType": "1", "env": "1"}]  # fmt: skip
 
     def instrument_json(self, symbol: str) -> dict[str, Any]:
         inst = self.instruments[symbol]

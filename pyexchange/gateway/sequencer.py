@@ -15,6 +15,12 @@ gateway answers with 429 / 50011 and Retry-After) when its queue is full, when t
 queued order has waited longer than `queue_delay_ms_max`, or when the batch in the engine
 has taken longer than that (a slow disk). Cancels have their own, larger queue, are never
 refused for delay, and go first in every batch.
+
+In a zone of a cluster the engine is a replica and a batch is proposed through Raft (the
+leader's zone only): it is answered once a majority of zones has it fsync'd and this replica
+applied it. The views are then kept by the follower thread (`replication.Follower`) from
+what the replica applies, on every zone alike, so a batch here only answers its commands,
+once the follower has handed its entry to the event loop.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pyexchange import JournalUnavailable, OutcomeUnknown, wire
+from pyexchange import JournalUnavailable, NotLeader, OutcomeUnknown, ReplicaStopped, wire
 from pyexchange.config import AdmissionConfig
 from pyexchange.engine import Engine, Event, Order
 from pyexchange.gateway import okx
@@ -67,6 +73,7 @@ class Command:
     client_order_id: bytes = b""
     future: asyncio.Future[list[Event]] | None = None
     enqueued_ns: int = 0
+    raw_events: bytes = b""  # in a zone: the command's event records, for a forwarding zone
 
 
 @dataclass(slots=True)
@@ -81,6 +88,7 @@ class Batch:
     commands: list[Command] = field(default_factory=list)
     instruments: set[str] = field(default_factory=set)  # every instrument the batch changed
     error: okx.OkxError | None = None
+    answers_only: bool = False  # in a zone: the follower keeps the views, this only answers
 
 
 def records_of(commands: list[Command], ts_ns: int) -> np.ndarray[Any, Any]:
@@ -148,9 +156,13 @@ class Sequencer:
         loop: asyncio.AbstractEventLoop,
         deliver: Callable[[Batch], None],
         followed: Followed,
+        views_caught_up: Callable[[int], bool] | None = None,
     ) -> None:
+        """`views_caught_up(index)`, for a zone's replica: waits (bounded) until the follower
+        has handed the entry at `index` to the event loop; False if it did not in time."""
         self._engine, self._admission, self._loop, self._deliver = engine, admission, loop, deliver
         self._followed = followed
+        self._views_caught_up = views_caught_up
         self._orders: deque[Command] = deque()
         self._cancels: deque[Command] = deque()
         self._cond = threading.Condition()
@@ -232,6 +244,8 @@ class Sequencer:
     def _execute(self, commands: list[Command]) -> Batch:
         self._last_ts_ns = ts_ns = max(time.time_ns(), self._last_ts_ns)
         records = records_of(commands, ts_ns)
+        if self._views_caught_up is not None:
+            return self._propose(records, commands, self._views_caught_up)
         first_seq = self._engine.seq + 1
         try:
             events = self._engine.submit(records).copy()
@@ -245,6 +259,27 @@ class Sequencer:
         batch = collect(self._engine, records, first_seq, events, self._followed)
         batch.commands = commands
         return batch
+
+    def _propose(
+        self, records: np.ndarray[Any, Any], commands: list[Command], views_caught_up: Callable[[int], bool]
+    ) -> Batch:
+        try:
+            index, first_seq, events = self._engine.propose(records)
+        except NotLeader as error:
+            return self._failed(records, commands, f"this zone lost the lead, nothing was done; retry: {error.args[0]}")
+        except (OutcomeUnknown, ReplicaStopped) as error:
+            return self._failed(records, commands, f"outcome unknown, retry with the same clOrdId: {error}")
+        except ValueError as error:  # a bug of ours: the gateway validates every field first
+            log.exception("the replicas refused a batch")
+            return self._failed(records, commands, f"internal error, nothing was done: {error}")
+        bounds = np.searchsorted(events["seq"], np.arange(first_seq, first_seq + len(records) + 1))
+        per_command = [events[bounds[i] : bounds[i + 1]] for i in range(len(records))]
+        for command, raw in zip(commands, per_command, strict=True):
+            command.raw_events = raw.tobytes()
+        if not views_caught_up(index):
+            log.warning("the views have not caught up with entry %d: answering anyway", index)
+        decoded = [self._engine.decode_events(raw) for raw in per_command]
+        return Batch(records, decoded, commands=commands, answers_only=True)
 
     @staticmethod
     def _failed(records: np.ndarray[Any, Any], commands: list[Command], msg: str) -> Batch:

@@ -1,0 +1,193 @@
+"""The gateway of one zone of a cluster: its views follow its replica, and its order entry
+goes to the leader's zone.
+
+- `Follower`, a thread, takes what this zone's replica applied (every zone applies the same
+  committed log) and hands it to the event loop as batches, which update the views and push
+  to WebSocket subscribers exactly as the single-zone sequencer's batches do. So every zone's
+  views are hot, and a zone that becomes leader serves at once.
+- `LeaderLink` knows who leads (this replica's Raft status) and forwards a command that this
+  zone cannot sequence to the leader's gateway (`POST /cluster/v1/submit`, with the cluster
+  token). The answer carries the command's event records; the zone answers its client once
+  its own views have applied them, so a client may query its order at the zone it used.
+- While no zone leads (an election), a command waits up to `leader_wait_ms`, then is refused
+  with 50001 and `Retry-After`: the client retries, and `clOrdId` makes the retry safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import httpx
+import numpy as np
+
+from pyexchange import wire
+from pyexchange.engine import Engine
+from pyexchange.gateway import okx
+from pyexchange.gateway.sequencer import Batch, Command, Followed, Overloaded, collect
+
+log = logging.getLogger("pyexchange.replication")
+TAKE_TIMEOUT_MS = 100
+LEADER_POLL_S = 0.01
+CLUSTER_TOKEN_HEADER = "Authorization"
+
+
+class Follower:
+    """The thread that keeps a zone's views from what its replica applies (see the module doc)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[Batch], None],
+        followed: Followed,
+        reset: Callable[[], None],
+    ) -> None:
+        self._engine, self._loop, self._deliver, self._followed, self._reset = engine, loop, deliver, followed, reset
+        self._cond = threading.Condition()
+        self._stopping = False
+        self.delivered_index = -1
+        self.delivered_seq = 0
+        self._thread = threading.Thread(target=self._run, name="pyexchange-follower", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            for item in self._engine.take_applied(TAKE_TIMEOUT_MS):
+                try:
+                    self._hand_over(item)
+                except RuntimeError:  # the loop is closed: nobody is listening any more
+                    return
+
+    def _hand_over(self, item: tuple[Any, ...]) -> None:
+        if item[0] == "reset":
+            _, index, seq = item
+            log.error("this zone's replica was replaced by a snapshot at entry %d: the views restart from the "
+                      "engine's state and lose the history before it", index)  # fmt: skip
+            self._loop.call_soon_threadsafe(self._reset)
+            self._advance(index, seq)
+            return
+        _, index, first_seq, last_seq, records, events, refused = item
+        if refused is None and records:
+            batch = collect(self._engine, np.frombuffer(records, dtype=wire.COMMAND_DTYPE), first_seq,
+                            np.frombuffer(events, dtype=wire.EVENT_DTYPE), self._followed)  # fmt: skip
+            self._loop.call_soon_threadsafe(self._deliver, batch)
+        self._advance(index, last_seq)
+
+    def _advance(self, index: int, seq: int) -> None:
+        with self._cond:
+            self.delivered_index = max(self.delivered_index, index)
+            self.delivered_seq = max(self.delivered_seq, seq)
+            self._cond.notify_all()
+
+    def caught_up(self, index: int, timeout_s: float = 2.0) -> bool:
+        """Waits until the entry at `index` was handed to the loop (the sequencer thread asks)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.delivered_index >= index, timeout_s)
+
+
+class LeaderLink:
+    """Who leads, and the way to the leader's gateway (see the module doc)."""
+
+    def __init__(self, engine: Engine, zone: int, gateways: dict[int, str], token: str, *, leader_wait_ms: int,
+                 lease_ms: int) -> None:  # fmt: skip
+        """`lease_ms`: a leader that no majority has acknowledged for longer than this (the
+        election timeout) is cut off from the others, and refuses rather than waits."""
+        self._engine, self.zone, self.gateways, self._token = engine, zone, gateways, token
+        self._leader_wait_s, self._lease_ms = leader_wait_ms / 1000, lease_ms
+        self._client: httpx.AsyncClient | None = None
+
+    def _cut_off(self, status: dict[str, Any]) -> bool:
+        acked_ms_ago = status["quorum_ack_ms_ago"]
+        return acked_ms_ago is not None and acked_ms_ago > self._lease_ms
+
+    def leading(self) -> bool:
+        status = self._engine.zone_status()
+        return bool(status["role"] == "leader" and not self._cut_off(status))
+
+    def authorized(self, header: str | None) -> bool:
+        return hmac.compare_digest((header or "").encode(), f"Bearer {self._token}".encode())
+
+    async def leader_gateway(self) -> str | None:
+        """The leader's gateway URL, or None when this zone leads; waits through an election."""
+        deadline = time.monotonic() + self._leader_wait_s
+        while True:
+            status = self._engine.zone_status()
+            if status["role"] == "leader":
+                if self._cut_off(status):
+                    raise okx.OkxError(okx.SERVICE_UNAVAILABLE, "This zone cannot reach a majority of the zones; "
+                                       "retry at another zone (the same clOrdId is safe)", http_status=503,
+                                       retry_after_s=1)  # fmt: skip
+                return None
+            leader = status["leader"]
+            if leader is not None and leader != self.zone and status["role"] == "follower":
+                return self.gateways[leader]
+            if time.monotonic() >= deadline:
+                raise okx.OkxError(okx.SERVICE_UNAVAILABLE, "No zone leads right now (an election is under way); "
+                                   "retry in a moment (the same clOrdId is safe)", http_status=503,
+                                   retry_after_s=1)  # fmt: skip
+            await asyncio.sleep(LEADER_POLL_S)
+
+    async def forward(self, gateway: str, command: Command, timeout_s: float) -> bytes:
+        """Sends `command` to the leader's gateway; its event records once sequenced there."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=timeout_s)
+        fields = {k: v for k, v in asdict(command).items() if k in FORWARDED_FIELDS}
+        fields["client_order_id"] = command.client_order_id.hex()
+        try:
+            answer = await self._client.post(f"{gateway}/cluster/v1/submit", json=fields,
+                                             headers={CLUSTER_TOKEN_HEADER: f"Bearer {self._token}"})  # fmt: skip
+        except httpx.HTTPError as error:
+            raise okx.OkxError(okx.REQUEST_TIMEOUT, f"The leader's zone did not answer ({type(error).__name__}); "
+                               "the outcome is unknown: query the order or retry with the same clOrdId",
+                               http_status=503, retry_after_s=1) from None  # fmt: skip
+        body = answer.json()
+        refusal = body.get("error")
+        if refusal is not None:
+            if refusal["code"] == okx.RATE_LIMITED:
+                raise Overloaded(refusal["msg"])
+            raise okx.OkxError(refusal["code"], refusal["msg"], http_status=refusal.get("http_status"),
+                               retry_after_s=refusal.get("retry_after_s"))  # fmt: skip
+        return base64.b64decode(body["events"])
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+FORWARDED_FIELDS = ("kind", "account", "instrument_id", "side", "order_type", "stp", "price_ticks", "size_lots",
+                    "order_id")  # fmt: skip
+
+
+def command_of(fields: dict[str, Any]) -> Command:
+    """The command a forwarding zone sent (`LeaderLink.forward`); ValueError if malformed."""
+    try:
+        kind, account, instrument_id, side, order_type, stp, price_ticks, size_lots, order_id = (
+            int(fields[name]) for name in FORWARDED_FIELDS
+        )
+        return Command(kind, account, instrument_id, side, order_type, stp, price_ticks, size_lots, order_id,
+                       bytes.fromhex(str(fields["client_order_id"])))  # fmt: skip
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"a forwarded command is malformed: {error}") from None
+
+
+def error_json(error: okx.OkxError) -> dict[str, Any]:
+    return {
+        "code": error.code,
+        "msg": error.msg,
+        "http_status": error.http_status,
+        "retry_after_s": error.retry_after_s,
+    }
