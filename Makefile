@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: help install serve demo lint test test-long test-rust test-python bench clean
+.PHONY: help install serve demo drill lint test test-long test-rust test-python bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,10 +38,14 @@ test-python: install  ## pytest: scenarios, differential against the reference, 
 
 test: lint test-rust test-python  ## install, lint and run every test (Rust and Python)
 
-test-long: install  ## the property, differential and crash tests with many more cases (minutes)
+test-long: install  ## the property, differential, crash and fault tests with many more cases (an hour)
 	PROPTEST_CASES=50000 cargo test --release
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_differential.py
 	CRASH_ITERATIONS=50 $(PY) -m pytest -q tests/test_crash.py
+	DRILL_ROUNDS=50 $(PY) -m pytest -q tests/test_cluster_faults.py
+
+drill: install  ## the zone-loss drill on a fresh local three-zone cluster (one JSON verdict)
+	$(VENV)/bin/pyexchange drill zone-loss --json
 
 bench: install  ## the benchmarks (long; figures go to bench/README.md)
 	$(PIP) install -q -e '.[bench]' -r bench/requirements.txt

@@ -6,6 +6,10 @@ import argparse
 import sys
 
 from pyexchange import demo, journal, serve
+from pyexchange.cluster import FAULTS
+
+DEFAULT_CLUSTER_DIR = "./cluster"
+MAX_LOCAL_ZONES = 9
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     inspect.add_argument("--from", dest="from_seq", type=int, default=1, help="first seq (default 1)")
     inspect.add_argument("--limit", type=int, default=100, help="records to print (default 100)")
     _add_zone_commands(commands)
+    _add_cluster_commands(commands)
     args = parser.parse_args(argv)
     try:
         return _run(parser, args)
@@ -60,7 +65,98 @@ def _add_zone_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     create_key.add_argument("--label", default="")
 
 
+def _add_cluster_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run_zone = commands.add_parser("zone", help="run one zone of a cluster: replica, Raft member and gateway")
+    run_zone.add_argument("--config", required=True, help="the zone's TOML file (see pyexchange.cluster.zone)")
+    cluster = commands.add_parser("cluster", help="a cluster of zones on this machine (loopback)")
+    cluster_actions = cluster.add_subparsers(dest="action", required=True)
+    cluster_up = cluster_actions.add_parser("up", help="lay out and start a cluster of zones")
+    cluster_up.add_argument("--zones", type=int, default=3, help="number of zones (default 3)")
+    cluster_up.add_argument("--config", help="the exchange's TOML config (default: the built-in one)")
+    cluster_up.add_argument("--host", default="127.0.0.1", help="address of every zone (default %(default)s)")
+    for name, helptext in (("status", "leader, term, commit index, lag and health per zone"),
+                           ("transfer", "move leadership to a zone (planned maintenance)"),
+                           ("down", "stop every zone (the data stays)"),
+                           ("supervise", "watch the zones: restarts, failovers, halts (`up` starts it)")):  # fmt: skip
+        action = cluster_actions.add_parser(name, help=helptext)
+        action.add_argument("--dir", default=DEFAULT_CLUSTER_DIR, help="the cluster directory (default %(default)s)")
+        if name == "status":
+            action.add_argument("--json", action="store_true", help="one JSON array, a row per zone")
+        if name == "transfer":
+            action.add_argument("--to", type=int, required=True, metavar="ZONE", help="the zone to lead")
+    cluster_up.add_argument("--dir", default=DEFAULT_CLUSTER_DIR, help="the cluster directory (default %(default)s)")
+    drill = commands.add_parser("drill", help="fault drills on a fresh local cluster (see pyexchange.cluster.drill)")
+    drill_kinds = drill.add_subparsers(dest="kind", required=True)
+    zone_loss = drill_kinds.add_parser("zone-loss", help="kill the leader's zone under load, restart it, check")
+    fault = drill_kinds.add_parser("fault", help="any fault of the suite, one or more seeded rounds")
+    fault.add_argument("fault", choices=FAULTS)
+    fault.add_argument("--rounds", type=int, default=1, help="rounds on one cluster, seeds SEED, SEED+1, ...")
+    for parser in (zone_loss, fault):
+        parser.add_argument("--json", action="store_true", help="print JSON (an object per round)")
+        parser.add_argument("--seed", type=int, default=1, help="replays a run (default 1)")
+        parser.add_argument("--rate", type=float, default=100.0, help="orders per second offered (default 100)")
+        parser.add_argument("--down-s", type=float, default=3.0, help="how long the fault lasts (default 3)")
+        parser.add_argument("--wipe-disk", action="store_true", help="restart the zone with an empty data dir")
+        parser.add_argument("--network", choices=("auto", "netns", "proxy"), default="auto",
+                            help="how zones are connected (default: namespaces when root, else proxies)")  # fmt: skip
+        parser.add_argument("--dir", help="keep the cluster's files here (default: a temporary directory)")
+
+
+def _run_cluster(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pyexchange.cluster import local
+
+    root = Path(args.dir)
+    if args.action == "up":
+        if not 1 <= args.zones <= MAX_LOCAL_ZONES:
+            parser.error(f"--zones must be between 1 and {MAX_LOCAL_ZONES}")
+        return local.up(root, args.zones, args.host, args.config)
+    if args.action == "status":
+        return local.status(root, args.json)
+    if args.action == "transfer":
+        return local.transfer(root, args.to)
+    if args.action == "supervise":
+        from pyexchange.cluster.supervisor import SupervisorPolicy, supervise
+
+        return supervise(root, SupervisorPolicy())
+    return local.down(root)
+
+
+def _run_drill(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from pyexchange.cluster import drill
+
+    if args.rate <= 0 or args.down_s < 0:
+        parser.error("--rate must be positive and --down-s not negative")
+    fault = "kill-leader" if args.kind == "zone-loss" else args.fault
+    if args.wipe_disk:
+        fault = "wipe-leader" if fault == "kill-leader" else parser.error("--wipe-disk goes with a zone loss")
+    rounds = 1 if args.kind == "zone-loss" else args.rounds
+    plan = drill.DrillPlan(fault=fault, seed=args.seed, rate_per_s=args.rate, down_s=args.down_s)
+    results = drill.run(plan, None if args.dir is None else Path(args.dir), rounds=rounds, network=args.network)
+    for result in results:
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print("\n".join(f"{key:>24}  {value}" for key, value in result.items()), end="\n\n")
+    return 0 if all(result["ok"] for result in results) else 1
+
+
+def _run_zone(_parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from pyexchange.cluster.zone import run_zone
+
+    return run_zone(args.config)
+
+
+CLUSTER_COMMANDS = {"zone": _run_zone, "cluster": _run_cluster, "drill": _run_drill}
+
+
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command in CLUSTER_COMMANDS:
+        return CLUSTER_COMMANDS[args.command](parser, args)
     if args.command == "demo":
         if args.rounds < 1:
             parser.error("--rounds must be at least 1")
