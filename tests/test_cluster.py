@@ -1,0 +1,157 @@
+"""A local three-zone cluster driven through its command line and its gateways: `cluster up`,
+`status`, `transfer`, `down`; an order entered at any zone is sequenced once by the leader and
+seen at every zone; and the zone file's errors name the key at fault."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pyexchange.chaos.load import credentials_of, signed_headers
+from pyexchange.cluster import local
+from pyexchange.cluster.zone import load_zone
+
+ORDER_PATH = "/api/v5/trade/order"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pyexchange", *args], capture_output=True, text=True, timeout=120)
+
+
+def signed(creds: Any, method: str, path: str, body: str = "") -> dict[str, str]:
+    return {**signed_headers(creds, method, path, body), "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Any:
+    root = tmp_path / "cluster"
+    up = cli("cluster", "up", "--dir", str(root))
+    assert up.returncode == 0, up.stderr
+    try:
+        yield root
+    finally:
+        down = cli("cluster", "down", "--dir", str(root))
+        assert down.returncode == 0, down.stderr
+
+
+def statuses(root: Path) -> list[dict[str, Any]]:
+    answer = cli("cluster", "status", "--dir", str(root), "--json")
+    assert answer.returncode == 0, answer.stderr
+    rows: list[dict[str, Any]] = json.loads(answer.stdout)
+    return rows
+
+
+def test_cluster_commands_and_an_order_at_every_zone(cluster: Path) -> None:
+    rows = statuses(cluster)
+    assert [r["zone"] for r in rows] == [1, 2, 3]
+    leaders = [r["zone"] for r in rows if r["role"] == "leader"]
+    assert len(leaders) == 1 and all(r["leader"] == leaders[0] and r["healthy"] for r in rows)
+    assert all(r["lag"] is not None and r["lag"] >= 0 for r in rows)
+
+    zones = local.recorded(cluster)
+    creds = credentials_of(json.loads((cluster / "shared" / "demo-credentials.json").read_text()))[0]
+    follower = next(z for z in zones if z.zone != leaders[0])
+    body = json.dumps({"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "25000",
+                       "sz": "0.01", "clOrdId": "anyzone1"})  # fmt: skip
+    with httpx.Client(timeout=30) as client:
+        placed = client.post(
+            follower.gateway + ORDER_PATH, content=body, headers=signed(creds, "POST", ORDER_PATH, body)
+        )
+        assert placed.json()["code"] == "0", placed.text
+        order_id = placed.json()["data"][0]["ordId"]
+        retried = client.post(
+            follower.gateway + ORDER_PATH, content=body, headers=signed(creds, "POST", ORDER_PATH, body)
+        )
+        assert retried.json()["data"][0]["ordId"] == order_id  # the clOrdId retry is the same order
+        query = f"{ORDER_PATH}?instId=BTC-USDT&ordId={order_id}"
+        for zone in zones:  # every zone's views follow its replica
+            deadline = time.monotonic() + 10
+            while (seen := client.get(zone.gateway + query, headers=signed(creds, "GET", query))).json()["code"] != "0":
+                assert time.monotonic() < deadline, seen.text
+                time.sleep(0.05)
+            assert seen.json()["data"][0]["state"] == "live"
+
+    to = next(z.zone for z in zones if z.zone not in leaders)
+    moved = cli("cluster", "transfer", "--dir", str(cluster), "--to", str(to))
+    assert moved.returncode == 0, moved.stderr
+    assert f"zone {to} leads" in moved.stdout
+    assert [r["zone"] for r in statuses(cluster) if r["role"] == "leader"] == [to]
+    states = [local.get_json(f"{z.gateway}/cluster/v1/state") for z in zones]
+    assert len({(s["seq"], s["state_hash"]) for s in states}) == 1
+    assert all(s["invariants_ok"] for s in states)
+
+
+def test_cluster_up_refuses_a_directory_in_use(cluster: Path) -> None:
+    again = cli("cluster", "up", "--dir", str(cluster))
+    assert again.returncode == 2 and "holds a cluster already" in again.stderr
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ('[zone]\nid = 1\n[[members]]\nid = 1\nraft_addr = "a:1"\ngateway = "g"\n', "zone.data_dir is missing"),
+    ('[zone]\nid = 4\ndata_dir = "d"\nshared_dir = "s"\nraft_addr = "a:1"\nhost = "h"\nport = 1\n'
+     '[[members]]\nid = 1\nraft_addr = "a:1"\ngateway = "http://h:1"\n', "zone.id 4 is not among the [[members]]"),
+    ('[zone]\nid = 1\n[raft]\nheartbeat = 5\n', "raft.heartbeat is not a setting"),
+    ('[zone]\nid = "1"\n[[members]]\nid = 1\nraft_addr = "a:1"\ngateway = "g"\n', "zone.id must be int"),
+])  # fmt: skip
+def test_zone_file_errors_name_the_key(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "zone.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=re.escape(error)):
+        load_zone(path)
+
+
+def incidents(root: Path) -> list[dict[str, Any]]:
+    path = root / "incidents.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def wait_for(predicate: Any, what: str, timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s:.0f} s"
+        time.sleep(0.1)
+    return value
+
+
+def test_supervisor_restarts_a_dead_zone_and_halts_without_quorum(cluster: Path) -> None:
+    zones = local.recorded(cluster)
+    victim = zones[0]
+    local.kill_zone(victim)
+    restarted = wait_for(lambda: [i for i in incidents(cluster) if i["kind"] == "zone_restarted"], "restart")
+    assert restarted[0]["zone"] == victim.zone
+    wait_for(lambda: local.zone_status(local.recorded(cluster)[0]), "the restarted zone's gateway")
+
+    leader = local.leader_of(local.recorded(cluster))
+    paused = [z for z in local.recorded(cluster) if z.zone != leader.zone]
+    creds = credentials_of(json.loads((cluster / "shared" / "demo-credentials.json").read_text()))[0]
+    for zone in paused:  # alive but silent: no majority, and nothing to restart
+        local.kill_zone(zone, signal.SIGSTOP)
+    try:
+        wait_for(lambda: [i for i in incidents(cluster) if i["kind"] == "quorum_lost"], "quorum loss")
+        status = wait_for(lambda: (s := local.zone_status(leader)) and s["halted"] and s, "a halt")
+        assert status["halted"].startswith("no quorum")
+        body = json.dumps({"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "25000",
+                           "sz": "0.01"})  # fmt: skip
+        with httpx.Client(timeout=30) as client:
+            refused = client.post(
+                leader.gateway + ORDER_PATH, content=body, headers=signed(creds, "POST", ORDER_PATH, body)
+            )
+            assert refused.status_code == 503 and refused.json()["code"] == "50001", refused.text
+            assert "Trading is halted: no quorum" in refused.json()["msg"]
+            ongoing = client.get(leader.gateway + "/api/v5/system/status").json()["data"]
+            assert ongoing and ongoing[0]["state"] == "ongoing"
+    finally:
+        for zone in paused:
+            local.kill_zone(zone, signal.SIGCONT)
+    wait_for(lambda: [i for i in incidents(cluster) if i["kind"] == "quorum_restored"], "quorum back")
+    wait_for(lambda: all((s := local.zone_status(z)) and s["halted"] is None for z in local.recorded(cluster)),
+             "the zones reopened")  # fmt: skip
