@@ -207,3 +207,34 @@ fn a_zone_that_lost_its_disk_catches_up_by_snapshot() {
     let rejoined = cluster.nodes[&follower].status();
     assert!(rejoined.snapshot_index.is_some(), "the wiped zone installed a snapshot: {rejoined:?}");
 }
+
+#[test]
+fn a_checkpoint_that_differs_marks_the_replicas_diverged_and_names_the_entry() {
+    let cluster = Cluster::new();
+    set_up_market(&cluster);
+    let index = trade(&cluster, 12, 1_000); // past the first checkpoint (every 10 entries here)
+    cluster.assert_agree(index);
+    let checkpoint = cluster.nodes[&cluster.leader()].replica().newest_checkpoint().expect("a checkpoint");
+    let mut wrong = checkpoint.1;
+    wrong[0] ^= 1;
+    let index = cluster.propose(&Proposal::Checkpoint { index: checkpoint.0, state_digest: wrong });
+    for node in cluster.nodes.values() {
+        assert!(node.replica().wait_applied(index, WAIT));
+        let diverged = node.status().diverged.expect("the replica reports the divergence");
+        assert!(diverged.contains(&format!("zone {} diverged", node.zone())), "{diverged}");
+        assert!(diverged.contains(&format!("at entry {}", checkpoint.0)), "{diverged}");
+    }
+}
+
+#[test]
+fn every_replica_checks_the_leaders_checkpoints() {
+    let cluster = Cluster::new();
+    set_up_market(&cluster);
+    let index = trade(&cluster, 25, 1_000);
+    cluster.assert_agree(index);
+    // The leader proposes its digest every 100 ms here; agreeing replicas stay clean.
+    std::thread::sleep(Duration::from_millis(300));
+    let proposed = cluster.nodes[&cluster.leader()].status().last_log_index.expect("a log");
+    assert!(proposed > index, "checkpoints were proposed after the trading");
+    cluster.assert_agree(proposed);
+}

@@ -10,7 +10,9 @@ goes to the leader's zone.
   token). The answer carries the command's event records; the zone answers its client once
   its own views have applied them, so a client may query its order at the zone it used.
 - While no zone leads (an election), a command waits up to `leader_wait_ms`, then is refused
-  with 50001 and `Retry-After`: the client retries, and `clOrdId` makes the retry safe.
+  with 50001 and `Retry-After`: the client retries, and `clOrdId` makes the retry safe. A zone
+  whose replica diverged from the leader's, or a leader cut off from the majority, refuses at
+  once.
 """
 
 from __future__ import annotations
@@ -126,6 +128,9 @@ class LeaderLink:
         deadline = time.monotonic() + self._leader_wait_s
         while True:
             status = self._engine.zone_status()
+            if status["diverged"] is not None:
+                raise okx.OkxError(okx.SERVICE_UNAVAILABLE, f"This zone stopped trading: {status['diverged']}",
+                                   http_status=503, retry_after_s=1)  # fmt: skip
             if status["role"] == "leader":
                 if self._cut_off(status):
                     raise okx.OkxError(okx.SERVICE_UNAVAILABLE, "This zone cannot reach a majority of the zones; "
