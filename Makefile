@@ -31,7 +31,7 @@ lint: install  ## cargo fmt + clippy, ruff, mypy, and the stub against the binar
 	$(PY) -m mypy.stubtest pyexchange._core
 
 test-rust:  ## Rust unit and property tests
-	cargo test --release
+	cargo test --profile release-test
 
 test-python: install  ## pytest: scenarios, differential against the reference, paths, determinism
 	$(PY) -m pytest -q
@@ -39,7 +39,7 @@ test-python: install  ## pytest: scenarios, differential against the reference, 
 test: lint test-rust test-python  ## install, lint and run every test (Rust and Python)
 
 test-long: install  ## the property, differential, crash and fault tests with many more cases (an hour)
-	PROPTEST_CASES=50000 cargo test --release
+	PROPTEST_CASES=50000 cargo test --profile release-test
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_differential.py
 	CRASH_ITERATIONS=50 $(PY) -m pytest -q tests/test_crash.py
 	DRILL_ROUNDS=50 $(PY) -m pytest -q tests/test_cluster_faults.py

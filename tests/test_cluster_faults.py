@@ -33,9 +33,10 @@ def test_fault_loses_nothing_and_replicas_agree(fault: str) -> None:
         assert result["invariants_ok"], context
         assert result["rto_ms"] is not None, context  # orders sent after the fault were acknowledged
         assert result["ok"], context
-    if fault == "transfer":
-        assert all(r["leader_after"] == r["zone_hit"] and r["transfer_ms"] > 0 for r in results)
-    if fault in ("kill-leader", "wipe-leader", "transfer"):  # the leader changed: the orchestrator saw it
-        for result in results:
-            failovers = [i for i in result["incidents"] if i["kind"] == "failover"]
-            assert failovers and failovers[0]["from_zone"] == result["leader_before"], result["incidents"]
+    for result in results:  # the leader changed: the orchestrator recorded it as an incident
+        failovers = [i for i in result["incidents"] if i["kind"] == "failover"]
+        if fault == "transfer":
+            assert result["transfer_ms"] > 0
+            assert any(i["to_zone"] == result["zone_hit"] for i in failovers), result["incidents"]
+        if fault in ("kill-leader", "wipe-leader"):
+            assert any(i["from_zone"] == result["zone_hit"] for i in failovers), result["incidents"]
