@@ -56,7 +56,8 @@ class DrillPlan:
     seed: int = 1
     zones: int = 3
     rate_per_s: float = 100.0
-    before_fault_s: float = 3.0  # plus a seeded 0..1 s, so the fault lands anywhere in a batch
+    before_fault_s: float = 3.0
+    fault_jitter_s: float = 1.0  # a seeded part of it added, so the fault lands anywhere in a batch
     down_s: float = 3.0
     pause_s: float = 5.0
     after_repair_s: float = 3.0
@@ -64,7 +65,7 @@ class DrillPlan:
     @property
     def duration_s(self) -> float:
         outage_s = self.pause_s if self.fault == "pause-leader" else self.down_s
-        return self.before_fault_s + 1.0 + outage_s + self.after_repair_s
+        return self.before_fault_s + self.fault_jitter_s + outage_s + self.after_repair_s
 
 
 class LocalCluster:
@@ -191,7 +192,7 @@ def _address(text: str) -> tuple[str, int]:
 
 async def _inject(plan: DrillPlan, cluster: LocalCluster, rng: random.Random) -> dict[str, Any]:
     """Waits, applies the plan's fault, repairs it; what happened."""
-    await asyncio.sleep(plan.before_fault_s + rng.random())
+    await asyncio.sleep(plan.before_fault_s + plan.fault_jitter_s * rng.random())
     leader = await asyncio.to_thread(cluster.leader)
     target = leader
     if plan.fault in ("kill-follower", "transfer"):
