@@ -90,9 +90,11 @@ def test_cluster_commands_and_an_order_at_every_zone(cluster: Path) -> None:
     assert all(s["invariants_ok"] for s in states)
 
 
-def test_cluster_up_refuses_a_directory_in_use(cluster: Path) -> None:
-    again = cli("cluster", "up", "--dir", str(cluster))
+def test_cluster_up_refuses_a_directory_in_use(tmp_path: Path) -> None:
+    local.record(tmp_path, [])  # a cluster.json, as a running cluster leaves it
+    again = cli("cluster", "up", "--dir", str(tmp_path))
     assert again.returncode == 2 and "holds a cluster already" in again.stderr
+    assert not (tmp_path / "shared").exists()  # refused before anything was made
 
 
 @pytest.mark.parametrize(("text", "error"), [

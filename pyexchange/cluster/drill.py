@@ -182,7 +182,7 @@ class LocalCluster:
                 return states
             if time.monotonic() >= deadline:
                 return states
-            time.sleep(0.2)
+            time.sleep(0.05)
 
 
 def _address(text: str) -> tuple[str, int]:
