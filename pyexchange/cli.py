@@ -132,8 +132,10 @@ def _run_drill(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
     if args.rate <= 0 or args.down_s < 0:
         parser.error("--rate must be positive and --down-s not negative")
     fault = "kill-leader" if args.kind == "zone-loss" else args.fault
+    if args.wipe_disk and fault != "kill-leader":
+        parser.error("--wipe-disk goes with a zone loss")
     if args.wipe_disk:
-        fault = "wipe-leader" if fault == "kill-leader" else parser.error("--wipe-disk goes with a zone loss")
+        fault = "wipe-leader"
     rounds = 1 if args.kind == "zone-loss" else args.rounds
     plan = drill.DrillPlan(fault=fault, seed=args.seed, rate_per_s=args.rate, down_s=args.down_s)
     results = drill.run(plan, None if args.dir is None else Path(args.dir), rounds=rounds, network=args.network)

@@ -98,6 +98,10 @@ class Asset:
     def amount(self, units: int) -> Decimal:
         return Decimal(units).scaleb(-self.decimals)
 
+    def units(self, amount: Number) -> int:
+        """`amount` in minor units; ValueError for more decimals than the asset has."""
+        return _steps(amount, Decimal(1).scaleb(-self.decimals), f"{self.name} amount", zero_ok=True)
+
 
 @dataclass(frozen=True, slots=True)
 class Instrument:
@@ -385,8 +389,7 @@ class Engine:
         account = _id(account, "account")
         spec = self.asset(asset)
         # A zero amount reaches the engine, which rejects it (`ledger_amount_invalid`).
-        units = _steps(amount, Decimal(1).scaleb(-spec.decimals), f"{asset} amount", zero_ok=True)
-        return self._events(self._core.deposit(self._ts_ns(ts_ns), account, spec.asset_id, units))
+        return self._events(self._core.deposit(self._ts_ns(ts_ns), account, spec.asset_id, spec.units(amount)))
 
     def place(
         self,

@@ -80,15 +80,20 @@ def open_zone(data_dir: Path, config: Config) -> Zone:
     return Zone(config, data_dir, engine, demo)
 
 
-def create_demo_accounts(data_dir: Path, engine: Engine, config: Config) -> list[Credentials]:
+def create_demo_credentials(data_dir: Path, config: Config) -> list[Credentials]:
+    """The demo accounts and an API key each, written to `<data_dir>/demo-credentials.json`."""
     accounts, keys = Accounts(data_dir), KeyStore(data_dir)
-    created = []
-    for n in range(1, config.demo_accounts + 1):
-        account = accounts.create(f"demo-{n}")
-        for asset, amount in config.demo_funds.items():
-            engine.deposit(account, asset, amount)
-        created.append(keys.create(account, label="demo"))
+    created = [keys.create(accounts.create(f"demo-{n}"), label="demo") for n in range(1, config.demo_accounts + 1)]
     write_json_atomically(data_dir / DEMO_CREDENTIALS_FILE, [c.as_json() for c in created], mode=0o600)
+    return created
+
+
+def create_demo_accounts(data_dir: Path, engine: Engine, config: Config) -> list[Credentials]:
+    """The demo accounts with their keys, funded."""
+    created = create_demo_credentials(data_dir, config)
+    for credentials in created:
+        for asset, amount in config.demo_funds.items():
+            engine.deposit(credentials.account, asset, amount)
     return created
 
 

@@ -30,7 +30,7 @@ mod workload;
 use core_rs::durable::{DurableConfig, DurableEngine};
 use core_rs::replication::node::{NodeConfig, ZoneNode};
 use core_rs::replication::{Proposal, ZoneId};
-use core_rs::wire::{encode_command, CommandRecord};
+use core_rs::wire::{command_bytes, encode_command, CommandRecord};
 use hdrhistogram::Histogram;
 use market::Commands;
 use serde_json::{json, Value};
@@ -156,7 +156,7 @@ impl Group {
 }
 
 fn records(batch: &[CommandRecord]) -> Proposal {
-    Proposal::Records(batch.iter().flat_map(|r| r.as_bytes().iter().copied()).collect::<Vec<u8>>().into())
+    Proposal::Records(bytes::Bytes::copy_from_slice(command_bytes(batch)))
 }
 
 fn set_up(group: &Group, commands: &Commands) -> u64 {

@@ -2,6 +2,11 @@
 //! reader that refuses to run past its input (a truncated or foreign body is an error, never
 //! a panic).
 
+/// Lowercase hexadecimal, two digits a byte (state hashes as text).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[derive(Debug, Default)]
 pub struct Writer {
     pub bytes: Vec<u8>,

@@ -373,7 +373,7 @@ impl Engine {
 
     /// SHA-256 of the canonical state (see `state.rs`), as hex.
     pub fn state_hash(&self) -> String {
-        self.state_digest().iter().map(|b| format!("{b:02x}")).collect()
+        crate::codec::hex(&self.state_digest())
     }
 
     /// SHA-256 of the canonical state (see `state.rs`).

@@ -159,6 +159,13 @@ pub fn command_records(bytes: &[u8]) -> Result<Vec<CommandRecord>, WireError> {
     Ok(records)
 }
 
+/// The bytes of command records (a Raft entry's batch), in one piece.
+pub fn command_bytes(records: &[CommandRecord]) -> &[u8] {
+    // SAFETY: CommandRecord is repr(C) integers and bytes with no padding (size asserted
+    // above); any initialized value is valid as bytes, and the length covers exactly the slice.
+    unsafe { std::slice::from_raw_parts(records.as_ptr().cast::<u8>(), std::mem::size_of_val(records)) }
+}
+
 /// The bytes of event records, for handing a batch's events to numpy.
 pub fn event_bytes(events: &[EventRecord]) -> &[u8] {
     // SAFETY: EventRecord is repr(C) integers with no padding; any initialized value is

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pyexchange import config as config_module
-from pyexchange.accounts import DEMO_CREDENTIALS_FILE, Accounts, KeyStore, write_json_atomically
+from pyexchange.accounts import DEMO_CREDENTIALS_FILE, write_json_atomically
 
 CLUSTER_FILE = "cluster.json"
 READY_TIMEOUT_S = 60.0
@@ -66,17 +66,15 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 
 def prepare_shared(shared: Path, config_path: str | None) -> list[dict[str, Any]]:
     """Accounts and API keys every zone shares; the demo credentials (written once)."""
+    from pyexchange.serve import create_demo_credentials
+
     config = config_module.load(config_path)
     shared.mkdir(parents=True, exist_ok=True)
     credentials_file = shared / DEMO_CREDENTIALS_FILE
     if credentials_file.exists():
         demo: list[dict[str, Any]] = json.loads(credentials_file.read_text())
         return demo
-    accounts, keys = Accounts(shared), KeyStore(shared)
-    created = [keys.create(accounts.create(f"demo-{n}"), label="demo").as_json()
-               for n in range(1, config.demo_accounts + 1)]  # fmt: skip
-    write_json_atomically(credentials_file, created, mode=0o600)
-    return created
+    return [credentials.as_json() for credentials in create_demo_credentials(shared, config)]
 
 
 def plan_members(zones: int, host: str = "127.0.0.1", hosts: dict[int, str] | None = None) -> list[Member]:

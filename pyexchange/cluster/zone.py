@@ -36,11 +36,8 @@ import sys
 import time
 import tomllib
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from pyexchange import NotLeader, OutcomeUnknown, ReplicaStopped, wire
 from pyexchange import config as config_module
@@ -146,14 +143,13 @@ def _market_ready(engine: Engine, config: Config, demo: list[int]) -> bool:
 
 def _fund(engine: Engine, config: Config, demo: list[int]) -> None:
     """Every demo account's funds, in one batch: all of it is applied, or none."""
-    rows = []
-    for account in demo:
-        for asset, amount in config.demo_funds.items():
-            spec = engine.asset(asset)
-            units = int(Decimal(amount).scaleb(spec.decimals))
-            rows.append((0, account, 0, 0, units, spec.asset_id, wire.DEPOSIT, 0, 0, 0, b""))
-    if rows:
-        engine.propose(np.array(rows, dtype=wire.COMMAND_DTYPE))
+    from pyexchange.gateway.sequencer import Command, records_of
+
+    funds = [(engine.asset(asset), amount) for asset, amount in config.demo_funds.items()]
+    deposits = [Command(wire.DEPOSIT, account, asset.asset_id, size_lots=asset.units(amount))
+                for account in demo for asset, amount in funds]  # fmt: skip
+    if deposits:
+        engine.propose(records_of(deposits, 0))
 
 
 def ensure_market(engine: Engine, config: Config, shared_dir: Path) -> None:

@@ -9,6 +9,8 @@ are answered, in that order, so that a client that hears "placed" can query its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import logging
 import statistics
 import time
@@ -36,7 +38,6 @@ REPLAY_CHUNK_RECORDS = 4096
 DEAD_MAN_TICK_S = 0.5
 LOOP_LAG_TICK_S = 0.02
 LOOP_LAG_WINDOW_TICKS = 5
-FOLLOW_POLL_S = 0.002
 KIND_OFFSET = wire.COMMAND_DTYPE.fields["kind"][1]  # type: ignore[index]
 TRADING_KINDS = (wire.PLACE, wire.CANCEL, wire.AMEND, wire.CANCEL_ALL, wire.DEPOSIT)
 
@@ -107,6 +108,8 @@ class Exchange:
         self._dead_man: dict[int, int] = {}  # account -> when cancel-all-after fires (ms)
         self._books_stale: set[str] = set()  # feeds not kept up to date: nobody followed them
         self.loop_lag = LoopLag()
+        self._views_seq = 0  # the last command the views have applied
+        self._seq_waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # heap of (seq, n, woken when applied)
         self.halted: str | None = None  # why the cluster's orchestrator halted trading, if it did
         self.halted_ms = 0
         self.started_ms = _now_ms()
@@ -195,6 +198,11 @@ class Exchange:
         if batch.error is None and not batch.answers_only:
             changed, trades = self.views.apply(batch)
             self._push(batch, changed, trades)
+            self._views_seq = max(self._views_seq, batch.last_seq)
+            while self._seq_waiters and self._seq_waiters[0][0] <= self._views_seq:
+                woken = heapq.heappop(self._seq_waiters)[2]
+                if not woken.done():
+                    woken.set_result(None)
         if not batch.commands:
             return  # a follower's batch: views only
         for command, events in zip(batch.commands, batch.events, strict=True):
@@ -274,13 +282,14 @@ class Exchange:
 
     async def _forward(self, gateway: str, command: Command) -> list[Event]:
         """Has the leader's zone sequence `command`; answers once this zone's views have it."""
-        assert self.link is not None and self._follower is not None
+        assert self.link is not None
         timeout_s = self.config.admission.reply_timeout_ms / 1000
         events = np.frombuffer(await self.link.forward(gateway, command, timeout_s), dtype=wire.EVENT_DTYPE)
-        if len(events):
-            last_seq, deadline = int(events["seq"][-1]), time.monotonic() + timeout_s
-            while self._follower.delivered_seq < last_seq and time.monotonic() < deadline:
-                await asyncio.sleep(FOLLOW_POLL_S)
+        if len(events) and (seq := int(events["seq"][-1])) > self._views_seq:
+            applied = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._seq_waiters, (seq, id(applied), applied))
+            with contextlib.suppress(TimeoutError):  # answered anyway: the order is sequenced
+                await asyncio.wait_for(applied, timeout_s)
         return self.engine.decode_events(events)
 
     async def submit_here(self, command: Command) -> list[Event]:

@@ -24,7 +24,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import httpx
@@ -56,7 +55,6 @@ class Follower:
         self._cond = threading.Condition()
         self._stopping = False
         self.delivered_index = -1
-        self.delivered_seq = 0
         self._thread = threading.Thread(target=self._run, name="pyexchange-follower", daemon=True)
 
     def start(self) -> None:
@@ -76,23 +74,22 @@ class Follower:
 
     def _hand_over(self, item: tuple[Any, ...]) -> None:
         if item[0] == "reset":
-            _, index, seq = item
+            _, index, _seq = item
             log.error("this zone's replica was replaced by a snapshot at entry %d: the views restart from the "
                       "engine's state and lose the history before it", index)  # fmt: skip
             self._loop.call_soon_threadsafe(self._reset)
-            self._advance(index, seq)
+            self._advance(index)
             return
-        _, index, first_seq, last_seq, records, events, refused = item
+        _, index, first_seq, _last_seq, records, events, refused = item
         if refused is None and records:
             batch = collect(self._engine, np.frombuffer(records, dtype=wire.COMMAND_DTYPE), first_seq,
                             np.frombuffer(events, dtype=wire.EVENT_DTYPE), self._followed)  # fmt: skip
             self._loop.call_soon_threadsafe(self._deliver, batch)
-        self._advance(index, last_seq)
+        self._advance(index)
 
-    def _advance(self, index: int, seq: int) -> None:
+    def _advance(self, index: int) -> None:
         with self._cond:
             self.delivered_index = max(self.delivered_index, index)
-            self.delivered_seq = max(self.delivered_seq, seq)
             self._cond.notify_all()
 
     def caught_up(self, index: int, timeout_s: float = 2.0) -> bool:
@@ -150,7 +147,7 @@ class LeaderLink:
         """Sends `command` to the leader's gateway; its event records once sequenced there."""
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=timeout_s)
-        fields = {k: v for k, v in asdict(command).items() if k in FORWARDED_FIELDS}
+        fields: dict[str, Any] = {name: getattr(command, name) for name in FORWARDED_FIELDS}
         fields["client_order_id"] = command.client_order_id.hex()
         try:
             answer = await self._client.post(f"{gateway}/cluster/v1/submit", json=fields,
@@ -184,7 +181,7 @@ def command_of(fields: dict[str, Any]) -> Command:
             int(fields[name]) for name in FORWARDED_FIELDS
         )
         return Command(kind, account, instrument_id, side, order_type, stp, price_ticks, size_lots, order_id,
-                       bytes.fromhex(str(fields["client_order_id"])))  # fmt: skip
+                       bytes.fromhex(str(fields["client_order_id"])), forwarded=True)  # fmt: skip
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"a forwarded command is malformed: {error}") from None
 

@@ -73,7 +73,8 @@ class Command:
     client_order_id: bytes = b""
     future: asyncio.Future[list[Event]] | None = None
     enqueued_ns: int = 0
-    raw_events: bytes = b""  # in a zone: the command's event records, for a forwarding zone
+    forwarded: bool = False  # another zone's gateway sent it (`/cluster/v1/submit`) ...
+    raw_events: bytes = b""  # ... and wants its event records back
 
 
 @dataclass(slots=True)
@@ -89,6 +90,7 @@ class Batch:
     instruments: set[str] = field(default_factory=set)  # every instrument the batch changed
     error: okx.OkxError | None = None
     answers_only: bool = False  # in a zone: the follower keeps the views, this only answers
+    last_seq: int = 0  # the seq of the batch's last command (0: not applied)
 
 
 def records_of(commands: list[Command], ts_ns: int) -> np.ndarray[Any, Any]:
@@ -97,6 +99,12 @@ def records_of(commands: list[Command], ts_ns: int) -> np.ndarray[Any, Any]:
         records[i] = (ts_ns, c.account, c.order_id, c.price_ticks, c.size_lots, c.instrument_id, c.kind, c.side,
                       c.order_type, c.stp, c.client_order_id)  # fmt: skip
     return records
+
+
+def command_bounds(events: np.ndarray[Any, Any], first_seq: int, commands: int) -> np.ndarray[Any, Any]:
+    """Where each command's events start in `events` (and where the last one's end): the
+    commands of a batch are numbered from `first_seq`, and every event carries its seq."""
+    return np.searchsorted(events["seq"], np.arange(first_seq, first_seq + commands + 1))
 
 
 def collect(
@@ -110,9 +118,9 @@ def collect(
     touched, read from the engine now; also the books and balances it changed that someone
     follows (reading 400 levels costs most of a small batch)."""
     decoded = engine.decode_events(events)
-    bounds = np.searchsorted(events["seq"], np.arange(first_seq, first_seq + len(records) + 1))
+    bounds = command_bounds(events, first_seq, len(records))
     per_command = [decoded[bounds[i] : bounds[i + 1]] for i in range(len(records))]
-    batch = Batch(records, per_command)
+    batch = Batch(records, per_command, last_seq=first_seq + len(records) - 1)
     accounts: set[int] = set()
     instruments: set[str] = set()
     for event in decoded:
@@ -272,14 +280,15 @@ class Sequencer:
         except ValueError as error:  # a bug of ours: the gateway validates every field first
             log.exception("the replicas refused a batch")
             return self._failed(records, commands, f"internal error, nothing was done: {error}")
-        bounds = np.searchsorted(events["seq"], np.arange(first_seq, first_seq + len(records) + 1))
-        per_command = [events[bounds[i] : bounds[i + 1]] for i in range(len(records))]
-        for command, raw in zip(commands, per_command, strict=True):
-            command.raw_events = raw.tobytes()
+        bounds = command_bounds(events, first_seq, len(records))
+        for i, command in enumerate(commands):
+            if command.forwarded:
+                command.raw_events = events[bounds[i] : bounds[i + 1]].tobytes()
         if not views_caught_up(index):
             log.warning("the views have not caught up with entry %d: answering anyway", index)
-        decoded = [self._engine.decode_events(raw) for raw in per_command]
-        return Batch(records, decoded, commands=commands, answers_only=True)
+        decoded = self._engine.decode_events(events)
+        per_command = [decoded[bounds[i] : bounds[i + 1]] for i in range(len(records))]
+        return Batch(records, per_command, commands=commands, answers_only=True)
 
     @staticmethod
     def _failed(records: np.ndarray[Any, Any], commands: list[Command], msg: str) -> Batch:

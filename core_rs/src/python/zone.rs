@@ -77,7 +77,7 @@ impl PyZoneEngine {
         let node = self.node()?;
         let timeout = self.propose_timeout;
         let outcome = py.detach(|| match CommandRecord::from_command(ts_ns, &command) {
-            Some(record) => node.propose_records(record.as_bytes(), timeout),
+            Some(record) => node.propose_records(std::slice::from_ref(&record), timeout),
             None => {
                 let mut payload = Vec::new();
                 encode_command(ts_ns, &command, &mut payload);
@@ -181,12 +181,8 @@ engine_methods!(PyZoneEngine, [], {
         let outcome = py.detach(move || -> PyResult<(u64, Applied)> {
             // SAFETY: `commands` stays exported until this returns; the caller does not write
             // to the batch meanwhile (as for `Engine.submit`).
-            let proposed = unsafe {
-                batch.with_records(|records| {
-                    let bytes: Vec<u8> = records.iter().flat_map(|r| r.as_bytes().iter().copied()).collect();
-                    Ok::<_, WireError>(node.propose_records(&bytes, timeout))
-                })
-            };
+            let proposed =
+                unsafe { batch.with_records(|records| Ok::<_, WireError>(node.propose_records(records, timeout))) };
             proposed.map_err(|e| PyValueError::new_err(e.to_string()))?.map_err(propose_error)
         })?;
         let (index, applied) = outcome;
@@ -211,12 +207,6 @@ engine_methods!(PyZoneEngine, [], {
     fn snapshot(&self, py: Python<'_>) -> PyResult<()> {
         let node = self.node()?;
         py.detach(|| node.snapshot()).map_err(PyRuntimeError::new_err)
-    }
-
-    /// Starts (True) or stops queueing what each applied entry did, for `take_applied`.
-    fn follow(&self, on: bool) -> PyResult<()> {
-        self.node()?.replica().follow(on);
-        Ok(())
     }
 
     /// What was applied since the last call, waiting up to `timeout_ms` for something:

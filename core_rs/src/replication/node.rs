@@ -14,7 +14,7 @@
 //!   has then expired with its term, so it cannot vote twice in one term (no split brain).
 //! - The leader proposes its newest checkpoint digest every `checkpoint_interval_ms`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,7 +28,7 @@ use super::network::{serve, NetworkFactory};
 use super::state_machine::{Replica, StateMachine};
 use super::{Applied, Proposal, Raft, ZoneId};
 use crate::journal::{JournalConfig, SyncMode};
-use crate::wire::{command_records, CommandRecord};
+use crate::wire::{command_bytes, CommandRecord};
 
 /// Defaults for zones of one region: heartbeats in tens of ms, elections in a few hundred.
 pub const HEARTBEAT_MS_DEFAULT: u64 = 30;
@@ -234,14 +234,17 @@ impl ZoneNode {
         &self.replica
     }
 
-    /// Proposes trading records (80-byte `CommandRecord`s), stamping them with this leader's
-    /// clock, and waits until they are applied or `timeout` passes. Returns the entry's index
-    /// and what applying it gave.
-    pub fn propose_records(&self, bytes: &[u8], timeout: Duration) -> Result<(u64, Applied), ProposeError> {
-        let mut records = command_records(bytes).map_err(|e| ProposeError::Unknown { reason: e.to_string() })?;
+    /// Proposes trading records, stamped with this leader's clock, as one entry and waits
+    /// until they are applied or `timeout` passes. Returns the entry's index and what applying
+    /// it gave.
+    pub fn propose_records(
+        &self,
+        records: &[CommandRecord],
+        timeout: Duration,
+    ) -> Result<(u64, Applied), ProposeError> {
+        let mut records = records.to_vec();
         self.stamp(&mut records);
-        let bytes: Vec<u8> = records.iter().flat_map(|record| record.as_bytes().iter().copied()).collect();
-        self.propose(Proposal::Records(bytes.into()), timeout)
+        self.propose(Proposal::Records(bytes::Bytes::copy_from_slice(command_bytes(&records))), timeout)
     }
 
     fn stamp(&self, records: &mut [CommandRecord]) {
@@ -313,11 +316,6 @@ impl ZoneNode {
             diverged: self.replica.diverged(),
             stopped: metrics.running_state.as_ref().err().map(ToString::to_string),
         }
-    }
-
-    /// The members' ids as this member knows the group.
-    pub fn members(&self) -> BTreeSet<ZoneId> {
-        self.config.members.keys().copied().collect()
     }
 
     /// Takes a snapshot now (and lets Raft purge the log behind it).

@@ -28,8 +28,9 @@ use openraft::{EntryPayload, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::{Applied, Entry, LogId, Proposal, SnapshotMeta, StoredMembership, ZoneId, ZoneRaft};
+use crate::codec::hex;
 use crate::journal::SnapshotStore;
-use crate::wire::{command_records, decode_command, event_bytes, EventRecord};
+use crate::wire::{command_bytes, command_records, decode_command, event_bytes, CommandRecord, EventRecord};
 use crate::Engine;
 
 /// State digests a replica remembers for comparison with the leader's checkpoints.
@@ -51,7 +52,14 @@ struct SnapshotHeader {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Followed {
     /// Commands applied (or refused): the records as applied (timestamps clamped) and events.
-    Commands { index: u64, first_seq: u64, last_seq: u64, records: Vec<u8>, events: Vec<u8>, refused: Option<String> },
+    Commands {
+        index: u64,
+        first_seq: u64,
+        last_seq: u64,
+        records: bytes::Bytes,
+        events: bytes::Bytes,
+        refused: Option<String>,
+    },
     /// The state was replaced by a snapshot (installed from the leader, or the queue
     /// overflowed): views must be rebuilt from the engine.
     Reset { index: u64, seq: u64 },
@@ -89,10 +97,6 @@ impl Replica {
         f(&self.lock().engine)
     }
 
-    pub fn last_applied(&self) -> Option<LogId> {
-        self.lock().last_applied
-    }
-
     /// Why this replica diverged from the leader, if it did.
     pub fn diverged(&self) -> Option<String> {
         self.lock().diverged.clone()
@@ -101,11 +105,6 @@ impl Replica {
     /// The newest checkpoint this replica recorded: (entry index, state digest).
     pub fn newest_checkpoint(&self) -> Option<(u64, [u8; 32])> {
         self.lock().checkpoints.back().copied()
-    }
-
-    /// Starts (or stops) queueing what each applied entry did for [`Self::take_applied`].
-    pub fn follow(&self, on: bool) {
-        self.lock().follow = on.then(VecDeque::new);
     }
 
     /// Takes what was applied since the last call, waiting up to `timeout` for something.
@@ -152,7 +151,7 @@ impl ReplicaState {
             }
             self.checkpoints.push_back((index, self.engine.state_digest()));
         }
-        self.queue_followed(index, &applied, records);
+        self.queue_followed(index, &applied, &records);
         applied
     }
 
@@ -161,8 +160,8 @@ impl ReplicaState {
         Applied { first_seq: seq + 1, last_seq: seq, events: bytes::Bytes::new(), refused }
     }
 
-    /// Applies a proposal; returns its outcome and the records as applied.
-    fn apply_proposal(&mut self, zone: ZoneId, proposal: &Proposal) -> (Applied, Vec<u8>) {
+    /// Applies a proposal; returns its outcome and the records as applied (timestamps clamped).
+    fn apply_proposal(&mut self, zone: ZoneId, proposal: &Proposal) -> (Applied, Vec<CommandRecord>) {
         let first_seq = self.engine.seq() + 1;
         let mut events = Vec::new();
         let outcome = match proposal {
@@ -182,7 +181,7 @@ impl ReplicaState {
         }
     }
 
-    fn apply_records(&mut self, bytes: &[u8], events: &mut Vec<EventRecord>) -> Result<Vec<u8>, String> {
+    fn apply_records(&mut self, bytes: &[u8], events: &mut Vec<EventRecord>) -> Result<Vec<CommandRecord>, String> {
         let mut records = command_records(bytes).map_err(|e| e.to_string())?;
         let mut ts_ns = self.engine.ts_ns();
         for record in &mut records {
@@ -191,10 +190,14 @@ impl ReplicaState {
         }
         self.engine.check_records(&records).map_err(|e| e.to_string())?;
         self.engine.apply_checked_records(&records, events);
-        Ok(records.iter().flat_map(|record| record.as_bytes().iter().copied()).collect())
+        Ok(records)
     }
 
-    fn apply_configuration(&mut self, payload: &[u8], events: &mut Vec<EventRecord>) -> Result<Vec<u8>, String> {
+    fn apply_configuration(
+        &mut self,
+        payload: &[u8],
+        events: &mut Vec<EventRecord>,
+    ) -> Result<Vec<CommandRecord>, String> {
         let (ts_ns, command) = decode_command(payload)?;
         let ts_ns = ts_ns.max(self.engine.ts_ns());
         self.engine.apply(ts_ns, &command, events).map_err(|e| e.to_string())?;
@@ -216,7 +219,7 @@ impl ReplicaState {
         }
     }
 
-    fn queue_followed(&mut self, index: u64, applied: &Applied, records: Vec<u8>) {
+    fn queue_followed(&mut self, index: u64, applied: &Applied, records: &[CommandRecord]) {
         let seq = self.engine.seq();
         let Some(queue) = self.follow.as_mut() else { return };
         if queue.len() >= FOLLOW_ENTRIES_MAX {
@@ -231,15 +234,11 @@ impl ReplicaState {
             index,
             first_seq: applied.first_seq,
             last_seq: applied.last_seq,
-            records,
-            events: applied.events.to_vec(),
+            records: bytes::Bytes::copy_from_slice(command_bytes(records)),
+            events: applied.events.clone(),
             refused: applied.refused.clone(),
         });
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Raft's handle on the replica.
