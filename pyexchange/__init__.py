@@ -4,6 +4,15 @@
 """
 
 from pyexchange._core import JournalUnavailable, NotLeader, OutcomeUnknown, ReplicaStopped
-from pyexchange.engine import Engine, Event, Order
+from pyexchange.engine import AuctionFigures, Engine, Event, Order
 
-__all__ = ["Engine", "Event", "JournalUnavailable", "NotLeader", "Order", "OutcomeUnknown", "ReplicaStopped"]
+__all__ = [
+    "AuctionFigures",
+    "Engine",
+    "Event",
+    "JournalUnavailable",
+    "NotLeader",
+    "Order",
+    "OutcomeUnknown",
+    "ReplicaStopped",
+]

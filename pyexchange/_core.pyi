@@ -11,6 +11,7 @@ __all__ = [
     "COMMAND_RECORD_BYTES",
     "EVENT_KINDS",
     "EVENT_RECORD_BYTES",
+    "MARKET_STATES",
     "ORDER_STATES",
     "ORDER_TYPES",
     "REASONS",
@@ -37,6 +38,7 @@ STP_MODES: list[str]
 EVENT_KINDS: list[str]
 REASONS: list[str]
 ORDER_STATES: list[str]
+MARKET_STATES: list[str]
 
 @final
 class EventBuffer(Buffer):
@@ -92,6 +94,14 @@ class Engine:
     ) -> bytes:
         """Amends a resting order (0 = unchanged; size is the new total size)."""
     def cancel_all(self, ts_ns: int, account: int, instrument: int | None = None) -> bytes: ...
+    def set_market_state(self, ts_ns: int, instrument: int, state: int, auction_band_bps: int) -> bytes:
+        """Moves an instrument to a market state (a `MARKET_STATES` index); entering continuous
+        trading from a crossed book uncrosses it within the band, or stays put."""
+    def market_state(self, instrument: int) -> int | None:
+        """The instrument's market state code, or None for an unknown instrument."""
+    def auction(self, instrument: int) -> tuple[int, int, int, int | None] | None:
+        """(price_ticks, volume_lots, imbalance_lots, surplus side code or None) of the
+        uncross the book would have now; None when nothing would execute."""
     def place_ticks(
         self, account: int, instrument: int, side: int, order_type: int, price_ticks: int, size_lots: int, stp: int = 0
     ) -> int:
@@ -195,6 +205,14 @@ class DurableEngine:
         self, ts_ns: int, account: int, instrument: int, order_id: int, new_price_ticks: int, new_size_lots: int
     ) -> bytes: ...
     def cancel_all(self, ts_ns: int, account: int, instrument: int | None = None) -> bytes: ...
+    def set_market_state(self, ts_ns: int, instrument: int, state: int, auction_band_bps: int) -> bytes:
+        """Moves an instrument to a market state (a `MARKET_STATES` index); entering continuous
+        trading from a crossed book uncrosses it within the band, or stays put."""
+    def market_state(self, instrument: int) -> int | None:
+        """The instrument's market state code, or None for an unknown instrument."""
+    def auction(self, instrument: int) -> tuple[int, int, int, int | None] | None:
+        """(price_ticks, volume_lots, imbalance_lots, surplus side code or None) of the
+        uncross the book would have now; None when nothing would execute."""
     def submit(self, commands: Buffer) -> EventBuffer:
         """Journals and applies a batch; returns its events once all of it is durable."""
     def balance(self, account: int, asset: int) -> tuple[int, int]: ...
@@ -289,6 +307,14 @@ class ZoneEngine:
         self, ts_ns: int, account: int, instrument: int, order_id: int, new_price_ticks: int, new_size_lots: int
     ) -> bytes: ...
     def cancel_all(self, ts_ns: int, account: int, instrument: int | None = None) -> bytes: ...
+    def set_market_state(self, ts_ns: int, instrument: int, state: int, auction_band_bps: int) -> bytes:
+        """Moves an instrument to a market state (a `MARKET_STATES` index); entering continuous
+        trading from a crossed book uncrosses it within the band, or stays put."""
+    def market_state(self, instrument: int) -> int | None:
+        """The instrument's market state code, or None for an unknown instrument."""
+    def auction(self, instrument: int) -> tuple[int, int, int, int | None] | None:
+        """(price_ticks, volume_lots, imbalance_lots, surplus side code or None) of the
+        uncross the book would have now; None when nothing would execute."""
     def submit(self, commands: Buffer) -> bytes:
         """Proposes a batch (stamped with the leader's clock); its events once applied here."""
     def propose(self, commands: Buffer) -> tuple[int, int, bytes]:

@@ -36,6 +36,7 @@ from pyexchange import _core, wire
 DEFAULT_ASSET_DECIMALS = 8
 DEFAULT_MARKET_PROTECTION_BPS = 500
 DEFAULT_STP = "cancel_maker"
+DEFAULT_AUCTION_BAND_BPS = 1000
 _U64_LIMIT = 1 << 64
 _CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _EVENT_STRUCT = struct.Struct("<QqQQQQQQQQIBBBB")
@@ -124,15 +125,16 @@ class Event:
     """One event of a command; fields that do not apply to its kind are None."""
 
     __slots__ = (
-        "account", "asset", "instrument", "kind", "maker_account", "maker_fee", "maker_order_id",
-        "order_id", "price", "reason", "seq", "side", "size", "taker_account", "taker_fee",
+        "account", "asset", "imbalance", "instrument", "kind", "maker_account", "maker_fee", "maker_order_id",
+        "market_state", "order_id", "price", "reason", "seq", "side", "size", "taker_account", "taker_fee",
         "taker_order_id", "ts_ns",
     )  # fmt: skip
 
     def __init__(self, record: tuple[int, ...], engine: Engine) -> None:
         (seq, ts_ns, order_id, account, maker_id, maker_account, price_ticks, size_lots,
          taker_fee, maker_fee, where, kind, reason, side, is_asset) = record  # fmt: skip
-        self.seq, self.ts_ns, self.account = seq, ts_ns, account
+        self.seq, self.ts_ns = seq, ts_ns
+        self.account: int | None = account
         self.kind = wire.EVENT_KINDS[kind]
         self.reason = wire.REASONS[reason] or None
         self.order_id = order_id or None
@@ -144,6 +146,11 @@ class Event:
         self.taker_account = account if is_fill else None
         self.asset = self.instrument = self.price = self.size = None
         self.maker_fee = self.taker_fee = None
+        self.imbalance: Decimal | None = None
+        self.market_state: str | None = None
+        if kind >= wire.MARKET_STATE:
+            self._market(engine._instrument_by_id[where], order_id, price_ticks, size_lots)
+            return
         if is_asset:
             asset = engine._asset_by_id.get(where)
             self.asset = asset.name if asset else None
@@ -159,9 +166,33 @@ class Event:
             self.maker_fee = inst.quote.amount(maker_fee)
             self.taker_fee = inst.quote.amount(taker_fee)
 
+    def _market(self, inst: Instrument, order_id: int, price_ticks: int, size_lots: int) -> None:
+        """The market events: `market_state` (the state, the reference price), `auction` (the
+        indicative price, volume, imbalance and surplus side), `uncross` (price and volume)."""
+        self.instrument, self.order_id, self.account = inst.symbol, None, None
+        self.price = inst.price(price_ticks) if price_ticks else None
+        if self.kind == "market_state":
+            self.market_state = wire.MARKET_STATES[order_id]
+            return
+        self.size = inst.size(size_lots)
+        if self.kind == "auction":
+            self.imbalance = inst.size(order_id)
+
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__ if getattr(self, k) is not None)
         return f"Event({fields})"
+
+
+@dataclass(frozen=True, slots=True)
+class AuctionFigures:
+    """The uncross a call auction's book would have now: its price (None when nothing would
+    execute), the volume that would trade there, and the imbalance left over on
+    `imbalance_side` (None when even)."""
+
+    price: Decimal | None
+    volume: Decimal
+    imbalance: Decimal
+    imbalance_side: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,6 +487,29 @@ class Engine:
         instrument_id = None if instrument is None else self.instrument(instrument).instrument_id
         return self._events(self._core.cancel_all(self._ts_ns(ts_ns), account, instrument_id))
 
+    def set_market_state(
+        self,
+        instrument: str,
+        state: str,
+        *,
+        auction_band_bps: int = DEFAULT_AUCTION_BAND_BPS,
+        ts_ns: int | None = None,
+    ) -> list[Event]:
+        """Moves an instrument to a market state (`wire.MARKET_STATES`). Entering
+        `continuous` from a call auction's crossed book uncrosses it at one price, if that
+        price lies within `auction_band_bps` of the reference price (the last trade);
+        otherwise the auction goes on (a `market_state` event with reason
+        `auction_price_outside_band`)."""
+        inst = self.instrument(instrument)
+        if state not in wire.MARKET_STATES:
+            raise ValueError(f"market state {state!r} is not one of {', '.join(wire.MARKET_STATES)}")
+        if isinstance(auction_band_bps, bool) or not isinstance(auction_band_bps, int):
+            raise ValueError(f"auction_band_bps must be an integer, not {auction_band_bps!r}")
+        if not 0 < auction_band_bps <= 10_000:
+            raise ValueError(f"auction_band_bps {auction_band_bps} must be from 1 to 10000")
+        code = wire.MARKET_STATES.index(state)
+        return self._events(self._core.set_market_state(self._ts_ns(ts_ns), inst.instrument_id, code, auction_band_bps))
+
     def submit(self, commands: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Applies a batch of `wire.COMMAND_DTYPE` records; returns `wire.EVENT_DTYPE` records.
 
@@ -496,6 +550,27 @@ class Engine:
             "bids": [(inst.price(p), inst.size(s)) for p, s in bids],
             "asks": [(inst.price(p), inst.size(s)) for p, s in asks],
         }
+
+    def market_state(self, instrument: str) -> str:
+        """The instrument's market state (`wire.MARKET_STATES`)."""
+        code = self._core.market_state(self.instrument(instrument).instrument_id)
+        assert code is not None, "known instruments have a state"
+        return wire.MARKET_STATES[code]
+
+    def auction(self, instrument: str) -> AuctionFigures:
+        """The indicative uncross of the instrument's book: what a move to continuous trading
+        would execute now (during a call auction, the figures published after every change)."""
+        inst = self.instrument(instrument)
+        figures = self._core.auction(inst.instrument_id)
+        if figures is None:
+            return AuctionFigures(price=None, volume=Decimal(0), imbalance=Decimal(0), imbalance_side=None)
+        price_ticks, volume_lots, imbalance_lots, side = figures
+        return AuctionFigures(
+            price=inst.price(price_ticks),
+            volume=inst.size(volume_lots),
+            imbalance=inst.size(imbalance_lots),
+            imbalance_side=None if side is None else wire.SIDES[side],
+        )
 
     def order(self, account: int, order_id: int) -> Order | None:
         """An order of this account, live or recently closed; None if unknown."""

@@ -45,6 +45,8 @@ EVENT_DTYPE = np.dtype(
 
 # Command kinds.
 PLACE, CANCEL, AMEND, CANCEL_ALL, DEPOSIT = 1, 2, 3, 4, 5
+# A market-state move: the state code in `order_type`, the auction band (bps) in `size_lots`.
+SET_MARKET_STATE = 8
 # Sides.
 BUY, SELL = 0, 1
 # Order types.
@@ -53,6 +55,7 @@ LIMIT, MARKET, IOC, FOK, POST_ONLY = 0, 1, 2, 3, 4
 CANCEL_MAKER, CANCEL_TAKER, CANCEL_BOTH, STP_NONE = 0, 1, 2, 3
 # Event kinds.
 ACCEPTED, REJECTED, FILL, CANCELED, EXPIRED, AMENDED, DEPOSITED = 1, 2, 3, 4, 5, 6, 7
+MARKET_STATE, AUCTION, UNCROSS = 8, 9, 10
 # cancel_all over every instrument.
 ALL_INSTRUMENTS = 0xFFFF_FFFF
 # The side of an event that concerns no side (deposits, unknown orders).
@@ -61,7 +64,11 @@ SIDE_NONE = 0xFF
 SIDES = ("buy", "sell")
 ORDER_TYPES = ("limit", "market", "ioc", "fok", "post_only")
 STP_MODES = ("cancel_maker", "cancel_taker", "cancel_both", "none")
-EVENT_KINDS = ("", "accepted", "rejected", "fill", "canceled", "expired", "amended", "deposited")
+EVENT_KINDS = (
+    "", "accepted", "rejected", "fill", "canceled", "expired", "amended", "deposited", "market_state", "auction",
+    "uncross",
+)  # fmt: skip
+MARKET_STATES = ("continuous", "halted", "cancel_only", "pre_open", "call_auction")
 REASONS = (
     "",
     "instrument_unknown",
@@ -81,6 +88,11 @@ REASONS = (
     "ledger_unknown_asset",
     "ledger_amount_invalid",
     "order_client_order_id_in_use",
+    "market_halted",
+    "market_cancel_only",
+    "market_pre_open",
+    "market_call_auction",
+    "auction_price_outside_band",
 )
 
 assert COMMAND_DTYPE.itemsize == 80

@@ -14,3 +14,4 @@ def test_code_names_match_the_compiled_names() -> None:
     assert list(wire.STP_MODES) == _core.STP_MODES
     assert list(wire.EVENT_KINDS[1:]) == _core.EVENT_KINDS
     assert list(wire.REASONS) == _core.REASONS
+    assert list(wire.MARKET_STATES) == _core.MARKET_STATES

@@ -65,6 +65,9 @@ code_enum!(
         Expired = 5 => "expired",
         Amended = 6 => "amended",
         Deposited = 7 => "deposited",
+        MarketState = 8 => "market_state",
+        Auction = 9 => "auction",
+        Uncross = 10 => "uncross",
     }
 );
 
@@ -89,6 +92,11 @@ code_enum!(
         LedgerUnknownAsset = 15 => "ledger_unknown_asset",
         LedgerAmountInvalid = 16 => "ledger_amount_invalid",
         OrderClientOrderIdInUse = 17 => "order_client_order_id_in_use",
+        MarketHalted = 18 => "market_halted",
+        MarketCancelOnly = 19 => "market_cancel_only",
+        MarketPreOpen = 20 => "market_pre_open",
+        MarketCallAuction = 21 => "market_call_auction",
+        AuctionPriceOutsideBand = 22 => "auction_price_outside_band",
     }
 );
 
@@ -101,6 +109,32 @@ code_enum!(
         Canceled = 3 => "canceled",
     }
 );
+
+code_enum!(
+    /// The trading phase of an instrument (see `SEMANTICS.md`, Market states). A new
+    /// instrument is `Continuous`; every other state forbids some commands, and a command a
+    /// state forbids is rejected with the state's reason.
+    MarketState {
+        Continuous = 0 => "continuous",
+        Halted = 1 => "halted",
+        CancelOnly = 2 => "cancel_only",
+        PreOpen = 3 => "pre_open",
+        CallAuction = 4 => "call_auction",
+    }
+);
+
+impl MarketState {
+    /// The reason a command this state forbids is rejected with.
+    pub fn forbids(self) -> Reason {
+        match self {
+            MarketState::Continuous => Reason::None,
+            MarketState::Halted => Reason::MarketHalted,
+            MarketState::CancelOnly => Reason::MarketCancelOnly,
+            MarketState::PreOpen => Reason::MarketPreOpen,
+            MarketState::CallAuction => Reason::MarketCallAuction,
+        }
+    }
+}
 
 impl Side {
     pub fn opposite(self) -> Side {

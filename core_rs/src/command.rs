@@ -1,7 +1,7 @@
 //! Commands: the only way engine state changes. Each is applied with the sequence number and
 //! timestamp the sequencer gave it; the engine never reads a clock.
 
-use crate::codes::{OrderType, Side, Stp};
+use crate::codes::{MarketState, OrderType, Side, Stp};
 use crate::limits::CLIENT_ORDER_ID_BYTES;
 
 /// A client order id, zero-padded; all zeros means none was given.
@@ -77,5 +77,13 @@ pub enum Command {
     CancelAll {
         account: u64,
         instrument: Option<u32>,
+    },
+    /// Moves an instrument to a market state. Entering `Continuous` with a crossed book
+    /// (after a call auction) uncrosses it first, if the uncross price lies within
+    /// `auction_band_bps` of the reference price; otherwise the state does not change.
+    SetMarketState {
+        instrument: u32,
+        state: MarketState,
+        auction_band_bps: u16,
     },
 }

@@ -5,9 +5,10 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::auction::{indicative, within_band, Indicative};
 use crate::book::orders::{Order, OrderStore};
 use crate::book::Book;
-use crate::codes::{EventKind, OrderType, Reason, Side, Stp};
+use crate::codes::{EventKind, MarketState, OrderType, Reason, Side, Stp};
 use crate::command::{AmendOrder, AssetSpec, Command, InstrumentSpec, PlaceOrder};
 use crate::instrument::Instrument;
 use crate::ledger::{Balance, Ledger};
@@ -15,7 +16,7 @@ use crate::limits::{FEE_ACCOUNT, INSTRUMENTS_MAX, ORDERS_LIVE_MAX};
 use crate::matching::Matcher;
 use crate::wire::{
     CommandRecord, EventRecord, WireError, ALL_INSTRUMENTS, COMMAND_KIND_AMEND, COMMAND_KIND_CANCEL,
-    COMMAND_KIND_CANCEL_ALL, COMMAND_KIND_DEPOSIT, COMMAND_KIND_PLACE, SIDE_NONE,
+    COMMAND_KIND_CANCEL_ALL, COMMAND_KIND_DEPOSIT, COMMAND_KIND_PLACE, COMMAND_KIND_SET_MARKET_STATE, SIDE_NONE,
 };
 
 /// How many records ahead the batch loop prefetches an order's index entry, and the order.
@@ -132,6 +133,9 @@ impl Engine {
             Command::Cancel { account, instrument, order_id } => self.cancel(*account, *instrument, *order_id, out),
             Command::Amend(amend) => self.amend(amend, out),
             Command::CancelAll { account, instrument } => self.cancel_all(*account, *instrument, out),
+            Command::SetMarketState { instrument, state, auction_band_bps } => {
+                self.set_market_state(*instrument, *state, *auction_band_bps, out)
+            }
         }
         Ok(())
     }
@@ -213,28 +217,98 @@ impl Engine {
                 self.cancel_all(r.account, instrument, out);
             }
             COMMAND_KIND_DEPOSIT => self.deposit(r.account, r.instrument, r.size_lots, out),
+            COMMAND_KIND_SET_MARKET_STATE => {
+                let state = MarketState::from_code(r.order_type).expect("checked");
+                self.set_market_state(r.instrument, state, r.size_lots as u16, out);
+            }
             other => unreachable!("command kind {other} passed the check"),
         }
     }
 
     fn place(&mut self, place: &PlaceOrder, out: &mut Vec<EventRecord>) {
+        let first_event = out.len();
         match self.matcher(place.instrument, out) {
             Some((mut matcher, next_order_id)) => matcher.place(place, next_order_id),
-            None => self.reject_unknown_instrument(place.account, place.instrument, Some(place.side), out),
+            None => return self.reject_unknown_instrument(place.account, place.instrument, Some(place.side), out),
         }
+        self.publish_auction_change(place.instrument, first_event, out);
     }
 
     fn cancel(&mut self, account: u64, instrument: u32, order_id: u64, out: &mut Vec<EventRecord>) {
+        let first_event = out.len();
         match self.matcher(instrument, out) {
             Some((mut matcher, _)) => matcher.cancel(account, order_id),
-            None => self.reject_unknown_instrument(account, instrument, None, out),
+            None => return self.reject_unknown_instrument(account, instrument, None, out),
         }
+        self.publish_auction_change(instrument, first_event, out);
     }
 
     fn amend(&mut self, amend: &AmendOrder, out: &mut Vec<EventRecord>) {
+        let first_event = out.len();
         match self.matcher(amend.instrument, out) {
             Some((mut matcher, _)) => matcher.amend(amend),
-            None => self.reject_unknown_instrument(amend.account, amend.instrument, None, out),
+            None => return self.reject_unknown_instrument(amend.account, amend.instrument, None, out),
+        }
+        self.publish_auction_change(amend.instrument, first_event, out);
+    }
+
+    /// During a call auction, a command that changed the book (any event since `first_event`
+    /// other than a rejection) is followed by the new indicative uncross.
+    #[inline]
+    fn publish_auction_change(&self, instrument: u32, first_event: usize, out: &mut Vec<EventRecord>) {
+        if self.books[instrument as usize].market == MarketState::CallAuction
+            && out[first_event..].iter().any(|e| e.kind != EventKind::Rejected.code())
+        {
+            out.push(self.auction_event(instrument));
+        }
+    }
+
+    fn auction_event(&self, instrument: u32) -> EventRecord {
+        let at = indicative(&self.books[instrument as usize]);
+        let event = EventRecord { instrument, side: SIDE_NONE, ..self.event(EventKind::Auction, 0, Reason::None) };
+        match at {
+            Some(at) => EventRecord {
+                price_ticks: at.price_ticks,
+                size_lots: at.volume_lots,
+                order_id: at.imbalance_lots,
+                side: at.surplus.map_or(SIDE_NONE, Side::code),
+                ..event
+            },
+            None => event,
+        }
+    }
+
+    /// Moves an instrument to `state` (see `Command::SetMarketState`).
+    fn set_market_state(&mut self, instrument: u32, state: MarketState, band_bps: u16, out: &mut Vec<EventRecord>) {
+        let Some(book) = self.books.get(instrument as usize) else {
+            return self.reject_unknown_instrument(0, instrument, None, out);
+        };
+        let mut reason = Reason::None;
+        if state == MarketState::Continuous {
+            if let Some(at) = indicative(book) {
+                if within_band(at.price_ticks, book.reference_ticks(), band_bps) {
+                    let (mut matcher, _) = self.matcher(instrument, out).expect("instrument exists");
+                    matcher.uncross(at);
+                } else {
+                    out.push(self.auction_event(instrument));
+                    reason = Reason::AuctionPriceOutsideBand;
+                }
+            }
+        }
+        let book = &mut self.books[instrument as usize];
+        if reason == Reason::None {
+            book.market = state;
+        }
+        let event = EventRecord {
+            instrument,
+            order_id: u64::from(book.market.code()),
+            price_ticks: book.last_trade_ticks,
+            side: SIDE_NONE,
+            ..self.event(EventKind::MarketState, 0, reason)
+        };
+        out.push(event);
+        if reason == Reason::None && state == MarketState::CallAuction {
+            out.push(self.auction_event(instrument));
         }
     }
 
@@ -303,15 +377,38 @@ impl Engine {
         out.push(event);
     }
 
+    /// Cancels in order-id order. A halted instrument keeps its orders: one rejection per
+    /// halted instrument that holds some, in instrument order; an auction's instruments
+    /// publish their new indicative uncross after the cancels.
     fn cancel_all(&mut self, account: u64, instrument: Option<u32>, out: &mut Vec<EventRecord>) {
+        let mut halted = Vec::new();
+        let mut auctions = Vec::new();
         for slot in self.orders.live_slots_by_id() {
             let order = self.orders.get(slot);
             let order_instrument = order.instrument;
             if order.account != account || instrument.is_some_and(|i| i != order_instrument) {
                 continue;
             }
-            let (mut matcher, _) = self.matcher(order_instrument, out).expect("live orders have instruments");
-            matcher.cancel_slot(slot);
+            match self.books[order_instrument as usize].market {
+                MarketState::Halted => halted.push(order_instrument),
+                MarketState::CallAuction => auctions.push(order_instrument),
+                _ => {}
+            }
+            if self.books[order_instrument as usize].market != MarketState::Halted {
+                let (mut matcher, _) = self.matcher(order_instrument, out).expect("live orders have instruments");
+                matcher.cancel_slot(slot);
+            }
+        }
+        for list in [&mut halted, &mut auctions] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        for instrument in halted {
+            let rejected = self.event(EventKind::Rejected, account, Reason::MarketHalted);
+            out.push(EventRecord { side: SIDE_NONE, instrument, ..rejected });
+        }
+        for instrument in auctions {
+            out.push(self.auction_event(instrument));
         }
     }
 
@@ -336,6 +433,16 @@ impl Engine {
 
     pub fn book(&self, instrument: u32) -> Option<&Book> {
         self.books.get(instrument as usize)
+    }
+
+    pub fn market_state(&self, instrument: u32) -> Option<MarketState> {
+        self.book(instrument).map(|book| book.market)
+    }
+
+    /// The uncross the instrument's book would have now (`None` inside the option: nothing
+    /// would execute); `None` for an unknown instrument.
+    pub fn auction(&self, instrument: u32) -> Option<Option<Indicative>> {
+        self.book(instrument).map(indicative)
     }
 
     /// An order this account owns, live or recently closed.

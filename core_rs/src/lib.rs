@@ -5,6 +5,7 @@
 //! nothing of Python: the PyO3 binding is the `python` leaf module, built only with the
 //! `python` feature.
 
+pub mod auction;
 pub mod book;
 mod codec;
 pub mod codes;

@@ -6,9 +6,10 @@
 //! A `Matcher` borrows the parts of the engine one command needs: the instrument, its book,
 //! the order store and the ledger.
 
+use crate::auction::Indicative;
 use crate::book::orders::{ClientOrder, Order, OrderSlot, OrderStore, NIL};
 use crate::book::Book;
-use crate::codes::{EventKind, OrderState, OrderType, Reason, Side, Stp};
+use crate::codes::{EventKind, MarketState, OrderState, OrderType, Reason, Side, Stp};
 use crate::command::{AmendOrder, PlaceOrder, NO_CLIENT_ORDER_ID};
 use crate::instrument::{fee_units, Instrument};
 use crate::ledger::{AccountSlot, Ledger, FEE_ACCOUNT_SLOT};
@@ -92,6 +93,9 @@ impl Matcher<'_> {
     }
 
     pub fn place(&mut self, cmd: &PlaceOrder, next_order_id: &mut u64) {
+        if let Err(reason) = self.market_allows(cmd.order_type) {
+            return self.reject(cmd.account, 0, Some(cmd.side), reason);
+        }
         let admitted = match self.admit(cmd) {
             Ok(admitted) => admitted,
             Err(reason) => return self.reject(cmd.account, 0, Some(cmd.side), reason),
@@ -123,10 +127,99 @@ impl Matcher<'_> {
             debug_assert_eq!(known.accepted(cmd.account), accepted, "the compact entry restores the event");
             self.orders.remember_client_order(cmd.account, cmd.client_order_id, known);
         }
+        if self.book.market == MarketState::CallAuction {
+            return self.rest_in_auction(slot);
+        }
         if cmd.order_type == OrderType::Fok && !self.fok_fillable(slot) {
             return self.end_taker(slot, Reason::MatchingFokNotFillable);
         }
         self.take(slot);
+    }
+
+    /// Whether the market state takes a new order of this type: continuous takes every
+    /// type, pre-open only post-only orders, the call auction limit and post-only orders.
+    #[inline]
+    fn market_allows(&self, order_type: OrderType) -> Result<(), Reason> {
+        let allowed = match self.book.market {
+            MarketState::Continuous => true,
+            MarketState::Halted | MarketState::CancelOnly => false,
+            MarketState::PreOpen => order_type == OrderType::PostOnly,
+            MarketState::CallAuction => order_type.rests(),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(self.book.market.forbids())
+        }
+    }
+
+    /// Rests an order in the call auction's book without matching. Resting orders of the
+    /// same account that it crosses would trade with it at the uncross, so self-trade
+    /// prevention runs now, by the new order's mode, over all of them. (Amends, which could
+    /// move an order across another, are refused during the call.)
+    fn rest_in_auction(&mut self, slot: OrderSlot) {
+        let order = self.orders.get(slot);
+        let (side, limit_ticks, account, stp) = (order.side, order.price_ticks, order.account, order.stp);
+        if stp != Stp::None {
+            let own_crossed = self.own_orders_crossed(side, limit_ticks, account);
+            if !own_crossed.is_empty() {
+                if matches!(stp, Stp::CancelMaker | Stp::CancelBoth) {
+                    for maker in own_crossed {
+                        self.end_maker(maker, Reason::MatchingSelfTradePrevented);
+                    }
+                }
+                if matches!(stp, Stp::CancelTaker | Stp::CancelBoth) {
+                    return self.end_taker(slot, Reason::MatchingSelfTradePrevented);
+                }
+            }
+        }
+        self.book.side_mut(side).push_back(self.orders, slot);
+        *self.live_orders += 1;
+    }
+
+    /// The resting orders of `account` on the side opposite `side` that `limit_ticks` crosses.
+    fn own_orders_crossed(&self, side: Side, limit_ticks: u64, account: u64) -> Vec<OrderSlot> {
+        let mut own = Vec::new();
+        for (price_ticks, level) in self.book.side(side.opposite()).levels() {
+            if !crosses_price(side, limit_ticks, price_ticks) {
+                break;
+            }
+            let mut slot = level.head;
+            while slot != NIL {
+                let order = self.orders.get(slot);
+                if order.account == account {
+                    own.push(slot);
+                }
+                slot = order.next;
+            }
+        }
+        own
+    }
+
+    /// Executes the call auction's uncross at `at`: the best bids and asks trade at one price
+    /// in priority order until `at.volume_lots` have traded. Both sides pay the maker fee;
+    /// each fill names the later order as its taker. One `uncross` event prints the auction.
+    pub fn uncross(&mut self, at: Indicative) {
+        let mut left_lots = at.volume_lots;
+        while left_lots > 0 {
+            let bid = self.book.bids.head(self.book.bids.best().expect("bids left to trade"));
+            let ask = self.book.asks.head(self.book.asks.best().expect("asks left to trade"));
+            let lots = left_lots.min(self.orders.get(bid).remaining_lots).min(self.orders.get(ask).remaining_lots);
+            let (later, earlier) =
+                if self.orders.get(bid).id > self.orders.get(ask).id { (bid, ask) } else { (ask, bid) };
+            let maker_bps = self.instrument.spec.maker_fee_bps;
+            self.settle_fill(later, earlier, at.price_ticks, lots, maker_bps);
+            self.fill_resting(later, at.price_ticks, lots);
+            self.fill_resting(earlier, at.price_ticks, lots);
+            left_lots -= lots;
+        }
+        let print = EventRecord {
+            price_ticks: at.price_ticks,
+            size_lots: at.volume_lots,
+            side: SIDE_NONE,
+            ..self.event(EventKind::Uncross)
+        };
+        self.out.push(print);
     }
 
     /// The checks of a place, in the documented order; on success the hold is frozen.
@@ -234,11 +327,27 @@ impl Matcher<'_> {
     // of `take` pay for saving the registers it needs.
     #[inline(never)]
     fn fill(&mut self, taker: OrderSlot, maker: OrderSlot, price_ticks: u64) {
+        let size_lots = self.orders.get(taker).remaining_lots.min(self.orders.get(maker).remaining_lots);
+        self.settle_fill(taker, maker, price_ticks, size_lots, self.instrument.spec.taker_fee_bps);
+        record_fill(self.orders.get_mut(taker), price_ticks, size_lots);
+        self.fill_resting(maker, price_ticks, size_lots);
+    }
+
+    /// Settles a fill of `size_lots` at `price_ticks` (the taker pays `taker_fee_bps`, the
+    /// maker the maker fee) and reports it; the orders' own sizes are the caller's to update.
+    #[inline(always)]
+    fn settle_fill(
+        &mut self,
+        taker: OrderSlot,
+        maker: OrderSlot,
+        price_ticks: u64,
+        size_lots: u64,
+        taker_fee_bps: u16,
+    ) {
         let spec = &self.instrument.spec;
         let (t, m) = (self.orders.get(taker), self.orders.get(maker));
-        let size_lots = t.remaining_lots.min(m.remaining_lots);
         let notional = self.instrument.notional_units(price_ticks, size_lots);
-        let taker_fee = fee_units(notional, spec.taker_fee_bps) as u64;
+        let taker_fee = fee_units(notional, taker_fee_bps) as u64;
         let maker_fee = fee_units(notional, spec.maker_fee_bps) as u64;
         let notional = notional as u64;
         let (buyer, seller, buyer_fee, seller_fee) = match t.side {
@@ -270,16 +379,22 @@ impl Matcher<'_> {
             ..self.event(EventKind::Fill)
         };
         self.out.push(event);
-        record_fill(self.orders.get_mut(taker), price_ticks, size_lots);
-        let maker_side = self.orders.get(maker).side;
-        if self.orders.get(maker).remaining_lots == size_lots {
-            self.book.side_mut(maker_side).remove(self.orders, maker);
+        self.book.last_trade_ticks = price_ticks;
+    }
+
+    /// Records a fill at `price_ticks` of a resting order: it leaves the book when filled, else
+    /// its level (at its own limit, which an auction fill may better) shrinks.
+    #[inline(always)]
+    fn fill_resting(&mut self, slot: OrderSlot, price_ticks: u64, size_lots: u64) {
+        let (side, level_ticks) = (self.orders.get(slot).side, self.orders.get(slot).price_ticks);
+        if self.orders.get(slot).remaining_lots == size_lots {
+            self.book.side_mut(side).remove(self.orders, slot);
             *self.live_orders -= 1;
-            record_fill(self.orders.get_mut(maker), price_ticks, size_lots);
-            self.orders.close(maker);
+            record_fill(self.orders.get_mut(slot), price_ticks, size_lots);
+            self.orders.close(slot);
         } else {
-            self.book.side_mut(maker_side).reduce(price_ticks, size_lots);
-            record_fill(self.orders.get_mut(maker), price_ticks, size_lots);
+            self.book.side_mut(side).reduce(level_ticks, size_lots);
+            record_fill(self.orders.get_mut(slot), price_ticks, size_lots);
         }
     }
 
@@ -317,6 +432,9 @@ impl Matcher<'_> {
     }
 
     pub fn cancel(&mut self, account: u64, order_id: u64) {
+        if self.book.market == MarketState::Halted {
+            return self.reject(account, order_id, None, Reason::MarketHalted);
+        }
         match self.own_live_order(account, order_id) {
             Some(slot) => self.end_maker(slot, Reason::None),
             None => self.reject(account, order_id, None, Reason::MatchingUnknownOrder),
@@ -329,6 +447,9 @@ impl Matcher<'_> {
     }
 
     pub fn amend(&mut self, cmd: &AmendOrder) {
+        if matches!(self.book.market, MarketState::Halted | MarketState::CancelOnly | MarketState::CallAuction) {
+            return self.reject(cmd.account, cmd.order_id, None, self.book.market.forbids());
+        }
         let Some(slot) = self.own_live_order(cmd.account, cmd.order_id) else {
             return self.reject(cmd.account, cmd.order_id, None, Reason::MatchingUnknownOrder);
         };
@@ -359,6 +480,11 @@ impl Matcher<'_> {
         if order.order_type == OrderType::PostOnly && self.book.crosses(order.side, price_ticks) {
             return Err(Reason::MatchingPostOnlyWouldCross);
         }
+        let keeps_priority = price_ticks == order.price_ticks && size_lots <= order.size_lots;
+        let trades = !keeps_priority && self.book.crosses(order.side, price_ticks);
+        if trades && self.book.market == MarketState::PreOpen {
+            return Err(Reason::MarketPreOpen);
+        }
         let remaining_lots = size_lots - order.filled_lots();
         let hold_per_lot_units = self.hold_per_lot(order.side, price_ticks)?;
         let old_hold = order.hold_units();
@@ -370,11 +496,9 @@ impl Matcher<'_> {
         if new_hold < old_hold {
             self.ledger.release(account_slot, asset, old_hold - new_hold);
         }
-        let keeps_priority = price_ticks == order.price_ticks && size_lots <= order.size_lots;
         let side = order.side;
         // A move that cannot trade re-enters as a taker that rests at once: it only changes
         // level, so it skips matching.
-        let trades = !keeps_priority && self.book.crosses(side, price_ticks);
         if keeps_priority {
             self.book.side_mut(side).reduce(price_ticks, order.remaining_lots - remaining_lots);
         } else if trades {

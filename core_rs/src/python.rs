@@ -15,7 +15,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::codes::{EventKind, OrderType, Reason, Side, Stp};
+use crate::codes::{EventKind, MarketState, OrderType, Reason, Side, Stp};
 use crate::command::{AmendOrder, AssetSpec, ClientOrderId, Command, InstrumentSpec, PlaceOrder};
 use crate::engine::{Engine, EngineError};
 use crate::limits::CLIENT_ORDER_ID_BYTES;
@@ -151,6 +151,33 @@ macro_rules! engine_methods {
                 instrument: Option<u32>,
             ) -> PyResult<Bound<'py, PyBytes>> {
                 self.run(py, ts_ns, Command::CancelAll { account, instrument })
+            }
+
+            /// Moves an instrument to a market state (a `MarketState` code); see
+            /// `Command::SetMarketState`.
+            fn set_market_state<'py>(
+                &$($mutable)? self,
+                py: Python<'py>,
+                ts_ns: i64,
+                instrument: u32,
+                state: u8,
+                auction_band_bps: u16,
+            ) -> PyResult<Bound<'py, PyBytes>> {
+                let state = crate::python::code(state, "market state", crate::codes::MarketState::from_code)?;
+                self.run(py, ts_ns, Command::SetMarketState { instrument, state, auction_band_bps })
+            }
+
+            /// The instrument's `MarketState` code, or None for an unknown instrument.
+            fn market_state(&self, instrument: u32) -> PyResult<Option<u8>> {
+                Ok(self.read(|e| e.market_state(instrument))?.map(crate::codes::MarketState::code))
+            }
+
+            /// The uncross the book would have now, as (price_ticks, volume_lots,
+            /// imbalance_lots, surplus side code or None); None when nothing would execute.
+            fn auction(&self, instrument: u32) -> PyResult<Option<(u64, u64, u64, Option<u8>)>> {
+                let at = self.read(|e| e.auction(instrument))?;
+                let at = at.ok_or_else(|| PyValueError::new_err(format!("unknown instrument {instrument}")))?;
+                Ok(at.map(|a| (a.price_ticks, a.volume_lots, a.imbalance_lots, a.surplus.map(crate::codes::Side::code))))
             }
 
             /// (available, frozen) in minor units.
@@ -572,6 +599,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("STP_MODES", names(Stp::ALL, Stp::name))?;
     m.add("EVENT_KINDS", names(EventKind::ALL, EventKind::name))?;
     m.add("REASONS", names(Reason::ALL, Reason::name))?;
+    m.add("MARKET_STATES", names(MarketState::ALL, MarketState::name))?;
     m.add("ORDER_STATES", names(crate::codes::OrderState::ALL, crate::codes::OrderState::name))?;
     Ok(())
 }

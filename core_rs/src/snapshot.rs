@@ -2,8 +2,8 @@
 //!
 //! The body holds what the state hash covers (see `state.rs`) plus the last timestamp, in
 //! the same canonical order: counters, the ledger (accounts in slot order), instruments,
-//! every book's orders in priority order, the retained closed orders oldest first, and the
-//! client order index. Restoring re-inserts orders in that order, so the rebuilt engine has
+//! every book's market state, last trade price and orders in priority order, the retained
+//! closed orders oldest first, and the client order index. Restoring re-inserts orders in that order, so the rebuilt engine has
 //! the same state hash and answers every later command exactly as the original would.
 //! Slab slots and hash-map layouts are rebuilt, never copied. Integrity (CRC, atomic write)
 //! is the snapshot store's job; this format only refuses bodies it cannot read whole.
@@ -11,7 +11,7 @@
 use crate::book::orders::{ClientOrder, Order, NIL};
 use crate::book::Book;
 use crate::codec::{Reader, Writer};
-use crate::codes::{OrderState, OrderType, Side, Stp};
+use crate::codes::{MarketState, OrderState, OrderType, Side, Stp};
 use crate::command::{ClientOrderId, NO_CLIENT_ORDER_ID};
 use crate::engine::Engine;
 use crate::instrument::Instrument;
@@ -20,8 +20,8 @@ use crate::limits::{INSTRUMENTS_MAX, ORDERS_CLOSED_RETAINED_MAX, ORDERS_LIVE_MAX
 use crate::wire::{decode_instrument, encode_instrument};
 
 /// Version of the body layout; a body of another version is refused (2: compact client
-/// order entries).
-const SNAPSHOT_FORMAT: u32 = 2;
+/// order entries; 3: each book's market state and last trade price).
+const SNAPSHOT_FORMAT: u32 = 3;
 
 fn code<T>(value: u8, what: &str, parse: fn(u8) -> Option<T>) -> Result<T, String> {
     parse(value).ok_or_else(|| format!("unknown {what} code {value}"))
@@ -111,6 +111,8 @@ impl Engine {
             encode_instrument(&mut w, &instrument.spec);
         }
         for book in &self.books {
+            w.u8(book.market.code());
+            w.u64(book.last_trade_ticks);
             for ladder in [&book.bids, &book.asks] {
                 w.u64(ladder.orders_count() as u64);
                 for (_, level) in ladder.levels() {
@@ -155,6 +157,8 @@ impl Engine {
             engine.books.push(Book::default());
         }
         for index in 0..instruments {
+            engine.books[index].market = code(r.u8()?, "market state", MarketState::from_code)?;
+            engine.books[index].last_trade_ticks = r.u64()?;
             for side in [Side::Buy, Side::Sell] {
                 let count = r.u64()?;
                 if engine.live_orders as u64 + count > ORDERS_LIVE_MAX as u64 {

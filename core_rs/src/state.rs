@@ -1,18 +1,19 @@
 //! The canonical view of engine state: the state hash and the invariant checks.
 //!
 //! The hash covers everything that can influence a future event or query — counters,
-//! assets, instruments, every account's balances in account-id order, every book level from
-//! the best outward with its orders in time priority, the retained closed orders in the
-//! order they closed, and the index of client order ids (each with its original place and
-//! acceptance, which a retry gets back). The last timestamp is left out: it only guards that time does not go
-//! backwards, and replicas that applied the same commands agree on it anyway. Slab slots and hash-map layouts never enter it, so two replicas that
-//! applied the same commands hash the same.
+//! assets, instruments, every account's balances in account-id order, every book's market
+//! state, last trade price and levels from the best outward with their orders in time
+//! priority, the retained closed orders in the order they closed, and the index of client
+//! order ids (each with its original place and acceptance, which a retry gets back). The
+//! last timestamp is left out: it only guards that time does not go backwards, and replicas
+//! that applied the same commands agree on it anyway. Slab slots and hash-map layouts never
+//! enter it, so two replicas that applied the same commands hash the same.
 
 use sha2::Digest;
 
 use crate::book::ladder::Ladder;
 use crate::book::orders::{Order, OrderStore, NIL};
-use crate::codes::Side;
+use crate::codes::{MarketState, Side};
 use crate::command::NO_CLIENT_ORDER_ID;
 use crate::engine::EngineParts;
 use crate::instrument::Instrument;
@@ -83,6 +84,8 @@ pub(crate) fn hash<D: Digest>(state: &EngineParts<'_>, digest: D) -> D {
         }
     }
     for book in state.books {
+        h.u64(u64::from(book.market.code()));
+        h.u64(book.last_trade_ticks);
         for ladder in [&book.bids, &book.asks] {
             h.u64(ladder.levels_count() as u64);
             for (price_ticks, level) in ladder.levels() {
@@ -123,10 +126,9 @@ pub(crate) fn check_invariants(state: &EngineParts<'_>) -> Result<(), String> {
     let mut live_seen = 0usize;
     for (index, book) in state.books.iter().enumerate() {
         let instrument = &state.instruments[index];
-        if let (Some(bid), Some(ask)) = (book.bids.best(), book.asks.best()) {
-            if bid >= ask {
-                return Err(format!("book crossed: {} bid {bid} >= ask {ask}", instrument.spec.symbol));
-            }
+        if book.market == MarketState::Continuous && book.is_crossed() {
+            let (bid, ask) = (book.bids.best().expect("crossed"), book.asks.best().expect("crossed"));
+            return Err(format!("book crossed: {} bid {bid} >= ask {ask}", instrument.spec.symbol));
         }
         for (side, ladder) in [(Side::Buy, &book.bids), (Side::Sell, &book.asks)] {
             live_seen += check_ladder(state, instrument, index as u32, side, ladder, &mut required, assets)?;

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::codes::{EventKind, OrderType, Side, Stp};
+use crate::codes::{EventKind, MarketState, OrderType, Side, Stp};
 use crate::command::{AmendOrder, AssetSpec, ClientOrderId, Command, InstrumentSpec, PlaceOrder};
 
 pub const COMMAND_KIND_PLACE: u8 = 1;
@@ -13,6 +13,9 @@ pub const COMMAND_KIND_CANCEL: u8 = 2;
 pub const COMMAND_KIND_AMEND: u8 = 3;
 pub const COMMAND_KIND_CANCEL_ALL: u8 = 4;
 pub const COMMAND_KIND_DEPOSIT: u8 = 5;
+/// A market-state move: `instrument`, the `MarketState` code in `order_type`, and the auction
+/// band in basis points in `size_lots`.
+pub const COMMAND_KIND_SET_MARKET_STATE: u8 = 8;
 /// `instrument` value of a cancel-all over every instrument.
 pub const ALL_INSTRUMENTS: u32 = u32::MAX;
 /// `side` of an event that concerns no side.
@@ -37,7 +40,12 @@ pub struct CommandRecord {
     pub client_order_id: ClientOrderId,
 }
 
-/// One event. Unused fields are zero.
+/// One event. Unused fields are zero. The market events use the fields so: `market_state`
+/// has the instrument's state code in `order_id`, the reference price in `price_ticks`, and
+/// `auction_price_outside_band` as its reason when a move to continuous trading was refused;
+/// `auction` has the indicative price in `price_ticks` (0: nothing would execute), the
+/// executable lots in `size_lots`, the imbalance in `order_id` and the surplus side in `side`;
+/// `uncross` has the auction price and the lots that traded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct EventRecord {
@@ -97,7 +105,17 @@ impl CommandRecord {
                 code(self.stp, "stp", Stp::from_code).map(drop)
             }
             COMMAND_KIND_CANCEL | COMMAND_KIND_AMEND | COMMAND_KIND_CANCEL_ALL | COMMAND_KIND_DEPOSIT => Ok(()),
+            COMMAND_KIND_SET_MARKET_STATE => self.auction_band_bps().map(drop),
             other => Err(format!("unknown command kind {other}")),
+        }
+    }
+
+    /// A market-state record's state and band.
+    fn auction_band_bps(&self) -> Result<(MarketState, u16), String> {
+        let state = code(self.order_type, "market state", MarketState::from_code)?;
+        match u16::try_from(self.size_lots) {
+            Ok(band) if band <= 10_000 => Ok((state, band)),
+            _ => Err(format!("auction band of {} bps is over 10000", self.size_lots)),
         }
     }
 
@@ -130,6 +148,10 @@ impl CommandRecord {
             },
             COMMAND_KIND_DEPOSIT => {
                 Command::Deposit { account: self.account, asset: self.instrument, amount_units: self.size_lots }
+            }
+            COMMAND_KIND_SET_MARKET_STATE => {
+                let (state, auction_band_bps) = self.auction_band_bps()?;
+                Command::SetMarketState { instrument: self.instrument, state, auction_band_bps }
             }
             other => return Err(format!("unknown command kind {other}")),
         })
@@ -246,6 +268,13 @@ impl CommandRecord {
                 account,
                 instrument: instrument.unwrap_or(ALL_INSTRUMENTS),
                 kind: COMMAND_KIND_CANCEL_ALL,
+                ..blank
+            },
+            Command::SetMarketState { instrument, state, auction_band_bps } => CommandRecord {
+                instrument,
+                order_type: state.code(),
+                size_lots: u64::from(auction_band_bps),
+                kind: COMMAND_KIND_SET_MARKET_STATE,
                 ..blank
             },
         })

@@ -1,12 +1,13 @@
 //! Property tests: random command streams (every order type and stp mode, cancels, amends,
-//! cancel-all, deposits, scarce funds) with every invariant checked after every command, and
+//! cancel-all, deposits, market-state moves through every state, scarce funds) with every
+//! invariant checked after every command, and
 //! determinism: the same stream twice gives the same state hash; a snapshot taken anywhere
 //! in a stream restores to an engine that continues it identically; every command survives
 //! its journal encoding.
 
 mod common;
 
-use core_rs::codes::{EventKind, OrderType, Side, Stp};
+use core_rs::codes::{EventKind, MarketState, OrderType, Side, Stp};
 use core_rs::command::{AmendOrder, Command, PlaceOrder};
 use core_rs::wire::{decode_command, encode_command};
 use core_rs::Engine;
@@ -58,7 +59,12 @@ fn command() -> impl Strategy<Value = Command> {
         asset,
         amount_units,
     });
-    prop_oneof![6 => place, 2 => cancel, 2 => amend, 1 => cancel_all, 1 => deposit]
+    let state = prop_oneof![2 => Just(0u8), 3 => 1u8..5]; // half the moves go back to continuous
+    let set_market_state =
+        (0u32..2, state, prop_oneof![Just(0u16), 1u16..2_000]).prop_map(|(instrument, state, auction_band_bps)| {
+            Command::SetMarketState { instrument, state: MarketState::from_code(state).unwrap(), auction_band_bps }
+        });
+    prop_oneof![6 => place, 2 => cancel, 2 => amend, 1 => cancel_all, 1 => deposit, 1 => set_market_state]
 }
 
 fn run(commands: &[Command]) -> (Engine, usize) {

@@ -4,18 +4,22 @@
 pub mod ladder;
 pub mod orders;
 
-use crate::codes::Side;
+use crate::codes::{MarketState, Side};
 use ladder::Ladder;
 
 #[derive(Clone, Debug)]
 pub struct Book {
     pub bids: Ladder,
     pub asks: Ladder,
+    /// The instrument's trading phase; only `Continuous` matches on entry.
+    pub market: MarketState,
+    /// The price of the last trade (0 before the first): the auction's reference price.
+    pub last_trade_ticks: u64,
 }
 
 impl Default for Book {
     fn default() -> Self {
-        Book { bids: Ladder::new(true), asks: Ladder::new(false) }
+        Book { bids: Ladder::new(true), asks: Ladder::new(false), market: MarketState::Continuous, last_trade_ticks: 0 }
     }
 }
 
@@ -43,5 +47,15 @@ impl Book {
             Side::Buy => self.asks.best().is_some_and(|ask| limit_ticks >= ask),
             Side::Sell => self.bids.best().is_some_and(|bid| limit_ticks <= bid),
         }
+    }
+
+    /// Whether the best bid reaches the best ask (possible only outside continuous trading).
+    pub fn is_crossed(&self) -> bool {
+        matches!((self.bids.best(), self.asks.best()), (Some(bid), Some(ask)) if bid >= ask)
+    }
+
+    /// The reference price, if the instrument has traded.
+    pub fn reference_ticks(&self) -> Option<u64> {
+        (self.last_trade_ticks != 0).then_some(self.last_trade_ticks)
     }
 }
