@@ -6,7 +6,8 @@ against the same server's trivial endpoint, under open-loop load at fixed offere
 It starts its own server (`python -m pyexchange serve`: the durable engine with fsync'd
 journal, uvicorn, FastAPI) on a free loopback port with a temporary data directory and a
 bench config (many demo accounts, per-account rate and open-order limits out of the way;
-admission as shipped), and drives it from separate load processes (`--workers`, default 1).
+admission as shipped but for the ramp after a start, turned off), and drives it from
+separate load processes (`--workers`, default 1).
 
 Method:
 - **Open loop.** Request `i` of a step is planned at `t0 + i / rate`, whatever the answers
@@ -129,13 +130,16 @@ QUICK = Timing(probe_s=1.0, warmup_s=0.5, measure_s=2.0, half_s=5.0, ladder=QUIC
 
 def bench_config(default_text: str, accounts: int) -> str:
     """The shipped config with many demo accounts, deep pockets, and the per-account rate and
-    open-order limits out of the way (the book grows by every order). Admission stays as shipped."""
+    open-order limits out of the way (the book grows by every order). Admission stays as shipped
+    but for the ramp after a start (`admission.ramp_orders_per_s`): the bench measures the steady
+    state from its first step, which the shipped ramp would hold back for 30 s."""
     changes = [
         (r"^accounts = \d+", f"accounts = {accounts}"),
         (r"^funds = \{.*\}$", 'funds = { USDT = "100000000", BTC = "1000", ETH = "200", SOL = "5000" }'),
         (r"^open_orders_per_account_max = \d+", "open_orders_per_account_max = 10_000_000"),
         (r'^orders_per_second_per_account = "\d+"', 'orders_per_second_per_account = "1000000"'),
         (r"^orders_burst_per_account = \d+", "orders_burst_per_account = 1_000_000"),
+        (r"^ramp_orders_per_s = .*$", "ramp_orders_per_s = []"),
     ]
     text = default_text
     for pattern, replacement in changes:

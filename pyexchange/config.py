@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pyexchange.gateway.ramp import check_points
 from pyexchange.risk import RiskConfig
 
 DEFAULT_CONFIG = "default_config.toml"
@@ -23,7 +24,8 @@ DEFAULT_CONFIG = "default_config.toml"
 
 @dataclass(frozen=True, slots=True)
 class AdmissionConfig:
-    """How much the gateway lets wait before it refuses new orders fast (429 / 50011)."""
+    """How much the gateway lets wait before it refuses new orders fast (429 / 50011), and how
+    fast it lets them in after a restart or a failover (`gateway.ramp`)."""
 
     orders_queued_max: int
     cancels_queued_max: int
@@ -31,6 +33,24 @@ class AdmissionConfig:
     requests_in_flight_max: int
     reply_timeout_ms: int
     retry_after_s: int
+    ramp_orders_per_s: tuple[tuple[int, int], ...] = ()  # (seconds since the start, orders/s); () is no ramp
+    ramp_burst_orders: int = 1
+
+
+REOPEN_STATES = ("cancel_only", "pre_open", "call_auction")
+
+
+@dataclass(frozen=True, slots=True)
+class ReopenConfig:
+    """How `pyexchange market reopen` brings instruments back to continuous trading: the
+    phases in order, each a market state and how long it lasts; the call auction ends at a
+    seeded random moment in its last `auction_random_end_s`, and uncrosses within
+    `auction_band_bps` of the reference price or goes on for `auction_extension_s` more."""
+
+    phases: tuple[tuple[str, float], ...]
+    auction_random_end_s: float
+    auction_band_bps: int
+    auction_extension_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +84,7 @@ class Config:
     snapshot_every_commands: int
     group_commit_window_us: int
     admission: AdmissionConfig
+    reopen: ReopenConfig
     risk: RiskConfig
     timestamp_window_s: int
     demo_accounts: int
@@ -110,7 +131,10 @@ def parse(doc: Mapping[str, Any]) -> Config:
             requests_in_flight_max=_int(admission, "requests_in_flight_max", "admission.", low=1),
             reply_timeout_ms=_int(admission, "reply_timeout_ms", "admission.", low=1),
             retry_after_s=_int(admission, "retry_after_s", "admission.", low=1),
+            ramp_orders_per_s=check_points(admission.get("ramp_orders_per_s"), "admission.ramp_orders_per_s"),
+            ramp_burst_orders=_int(admission, "ramp_burst_orders", "admission.", low=1, high=1_000_000),
         ),
+        reopen=_reopen(_table(doc, "reopen")),
         risk=RiskConfig.from_dict(_table(doc, "risk"), {t["symbol"]: t for t in _tables(doc, "instruments")}),
         timestamp_window_s=_int(_table(doc, "auth"), "timestamp_window_s", "auth.", low=1, high=3600),
         demo_accounts=_int(demo, "accounts", "demo.", low=0, high=1000),
@@ -137,6 +161,35 @@ def _check_names(assets: tuple[AssetConfig, ...], instruments: tuple[InstrumentC
         for name in (inst.base, inst.quote):
             if name not in names:
                 raise ValueError(f"instrument {inst.symbol} needs the asset {name}, which [[assets]] does not list")
+
+
+def _reopen(table: Mapping[str, Any]) -> ReopenConfig:
+    phases = table.get("phases")
+    shape = "a list of [state, seconds] in the order cancel_only, pre_open, call_auction (each at most once)"
+    if not isinstance(phases, list) or not all(isinstance(p, list) and len(p) == 2 for p in phases):
+        raise ValueError(f"reopen.phases must be {shape}, not {phases!r}")
+    order = [REOPEN_STATES.index(p[0]) if p[0] in REOPEN_STATES else -1 for p in phases]
+    if -1 in order or order != sorted(set(order)):
+        raise ValueError(f"reopen.phases must be {shape}, not {phases!r}")
+    durations = [_seconds({"seconds": p[1]}, "seconds", f"reopen.phases[{i}].") for i, p in enumerate(phases)]
+    random_end_s = _seconds(table, "auction_random_end_s", "reopen.", zero_ok=True)
+    auction_s = dict(zip((p[0] for p in phases), durations, strict=True)).get("call_auction")
+    if auction_s is not None and random_end_s > auction_s:
+        raise ValueError(f"reopen.auction_random_end_s ({random_end_s}) must not pass the call auction's {auction_s} s")
+    return ReopenConfig(
+        phases=tuple((p[0], d) for p, d in zip(phases, durations, strict=True)),
+        auction_random_end_s=random_end_s,
+        auction_band_bps=_int(table, "auction_band_bps", "reopen.", low=1, high=10_000),
+        auction_extension_s=_seconds(table, "auction_extension_s", "reopen."),
+    )
+
+
+def _seconds(table: Mapping[str, Any], key: str, prefix: str, *, zero_ok: bool = False) -> float:
+    value = table.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not (value >= 0 if zero_ok else value > 0):
+        low = "0 or more" if zero_ok else "more than 0"
+        raise ValueError(f"{prefix}{key} must be a number of seconds, {low}, not {value!r}")
+    return float(value)
 
 
 def _asset(table: Mapping[str, Any], where: str) -> AssetConfig:

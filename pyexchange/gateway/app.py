@@ -57,6 +57,8 @@ def create_app(exchange: Exchange, auth: Authenticator) -> FastAPI:
         exchange.start(asyncio.get_running_loop(), hub)
         tasks = [asyncio.create_task(exchange.run_dead_man_switches()), asyncio.create_task(exchange.watch_loop_lag()),
                  asyncio.create_task(keep_gc_pauses_short())]  # fmt: skip
+        if exchange.link is not None:
+            tasks.append(asyncio.create_task(exchange.link.watch_leadership()))  # restarts the ramp on a failover
         try:
             yield
         finally:

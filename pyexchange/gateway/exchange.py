@@ -27,6 +27,8 @@ from pyexchange.config import Config
 from pyexchange.engine import Asset, Engine, Event
 from pyexchange.gateway import okx, requests
 from pyexchange.gateway.market_data import BookFeed, Trade
+from pyexchange.gateway.ramp import AdmissionRamp
+from pyexchange.gateway.reopen import Reopening
 from pyexchange.gateway.replication import Follower, LeaderLink
 from pyexchange.gateway.requests import AmendIntent, OrderRef, PlaceIntent
 from pyexchange.gateway.sequencer import BOOK_DEPTH_TRACKED, Batch, Command, Overloaded, Sequencer, collect
@@ -39,7 +41,14 @@ DEAD_MAN_TICK_S = 0.5
 LOOP_LAG_TICK_S = 0.02
 LOOP_LAG_WINDOW_TICKS = 5
 KIND_OFFSET = wire.COMMAND_DTYPE.fields["kind"][1]  # type: ignore[index]
-TRADING_KINDS = (wire.PLACE, wire.CANCEL, wire.AMEND, wire.CANCEL_ALL, wire.DEPOSIT)
+TRADING_KINDS = (wire.PLACE, wire.CANCEL, wire.AMEND, wire.CANCEL_ALL, wire.DEPOSIT, wire.SET_MARKET_STATE)
+# Our market states as OKX's instrument `state`: trading, not trading, or opening.
+OKX_INSTRUMENT_STATE = {"continuous": "live", "halted": "suspend", "cancel_only": "suspend", "pre_open": "preopen",
+                        "call_auction": "preopen"}  # fmt: skip
+# ... and as the `state` of OKX's call-auction details (ours where OKX has no name: halted).
+OKX_AUCTION_STATE = {"continuous": "normal", "halted": "halted", "cancel_only": "cancelOrder",
+                     "pre_open": "prepareStart", "call_auction": "callAuction"}  # fmt: skip
+RAMPED_KINDS = (wire.PLACE, wire.AMEND)  # new orders: the admission ramp's (cancels never are)
 
 
 class LoopLag:
@@ -111,8 +120,15 @@ class Exchange:
         self._views_seq = 0  # the last command the views have applied
         self._seq_waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # heap of (seq, n, woken when applied)
         self.halted: str | None = None  # why the cluster's orchestrator halted trading, if it did
+        self.reopening: Reopening | None = None  # the last reopening started here
+        self._reopening_task: asyncio.Task[None] | None = None
         self.halted_ms = 0
         self.started_ms = _now_ms()
+        admission = config.admission
+        self.ramp = AdmissionRamp(admission.ramp_orders_per_s, admission.ramp_burst_orders, time.monotonic_ns())
+        self._seed_markets()
+        if link is not None:
+            link.on_lead = self.restart_ramp
 
     # ---- life cycle ----
 
@@ -169,6 +185,12 @@ class Exchange:
             caught_up = self._follower.caught_up
         self._sequencer = Sequencer(self.engine, self.config.admission, loop, self._deliver, self, caught_up)
         self._sequencer.start()
+        self.restart_ramp()  # recovered and about to serve: the burst after a restart starts now
+
+    def restart_ramp(self) -> None:
+        """New orders ramp up again from now (a start, or this zone leads a new term)."""
+        self.ramp.restart(time.monotonic_ns())
+        log.info("admission ramp restarted: %s", self.ramp.state(time.monotonic_ns()))
 
     def stop(self) -> None:
         if self._sequencer is not None:
@@ -182,6 +204,15 @@ class Exchange:
         """The replica was replaced by a snapshot: views start again from nothing."""
         self.views = Views(self.engine.instruments())
         self._books_stale.update(self.books)
+        self._seed_markets()
+
+    def _seed_markets(self) -> None:
+        """Views and risk checks start from the engine's market states (a replica restored from a
+        snapshot has no events for them)."""
+        for symbol, market in self.views.markets.items():
+            market.state = self.engine.market_state(symbol)
+            market.auction = self.engine.auction(symbol) if market.state == "call_auction" else None
+        self._market_changed(list(self.views.markets))
 
     @property
     def follower(self) -> Follower | None:
@@ -196,8 +227,9 @@ class Exchange:
 
     def _deliver(self, batch: Batch) -> None:
         if batch.error is None and not batch.answers_only:
-            changed, trades = self.views.apply(batch)
+            changed, trades, markets = self.views.apply(batch)
             self._push(batch, changed, trades)
+            self._market_changed(markets)
             self._views_seq = max(self._views_seq, batch.last_seq)
             while self._seq_waiters and self._seq_waiters[0][0] <= self._views_seq:
                 woken = heapq.heappop(self._seq_waiters)[2]
@@ -243,6 +275,14 @@ class Exchange:
             if subs.has("tickers", symbol):
                 subs.publish("tickers", symbol, [self.ticker_json(symbol)])
 
+    def _market_changed(self, symbols: list[str]) -> None:
+        """The risk checks' market-state gate follows the sequenced states; subscribers of the
+        call-auction details get the new state and indicative uncross."""
+        for symbol in symbols:
+            self.risk.set_market_state(symbol, self.views.markets[symbol].state)
+            if self._subscribers.has("call-auction-details", symbol):
+                self._subscribers.publish("call-auction-details", symbol, [self.auction_json(symbol)])
+
     def book_followed(self, symbol: str) -> bool:
         """Whether someone follows the book of `symbol` (the sequencer thread asks)."""
         subs = self._subscribers
@@ -271,7 +311,7 @@ class Exchange:
     # ---- order entry ----
 
     async def _submit(self, command: Command) -> list[Event]:
-        if self.halted is not None and command.kind not in (wire.CANCEL, wire.CANCEL_ALL):
+        if self.halted is not None and command.kind not in (wire.CANCEL, wire.CANCEL_ALL, wire.SET_MARKET_STATE):
             raise okx.OkxError(okx.SERVICE_UNAVAILABLE, f"Trading is halted: {self.halted}; cancels are taken",
                                http_status=503, retry_after_s=1)  # fmt: skip
         if self.link is not None:
@@ -294,10 +334,13 @@ class Exchange:
 
     async def submit_here(self, command: Command) -> list[Event]:
         """Sequences `command` in this zone (a single zone, or the leader's)."""
-        cancel = command.kind in (wire.CANCEL, wire.CANCEL_ALL)
+        cancel = command.kind in (wire.CANCEL, wire.CANCEL_ALL, wire.SET_MARKET_STATE)  # never refused for lag
         lag_ms = self.loop_lag.behind_ms
         if not cancel and lag_ms > self.config.admission.queue_delay_ms_max:
             raise Overloaded(f"the gateway is {lag_ms:.0f} ms behind (admission.queue_delay_ms_max)")
+        if command.kind in RAMPED_KINDS and not self.ramp.admit(now_ns := time.monotonic_ns()):
+            raise Overloaded(f"new orders ramp up after a restart or failover: {self.ramp.rate_per_s(now_ns)} "
+                             "orders/s now (admission.ramp_orders_per_s)")  # fmt: skip
         loop = asyncio.get_running_loop()
         command.future = loop.create_future()
         self.sequencer.enqueue(command)  # Overloaded propagates: the caller answers 429
@@ -397,6 +440,36 @@ class Exchange:
         instrument_id = wire.ALL_INSTRUMENTS if symbol is None else self.instruments[symbol].instrument_id
         return await self._submit(Command(wire.CANCEL_ALL, account, instrument_id))
 
+    async def set_market_state(self, symbol: str, state: str, auction_band_bps: int) -> list[Event]:
+        """Moves an instrument to a market state (a sequenced command); its events."""
+        command = Command(wire.SET_MARKET_STATE, 0, self.instruments[symbol].instrument_id,
+                          order_type=wire.MARKET_STATES.index(state), size_lots=auction_band_bps)  # fmt: skip
+        return await self._submit(command)
+
+    async def halt_markets(self, symbols: list[str]) -> None:
+        """Halts these instruments (queries only), stopping a reopening under way first."""
+        self._stop_reopening()
+        for symbol in symbols:
+            await self.set_market_state(symbol, "halted", self.config.reopen.auction_band_bps)
+
+    def reopen_markets(self, symbols: list[str], seed: int) -> Reopening:
+        """Starts the reopening plan for these instruments (replacing one under way)."""
+        self._stop_reopening()
+        self.reopening = Reopening(self, symbols, self.config.reopen, seed)
+        self._reopening_task = asyncio.get_running_loop().create_task(self.reopening.run())
+        return self.reopening
+
+    def _stop_reopening(self) -> None:
+        if self._reopening_task is not None and not self._reopening_task.done():
+            self._reopening_task.cancel()
+            log.warning("the reopening of %s was stopped by a new operator command",
+                        ", ".join(self.reopening.symbols if self.reopening else []))  # fmt: skip
+
+    def trading_suspended(self) -> bool:
+        """Whether the exchange itself stopped trading: the orchestrator's halt, or every
+        instrument halted. Cancel-on-disconnect countdowns do not run meanwhile."""
+        return self.halted is not None or all(m.state == "halted" for m in self.views.markets.values())
+
     def cancel_all_after(self, account: int, seconds: int) -> int:
         """The cancel-on-disconnect countdown: unless called again within `seconds`, every
         live order of the account is canceled. 0 turns it off. Returns the trigger time (ms)."""
@@ -408,10 +481,20 @@ class Exchange:
         return trigger_ms
 
     async def run_dead_man_switches(self) -> None:
-        """Fires the cancel-all-after countdowns that ran out (a task for the server's life)."""
+        """Fires the cancel-all-after countdowns that ran out (a task for the server's life).
+        While trading is suspended by the exchange itself the countdowns stand still: users
+        whose connections our outage cut do not lose their orders to it."""
+        suspended_since = None
         while True:
             await asyncio.sleep(DEAD_MAN_TICK_S)
             now = _now_ms()
+            if self.trading_suspended():
+                suspended_since = suspended_since or now
+                continue
+            if suspended_since is not None:
+                self._dead_man = {account: t + now - suspended_since for account, t in self._dead_man.items()}
+                log.info("trading resumed after %d ms: cancel-all-after countdowns resume", now - suspended_since)
+                suspended_since = None
             for account in [a for a, t in self._dead_man.items() if t <= now]:
                 del self._dead_man[account]
                 log.info("cancel-all-after ran out for account %d: canceling its orders", account)
@@ -428,12 +511,28 @@ class Exchange:
         self.halted, self.halted_ms = reason, _now_ms()
 
     def status_events(self, state: str | None) -> list[dict[str, str]]:
-        """OKX system/status: planned or ongoing maintenance; an ongoing halt if there is one."""
-        if self.halted is None or state not in (None, "ongoing"):
+        """OKX system/status: planned or ongoing maintenance. Ongoing: a halt of the whole
+        exchange (the orchestrator's), and every instrument not in continuous trading."""
+        if state not in (None, "ongoing"):
             return []
-        return [{"title": f"Trading halted: {self.halted}", "state": "ongoing", "begin": str(self.halted_ms),
-                 "end": "", "href": "", "serviceType": "5", "system": "unified", "scheDesc": "",
-                 "maintType": "1", "env": "1"}]  # fmt: skip
+        ongoing = [] if self.halted is None else [(f"Trading halted: {self.halted}", self.halted_ms)]
+        for symbol, market in self.views.markets.items():
+            if market.state != "continuous":
+                ongoing.append((f"{symbol}: {market.state.replace('_', ' ')}", market.since_ms))
+        return [{"title": title, "state": "ongoing", "begin": str(begin_ms), "end": "", "href": "",
+                 "serviceType": "5", "system": "unified", "scheDesc": "", "maintType": "1", "env": "1"}
+                for title, begin_ms in ongoing]  # fmt: skip
+
+    def auction_json(self, symbol: str) -> dict[str, str]:
+        """OKX's call-auction details: the market state, and during the call the indicative
+        uncross (equilibrium price, matched size, the imbalance as unmatched size)."""
+        market = self.views.markets[symbol]
+        at = market.auction
+        return {
+            "instId": symbol, "eqPx": okx.dec(at.price) if at else "", "matchedSz": okx.dec(at.volume) if at else "",
+            "unmatchedSz": okx.dec(at.imbalance) if at else "", "auctionEndTime": "",
+            "state": OKX_AUCTION_STATE[market.state], "marketState": market.state, "ts": str(_now_ms()),
+        }  # fmt: skip
 
     def instrument_json(self, symbol: str) -> dict[str, Any]:
         inst = self.instruments[symbol]
@@ -446,7 +545,8 @@ class Exchange:
             "quoteCcy": inst.quote.name, "settleCcy": "", "ctVal": "", "ctMult": "", "ctValCcy": "", "optType": "",
             "stk": "", "listTime": str(self.started_ms), "expTime": "", "lever": "", "tickSz": okx.dec(inst.tick_size),
             "lotSz": okx.dec(inst.lot_size), "minSz": okx.dec(inst.min_size), "ctType": "", "alias": "",
-            "state": (self.risk.market_state(symbol) == "continuous" and "live") or "suspend",
+            "state": OKX_INSTRUMENT_STATE[self.views.markets[symbol].state],
+            "marketState": self.views.markets[symbol].state,
             "maxLmtSz": max_size, "maxMktSz": max_size, "maxLmtAmt": max_notional, "maxMktAmt": max_notional,
             "maxTwapSz": "", "maxIcebergSz": "", "maxTriggerSz": "", "maxStopSz": "", "ruleType": "normal",
             "category": "1",

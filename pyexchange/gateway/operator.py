@@ -7,6 +7,16 @@ amends of the account (risk `risk_account_blocked`) and cancels every live order
 `"unblock"` lets it trade again. Blocked accounts are kept in
 `<data-dir>/blocked-accounts.json`, so a restart does not unblock anyone.
 `GET /operator/v1/kill-switch` lists them.
+
+`POST /operator/v1/market {"action": "halt" | "reopen", "instId": ID | "all": true, "seed": N}`
+halts instruments (queries only; a sequenced market-state command each) or starts the
+reopening plan of `[reopen]` for them (`gateway.reopen`; `seed`, default the engine's
+sequence number, draws the call auction's end). `GET /operator/v1/market` shows each
+instrument's state and indicative auction, and the last reopening started here, phase by
+phase.
+
+`GET /operator/v1/admission` says where the admission ramp after a restart or failover is
+(`gateway.ramp`): seconds since it started, the rate now, what it admitted and refused.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import hmac
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -89,3 +100,53 @@ async def kill_switch(request: Request, exchange: Operator) -> dict[str, Any]:
         exchange.risk.unblock_account(account)
     write_json_atomically(exchange.data_dir / BLOCKED_FILE, sorted(exchange.risk.blocked_accounts()))
     return okx.envelope([{"account": str(account), "action": action, "canceled": str(canceled)}])
+
+
+@router.get("/admission")
+async def admission(exchange: Operator) -> dict[str, Any]:
+    return okx.envelope([{"ramp": exchange.ramp.state(time.monotonic_ns())}])
+
+
+def _instruments(exchange: Exchange, body: dict[str, Any]) -> list[str]:
+    inst_id, every = body.get("instId"), body.get("all")
+    if (inst_id is None) == (every is not True):
+        raise okx.OkxError(okx.PARAMETER_ERROR, 'Parameter instId error: give "instId": ID or "all": true')
+    if every is True:
+        return list(exchange.instruments)
+    if not isinstance(inst_id, str) or inst_id not in exchange.instruments:
+        raise okx.OkxError(okx.INSTRUMENT_UNKNOWN, f"Instrument ID {str(inst_id)[:40]!r} does not exist")
+    return [inst_id]
+
+
+@router.get("/market")
+async def markets(exchange: Operator) -> dict[str, Any]:
+    reopening = exchange.reopening.json() if exchange.reopening else None
+    return okx.envelope([{"markets": [exchange.auction_json(s) for s in exchange.instruments],
+                          "reopening": reopening}])  # fmt: skip
+
+
+@router.post(
+    "/market",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["action"],
+        "properties": {"action": {"type": "string", "enum": ["halt", "reopen"]}, "instId": {"type": "string"},
+                       "all": {"type": "boolean"}, "seed": {"type": "integer"}},
+    }}}}},
+)  # fmt: skip
+async def market(request: Request, exchange: Operator) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except (orjson.JSONDecodeError, RecursionError):
+        raise okx.OkxError(okx.JSON_INVALID, "Invalid JSON body") from None
+    if not isinstance(body, dict):
+        raise okx.OkxError(okx.PARAMETER_ERROR, "The body must be a JSON object")
+    action, seed = body.get("action"), body.get("seed", exchange.engine.seq)
+    if action not in ("halt", "reopen"):
+        raise okx.OkxError(okx.PARAMETER_ERROR, 'Parameter action error: "halt" or "reopen"')
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 1 << 63:
+        raise okx.OkxError(okx.PARAMETER_ERROR, "Parameter seed error: a non-negative integer")
+    symbols = _instruments(exchange, body)
+    if action == "halt":
+        await exchange.halt_markets(symbols)
+        return okx.envelope([{"instIds": symbols, "state": "halted"}])
+    return okx.envelope([exchange.reopen_markets(symbols, seed).json()])

@@ -13,6 +13,10 @@ goes to the leader's zone.
   with 50001 and `Retry-After`: the client retries, and `clOrdId` makes the retry safe. A zone
   whose replica diverged from the leader's, or a leader cut off from the majority, refuses at
   once.
+- A zone first seen leading a new term (a failover, a transfer) calls `on_lead`: the gateway
+  restarts its admission ramp (`gateway.ramp`). Leadership is seen on every command's way in
+  and by `watch_leadership`, every `LEADER_WATCH_S`, so the ramp starts with the term even
+  before the first order arrives, and no order gets in ahead of it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from pyexchange.gateway.sequencer import Batch, Command, Followed, Overloaded, c
 log = logging.getLogger("pyexchange.replication")
 TAKE_TIMEOUT_MS = 100
 LEADER_POLL_S = 0.01
+LEADER_WATCH_S = 0.05
 CLUSTER_TOKEN_HEADER = "Authorization"
 
 
@@ -108,13 +113,30 @@ class LeaderLink:
         self._engine, self.zone, self.gateways, self._token = engine, zone, gateways, token
         self._leader_wait_s, self._lease_ms = leader_wait_ms / 1000, lease_ms
         self._client: httpx.AsyncClient | None = None
+        self._led_term: int | None = None  # the last term this zone was seen leading
+        self.on_lead: Callable[[], None] | None = None  # called once per term this zone is seen leading
+
+    def _seen(self, status: dict[str, Any]) -> dict[str, Any]:
+        """Notes who leads in `status` (calls `on_lead` for a new term of ours); returns it."""
+        if status["role"] == "leader" and status["term"] != self._led_term:
+            self._led_term = status["term"]
+            log.info("zone %d leads term %s", self.zone, status["term"])
+            if self.on_lead is not None:
+                self.on_lead()
+        return status
+
+    async def watch_leadership(self) -> None:
+        """Looks at who leads every `LEADER_WATCH_S` (a task for the server's life)."""
+        while True:
+            self._seen(self._engine.zone_status())
+            await asyncio.sleep(LEADER_WATCH_S)
 
     def _cut_off(self, status: dict[str, Any]) -> bool:
         acked_ms_ago = status["quorum_ack_ms_ago"]
         return acked_ms_ago is not None and acked_ms_ago > self._lease_ms
 
     def leading(self) -> bool:
-        status = self._engine.zone_status()
+        status = self._seen(self._engine.zone_status())
         return bool(status["role"] == "leader" and not self._cut_off(status))
 
     def authorized(self, header: str | None) -> bool:
@@ -124,7 +146,7 @@ class LeaderLink:
         """The leader's gateway URL, or None when this zone leads; waits through an election."""
         deadline = time.monotonic() + self._leader_wait_s
         while True:
-            status = self._engine.zone_status()
+            status = self._seen(self._engine.zone_status())
             if status["diverged"] is not None:
                 raise okx.OkxError(okx.SERVICE_UNAVAILABLE, f"This zone stopped trading: {status['diverged']}",
                                    http_status=503, retry_after_s=1)  # fmt: skip
