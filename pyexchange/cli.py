@@ -56,6 +56,13 @@ def _add_zone_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     kill.add_argument("--account", type=int, required=True)
     kill.add_argument("--unblock", action="store_true", help="let the account trade again")
     kill.add_argument("--url", default="http://127.0.0.1:8000", help="the running server (default %(default)s)")
+    market = commands.add_parser("market", help="halt instruments, reopen them through the plan, or show them")
+    market.add_argument("action", choices=("halt", "reopen", "status"))
+    market.add_argument("instrument", nargs="?", help="an instrument id, e.g. BTC-USDT (or --all)")
+    market.add_argument("--all", action="store_true", help="every instrument")
+    market.add_argument("--seed", type=int, help="draws the call auction's end (default: the engine's seq)")
+    market.add_argument("--data-dir", default=serve.DEFAULT_DATA_DIR, help="where the operator token is")
+    market.add_argument("--url", default="http://127.0.0.1:8000", help="the running server (default %(default)s)")
     keys = commands.add_parser("keys", help="manage API keys (works while the server runs)")
     key_actions = keys.add_subparsers(dest="action", required=True)
     create_key = key_actions.add_parser("create", help="create an API key; its secret is printed once")
@@ -70,7 +77,9 @@ def _add_cluster_commands(commands: argparse._SubParsersAction[argparse.Argument
     run_zone.add_argument("--config", required=True, help="the zone's TOML file (see pyexchange.cluster.zone)")
     cluster = commands.add_parser("cluster", help="a cluster of zones on this machine (loopback)")
     cluster_actions = cluster.add_subparsers(dest="action", required=True)
-    cluster_up = cluster_actions.add_parser("up", help="lay out and start a cluster of zones")
+    cluster_up = cluster_actions.add_parser(
+        "up", help="lay out and start a cluster of zones, or restart a stopped one (then reopen through the plan)"
+    )
     cluster_up.add_argument("--zones", type=int, default=3, help="number of zones (default 3)")
     cluster_up.add_argument("--config", help="the exchange's TOML config (default: the built-in one)")
     cluster_up.add_argument("--host", default="127.0.0.1", help="address of every zone (default %(default)s)")
@@ -84,6 +93,8 @@ def _add_cluster_commands(commands: argparse._SubParsersAction[argparse.Argument
             action.add_argument("--json", action="store_true", help="one JSON array, a row per zone")
         if name == "transfer":
             action.add_argument("--to", type=int, required=True, metavar="ZONE", help="the zone to lead")
+        if name == "supervise":
+            action.add_argument("--reopen", action="store_true", help="the cluster restarted: reopen through the plan")
     cluster_up.add_argument("--dir", default=DEFAULT_CLUSTER_DIR, help="the cluster directory (default %(default)s)")
     drill = commands.add_parser("drill", help="fault drills on a fresh local cluster (see pyexchange.cluster.drill)")
     drill_kinds = drill.add_subparsers(dest="kind", required=True)
@@ -119,7 +130,7 @@ def _run_cluster(parser: argparse.ArgumentParser, args: argparse.Namespace) -> i
     if args.action == "supervise":
         from pyexchange.cluster.supervisor import SupervisorPolicy, supervise
 
-        return supervise(root, SupervisorPolicy())
+        return supervise(root, SupervisorPolicy(reopen_on_start=args.reopen))
     return local.down(root)
 
 
@@ -153,12 +164,18 @@ def _run_zone(_parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
     return run_zone(args.config)
 
 
-CLUSTER_COMMANDS = {"zone": _run_zone, "cluster": _run_cluster, "drill": _run_drill}
+def _run_market(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.action != "status" and (args.instrument is None) == (not args.all):
+        parser.error("give an INSTRUMENT or --all")
+    return serve.market(args.data_dir, args.url, args.action, args.instrument, args.seed)
+
+
+RUNNERS = {"zone": _run_zone, "cluster": _run_cluster, "drill": _run_drill, "market": _run_market}
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if args.command in CLUSTER_COMMANDS:
-        return CLUSTER_COMMANDS[args.command](parser, args)
+    if args.command in RUNNERS:
+        return RUNNERS[args.command](parser, args)
     if args.command == "demo":
         if args.rounds < 1:
             parser.error("--rounds must be at least 1")

@@ -163,13 +163,30 @@ def _deposit(text: str) -> tuple[str, str]:
 
 def kill_switch(data_dir: str, url: str, account: int, *, unblock: bool) -> int:
     """`pyexchange kill-switch`: asks the running server's operator API."""
+    return _operator_call(data_dir, url, "/operator/v1/kill-switch",
+                          {"account": account, "action": "unblock" if unblock else "block"})  # fmt: skip
+
+
+def market(data_dir: str, url: str, action: str, instrument: str | None, seed: int | None) -> int:
+    """`pyexchange market halt|reopen|status`: asks the running server's operator API
+    (`instrument` None: every instrument)."""
+    if action == "status":
+        return _operator_call(data_dir, url, "/operator/v1/market", None)
+    body: dict[str, object] = {"action": action, **({"all": True} if instrument is None else {"instId": instrument})}
+    if seed is not None:
+        body["seed"] = seed
+    return _operator_call(data_dir, url, "/operator/v1/market", body)
+
+
+def _operator_call(data_dir: str, url: str, path: str, body: dict[str, object] | None) -> int:
+    """GETs `path` (no body) or POSTs `body` with the data dir's operator token; prints the answer."""
     import urllib.error
     import urllib.request
 
     from pyexchange.gateway.operator import operator_token
 
-    body = json.dumps({"account": account, "action": "unblock" if unblock else "block"}).encode()
-    request = urllib.request.Request(f"{url}/operator/v1/kill-switch", data=body, method="POST", headers={
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{url}{path}", data=data, method="GET" if body is None else "POST", headers={
         "Authorization": f"Bearer {operator_token(Path(data_dir))}", "Content-Type": "application/json"})  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:

@@ -1,7 +1,7 @@
 """The orchestrator's decisions, driven poll by poll with scripted zone statuses (no
 processes): failovers recorded with the leaderless time, a halt when no zone leads and the
-reopening when one does, a halt naming a diverged replica, lag incidents, and a zone that
-missed a halt told again."""
+reopening through the plan when one does (and after a whole restart), a halt naming a
+diverged replica, lag incidents, and a zone that missed a halt told again."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class Zones:
                                                         3: raft("follower", 1, 1)}  # fmt: skip
         self.halted: dict[int, str | None] = {1: None, 2: None, 3: None}
         self.told: list[tuple[int, str]] = []
+        self.market_refusals = 0  # how many operator market calls fail before one answers
         monkeypatch.setattr(local, "zone_status", self.status)
         monkeypatch.setattr(local, "post_json", self.post)
 
@@ -40,6 +41,13 @@ class Zones:
         zone = int(url.split("//zone")[1].split("/")[0])
         action = url.rsplit("/", 1)[1]
         assert token == "token"
+        if action == "market":
+            if self.market_refusals:
+                self.market_refusals -= 1
+                raise ConnectionRefusedError("the gateway is starting")
+            assert body["all"] is True
+            self.told.append((zone, f"market {body['action']}"))
+            return {"data": [{"instIds": ["BTC-USDT"], "seed": body.get("seed")}]}
         self.told.append((zone, action))
         self.halted[zone] = body["reason"] if action == "halt" else None
         return {}
@@ -84,10 +92,31 @@ def test_failover_quorum_loss_and_reopening(tmp_path: Path, zones: Zones) -> Non
     assert (2, "halt") in zones.told and zones.halted[1] is None  # zone 1 does not answer
 
     zones.raft[1], zones.raft[3] = raft("follower", 3, 3), raft("leader", 3, 3)
+    zones.told.clear()
     s.poll()
-    assert kinds(s)[-2:] == ["failover", "quorum_restored"]
+    assert kinds(s)[-3:] == ["failover", "quorum_restored", "reopening"]
+    assert s.incidents[-1]["why"] == "quorum restored" and s.incidents[-1]["seed"] == 3
     assert all(reason is None for reason in zones.halted.values())
+    # The markets are halted in the log before the flag is lifted, then the plan starts.
+    assert zones.told[:2] == [(3, "market halt"), (3, "market reopen")]
+    assert {action for _, action in zones.told[2:]} == {"reopen"}
     assert (1, "halt") not in zones.told  # zone 1 came back after the reopening: nothing to undo
+    s.poll()
+    assert kinds(s)[-1] == "reopening" and zones.told.count((3, "market reopen")) == 1, "once"
+
+
+def test_a_whole_restart_reopens_through_the_plan_once_a_zone_leads(tmp_path: Path, zones: Zones) -> None:
+    s = supervisor(tmp_path, reopen_on_start=True)
+    zones.raft = {1: raft("candidate", 4, None), 2: raft("follower", 4, None), 3: None}
+    s.poll()
+    assert zones.told == []
+    zones.raft[1] = raft("leader", 4, 1)
+    zones.market_refusals = 1  # the leader's gateway is not serving yet
+    s.poll()
+    assert kinds(s) == [] and zones.told == []
+    s.poll()
+    assert zones.told == [(1, "market halt"), (1, "market reopen")]
+    assert kinds(s) == ["reopening"] and s.incidents[0]["why"] == "the cluster restarted"
 
 
 def test_a_zone_that_missed_the_halt_is_told_when_it_answers(tmp_path: Path, zones: Zones) -> None:

@@ -216,7 +216,7 @@ impl Matcher<'_> {
         let print = EventRecord {
             price_ticks: at.price_ticks,
             size_lots: at.volume_lots,
-            side: SIDE_NONE,
+            side: at.surplus.map_or(SIDE_NONE, Side::code),
             ..self.event(EventKind::Uncross)
         };
         self.out.push(print);

@@ -45,7 +45,7 @@ pub struct CommandRecord {
 /// `auction_price_outside_band` as its reason when a move to continuous trading was refused;
 /// `auction` has the indicative price in `price_ticks` (0: nothing would execute), the
 /// executable lots in `size_lots`, the imbalance in `order_id` and the surplus side in `side`;
-/// `uncross` has the auction price and the lots that traded.
+/// `uncross` has the auction price, the lots that traded and the surplus side.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct EventRecord {

@@ -5,7 +5,9 @@ operator token: the same for every zone) and `zone-N/zone.toml` per zone with it
 dir and ports — then starts one `pyexchange zone` process per zone, each in its own session
 (so one signal reaches all of a zone's processes), and records them in `cluster.json`.
 `status` asks every zone for its Raft view; `transfer` asks the leader to hand over;
-`down` stops every zone. A zone's output goes to `zone-N/zone.log`.
+`down` stops every zone. A zone's output goes to `zone-N/zone.log`. `up` on the directory of
+a stopped cluster restarts its zones as they were (same files, ports and data: a whole
+restart), and its supervisor takes the markets through the reopening plan.
 """
 
 from __future__ import annotations
@@ -192,16 +194,21 @@ def wait_ready(zones: list[ZoneProcess], timeout_s: float = READY_TIMEOUT_S) -> 
 def up(root: Path, zones: int, host: str, config_path: str | None) -> int:
     if (root / CLUSTER_FILE).exists():
         raise ValueError(f"{root} holds a cluster already (`pyexchange cluster down --dir {root}` first)")
-    prepare_shared(root / "shared", config_path)
-    started = [start_zone(z) for z in write_zone_files(root, plan_members(zones, host), config_path)]
+    stopped = stopped_zones(root)
+    if not stopped:
+        prepare_shared(root / "shared", config_path)
+    laid_out = stopped or write_zone_files(root, plan_members(zones, host), config_path)
+    started = [start_zone(z) for z in laid_out]
     record(root, started)
     log = (root / "supervisor.log").open("ab")
-    supervisor = subprocess.Popen([sys.executable, "-m", "pyexchange", "cluster", "supervise", "--dir", str(root)],
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    command = [sys.executable, "-m", "pyexchange", "cluster", "supervise", "--dir", str(root)]
+    supervisor = subprocess.Popen(command + (["--reopen"] if stopped else []), stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)  # fmt: skip
     log.close()
     record(root, started, supervisor.pid)
     leader = wait_ready(started)
-    print(f"pyexchange cluster: {zones} zones in {root.resolve()}, zone {leader} leads")
+    restarted = " (restarted: reopening through the plan)" if stopped else ""
+    print(f"pyexchange cluster: {len(started)} zones in {root.resolve()}, zone {leader} leads{restarted}")
     for z in started:
         print(
             f"  zone {z.zone}: gateway {z.gateway}  raft {z.raft_addr}  pid {z.pid}  log {z.config.parent / 'zone.log'}"
@@ -209,6 +216,18 @@ def up(root: Path, zones: int, host: str, config_path: str | None) -> int:
     print(f"  demo credentials in {root / 'shared' / DEMO_CREDENTIALS_FILE}; any zone's gateway takes orders")
     print(f"  a supervisor restarts dead zones and records incidents in {root / 'incidents.jsonl'}")
     return 0
+
+
+def stopped_zones(root: Path) -> list[ZoneProcess]:
+    """The zones of a stopped cluster in `root` (its zone files), none for a new directory."""
+    from pyexchange.cluster.zone import load_zone
+
+    zones = []
+    for path in sorted(root.glob("zone-*/zone.toml")):
+        zone = load_zone(path)
+        me = next(m for m in zone.members if m.zone == zone.zone)
+        zones.append(ZoneProcess(zone.zone, path, me.gateway, zone.raft_addr, None))
+    return zones
 
 
 def status(root: Path, as_json: bool) -> int:

@@ -5,10 +5,15 @@ Every `poll_ms` it asks each zone for its Raft status, and:
   up to `restart_delay_s_max`), unless told not to (a drill restarts zones itself);
 - records every change of leader as a `failover` incident, with how long no zone led;
 - halts trading on every zone it can reach when no zone has led for `quorum_loss_ms` (no
-  majority: nothing can be committed, so clients are told so at once instead of waiting),
-  and reopens it when a leader is back; a halt is a gateway flag, not a log command, because
-  without a majority no command can be logged; a zone that missed it (down, unreachable) is
-  told at the next poll;
+  majority: nothing can be committed, so clients are told so at once instead of waiting);
+  this halt is a gateway flag, not a log command, because without a majority no command can
+  be logged; a zone that missed it (down, unreachable) is told at the next poll;
+- when a leader is back after such a halt, and when the cluster was restarted whole
+  (`reopen_on_start`), reopens through the plan: it has the leader's zone halt every
+  instrument (sequenced market states, which the gateway flag lets through), lifts the flag,
+  and starts the reopening plan there (`[reopen]`: cancel-only, pre-open, call auction,
+  continuous; seeded with the leader's term), recording a `reopening` incident; a step that
+  fails is tried again at the next poll;
 - halts trading when a replica reports that it diverged, naming the zone, and keeps it
   halted for as long as it runs (an operator investigates, then restarts the supervisor);
 - records a `lagging` incident when a follower stays more than `lag_entries_max` entries
@@ -46,6 +51,9 @@ class SupervisorPolicy:
     lease_ms: int = 300
     lag_entries_max: int = 10_000
     lag_ms: int = 5_000
+    # The cluster was restarted whole (`cluster up` on a stopped cluster's directory): reopen
+    # through the plan once a zone leads.
+    reopen_on_start: bool = False
 
 
 @dataclass
@@ -61,6 +69,7 @@ class _Watch:
     lagging: set[int] = field(default_factory=set)
     restart_at: dict[int, float] = field(default_factory=dict)
     restart_delay_s: dict[int, float] = field(default_factory=dict)
+    reopen_due: str | None = None  # why the markets must go through the reopening plan
 
 
 class Supervisor:
@@ -68,7 +77,7 @@ class Supervisor:
 
     def __init__(self, root: Path, zones: list[local.ZoneProcess], policy: SupervisorPolicy, token: str) -> None:
         self.root, self.zones, self.policy, self._token = root, zones, policy, token
-        self._watch = _Watch()
+        self._watch = _Watch(reopen_due="the cluster restarted" if policy.reopen_on_start else None)
         self.incidents: list[dict[str, Any]] = []
         self.stop = threading.Event()
 
@@ -129,9 +138,29 @@ class Supervisor:
                             leaderless_ms=gap_ms)  # fmt: skip
             watch.leader = leader
         watch.leaderless_since = None
+        if watch.halted is not None and watch.halted.startswith("no quorum") and watch.reopen_due is None:
+            self.record("quorum_restored", leader=leader, term=leaders[leader]["term"])
+            watch.reopen_due = "quorum restored"
+        if watch.reopen_due is not None:
+            self._start_reopening(leader, leaders[leader]["term"])
+
+    def _start_reopening(self, leader: int, term: int) -> None:
+        """Every instrument halted by a sequenced command, the quorum halt lifted, then the plan
+        (see the module doc). A step that fails leaves the rest to the next poll."""
+        watch = self._watch
+        url = f"{next(z.gateway for z in self.zones if z.zone == leader)}/operator/v1/market"
+        try:
+            local.post_json(url, {"action": "halt", "all": True}, self._token)
+        except (OSError, ValueError):
+            return
         if watch.halted is not None and watch.halted.startswith("no quorum"):
             self._reopen()
-            self.record("quorum_restored", leader=leader, term=leaders[leader]["term"])
+        try:
+            answer = local.post_json(url, {"action": "reopen", "all": True, "seed": term}, self._token)
+        except (OSError, ValueError):
+            return
+        self.record("reopening", zone=leader, why=watch.reopen_due, seed=term, instruments=answer["data"][0]["instIds"])
+        watch.reopen_due = None
 
     def _watch_divergence(self, raft: dict[int, dict[str, Any]]) -> None:
         for zone, r in raft.items():

@@ -154,13 +154,16 @@ def _fund(engine: Engine, config: Config, demo: list[int]) -> None:
 
 def ensure_market(engine: Engine, config: Config, shared_dir: Path) -> None:
     """Waits until the replica holds the configured market and funded demo accounts; proposes
-    them when this zone leads and has applied everything committed (see the module doc)."""
+    them when this zone leads and has applied its whole log (see the module doc)."""
     from pyexchange.serve import configure
 
     demo = demo_accounts(shared_dir)
     while not _market_ready(engine, config, demo):
         status = engine.zone_status()
-        caught_up = status["applied_index"] is not None and status["applied_index"] >= (status["committed_index"] or 0)
+        # A new leader learns the commit index only once an entry of its term commits: until it
+        # applied its whole log (that entry included), the market may be in the part not applied.
+        applied = status["applied_index"]
+        caught_up = applied is not None and applied >= (status["last_log_index"] or 0)
         if status["role"] == "leader" and caught_up:
             try:
                 configure(engine, config)

@@ -70,6 +70,12 @@ REASON_CODES: dict[str, tuple[str, str]] = {
     "ledger_unknown_asset": (PARAMETER_ERROR, "Unknown currency"),
     "ledger_amount_invalid": (PARAMETER_ERROR, "Invalid amount"),
     "order_client_order_id_in_use": (CLIENT_ORDER_ID_DUPLICATED, "Duplicated client order ID"),
+    # The engine's market-state gate (the gateway's risk checks usually answer first, with the
+    # same codes: `pyexchange/risk/rejections.py`).
+    "market_halted": ("51022", "Trading in this instrument is halted: queries only"),
+    "market_cancel_only": ("51022", "This instrument is in cancel-only: only cancels are taken"),
+    "market_pre_open": ("51110", "This instrument is in pre-open: only post-only orders that do not cross"),
+    "market_call_auction": ("51124", "This instrument is in its call auction: only limit and post-only orders"),
 }
 
 

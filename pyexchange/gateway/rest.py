@@ -137,6 +137,11 @@ async def ticker(exchange: Ex, instId: Q = None) -> dict[str, Any]:
     return okx.envelope([exchange.ticker_json(_instrument(exchange, instId))])
 
 
+@router.get("/market/call-auction-details")
+async def call_auction_details(exchange: Ex, instId: Q = None) -> dict[str, Any]:
+    return okx.envelope([exchange.auction_json(_instrument(exchange, instId))])
+
+
 @router.get("/market/tickers")
 async def tickers(exchange: Ex, instType: Q = None) -> dict[str, Any]:
     if _inst_type(instType, required=True) != "SPOT":

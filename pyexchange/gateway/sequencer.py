@@ -14,7 +14,8 @@ Admission (the July 2023 lesson): a new order is refused at once (`Overloaded`, 
 gateway answers with 429 / 50011 and Retry-After) when its queue is full, when the oldest
 queued order has waited longer than `queue_delay_ms_max`, or when the batch in the engine
 has taken longer than that (a slow disk). Cancels have their own, larger queue, are never
-refused for delay, and go first in every batch.
+refused for delay, and go first in every batch; so do market-state commands (an operator's
+halt must not wait behind the burst it is meant to stop).
 
 In a zone of a cluster the engine is a replica and a batch is proposed through Raft (the
 leader's zone only): it is answered once a majority of zones has it fsync'd and this replica
@@ -203,7 +204,7 @@ class Sequencer:
         with self._cond:
             if self._stopping:
                 raise Overloaded("the server is shutting down")
-            if command.kind in (wire.CANCEL, wire.CANCEL_ALL):
+            if command.kind in (wire.CANCEL, wire.CANCEL_ALL, wire.SET_MARKET_STATE):
                 if len(self._cancels) >= self._admission.cancels_queued_max:
                     self._refuse(f"{len(self._cancels)} cancels are queued (admission.cancels_queued_max)")
                 self._cancels.append(command)

@@ -1,12 +1,14 @@
 """What the gateway derives from durable batches: orders by account, fills, public trades,
-candles and the last price of each instrument.
+candles, the last price, and the market state and indicative auction of each instrument.
 
 The engine owns the trading state; these views are rebuilt from the journal on start
 (`Exchange.rebuild`) and then follow every batch, in sequence order, on the event loop.
 They are bounded: closed orders beyond `CLOSED_ORDERS_MAX`, fills beyond
 `FILLS_PER_ACCOUNT_MAX` per account and trades beyond `TRADES_PER_INSTRUMENT_MAX` per
 instrument are forgotten, oldest first. Trade ids are `seq * 1_000_000 + n` (the n-th fill of
-the command with that seq), so they are the same on every replay.
+the command with that seq), so they are the same on every replay. A call auction's uncross
+is one public trade (its print, numbered after the uncross's fills), while each of its fills
+is the private fill of both orders.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from pyexchange import wire
-from pyexchange.engine import Event, Instrument, Order
+from pyexchange.engine import AuctionFigures, Event, Instrument, Order
 from pyexchange.gateway.market_data import Candles, Trade
 from pyexchange.gateway.okx import dec
 from pyexchange.gateway.sequencer import Batch
@@ -42,6 +44,16 @@ class OrderView:
     fill_sz: Decimal | None = None
     trade_id: str = ""
     listed_open: bool = True  # in `open_by_account`
+
+
+@dataclass(slots=True)
+class Market:
+    """An instrument's market state since `since_ms`, and during a call auction the latest
+    indicative uncross (`auction`: an `auction` event; None before the first)."""
+
+    state: str = "continuous"
+    since_ms: int = 0
+    auction: AuctionFigures | None = None
 
 
 @dataclass(slots=True)
@@ -73,21 +85,31 @@ class Views:
         self.candles: dict[str, Candles] = {s: Candles() for s in self.instruments}
         self.last_price: dict[str, Decimal] = {}
         self.last_size: dict[str, Decimal] = {}
+        self.markets: dict[str, Market] = {s: Market() for s in self.instruments}
 
-    def apply(self, batch: Batch) -> tuple[list[OrderView], list[tuple[str, Trade]]]:
-        """Follows one batch; returns the orders it changed and its public trades (for pushes)."""
+    def apply(self, batch: Batch) -> tuple[list[OrderView], list[tuple[str, Trade]], list[str]]:
+        """Follows one batch; returns the orders it changed, its public trades and the
+        instruments whose market state or indicative auction it changed (for pushes)."""
         changed: dict[int, OrderView] = {}
         trades: list[tuple[str, Trade]] = []
+        markets: list[str] = []
         touched_ms: dict[int, int] = {}  # order id -> time of the last event that named it
         for record, events in zip(batch.records, batch.events, strict=True):
             fills_seen = 0
+            uncross = record["kind"] == wire.SET_MARKET_STATE
             for event in events:
                 if event.kind == "accepted":
                     self._accepted(event, record, batch.orders)
                 elif event.kind == "fill":
-                    trades.append((event.instrument or "", self._fill(event, fills_seen)))
+                    trade = self._fill(event, fills_seen, public=not uncross)
+                    if not uncross:
+                        trades.append((event.instrument or "", trade))
                     fills_seen += 1
                     touched_ms[event.maker_order_id or 0] = event.ts_ns // 1_000_000
+                elif event.kind == "uncross":
+                    trades.append((event.instrument or "", self._print(event, fills_seen)))
+                elif event.kind in ("market_state", "auction"):
+                    markets.append(self._market(event))
                 if event.order_id is not None:
                     touched_ms[event.order_id] = event.ts_ns // 1_000_000
         for order_id, order in batch.orders.items():
@@ -96,7 +118,35 @@ class Views:
                 view.u_time_ms = touched_ms.get(order_id, view.u_time_ms)
                 self._update(view, order)
                 changed[order_id] = view
-        return list(changed.values()), trades
+        return list(changed.values()), trades, list(dict.fromkeys(markets))
+
+    def _market(self, event: Event) -> str:
+        assert event.instrument is not None
+        market = self.markets[event.instrument]
+        if event.kind == "auction":
+            assert event.size is not None and event.imbalance is not None
+            market.auction = AuctionFigures(event.price, event.size, event.imbalance, event.side)
+        elif event.market_state != market.state:
+            assert event.market_state is not None
+            market.state, market.since_ms = event.market_state, event.ts_ns // 1_000_000
+            if market.state != "call_auction":
+                market.auction = None
+        return event.instrument
+
+    def _print(self, event: Event, fills: int) -> Trade:
+        """The one public trade of a call auction's uncross, at the auction price; its side is
+        the side that had lots left over (buy when neither did)."""
+        assert event.instrument and event.price is not None and event.size is not None
+        t = event.ts_ns // 1_000_000
+        trade = Trade(trade_id=event.seq * FILLS_PER_COMMAND_MAX + fills, ts_ms=t, price=event.price,
+                      size=event.size, side=event.side or "buy")  # fmt: skip
+        self._trade(event.instrument, trade)
+        return trade
+
+    def _trade(self, symbol: str, trade: Trade) -> None:
+        self.trades[symbol].append(trade)
+        self.candles[symbol].add_trade(trade.ts_ms, trade.price, trade.size)
+        self.last_price[symbol], self.last_size[symbol] = trade.price, trade.size
 
     def _accepted(self, event: Event, record: Any, orders: dict[int, Order]) -> None:
         assert event.order_id is not None and event.account is not None
@@ -111,15 +161,14 @@ class Views:
         if cid:
             self.by_client_id[(event.account, cid)] = event.order_id
 
-    def _fill(self, event: Event, n: int) -> Trade:
+    def _fill(self, event: Event, n: int, *, public: bool) -> Trade:
         assert event.instrument and event.price is not None and event.size is not None and event.side
         assert n < FILLS_PER_COMMAND_MAX
         trade_id = event.seq * FILLS_PER_COMMAND_MAX + n
         t = event.ts_ns // 1_000_000
         trade = Trade(trade_id=trade_id, ts_ms=t, price=event.price, size=event.size, side=event.side)
-        self.trades[event.instrument].append(trade)
-        self.candles[event.instrument].add_trade(t, event.price, event.size)
-        self.last_price[event.instrument], self.last_size[event.instrument] = event.price, event.size
+        if public:
+            self._trade(event.instrument, trade)
         maker_side = "sell" if event.side == "buy" else "buy"
         for account, order_id, side, fee, maker in (
             (event.taker_account, event.taker_order_id, event.side, event.taker_fee, False),

@@ -33,7 +33,7 @@ SEND_QUEUE_MESSAGES_MAX = 4096
 MESSAGE_BYTES_MAX = 64 * 1024
 OPS_BATCH_MAX = 20
 OPS_IN_FLIGHT_MAX = 256
-PUBLIC_CHANNELS = ("books", "books5", "bbo-tbt", "trades", "tickers")
+PUBLIC_CHANNELS = ("books", "books5", "bbo-tbt", "trades", "tickers", "call-auction-details")
 PRIVATE_CHANNELS = ("orders", "account")
 log = logging.getLogger("pyexchange.ws")
 router = APIRouter()
@@ -216,7 +216,8 @@ class Session:
             self.conn.send({"event": event, "arg": public_arg, "connId": self.conn.conn_id})
 
     def _initial(self, channel: str, key: str) -> None:
-        """What a new subscriber gets at once: the book snapshot, the ticker, the balances."""
+        """What a new subscriber gets at once: the book snapshot, the ticker, the call-auction
+        details, the balances."""
         arg = self.conn.args[(channel, key)]
         now_ms = time.time_ns() // 1_000_000
         if channel == "books":
@@ -226,6 +227,8 @@ class Session:
             self.conn.send({"arg": arg, "data": [self.exchange.top_json(key, channel, now_ms)]})
         elif channel == "tickers":
             self.conn.send({"arg": arg, "data": [self.exchange.ticker_json(key)]})
+        elif channel == "call-auction-details":
+            self.conn.send({"arg": arg, "data": [self.exchange.auction_json(key)]})
         elif channel == "account":
             account = int(key)
             self.conn.send(
