@@ -226,56 +226,29 @@ impl Engine {
     }
 
     fn place(&mut self, place: &PlaceOrder, out: &mut Vec<EventRecord>) {
-        let first_event = out.len();
         match self.matcher(place.instrument, out) {
             Some((mut matcher, next_order_id)) => matcher.place(place, next_order_id),
-            None => return self.reject_unknown_instrument(place.account, place.instrument, Some(place.side), out),
+            None => self.reject_unknown_instrument(place.account, place.instrument, Some(place.side), out),
         }
-        self.publish_auction_change(place.instrument, first_event, out);
     }
 
     fn cancel(&mut self, account: u64, instrument: u32, order_id: u64, out: &mut Vec<EventRecord>) {
-        let first_event = out.len();
         match self.matcher(instrument, out) {
             Some((mut matcher, _)) => matcher.cancel(account, order_id),
-            None => return self.reject_unknown_instrument(account, instrument, None, out),
+            None => self.reject_unknown_instrument(account, instrument, None, out),
         }
-        self.publish_auction_change(instrument, first_event, out);
     }
 
     fn amend(&mut self, amend: &AmendOrder, out: &mut Vec<EventRecord>) {
-        let first_event = out.len();
         match self.matcher(amend.instrument, out) {
             Some((mut matcher, _)) => matcher.amend(amend),
-            None => return self.reject_unknown_instrument(amend.account, amend.instrument, None, out),
-        }
-        self.publish_auction_change(amend.instrument, first_event, out);
-    }
-
-    /// During a call auction, a command that changed the book (any event since `first_event`
-    /// other than a rejection) is followed by the new indicative uncross.
-    #[inline]
-    fn publish_auction_change(&self, instrument: u32, first_event: usize, out: &mut Vec<EventRecord>) {
-        if self.books[instrument as usize].market == MarketState::CallAuction
-            && out[first_event..].iter().any(|e| e.kind != EventKind::Rejected.code())
-        {
-            out.push(self.auction_event(instrument));
+            None => self.reject_unknown_instrument(amend.account, amend.instrument, None, out),
         }
     }
 
-    fn auction_event(&self, instrument: u32) -> EventRecord {
-        let at = indicative(&self.books[instrument as usize]);
-        let event = EventRecord { instrument, side: SIDE_NONE, ..self.event(EventKind::Auction, 0, Reason::None) };
-        match at {
-            Some(at) => EventRecord {
-                price_ticks: at.price_ticks,
-                size_lots: at.volume_lots,
-                order_id: at.imbalance_lots,
-                side: at.surplus.map_or(SIDE_NONE, Side::code),
-                ..event
-            },
-            None => event,
-        }
+    fn auction_event(&mut self, instrument: u32, out: &mut Vec<EventRecord>) {
+        let (mut matcher, _) = self.matcher(instrument, out).expect("known instrument");
+        matcher.publish_auction();
     }
 
     /// Moves an instrument to `state` (see `Command::SetMarketState`).
@@ -290,7 +263,7 @@ impl Engine {
                     let (mut matcher, _) = self.matcher(instrument, out).expect("instrument exists");
                     matcher.uncross(at);
                 } else {
-                    out.push(self.auction_event(instrument));
+                    self.auction_event(instrument, out);
                     reason = Reason::AuctionPriceOutsideBand;
                 }
             }
@@ -308,7 +281,7 @@ impl Engine {
         };
         out.push(event);
         if reason == Reason::None && state == MarketState::CallAuction {
-            out.push(self.auction_event(instrument));
+            self.auction_event(instrument, out);
         }
     }
 
@@ -408,7 +381,7 @@ impl Engine {
             out.push(EventRecord { side: SIDE_NONE, instrument, ..rejected });
         }
         for instrument in auctions {
-            out.push(self.auction_event(instrument));
+            self.auction_event(instrument, out);
         }
     }
 

@@ -6,7 +6,7 @@
 //! A `Matcher` borrows the parts of the engine one command needs: the instrument, its book,
 //! the order store and the ledger.
 
-use crate::auction::Indicative;
+use crate::auction::{indicative, Indicative};
 use crate::book::orders::{ClientOrder, Order, OrderSlot, OrderStore, NIL};
 use crate::book::Book;
 use crate::codes::{EventKind, MarketState, OrderState, OrderType, Reason, Side, Stp};
@@ -93,9 +93,52 @@ impl Matcher<'_> {
     }
 
     pub fn place(&mut self, cmd: &PlaceOrder, next_order_id: &mut u64) {
+        if self.book.market != MarketState::Continuous {
+            return self.place_outside_continuous(cmd, next_order_id);
+        }
+        self.place_checked(cmd, next_order_id);
+    }
+
+    /// A place while the market is not in continuous trading: refused unless the state takes
+    /// the type; during the call, followed by the new indicative uncross.
+    #[cold]
+    #[inline(never)]
+    fn place_outside_continuous(&mut self, cmd: &PlaceOrder, next_order_id: &mut u64) {
         if let Err(reason) = self.market_allows(cmd.order_type) {
             return self.reject(cmd.account, 0, Some(cmd.side), reason);
         }
+        let first_event = self.out.len();
+        self.place_checked(cmd, next_order_id);
+        self.publish_auction_change(first_event);
+    }
+
+    /// During a call auction, a command that changed the book (an event since `first_event`
+    /// other than a rejection) is followed by the new indicative uncross.
+    fn publish_auction_change(&mut self, first_event: usize) {
+        let changed = self.out[first_event..].iter().any(|e| e.kind != EventKind::Rejected.code());
+        if self.book.market == MarketState::CallAuction && changed {
+            self.publish_auction();
+        }
+    }
+
+    /// An `auction` event: the indicative uncross of the book now.
+    pub fn publish_auction(&mut self) {
+        let event = EventRecord { side: SIDE_NONE, ..self.event(EventKind::Auction) };
+        let event = match indicative(self.book) {
+            Some(at) => EventRecord {
+                price_ticks: at.price_ticks,
+                size_lots: at.volume_lots,
+                order_id: at.imbalance_lots,
+                side: at.surplus.map_or(SIDE_NONE, Side::code),
+                ..event
+            },
+            None => event,
+        };
+        self.out.push(event);
+    }
+
+    #[inline]
+    fn place_checked(&mut self, cmd: &PlaceOrder, next_order_id: &mut u64) {
         let admitted = match self.admit(cmd) {
             Ok(admitted) => admitted,
             Err(reason) => return self.reject(cmd.account, 0, Some(cmd.side), reason),
@@ -432,9 +475,25 @@ impl Matcher<'_> {
     }
 
     pub fn cancel(&mut self, account: u64, order_id: u64) {
+        if self.book.market != MarketState::Continuous {
+            return self.cancel_outside_continuous(account, order_id);
+        }
+        self.cancel_checked(account, order_id);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn cancel_outside_continuous(&mut self, account: u64, order_id: u64) {
         if self.book.market == MarketState::Halted {
             return self.reject(account, order_id, None, Reason::MarketHalted);
         }
+        let first_event = self.out.len();
+        self.cancel_checked(account, order_id);
+        self.publish_auction_change(first_event);
+    }
+
+    #[inline]
+    fn cancel_checked(&mut self, account: u64, order_id: u64) {
         match self.own_live_order(account, order_id) {
             Some(slot) => self.end_maker(slot, Reason::None),
             None => self.reject(account, order_id, None, Reason::MatchingUnknownOrder),
@@ -447,7 +506,7 @@ impl Matcher<'_> {
     }
 
     pub fn amend(&mut self, cmd: &AmendOrder) {
-        if matches!(self.book.market, MarketState::Halted | MarketState::CancelOnly | MarketState::CallAuction) {
+        if self.book.market != MarketState::Continuous && self.book.market != MarketState::PreOpen {
             return self.reject(cmd.account, cmd.order_id, None, self.book.market.forbids());
         }
         let Some(slot) = self.own_live_order(cmd.account, cmd.order_id) else {
