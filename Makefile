@@ -43,8 +43,9 @@ test-long: install  ## the property, differential, crash and fault tests with ma
 	CRASH_ITERATIONS=50 $(PY) -m pytest -q tests/test_crash.py
 	DRILL_ROUNDS=50 $(PY) -m pytest -q tests/test_cluster_faults.py
 
-drill: install  ## the zone-loss drill on a fresh local three-zone cluster (one JSON verdict)
+drill: install  ## the zone-loss and the reopening drill on fresh local three-zone clusters (JSON verdicts)
 	$(VENV)/bin/pyexchange drill zone-loss --json
+	$(VENV)/bin/pyexchange drill reopen --json
 
 bench: install  ## the benchmarks (long; figures go to bench/README.md)
 	$(PIP) install -q -e '.[bench]' -r bench/requirements.txt

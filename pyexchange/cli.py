@@ -111,6 +111,15 @@ def _add_cluster_commands(commands: argparse._SubParsersAction[argparse.Argument
         parser.add_argument("--network", choices=("auto", "netns", "proxy"), default="auto",
                             help="how zones are connected (default: namespaces when root, else proxies)")  # fmt: skip
         parser.add_argument("--dir", help="keep the cluster's files here (default: a temporary directory)")
+    reopen = drill_kinds.add_parser("reopen", help="halt, reopen through a short plan, then a reconnect storm; check")
+    reopen.add_argument("--json", action="store_true", help="print one JSON object")
+    reopen.add_argument("--seed", type=int, default=1, help="replays a run (default 1)")
+    reopen.add_argument("--rate", type=float, default=10.0, help="the normal rate, orders per second (default 10)")
+    reopen.add_argument("--storm-multiplier", type=int, default=10, help="storm rate / normal rate (default 10)")
+    reopen.add_argument("--storm-clients", type=int, default=50, help="clients of the storm (default 50)")
+    reopen.add_argument("--network", choices=("auto", "netns", "proxy"), default="auto",
+                        help="how zones are connected (default: namespaces when root, else proxies)")  # fmt: skip
+    reopen.add_argument("--dir", help="keep the cluster's files here (default: a temporary directory)")
 
 
 def _run_cluster(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -140,6 +149,8 @@ def _run_drill(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
 
     from pyexchange.cluster import drill
 
+    if args.kind == "reopen":
+        return _run_reopen_drill(parser, args)
     if args.rate <= 0 or args.down_s < 0:
         parser.error("--rate must be positive and --down-s not negative")
     fault = "kill-leader" if args.kind == "zone-loss" else args.fault
@@ -156,6 +167,24 @@ def _run_drill(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         else:
             print("\n".join(f"{key:>24}  {value}" for key, value in result.items()), end="\n\n")
     return 0 if all(result["ok"] for result in results) else 1
+
+
+def _run_reopen_drill(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from pyexchange.cluster import reopen_drill
+
+    if args.rate <= 0 or args.storm_multiplier < 1 or args.storm_clients < 1:
+        parser.error("--rate must be positive, --storm-multiplier and --storm-clients at least 1")
+    plan = reopen_drill.ReopenPlan(seed=args.seed, rate_per_s=args.rate, storm_multiplier=args.storm_multiplier,
+                                   storm_clients=args.storm_clients)  # fmt: skip
+    result = reopen_drill.run(plan, None if args.dir is None else Path(args.dir), network=args.network)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("\n".join(f"{key:>24}  {value}" for key, value in result.items()))
+    return 0 if result["ok"] else 1
 
 
 def _run_zone(_parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -6,14 +6,12 @@ real server, with the chaos checker over every order."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import math
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -23,21 +21,10 @@ import pytest
 import websockets
 
 from pyexchange import config as config_module
-from pyexchange.accounts import Credentials
+from pyexchange.chaos import storm as storm_clients
 from pyexchange.chaos.checker import check_orders
-from pyexchange.chaos.load import (
-    ACKED,
-    CANCEL,
-    PLACE,
-    REJECTED,
-    UNKNOWN,
-    OrderLoad,
-    OrderRecord,
-    build_report,
-    credentials_of,
-    percentile,
-    signed_headers,
-)
+from pyexchange.chaos.load import ACKED, OrderRecord, build_report, credentials_of, percentile, signed_headers
+from pyexchange.chaos.storm import Sample, Storm, latencies_ms
 from pyexchange.gateway.auth import sign
 from pyexchange.gateway.ramp import AdmissionRamp, check_points
 from pyexchange.gateway.replication import LeaderLink
@@ -348,172 +335,6 @@ RSS_MIB_MAX = 400
 SEED = 606
 
 
-Sample = tuple[int, float]  # (sent_ns, ms from the write of the request to its answer)
-
-
-@dataclass
-class Storm:
-    """What the clients saw: every attempt's answer, and the latencies by kind of answer."""
-
-    creds: dict[int, Credentials]  # by account
-    accepted: list[Sample] = field(default_factory=list)  # each attempt's, by its answer
-    refused_429: list[Sample] = field(default_factory=list)
-    canceled: list[Sample] = field(default_factory=list)
-    odd: list[str] = field(default_factory=list)  # any answer that is neither placed nor a proper 429
-    rss_kib: list[int] = field(default_factory=list)
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-class Connection:
-    """One client's keep-alive HTTP/1.1 connection, one request at a time, opened at its first
-    request. Lean on purpose: httpx spends about a millisecond of CPU a request, and the client
-    shares the machine's two cores with the server it storms."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        self.lock = asyncio.Lock()
-
-    async def post(self, creds: Credentials, path: str, body: str) -> tuple[int, dict[str, str], bytes, Sample]:
-        """(status, headers, body, (when it was written, ms from then to the answer));
-        ConnectionError if the answer did not come (the request may have been executed)."""
-        async with self.lock:
-            if self.streams is None or self.streams[0].at_eof():
-                self.streams = await asyncio.open_connection("127.0.0.1", self.port)
-            reader, writer = self.streams
-            signed = signed_headers(creds, "POST", path, body)
-            head = "".join(f"{name}: {value}\r\n" for name, value in signed.items())
-            data = body.encode()
-            sent_ns = time.monotonic_ns()
-            writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Content-Length: {len(data)}\r\n\r\n"
-                         .encode() + data)  # fmt: skip
-            try:
-                lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-                headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-                content = await reader.readexactly(int(headers["content-length"]))
-            except (asyncio.IncompleteReadError, OSError) as error:
-                self.streams = None
-                raise ConnectionError(f"no answer: {error!r}") from None
-            return int(lines[0].split()[1]), headers, content, (sent_ns, (time.monotonic_ns() - sent_ns) / 1e6)
-
-    async def close(self) -> None:
-        if self.streams is not None:
-            self.streams[1].close()
-
-
-async def _place_until_answered(conn: Connection, storm: Storm, record: OrderRecord, deadline: float) -> None:
-    """Sends the place until it is placed; a 429 must be 50011 with Retry-After, and is retried
-    after it with the same body (same clOrdId)."""
-    body = json.dumps(record.params, separators=(",", ":"))
-    while time.monotonic() < deadline:
-        record.attempts += 1
-        sent_ns = time.monotonic_ns()
-        record.send_ns = record.send_ns or sent_ns
-        try:
-            status, headers, content, sample = await conn.post(storm.creds[record.account], ORDER, body)
-        except ConnectionError as error:
-            record.unknown_attempts += 1
-            storm.odd.append(f"{record.client_order_id}: {error}")
-            await asyncio.sleep(1)
-            continue
-        doc = json.loads(content)
-        if status == 429:
-            storm.refused_429.append(sample)
-            retry_after = headers.get("retry-after", "")
-            if doc.get("code") != "50011" or not retry_after.isdigit():
-                storm.odd.append(f"429 without 50011 and Retry-After: {headers} {doc}")
-                retry_after = "1"
-            await asyncio.sleep(int(retry_after))
-            continue
-        item = doc["data"][0] if doc.get("data") else {}
-        if status != 200 or doc["code"] != "0" or item.get("sCode") != "0":
-            storm.odd.append(f"{record.client_order_id}: HTTP {status} {doc}")
-            record.outcome, record.s_code = REJECTED, str(item.get("sCode", doc.get("code")))
-            return
-        record.ack_ns, record.answered_send_ns, record.outcome = time.monotonic_ns(), sent_ns, ACKED
-        record.ord_id = item["ordId"]
-        record.ord_ids_seen.append(item["ordId"])
-        storm.accepted.append(sample)
-        return
-    record.outcome = UNKNOWN if record.unknown_attempts else REJECTED
-
-
-async def _open_loop(port: int, plan: list[OrderRecord], due_s: list[float], storm: Storm, clients: int) -> None:
-    """Launches each place at its due time whatever happened to the others (open loop), on
-    `clients` clients of their own (one connection each), round robin."""
-    conns = [Connection(port) for _ in range(clients)]
-    try:
-        start = time.monotonic()
-        deadline = start + due_s[-1] + 30
-        tasks = []
-        for i, (record, due) in enumerate(zip(plan, due_s, strict=True)):
-            await asyncio.sleep(max(0.0, start + due - time.monotonic()))
-            record.intended_ns = time.monotonic_ns()
-            tasks.append(asyncio.create_task(_place_until_answered(conns[i % clients], storm, record, deadline)))
-        await asyncio.gather(*tasks)
-    finally:
-        await asyncio.gather(*(c.close() for c in conns))
-
-
-async def _cancel_throughout(port: int, cancels: list[OrderRecord], storm: Storm) -> None:
-    """One client cancels the resting orders one by one, every CANCEL_EVERY_S: each must succeed
-    at its first attempt."""
-    conn = Connection(port)
-    try:
-        for record in cancels:
-            await asyncio.sleep(CANCEL_EVERY_S)
-            body = json.dumps(record.params, separators=(",", ":"))
-            record.attempts = 1
-            record.send_ns = time.monotonic_ns()
-            status, _, content, sample = await conn.post(storm.creds[record.account], CANCEL_PATH, body)
-            record.ack_ns, record.answered_send_ns = time.monotonic_ns(), sample[0]
-            storm.canceled.append(sample)
-            doc = json.loads(content)
-            ok = status == 200 and doc["code"] == "0" and doc["data"][0]["sCode"] == "0"
-            record.outcome, record.s_code = (ACKED if ok else REJECTED), str(doc.get("code"))
-            if not ok:
-                storm.odd.append(f"cancel {record.params}: HTTP {status} {doc}")
-    finally:
-        await conn.close()
-
-
-async def _watch_rss(pid: int, storm: Storm, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        storm.rss_kib.append(_rss_kib(pid))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.05)
-
-
-async def _storm(zone: Server, port: int, storm_plan: list[OrderRecord], due_s: list[float],
-                 cancels: list[OrderRecord], storm: Storm) -> None:  # fmt: skip
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(_watch_rss(zone.process.pid, storm, stop))
-    try:
-        await asyncio.gather(_open_loop(port, storm_plan, due_s, storm, STORM_CLIENTS),
-                             _cancel_throughout(port, cancels, storm))  # fmt: skip
-    finally:
-        stop.set()
-        await watcher
-
-
-def _plan(credentials: list[Any], rate_per_s: float, duration_s: float, seed: int, first_op: int) -> tuple[
-        OrderLoad, list[OrderRecord], list[float]]:  # fmt: skip
-    """Places only (no cancels), seeded, numbered from `first_op`, with their due times."""
-    load = OrderLoad(["http://unused"], credentials, rate_per_s=rate_per_s, duration_s=duration_s, seed=seed,
-                     cancel_ratio=0.0)  # fmt: skip
-    plan = load.plan()
-    creds = credentials_of(credentials)
-    records = [OrderRecord(first_op + p.op, PLACE, creds[p.client].account, p.client_order_id, dict(p.params), 0)
-               for p in plan]  # fmt: skip
-    return load, records, [p.due_s for p in plan]
-
-
 def _ramp_bound(points: list[tuple[int, int]], burst: int, t_s: float) -> float:
     """The most orders the ramp can have let in by `t_s` after its start."""
     return burst + float(allowed_exact(points, Fraction(t_s))) if t_s < points[-1][0] else math.inf
@@ -526,9 +347,9 @@ def test_reconnect_storm_after_a_restart(tmp_path: Path) -> None:
     data_dir, port = tmp_path / "zone", free_port()
     with running_server(data_dir, config, port=port) as first:
         credentials = first.credentials
-        storm = Storm({c.account: c for c in credentials_of(credentials)})
-        _, resting, due = _plan(credentials, NORMAL_RATE_PER_S, RESTING_S, SEED, 0)
-        asyncio.run(_open_loop(port, resting, due, storm, ACCOUNTS))
+        storm = Storm.of(credentials)
+        _, resting, due = storm_clients.plan_places(credentials, NORMAL_RATE_PER_S, RESTING_S, SEED, 0)
+        asyncio.run(storm_clients.open_loop([first.base_url], resting, due, storm, ACCOUNTS))
         assert storm.odd == [] and all(r.outcome == ACKED for r in resting)
         storm.accepted.clear()
         first.process.kill()  # a crash: the restart recovers from the journal
@@ -537,11 +358,11 @@ def test_reconnect_storm_after_a_restart(tmp_path: Path) -> None:
     with running_server(data_dir, config, port=port) as second:
         restart_s = time.monotonic() - killed
         ramp_start_ns = _ramp_started_ns(second)
-        load, places, due = _plan(credentials, STORM_RATE_PER_S, STORM_S, SEED + 1, len(resting))
-        cancels = [OrderRecord(len(resting) + len(places) + i, CANCEL, r.account, r.client_order_id,
-                               {"instId": BTC, "ordId": r.ord_id}, 0, r.op) for i, r in enumerate(resting)]  # fmt: skip
+        load, places, due = storm_clients.plan_places(credentials, STORM_RATE_PER_S, STORM_S, SEED + 1, len(resting))
+        cancels = storm_clients.cancels_of(resting, len(resting) + len(places))
         storm_started_ns = time.monotonic_ns()
-        asyncio.run(_storm(second, port, places, due, cancels, storm))
+        asyncio.run(storm_clients.run([second.base_url], places, due, cancels, storm, clients=STORM_CLIENTS,
+                                      cancel_every_s=CANCEL_EVERY_S, pids=[second.process.pid]))  # fmt: skip
         storm_s = (time.monotonic_ns() - storm_started_ns) / 1e9
         alive = second.process.poll() is None and httpx.get(second.base_url + "/api/v5/public/time").is_success
         ramp = _operator_get(second, "/operator/v1/admission")["ramp"]
@@ -559,21 +380,16 @@ def test_reconnect_storm_after_a_restart(tmp_path: Path) -> None:
     assert len(storm.refused_429) == ramp["refused"] > 0, "ten times the normal rate meets the ramp, only the ramp"
     assert len(storm.canceled) == len(cancels) and all(r.attempts == 1 for r in cancels)
     for samples in (storm.accepted, storm.refused_429, storm.canceled):
-        assert percentile(_ms(samples), 99) < REPLY_TIMEOUT_MS
-    assert percentile(_ms(storm.accepted, warm_ns), 99) < ACCEPTED_P99_MS_MAX
-    assert percentile(_ms(storm.refused_429, warm_ns), 99) < REFUSED_P99_MS_MAX
-    assert max(storm.rss_kib) / 1024 < RSS_MIB_MAX
+        assert percentile(latencies_ms(samples), 99) < REPLY_TIMEOUT_MS
+    assert percentile(latencies_ms(storm.accepted, warm_ns), 99) < ACCEPTED_P99_MS_MAX
+    assert percentile(latencies_ms(storm.refused_429, warm_ns), 99) < REFUSED_P99_MS_MAX
+    assert storm.rss_mib_peak() < RSS_MIB_MAX
     # The ramp held: at any moment, no more orders had been answered placed than it allows.
     for n, placed_ns in enumerate(sorted(r.ack_ns for r in places), start=1):
         assert n <= _ramp_bound(STORM_RAMP, STORM_BURST, (placed_ns - ramp_start_ns) / 1e9), (n, placed_ns)
     assert result.ok and result.findings == [], result.findings[:5]
     assert result.acked_lost == result.duplicate_executions == result.rejected_but_present == 0
     assert result.places_checked == len(resting) + len(places) and result.cancels_checked == len(cancels)
-
-
-def _ms(samples: list[Sample], sent_after_ns: int = 0) -> list[float]:
-    """The latencies of the samples sent after `sent_after_ns`, sorted."""
-    return sorted(ms for sent_ns, ms in samples if sent_ns > sent_after_ns)
 
 
 def _operator_get(zone: Server, path: str) -> Any:
@@ -594,7 +410,8 @@ def _print_figures(storm: Storm, places: list[OrderRecord], restart_s: float, st
         return f"p50 {percentile(values, 50):.1f} p99 {percentile(values, 99):.1f} max {max(values):.1f} ms"
 
     def both(samples: list[Sample]) -> str:
-        return f"{ms(_ms(samples))}; sent after the first {WARM_AFTER_S} s {ms(_ms(samples, warm_ns))}"
+        late = latencies_ms(samples, warm_ns)
+        return f"{ms(latencies_ms(samples))}; sent after the first {WARM_AFTER_S} s {ms(late)}"
 
     retried = sorted(r.latency_ms for r in places if r.latency_ms is not None)
     print(f"\nreconnect storm: restarted in {restart_s:.2f} s; {len(places)} places at {STORM_RATE_PER_S}/s (10x "
@@ -605,4 +422,5 @@ def _print_figures(storm: Storm, places: list[OrderRecord], restart_s: float, st
     print(f"  refused:  {both(storm.refused_429)}")
     print(f"  {len(storm.canceled)} cancels: {both(storm.canceled)}")
     print(f"  first send to placed, the retries' waits included: {ms(retried)}")
-    print(f"  server RSS {storm.rss_kib[0] / 1024:.0f} MiB at the start, peak {max(storm.rss_kib) / 1024:.0f} MiB")
+    rss_kib = next(iter(storm.rss_kib.values()))
+    print(f"  server RSS {rss_kib[0] / 1024:.0f} MiB at the start, peak {storm.rss_mib_peak():.0f} MiB")

@@ -71,15 +71,16 @@ class DrillPlan:
 class LocalCluster:
     """Zone processes of a drill on this machine, and the means to hurt them."""
 
-    def __init__(self, root: Path, zones: int, *, network: str = "auto") -> None:
+    def __init__(self, root: Path, zones: int, *, network: str = "auto", config_path: str | None = None) -> None:
         """`network`: "netns" (each zone in its own network namespace; root only), "proxy"
-        (loopback, zones dial each other through fault-injecting proxies), or "auto"."""
+        (loopback, zones dial each other through fault-injecting proxies), or "auto".
+        `config_path`: the exchange's TOML config for every zone (default: the built-in one)."""
         if network == "auto":
             network = "netns" if NetworkLab.available()[0] else "proxy"
-        self.root, self.network = root, network
+        self.root, self.network, self.config_path = root, network, config_path
         self.lab: NetworkLab | None = None
         self.mesh: ProxyMesh | None = None
-        self.credentials = local.prepare_shared(root / "shared", None)
+        self.credentials = local.prepare_shared(root / "shared", config_path)
         try:
             self.zones = self._start(zones)
         except BaseException:
@@ -99,7 +100,7 @@ class LocalCluster:
             self.mesh = ProxyMesh(raft)
             dial = {int(z): {int(p): f"{h}:{port}" for p, (h, port) in peers.items()}
                     for z, peers in self.mesh.start().items()}  # fmt: skip
-        files = local.write_zone_files(self.root, members, dial=dial)
+        files = local.write_zone_files(self.root, members, self.config_path, dial=dial)
         return [local.start_zone(f, prefixes[f.zone]) for f in files]
 
     def __enter__(self) -> LocalCluster:
@@ -216,7 +217,7 @@ async def _inject(plan: DrillPlan, cluster: LocalCluster, rng: random.Random) ->
     return happened
 
 
-def _load_figures(report: LoadReport) -> dict[str, Any]:
+def load_figures(report: LoadReport) -> dict[str, Any]:
     return {
         "offered_rate_per_s": round(report.offered_rate_per_s, 1),
         "achieved_rate_per_s": round(report.achieved_rate_per_s, 1),
@@ -278,7 +279,7 @@ def round_on(cluster: LocalCluster, plan: DrillPlan) -> dict[str, Any]:
         "invariants_ok": len(states) == plan.zones and all(s["invariants_ok"] for s in states),
         "seq": states[0]["seq"] if states else None,
         "incidents": [{k: v for k, v in i.items() if k != "ts_ms"} for i in watcher.incidents],
-        "load": _load_figures(report),
+        "load": load_figures(report),
     }  # fmt: skip
     result["ok"] = bool(result["acked_lost"] == 0 and result["duplicate_executions"] == 0
                         and result["state_mismatches"] == 0 and result["replicas_agree"]
