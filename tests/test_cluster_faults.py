@@ -19,8 +19,9 @@ ROUNDS = int(os.environ.get("DRILL_ROUNDS", "5"))
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_fault_loses_nothing_and_replicas_agree(fault: str) -> None:
+    # A 2 s pause is over six election timeouts: the paused leader is deposed every round.
     plan = drill.DrillPlan(fault=fault, seed=101, rate_per_s=20.0, before_fault_s=0.3, fault_jitter_s=0.4,
-                           down_s=0.8, after_repair_s=0.3)  # fmt: skip
+                           down_s=0.8, pause_s=2.0, after_repair_s=0.3)  # fmt: skip
     results = drill.run(plan, rounds=ROUNDS)
     assert len(results) == ROUNDS
     for result in results:

@@ -47,6 +47,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield zone
 
 
+def _operator(server: Server, path: str) -> Any:
+    token = (server.data_dir / "operator-token").read_text().strip()
+    return httpx.get(server.base_url + path, headers={"Authorization": f"Bearer {token}"}).json()["data"][0]
+
+
 def _market_cli(server: Server, *args: str) -> Any:
     command = [sys.executable, "-m", "pyexchange", "market", *args, "--data-dir", str(server.data_dir),
                "--url", server.base_url]  # fmt: skip
@@ -102,6 +107,7 @@ def test_halt_then_reopen_through_every_phase(server: Server) -> None:
         assert time.monotonic() < deadline, "no call-auction-details snapshot"
         time.sleep(0.05)
 
+    restarts = _operator(server, "/operator/v1/admission")["ramp"]["restarts"]
     reopening = _market_cli(server, "reopen", "--all", "--seed", "7")["data"][0]
     assert (reopening["instIds"], reopening["seed"], reopening["done"]) == ([BTC, ETH, "SOL-USDT"], 7, False)
     _wait_state(server, "cancel_only")
@@ -143,6 +149,7 @@ def test_halt_then_reopen_through_every_phase(server: Server) -> None:
     assert {"cancel_only", "pre_open", "call_auction"} <= set(states)
     assert any(p["eqPx"] == "30500" and p["matchedSz"] == "0.01" for p in pushes), "the indicative uncross is pushed"
     assert _instrument(server)["state"] == _instrument(server, ETH)["state"] == "live"
+    assert _operator(server, "/operator/v1/admission")["ramp"]["restarts"] > restarts, "continuous restarts the ramp"
 
 
 def _watch_auction(server: Server, pushes: list[dict[str, Any]], stop: threading.Event) -> None:

@@ -277,11 +277,18 @@ class Exchange:
 
     def _market_changed(self, symbols: list[str]) -> None:
         """The risk checks' market-state gate follows the sequenced states; subscribers of the
-        call-auction details get the new state and indicative uncross."""
+        call-auction details get the new state and indicative uncross. An instrument back in
+        continuous trading restarts the admission ramp where orders are sequenced (a single
+        zone, or the leader's), whoever asked for the reopening: the orders held back come now."""
+        reopened = False
         for symbol in symbols:
-            self.risk.set_market_state(symbol, self.views.markets[symbol].state)
+            state = self.views.markets[symbol].state
+            reopened |= state == "continuous" and self.risk.market_state(symbol) != "continuous"
+            self.risk.set_market_state(symbol, state)
             if self._subscribers.has("call-auction-details", symbol):
                 self._subscribers.publish("call-auction-details", symbol, [self.auction_json(symbol)])
+        if reopened and (self.link is None or self.link.leading()):
+            self.restart_ramp()
 
     def book_followed(self, symbol: str) -> bool:
         """Whether someone follows the book of `symbol` (the sequencer thread asks)."""

@@ -7,11 +7,10 @@ A `Reopening` runs as a task of the gateway that was asked (`POST /operator/v1/m
 length, the call auction ending at a moment drawn from `random.Random(seed)` in its last
 `auction_random_end_s` (so a run is replayable from its seed), then continuous trading. An
 instrument whose uncross lies outside the band stays in its auction for
-`auction_extension_s` more and tries again; the others open. Continuous trading starts with
-the admission ramp restarted (`gateway.ramp`): the orders held back come at once. A step the
-exchange cannot take now (no leader during an election, a full queue) is retried every
-`STEP_RETRY_S`. A halt, or another reopening, cancels a running one: the last operator
-command wins.
+`auction_extension_s` more and tries again; the others open (and the zone that sequences
+orders restarts its admission ramp: `Exchange._market_changed`). A step the exchange cannot
+take now (no leader during an election, a full queue) is retried every `STEP_RETRY_S`. A
+halt, or another reopening, cancels a running one: the last operator command wins.
 """
 
 from __future__ import annotations
@@ -74,7 +73,6 @@ class Reopening:
             phase.end_ms = _now_ms()
         auction = self.phases[-1] if self.phases and self.phases[-1].state == "call_auction" else None
         opening = self._begin("continuous", 0)
-        self.exchange.restart_ramp()  # the orders held back by the reopening come now: ramp them in
         waiting = list(self.symbols)
         while True:
             events = await self._enter(waiting, "continuous")

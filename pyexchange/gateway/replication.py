@@ -43,6 +43,7 @@ TAKE_TIMEOUT_MS = 100
 LEADER_POLL_S = 0.01
 LEADER_WATCH_S = 0.05
 CLUSTER_TOKEN_HEADER = "Authorization"
+FORWARDS_MAX = 256
 
 
 class Follower:
@@ -168,7 +169,10 @@ class LeaderLink:
     async def forward(self, gateway: str, command: Command, timeout_s: float) -> bytes:
         """Sends `command` to the leader's gateway; its event records once sequenced there."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=timeout_s)
+            # Every forward in flight keeps its connection: httpx's default keeps 20, and a burst
+            # past that paid a new connection per forward (most of a follower's CPU in a storm).
+            pool = httpx.Limits(max_connections=FORWARDS_MAX, max_keepalive_connections=FORWARDS_MAX)
+            self._client = httpx.AsyncClient(timeout=timeout_s, limits=pool)
         fields: dict[str, Any] = {name: getattr(command, name) for name in FORWARDED_FIELDS}
         fields["client_order_id"] = command.client_order_id.hex()
         try:
