@@ -172,6 +172,7 @@ def test_the_operator_market_api_refuses_bad_requests(server: Server) -> None:
         ({"action": "halt", "instId": BTC, "all": True}, "51000"),
         ({"action": "halt", "instId": {}}, "51001"),
         ({"action": "halt", "instId": "DOGE-USDT"}, "51001"),
+        ({"action": "halt", "instId": f"{BTC},DOGE-USDT"}, "51001"),
         ({"action": "reopen", "instId": BTC, "seed": -1}, "51000"),
     ]:
         answer = httpx.post(server.base_url + "/operator/v1/market", json=body,

@@ -30,12 +30,20 @@ class Zones:
         self.halted: dict[int, str | None] = {1: None, 2: None, 3: None}
         self.told: list[tuple[int, str]] = []
         self.market_refusals = 0  # how many operator market calls fail before one answers
+        self.market_states = {"BTC-USDT": "continuous", "ETH-USDT": "continuous"}
+        self.reopening: dict[str, Any] | None = None  # the reopening the leader's gateway runs
+        monkeypatch.setattr(local, "get_json", self.get)
         monkeypatch.setattr(local, "zone_status", self.status)
         monkeypatch.setattr(local, "post_json", self.post)
 
     def status(self, zone: local.ZoneProcess) -> dict[str, Any] | None:
         found = self.raft[zone.zone]
         return None if found is None else {"raft": found, "halted": self.halted[zone.zone]}
+
+    def get(self, url: str, timeout_s: float = 1.0, token: str | None = None) -> dict[str, Any]:
+        assert url.endswith("/operator/v1/market") and token == "token"
+        markets = [{"instId": symbol, "marketState": state} for symbol, state in self.market_states.items()]
+        return {"data": [{"markets": markets, "reopening": self.reopening}]}
 
     def post(self, url: str, body: dict[str, Any], token: str) -> dict[str, Any]:
         zone = int(url.split("//zone")[1].split("/")[0])
@@ -45,8 +53,7 @@ class Zones:
             if self.market_refusals:
                 self.market_refusals -= 1
                 raise ConnectionRefusedError("the gateway is starting")
-            assert body["all"] is True
-            self.told.append((zone, f"market {body['action']}"))
+            self.told.append((zone, f"market {body['action']} {body.get('instId', 'all')}"))
             return {"data": [{"instIds": ["BTC-USDT"], "seed": body.get("seed")}]}
         self.told.append((zone, action))
         self.halted[zone] = body["reason"] if action == "halt" else None
@@ -98,11 +105,11 @@ def test_failover_quorum_loss_and_reopening(tmp_path: Path, zones: Zones) -> Non
     assert s.incidents[-1]["why"] == "quorum restored" and s.incidents[-1]["seed"] == 3
     assert all(reason is None for reason in zones.halted.values())
     # The markets are halted in the log before the flag is lifted, then the plan starts.
-    assert zones.told[:2] == [(3, "market halt"), (3, "market reopen")]
+    assert zones.told[:2] == [(3, "market halt all"), (3, "market reopen all")]
     assert {action for _, action in zones.told[2:]} == {"reopen"}
     assert (1, "halt") not in zones.told  # zone 1 came back after the reopening: nothing to undo
     s.poll()
-    assert kinds(s)[-1] == "reopening" and zones.told.count((3, "market reopen")) == 1, "once"
+    assert kinds(s)[-1] == "reopening" and zones.told.count((3, "market reopen all")) == 1, "once"
 
 
 def test_a_whole_restart_reopens_through_the_plan_once_a_zone_leads(tmp_path: Path, zones: Zones) -> None:
@@ -115,7 +122,7 @@ def test_a_whole_restart_reopens_through_the_plan_once_a_zone_leads(tmp_path: Pa
     s.poll()
     assert kinds(s) == [] and zones.told == []
     s.poll()
-    assert zones.told == [(1, "market halt"), (1, "market reopen")]
+    assert zones.told == [(1, "market halt all"), (1, "market reopen all")]
     assert kinds(s) == ["reopening"] and s.incidents[0]["why"] == "the cluster restarted"
 
 
@@ -148,3 +155,23 @@ def test_a_follower_far_behind_is_reported_then_caught_up(tmp_path: Path, zones:
     zones.raft[1] = raft("leader", 1, 1, last=5_010, matched={"1": 5_010, "2": 5_010, "3": 5_000})
     s.poll()
     assert kinds(s) == ["lagging", "caught_up"]
+
+
+def test_a_reopening_cut_short_by_a_failover_is_finished_by_the_new_leader(tmp_path: Path, zones: Zones) -> None:
+    s = supervisor(tmp_path)
+    s.poll()
+    zones.market_states = {"BTC-USDT": "pre_open", "ETH-USDT": "halted", "SOL-USDT": "call_auction"}
+    zones.raft[1], zones.raft[2] = None, raft("leader", 2, 2)  # zone 1 ran the plan, and died
+    zones.market_refusals = 1
+    s.poll()
+    assert kinds(s) == ["failover"], "the new leader's gateway did not answer yet: asked again"
+    s.poll()
+    assert zones.told == [(2, "market reopen BTC-USDT,SOL-USDT")], "the operator's halt of ETH stays"
+    assert kinds(s) == ["failover", "reopening"] and s.incidents[-1]["why"] == "resumed after a failover"
+    s.poll()
+    assert len(zones.told) == 1, "once"
+
+    zones.reopening = {"done": False}  # a failover while the new leader runs a reopening itself
+    zones.raft[2], zones.raft[3] = None, raft("leader", 3, 3)
+    s.poll()
+    assert kinds(s)[-1] == "failover" and len(zones.told) == 1

@@ -164,8 +164,9 @@ def recorded(root: Path) -> list[ZoneProcess]:
             for r in rows]  # fmt: skip
 
 
-def get_json(url: str, timeout_s: float = STATUS_TIMEOUT_S) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout_s) as answer:
+def get_json(url: str, timeout_s: float = STATUS_TIMEOUT_S, token: str | None = None) -> Any:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s) as answer:
         return json.loads(answer.read())
 
 

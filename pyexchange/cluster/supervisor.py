@@ -14,6 +14,10 @@ Every `poll_ms` it asks each zone for its Raft status, and:
   and starts the reopening plan there (`[reopen]`: cancel-only, pre-open, call auction,
   continuous; seeded with the leader's term), recording a `reopening` incident; a step that
   fails is tried again at the next poll;
+- after a failover, finishes a reopening the old leader's zone was running: instruments the
+  new leader shows between halted and continuous (`cancel_only`, `pre_open`, `call_auction`)
+  with no reopening under way there go through the plan again from its start (an instrument
+  an operator halted stays halted);
 - halts trading when a replica reports that it diverged, naming the zone, and keeps it
   halted for as long as it runs (an operator investigates, then restarts the supervisor);
 - records a `lagging` incident when a follower stays more than `lag_entries_max` entries
@@ -37,6 +41,7 @@ from typing import Any
 from pyexchange.cluster import local
 
 INCIDENTS_FILE = "incidents.jsonl"
+MID_PLAN_STATES = ("cancel_only", "pre_open", "call_auction")  # only a reopening puts instruments there
 
 
 @dataclass
@@ -70,6 +75,7 @@ class _Watch:
     restart_at: dict[int, float] = field(default_factory=dict)
     restart_delay_s: dict[int, float] = field(default_factory=dict)
     reopen_due: str | None = None  # why the markets must go through the reopening plan
+    plan_check_due: bool = False  # a failover: did the old leader leave a reopening half done?
 
 
 class Supervisor:
@@ -136,6 +142,7 @@ class Supervisor:
             if watch.leader is not None:
                 self.record("failover", from_zone=watch.leader, to_zone=leader, term=leaders[leader]["term"],
                             leaderless_ms=gap_ms)  # fmt: skip
+                watch.plan_check_due = True
             watch.leader = leader
         watch.leaderless_since = None
         if watch.halted is not None and watch.halted.startswith("no quorum") and watch.reopen_due is None:
@@ -143,12 +150,28 @@ class Supervisor:
             watch.reopen_due = "quorum restored"
         if watch.reopen_due is not None:
             self._start_reopening(leader, leaders[leader]["term"])
+        elif watch.plan_check_due:
+            self._finish_reopening(leader, leaders[leader]["term"])
+
+    def _finish_reopening(self, leader: int, term: int) -> None:
+        """After a failover: the plan again for the instruments a reopening left half done."""
+        url = f"{self._gateway(leader)}/operator/v1/market"
+        try:
+            found = local.get_json(url, token=self._token)["data"][0]
+            under_way = found["reopening"] is not None and not found["reopening"]["done"]
+            half_done = [m["instId"] for m in found["markets"] if m["marketState"] in MID_PLAN_STATES]
+            if half_done and not under_way:
+                local.post_json(url, {"action": "reopen", "instId": ",".join(half_done), "seed": term}, self._token)
+                self.record("reopening", zone=leader, why="resumed after a failover", seed=term, instruments=half_done)
+        except (OSError, ValueError, KeyError):
+            return  # asked again at the next poll
+        self._watch.plan_check_due = False
 
     def _start_reopening(self, leader: int, term: int) -> None:
         """Every instrument halted by a sequenced command, the quorum halt lifted, then the plan
         (see the module doc). A step that fails leaves the rest to the next poll."""
         watch = self._watch
-        url = f"{next(z.gateway for z in self.zones if z.zone == leader)}/operator/v1/market"
+        url = f"{self._gateway(leader)}/operator/v1/market"
         try:
             local.post_json(url, {"action": "halt", "all": True}, self._token)
         except (OSError, ValueError):
@@ -161,6 +184,9 @@ class Supervisor:
             return
         self.record("reopening", zone=leader, why=watch.reopen_due, seed=term, instruments=answer["data"][0]["instIds"])
         watch.reopen_due = None
+
+    def _gateway(self, zone: int) -> str:
+        return next(z.gateway for z in self.zones if z.zone == zone)
 
     def _watch_divergence(self, raft: dict[int, dict[str, Any]]) -> None:
         for zone, r in raft.items():

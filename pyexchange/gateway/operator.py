@@ -8,8 +8,8 @@ amends of the account (risk `risk_account_blocked`) and cancels every live order
 `<data-dir>/blocked-accounts.json`, so a restart does not unblock anyone.
 `GET /operator/v1/kill-switch` lists them.
 
-`POST /operator/v1/market {"action": "halt" | "reopen", "instId": ID | "all": true, "seed": N}`
-halts instruments (queries only; a sequenced market-state command each) or starts the
+`POST /operator/v1/market {"action": "halt" | "reopen", "instId": "ID[,ID...]" | "all": true,
+"seed": N}` halts instruments (queries only; a sequenced market-state command each) or starts the
 reopening plan of `[reopen]` for them (`gateway.reopen`; `seed`, default the engine's
 sequence number, draws the call auction's end). `GET /operator/v1/market` shows each
 instrument's state and indicative auction, and the last reopening started here, phase by
@@ -113,9 +113,11 @@ def _instruments(exchange: Exchange, body: dict[str, Any]) -> list[str]:
         raise okx.OkxError(okx.PARAMETER_ERROR, 'Parameter instId error: give "instId": ID or "all": true')
     if every is True:
         return list(exchange.instruments)
-    if not isinstance(inst_id, str) or inst_id not in exchange.instruments:
-        raise okx.OkxError(okx.INSTRUMENT_UNKNOWN, f"Instrument ID {str(inst_id)[:40]!r} does not exist")
-    return [inst_id]
+    symbols = inst_id.split(",") if isinstance(inst_id, str) else [str(inst_id)]
+    for symbol in symbols:
+        if symbol not in exchange.instruments:
+            raise okx.OkxError(okx.INSTRUMENT_UNKNOWN, f"Instrument ID {str(symbol)[:40]!r} does not exist")
+    return list(dict.fromkeys(symbols))
 
 
 @router.get("/market")
