@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from websockets.sync.client import connect
 
-from pyexchange import Engine
+from pyexchange import Engine, wire
 from pyexchange import config as config_module
 from pyexchange.gateway import exchange as exchange_module
 from pyexchange.gateway.exchange import Exchange
+from pyexchange.gateway.sequencer import collect
+from pyexchange.gateway.views import Views
 from tests.gateway_server import Server, running_server
 from tests.test_gateway_flow import _rest
 
@@ -222,3 +225,18 @@ def test_cancel_all_after_stands_still_while_the_exchange_is_halted(
         switches.cancel()
 
     asyncio.run(scenario())
+
+
+def test_views_replayed_over_a_seeded_state_learn_when_it_began() -> None:
+    """A restarted gateway seeds its views from the engine's states, then replays the journal:
+    the replay must still date each state (system/status shows when it began)."""
+    engine = Engine(clock=lambda: 5_000_000_000)
+    engine.add_instrument(BTC, tick_size="0.1", lot_size="0.001", min_size="0.001", maker_fee_bps=2, taker_fee_bps=5)
+    records = np.zeros(1, dtype=wire.COMMAND_DTYPE)
+    records[0] = (7_000_000_000, 0, 0, 0, 1000, 0, wire.SET_MARKET_STATE, 0, wire.MARKET_STATES.index("halted"), 0, b"")
+    first_seq = engine.seq + 1
+    events = engine.submit(records).copy()
+    views = Views(engine.instruments())
+    views.markets[BTC].state = engine.market_state(BTC)  # seeded: halted, since not known
+    views.apply(collect(engine, records, first_seq, events))
+    assert (views.markets[BTC].state, views.markets[BTC].since_ms) == ("halted", 7_000)

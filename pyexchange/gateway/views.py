@@ -48,8 +48,8 @@ class OrderView:
 
 @dataclass(slots=True)
 class Market:
-    """An instrument's market state since `since_ms`, and during a call auction the latest
-    indicative uncross (`auction`: an `auction` event; None before the first)."""
+    """An instrument's market state since `since_ms` (0: not known, as when seeded from an engine
+    restored from a snapshot), and during a call auction the latest indicative uncross."""
 
     state: str = "continuous"
     since_ms: int = 0
@@ -126,7 +126,7 @@ class Views:
         if event.kind == "auction":
             assert event.size is not None and event.imbalance is not None
             market.auction = AuctionFigures(event.price, event.size, event.imbalance, event.side)
-        elif event.market_state != market.state:
+        elif event.market_state != market.state or not market.since_ms:  # not known: seeded from the engine
             assert event.market_state is not None
             market.state, market.since_ms = event.market_state, event.ts_ns // 1_000_000
             if market.state != "call_auction":
