@@ -157,3 +157,12 @@ def test_supervisor_restarts_a_dead_zone_and_halts_without_quorum(cluster: Path)
     wait_for(lambda: [i for i in incidents(cluster) if i["kind"] == "quorum_restored"], "quorum back")
     wait_for(lambda: all((s := local.zone_status(z)) and s["halted"] is None for z in local.recorded(cluster)),
              "the zones reopened")  # fmt: skip
+    # Reopened through the plan: every instrument halted in the log, then the plan's first phase.
+    reopening = wait_for(lambda: [i for i in incidents(cluster) if i["kind"] == "reopening"], "the reopening")
+    assert reopening[0]["why"] == "quorum restored" and "BTC-USDT" in reopening[0]["instruments"]
+    with httpx.Client(timeout=30) as client:
+        rows = client.get(leader.gateway + "/api/v5/public/instruments?instType=SPOT").json()["data"]
+        assert {row["marketState"] for row in rows} == {"cancel_only"}, "the shipped plan: 2 min of cancels only"
+        headers = signed(creds, "POST", ORDER_PATH, body)
+        refused = client.post(leader.gateway + ORDER_PATH, content=body, headers=headers)
+        assert refused.json()["data"][0]["sCode"] == "51022", refused.text
