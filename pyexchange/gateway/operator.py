@@ -69,6 +69,17 @@ async def _operator(request: Request) -> Exchange:
 Operator = Annotated[Exchange, Depends(_operator)]
 
 
+async def _object_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object; 50002 for JSON that does not parse, 51000 for another value."""
+    try:
+        body = orjson.loads(await request.body())
+    except (orjson.JSONDecodeError, RecursionError):
+        raise okx.OkxError(okx.JSON_INVALID, "Invalid JSON body") from None
+    if not isinstance(body, dict):
+        raise okx.OkxError(okx.PARAMETER_ERROR, "The body must be a JSON object")
+    return body
+
+
 @router.get("/kill-switch")
 async def blocked(exchange: Operator) -> dict[str, Any]:
     return okx.envelope([{"account": str(a)} for a in sorted(exchange.risk.blocked_accounts())])
@@ -82,12 +93,8 @@ async def blocked(exchange: Operator) -> dict[str, Any]:
     }}}}},
 )  # fmt: skip
 async def kill_switch(request: Request, exchange: Operator) -> dict[str, Any]:
-    try:
-        body = orjson.loads(await request.body())
-    except (orjson.JSONDecodeError, RecursionError):
-        raise okx.OkxError(okx.JSON_INVALID, "Invalid JSON body") from None
-    account = body.get("account") if isinstance(body, dict) else None
-    action = body.get("action") if isinstance(body, dict) else None
+    body = await _object_body(request)
+    account, action = body.get("account"), body.get("action")
     if not isinstance(account, int) or isinstance(account, bool) or not 0 < account < 1 << 63:
         raise okx.OkxError(okx.PARAMETER_ERROR, "Parameter account error: a positive integer account id")
     if action not in ("block", "unblock"):
@@ -136,12 +143,7 @@ async def markets(exchange: Operator) -> dict[str, Any]:
     }}}}},
 )  # fmt: skip
 async def market(request: Request, exchange: Operator) -> dict[str, Any]:
-    try:
-        body = orjson.loads(await request.body())
-    except (orjson.JSONDecodeError, RecursionError):
-        raise okx.OkxError(okx.JSON_INVALID, "Invalid JSON body") from None
-    if not isinstance(body, dict):
-        raise okx.OkxError(okx.PARAMETER_ERROR, "The body must be a JSON object")
+    body = await _object_body(request)
     action, seed = body.get("action"), body.get("seed", exchange.engine.seq)
     if action not in ("halt", "reopen"):
         raise okx.OkxError(okx.PARAMETER_ERROR, 'Parameter action error: "halt" or "reopen"')
