@@ -171,8 +171,8 @@ def _reopen(table: Mapping[str, Any]) -> ReopenConfig:
     order = [REOPEN_STATES.index(p[0]) if p[0] in REOPEN_STATES else -1 for p in phases]
     if -1 in order or order != sorted(set(order)):
         raise ValueError(f"reopen.phases must be {shape}, not {phases!r}")
-    durations = [_seconds({"seconds": p[1]}, "seconds", f"reopen.phases[{i}].") for i, p in enumerate(phases)]
-    random_end_s = _seconds(table, "auction_random_end_s", "reopen.", zero_ok=True)
+    durations = [_seconds(p[1], f"reopen.phases[{i}] seconds") for i, p in enumerate(phases)]
+    random_end_s = _seconds(table.get("auction_random_end_s"), "reopen.auction_random_end_s", zero_ok=True)
     auction_s = dict(zip((p[0] for p in phases), durations, strict=True)).get("call_auction")
     if auction_s is not None and random_end_s > auction_s:
         raise ValueError(f"reopen.auction_random_end_s ({random_end_s}) must not pass the call auction's {auction_s} s")
@@ -180,15 +180,14 @@ def _reopen(table: Mapping[str, Any]) -> ReopenConfig:
         phases=tuple((p[0], d) for p, d in zip(phases, durations, strict=True)),
         auction_random_end_s=random_end_s,
         auction_band_bps=_int(table, "auction_band_bps", "reopen.", low=1, high=10_000),
-        auction_extension_s=_seconds(table, "auction_extension_s", "reopen."),
+        auction_extension_s=_seconds(table.get("auction_extension_s"), "reopen.auction_extension_s"),
     )
 
 
-def _seconds(table: Mapping[str, Any], key: str, prefix: str, *, zero_ok: bool = False) -> float:
-    value = table.get(key)
+def _seconds(value: Any, where: str, *, zero_ok: bool = False) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not (value >= 0 if zero_ok else value > 0):
         low = "0 or more" if zero_ok else "more than 0"
-        raise ValueError(f"{prefix}{key} must be a number of seconds, {low}, not {value!r}")
+        raise ValueError(f"{where} must be a number of seconds, {low}, not {value!r}")
     return float(value)
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -240,3 +241,23 @@ def test_views_replayed_over_a_seeded_state_learn_when_it_began() -> None:
     views.markets[BTC].state = engine.market_state(BTC)  # seeded: halted, since not known
     views.apply(collect(engine, records, first_seq, events))
     assert (views.markets[BTC].state, views.markets[BTC].since_ms) == ("halted", 7_000)
+
+
+@pytest.mark.parametrize(
+    ("reopen", "error"),
+    [
+        ({"phases": [["pre_open", 1], ["cancel_only", 1]]}, "reopen.phases must be a list of [state, seconds] in"),
+        ({"phases": [["continuous", 1]]}, "reopen.phases must be a list"),
+        ({"phases": [["cancel_only", 0]]}, "reopen.phases[0] seconds must be a number of seconds, more than 0"),
+        ({"auction_random_end_s": 200}, "reopen.auction_random_end_s (200.0) must not pass the call auction's 120.0 s"),
+        ({"auction_random_end_s": -1}, "reopen.auction_random_end_s must be a number of seconds, 0 or more"),
+        ({"auction_band_bps": 0}, "reopen.auction_band_bps must be an integer from 1 to 10000"),
+        ({"auction_extension_s": "30"}, "reopen.auction_extension_s must be a number of seconds, more than 0"),
+    ],
+)
+def test_a_bad_reopening_plan_is_refused_naming_the_key(reopen: dict[str, Any], error: str) -> None:
+    doc = tomllib.loads((Path(__file__).parents[1] / "pyexchange" / "default_config.toml").read_text())
+    doc["reopen"] = {**doc["reopen"], **reopen}
+    with pytest.raises(ValueError) as refused:
+        config_module.parse(doc)
+    assert str(refused.value).startswith(error), refused.value

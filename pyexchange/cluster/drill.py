@@ -39,7 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from pyexchange.chaos.checker import check_orders
+from pyexchange.chaos.checker import CheckResult, check_orders
 from pyexchange.chaos.load import LoadReport, OrderLoad
 from pyexchange.chaos.netns import NetworkLab
 from pyexchange.chaos.proxy import ProxyMesh
@@ -266,18 +266,12 @@ def round_on(cluster: LocalCluster, plan: DrillPlan) -> dict[str, Any]:
     states = cluster.wait_caught_up()
     checks = [check_orders(report, z.gateway, cluster.credentials) for z in cluster.zones]
     fault_ns = happened.pop("fault_ns")
-    hashes = {(s["seq"], s["state_hash"]) for s in states}
     result = {
         "drill": plan.fault, "seed": plan.seed, "zones": plan.zones, "network": cluster.network, **happened,
         "leader_before": leader_before, "leader_after": leader_after,
         "rto_ms": _rounded(report.first_ack_after(fault_ns, attempt_sent_after=True)),
         "first_ack_after_fault_ms": _rounded(report.first_ack_after(fault_ns)),
-        "acked_lost": max(c.acked_lost for c in checks),
-        "duplicate_executions": max(c.duplicate_executions for c in checks),
-        "state_mismatches": max(c.state_mismatches for c in checks),
-        "replicas_agree": len(states) == plan.zones and len(hashes) == 1,
-        "invariants_ok": len(states) == plan.zones and all(s["invariants_ok"] for s in states),
-        "seq": states[0]["seq"] if states else None,
+        **verdict(checks, states, plan.zones),
         "incidents": [{k: v for k, v in i.items() if k != "ts_ms"} for i in watcher.incidents],
         "load": load_figures(report),
     }  # fmt: skip
@@ -285,6 +279,21 @@ def round_on(cluster: LocalCluster, plan: DrillPlan) -> dict[str, Any]:
                         and result["state_mismatches"] == 0 and result["replicas_agree"]
                         and result["invariants_ok"])  # fmt: skip
     return result
+
+
+def verdict(checks: list[CheckResult], states: list[dict[str, Any]], zones: int) -> dict[str, Any]:
+    """What every drill checks at the end: from each zone's orders (`checks`, the worst zone
+    counts) and every zone's state (`states`: all `zones` answered, one seq and state hash,
+    invariants held)."""
+    hashes = {(s["seq"], s["state_hash"]) for s in states}
+    return {
+        "acked_lost": max(c.acked_lost for c in checks),
+        "duplicate_executions": max(c.duplicate_executions for c in checks),
+        "state_mismatches": max(c.state_mismatches for c in checks),
+        "replicas_agree": len(states) == zones and len(hashes) == 1,
+        "invariants_ok": len(states) == zones and all(s["invariants_ok"] for s in states),
+        "seq": states[0]["seq"] if states else None,
+    }
 
 
 def run(plan: DrillPlan, root: Path | None = None, *, rounds: int = 1, network: str = "auto") -> list[dict[str, Any]]:

@@ -49,7 +49,7 @@ from pyexchange.chaos import storm as storm_clients
 from pyexchange.chaos.checker import CheckResult, check_orders_async
 from pyexchange.chaos.load import ACKED, REJECTED, LoadReport, OrderLoad, OrderRecord, credentials_of, signed_headers
 from pyexchange.cluster import local
-from pyexchange.cluster.drill import LocalCluster, load_figures, warm_up
+from pyexchange.cluster.drill import LocalCluster, load_figures, verdict, warm_up
 
 INSTRUMENT = "BTC-USDT"  # the load's, the storm's and the auction's
 REFERENCE_PX = "30000"  # the load's reference price: its buys rest below it, its sells above
@@ -411,7 +411,6 @@ def drill_on(cluster: LocalCluster, plan: ReopenPlan) -> dict[str, Any]:
     checked = replace(load_report, records=load_report.records + run.records)
     checks = _check_everywhere(checked, cluster)
     clock.lap("check")
-    hashes = {(s["seq"], s["state_hash"]) for s in states}
     result: dict[str, Any] = {
         "drill": "reopen", "seed": plan.seed, "zones": plan.zones, "network": cluster.network,
         "leader_before": leader_before, "leader_after": leader_after,
@@ -420,13 +419,9 @@ def drill_on(cluster: LocalCluster, plan: ReopenPlan) -> dict[str, Any]:
         "storm": _storm_figures(cluster, plan, run, alive),
         "load": {**load_figures(load_report), "rejected_by_code": _rejected_by_code(load_report)},
         "orders_checked": checks[0].places_checked if checks else 0,
-        "acked_lost": max(c.acked_lost for c in checks),
-        "duplicate_executions": max(c.duplicate_executions for c in checks),
-        "state_mismatches": max(c.state_mismatches for c in checks),
+        **verdict(checks, states, plan.zones),
         "rejected_but_present": max(c.rejected_but_present for c in checks),
-        "replicas_agree": len(states) == plan.zones and len(hashes) == 1,
-        "invariants_ok": len(states) == plan.zones and all(s["invariants_ok"] for s in states),
-        "seq": states[0]["seq"] if states else None, "timings_s": clock.laps_s,
+        "timings_s": clock.laps_s,
     }  # fmt: skip
     result["checks"] = _checks(result, plan, run)
     result["ok"] = all(result["checks"].values())

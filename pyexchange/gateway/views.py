@@ -96,13 +96,14 @@ class Views:
         touched_ms: dict[int, int] = {}  # order id -> time of the last event that named it
         for record, events in zip(batch.records, batch.events, strict=True):
             fills_seen = 0
-            uncross = record["kind"] == wire.SET_MARKET_STATE
             for event in events:
                 if event.kind == "accepted":
                     self._accepted(event, record, batch.orders)
                 elif event.kind == "fill":
-                    trade = self._fill(event, fills_seen, public=not uncross)
-                    if not uncross:
+                    # An uncross (its events end with the market state) prints one public trade.
+                    public = events[-1].kind != "market_state"
+                    trade = self._fill(event, fills_seen, public=public)
+                    if public:
                         trades.append((event.instrument or "", trade))
                     fills_seen += 1
                     touched_ms[event.maker_order_id or 0] = event.ts_ns // 1_000_000
