@@ -363,14 +363,15 @@ impl Engine {
                 continue;
             }
             match self.books[order_instrument as usize].market {
-                MarketState::Halted => halted.push(order_instrument),
+                MarketState::Halted => {
+                    halted.push(order_instrument);
+                    continue;
+                }
                 MarketState::CallAuction => auctions.push(order_instrument),
                 _ => {}
             }
-            if self.books[order_instrument as usize].market != MarketState::Halted {
-                let (mut matcher, _) = self.matcher(order_instrument, out).expect("live orders have instruments");
-                matcher.cancel_slot(slot);
-            }
+            let (mut matcher, _) = self.matcher(order_instrument, out).expect("live orders have instruments");
+            matcher.cancel_slot(slot);
         }
         for list in [&mut halted, &mut auctions] {
             list.sort_unstable();

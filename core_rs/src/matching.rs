@@ -181,7 +181,6 @@ impl Matcher<'_> {
 
     /// Whether the market state takes a new order of this type: continuous takes every
     /// type, pre-open only post-only orders, the call auction limit and post-only orders.
-    #[inline]
     fn market_allows(&self, order_type: OrderType) -> Result<(), Reason> {
         let allowed = match self.book.market {
             MarketState::Continuous => true,
@@ -189,11 +188,7 @@ impl Matcher<'_> {
             MarketState::PreOpen => order_type == OrderType::PostOnly,
             MarketState::CallAuction => order_type.rests(),
         };
-        if allowed {
-            Ok(())
-        } else {
-            Err(self.book.market.forbids())
-        }
+        allowed.then_some(()).ok_or(self.book.market.forbids())
     }
 
     /// Rests an order in the call auction's book without matching. Resting orders of the

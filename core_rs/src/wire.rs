@@ -105,13 +105,13 @@ impl CommandRecord {
                 code(self.stp, "stp", Stp::from_code).map(drop)
             }
             COMMAND_KIND_CANCEL | COMMAND_KIND_AMEND | COMMAND_KIND_CANCEL_ALL | COMMAND_KIND_DEPOSIT => Ok(()),
-            COMMAND_KIND_SET_MARKET_STATE => self.auction_band_bps().map(drop),
+            COMMAND_KIND_SET_MARKET_STATE => self.market_state_move().map(drop),
             other => Err(format!("unknown command kind {other}")),
         }
     }
 
-    /// A market-state record's state and band.
-    fn auction_band_bps(&self) -> Result<(MarketState, u16), String> {
+    /// A market-state record's state and auction band (bps).
+    fn market_state_move(&self) -> Result<(MarketState, u16), String> {
         let state = code(self.order_type, "market state", MarketState::from_code)?;
         match u16::try_from(self.size_lots) {
             Ok(band) if band <= 10_000 => Ok((state, band)),
@@ -150,7 +150,7 @@ impl CommandRecord {
                 Command::Deposit { account: self.account, asset: self.instrument, amount_units: self.size_lots }
             }
             COMMAND_KIND_SET_MARKET_STATE => {
-                let (state, auction_band_bps) = self.auction_band_bps()?;
+                let (state, auction_band_bps) = self.market_state_move()?;
                 Command::SetMarketState { instrument: self.instrument, state, auction_band_bps }
             }
             other => return Err(format!("unknown command kind {other}")),
