@@ -426,7 +426,6 @@ impl DurableEngine {
         let (seq, copy) = (s.engine.seq(), s.engine.clone());
         s.seq_of_last_snapshot = seq;
         let store = Arc::clone(&self.snapshots);
-        let dir = self.config.journal.dir.clone();
         let writer = Arc::clone(&self.writer);
         let ack_timeout = self.config.ack_timeout;
         let retain_journal = self.config.retain_journal;
@@ -445,7 +444,7 @@ impl DurableEngine {
             // even to fall back on.
             if !retain_journal {
                 if let Some(oldest) = store.seqs().map_err(DurableError::Journal)?.first() {
-                    journal::remove_segments_before(&dir, oldest + 1).map_err(DurableError::Journal)?;
+                    writer.remove_segments_before(oldest + 1).map_err(DurableError::Journal)?;
                 }
             }
             Ok((seq, path))

@@ -8,7 +8,7 @@ mod journal_support;
 use std::fs::{self, OpenOptions};
 use std::path::Path;
 
-use core_rs::journal::format::{self, SEGMENT_HEADER_BYTES};
+use core_rs::journal::format::{self, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 use core_rs::journal::{
     read_from, recover, remove_segments_before, verify, JournalError, JournalWriter, ReadError, Recovery,
 };
@@ -85,7 +85,8 @@ fn round_trip_across_rolls_and_read_from_every_seq() {
     assert_eq!(position.offset, fs::metadata(&position.file).expect("metadata").len());
 
     let recovery = recover(dir.path()).expect("recover");
-    assert_eq!(recovery, Recovery { first_seq: 1, last_seq: last, records: last, tail_repaired: None });
+    let end = Some(position);
+    assert_eq!(recovery, Recovery { first_seq: 1, last_seq: last, records: last, end, tail_repaired: None });
     assert_eq!(verify(dir.path()).expect("verify"), recovery);
     let expected: Vec<_> = (1..=last).map(|seq| (seq, payload(seq, TAG))).collect();
     for from_seq in 0..=last + 1 {
@@ -213,30 +214,175 @@ fn bit_flips_in_the_last_record_are_a_torn_tail() {
     }
 }
 
+/// After an end marker: the records before it, no repair, nothing cut, and appending goes on
+/// at its offset with the zeros after the new record left in place.
+fn assert_ends_at_marker(dir: &Path, file: &Path, next_seq: u64, marker: u64, what: &str) {
+    let file_bytes = fs::metadata(file).expect("metadata").len();
+    let recovery = recover(dir).expect(what);
+    assert_eq!((recovery.last_seq, recovery.tail_repaired.clone()), (next_seq - 1, None), "{what}");
+    assert_eq!(recovery.end.clone().map(|end| (end.file, end.offset)), Some((file.to_path_buf(), marker)), "{what}");
+    assert_eq!(fs::metadata(file).expect("metadata").len(), file_bytes, "{what}: nothing cut");
+    recover_and_append(dir, SEGMENT_BYTES, 1, TAG_AFTER);
+    let after = read_all(dir);
+    let expected: Vec<_> =
+        (1..next_seq).map(|seq| (seq, payload(seq, TAG))).chain([(next_seq, payload(next_seq, TAG_AFTER))]).collect();
+    assert_eq!(after, expected, "{what}: appended at the marker");
+    let new_end = recover(dir).expect(what).end.expect("end").offset;
+    assert!(new_end > marker, "{what}");
+    assert_eq!(fs::metadata(file).expect("metadata").len(), file_bytes.max(new_end), "{what}: written over the zeros");
+}
+
+/// A journal whose last segment is a recycled one, two records into it: the directory, the
+/// first seq kept after the retirement, the last seq, the recycled file and its length.
+fn journal_ending_in_recycled_segment() -> (tempfile::TempDir, u64, u64, std::path::PathBuf, u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer = JournalWriter::open(config(dir.path(), SEGMENT_BYTES), &recover(dir.path()).expect("recover"), 1)
+        .expect("open");
+    append_each_durable(&writer, 1, 60, TAG);
+    let segments = segment_files(dir.path());
+    assert!(segments.len() >= 5, "{segments:?}");
+    let retired_newest_bytes = fs::metadata(&segments[2]).expect("metadata").len();
+    let first_kept_seq = format::parse_segment_file_name(segments[3].file_name().unwrap().to_str().unwrap()).unwrap();
+    assert_eq!(writer.remove_segments_before(first_kept_seq).expect("retire"), 3);
+    let spare = dir.path().join("journal").join("spare.recycled");
+    assert_eq!(fs::metadata(&spare).expect("the newest retired segment is the spare").len(), retired_newest_bytes);
+    assert_eq!(segment_files(dir.path()), segments[3..]);
+
+    // Records go on until the writer rolls into the spare.
+    let mut seq = 61;
+    while segment_files(dir.path()).len() == segments.len() - 3 {
+        append_each_durable(&writer, seq, 1, TAG);
+        seq += 1;
+    }
+    append_each_durable(&writer, seq, 2, TAG);
+    let last_seq = seq + 1;
+    writer.close().expect("close");
+    assert!(!spare.exists(), "the spare became a segment");
+    let recycled = segment_files(dir.path()).last().expect("segments").clone();
+    assert_eq!(fs::metadata(&recycled).expect("metadata").len(), retired_newest_bytes, "overwritten, not appended");
+    (dir, first_kept_seq, last_seq, recycled, retired_newest_bytes)
+}
+
 #[test]
-fn zero_filled_tails_are_cut() {
+fn a_batch_torn_at_every_byte_in_a_recycled_segment_keeps_a_prefix_and_no_stale_frame() {
+    let (dir, first_kept_seq, last_seq, recycled, _) = journal_ending_in_recycled_segment();
+    let old = fs::read(&recycled).expect("read");
+    let recovery = recover(dir.path()).expect("recover");
+    let old_end = recovery.end.clone().expect("end").offset as usize;
+    // One batch of five records over the stale bytes.
+    let writer = JournalWriter::open(config(dir.path(), SEGMENT_BYTES), &recovery, 1).expect("open");
+    for seq in last_seq + 1..=last_seq + 5 {
+        writer.append(seq, &payload(seq, TAG)).expect("append");
+    }
+    writer.wait_durable(last_seq + 5, WAIT).expect("durable");
+    writer.close().expect("close");
+    let new = fs::read(&recycled).expect("read");
+    let new_end = recover(dir.path()).expect("recover").end.expect("end").offset as usize;
+    assert_eq!(new.len(), old.len(), "written over the stale bytes");
+    let frame_ends: Vec<usize> = (last_seq + 1..=last_seq + 5)
+        .map(|seq| format::check_frame(&new, location_of(dir.path(), seq).offset as usize).expect("frame").end)
+        .collect();
+    assert_eq!(frame_ends.last(), Some(&new_end));
+    let expected: Vec<_> = (first_kept_seq..=last_seq + 5).map(|seq| (seq, payload(seq, TAG))).collect();
+    // A power loss that kept the batch's first `cut` bytes and none after.
+    for cut in old_end..=new_end + FRAME_HEADER_BYTES {
+        let copy = copy_journal(dir.path());
+        let mut image = new[..cut].to_vec();
+        image.extend_from_slice(&old[cut..]);
+        fs::write(rebase(&recycled, dir.path(), copy.path()), image).expect("write");
+        let what = format!("batch kept up to byte {cut} ({old_end}..{new_end})");
+        let whole = frame_ends.iter().filter(|&&end| end <= cut).count();
+        recover(copy.path()).expect(&what);
+        let records = read_all(copy.path());
+        assert_eq!(records[..], expected[..expected.len() - 5 + whole], "{what}");
+        let recovery = recover_and_append(copy.path(), SEGMENT_BYTES, 1, TAG_AFTER);
+        let next = recovery.last_seq + 1;
+        assert_eq!(read_all(copy.path()).last(), Some(&(next, payload(next, TAG_AFTER))), "{what}: appendable");
+    }
+}
+
+#[test]
+fn retired_segments_are_recycled_and_their_stale_frames_never_read() {
+    let (dir, first_kept_seq, last_seq, recycled, _) = journal_ending_in_recycled_segment();
+
+    let recovery = recover(dir.path()).expect("recover");
+    assert_eq!(
+        (recovery.first_seq, recovery.last_seq, recovery.tail_repaired.clone()),
+        (first_kept_seq, last_seq, None)
+    );
+    let end = recovery.end.expect("end");
+    assert_eq!(end.file, recycled);
+    let bytes = fs::read(&recycled).expect("read");
+    let recycled_first = format::decode_segment_header(&bytes).expect("the recycled segment's new header");
+    let stale = (end.offset as usize..bytes.len())
+        .filter_map(|offset| format::check_frame(&bytes, offset).ok())
+        .filter(|frame| frame.seq < recycled_first)
+        .count();
+    assert!(stale > 0, "stale frames of the retired segment lie after the records");
+    let expected: Vec<_> = (first_kept_seq..=last_seq).map(|seq| (seq, payload(seq, TAG))).collect();
+    assert_eq!(read_all(dir.path()), expected);
+
+    // The last record torn anywhere (a bit flipped), or never written (zeros): the records
+    // before it stay, and appending goes on at its seq.
+    let location = location_of(dir.path(), last_seq);
+    for byte in location.offset..end.offset {
+        let copy = copy_journal(dir.path());
+        let file = rebase(&location.file, dir.path(), copy.path());
+        flip_bit(&file, byte * 8 + byte % 8);
+        let what = format!("byte {byte} of the last record flipped");
+        let recovery = recover(copy.path()).expect(&what);
+        assert_eq!(recovery.last_seq, last_seq - 1, "{what}");
+        assert_eq!(recovery.tail_repaired.map(|repair| repair.offset), Some(location.offset), "{what}");
+        recover_and_append(copy.path(), SEGMENT_BYTES, 1, TAG_AFTER);
+        let after = read_all(copy.path());
+        assert_eq!(after[..after.len() - 1], expected[..expected.len() - 1], "{what}");
+        assert_eq!(after.last(), Some(&(last_seq, payload(last_seq, TAG_AFTER))), "{what}");
+    }
+    let copy = copy_journal(dir.path());
+    let file = rebase(&location.file, dir.path(), copy.path());
+    let mut zeroed = fs::read(&file).expect("read");
+    zeroed[location.offset as usize..end.offset as usize + 16].fill(0);
+    fs::write(&file, zeroed).expect("write");
+    let recovery = recover(copy.path()).expect("zeroed");
+    assert_eq!(
+        (recovery.last_seq, recovery.tail_repaired),
+        (last_seq - 1, None),
+        "an unwritten record ends the journal"
+    );
+}
+
+#[test]
+fn zeros_after_the_last_record_are_an_end_marker() {
     let (base, last_seq) = journal_ending_in_fresh_segment(3);
     let location = location_of(base.path(), last_seq);
     let end = fs::metadata(&location.file).expect("metadata").len();
 
-    // Zeros after the last record (a file extended but never written): nothing is lost.
-    let dir = copy_journal(base.path());
-    let file = rebase(&location.file, base.path(), dir.path());
-    set_len(&file, end + 4096);
-    let recovery = recover(dir.path()).expect("recover");
-    assert_eq!(recovery.last_seq, last_seq);
-    let repair = recovery.tail_repaired.expect("repair");
-    assert_eq!((repair.offset, repair.bytes_dropped), (end, 4096));
-    assert_eq!(read_all(dir.path()).len() as u64, last_seq);
+    // Zeros after the last record (a file extended, or a recycled segment's end marker).
+    for zeros in [1, 15, 16, 4096] {
+        let dir = copy_journal(base.path());
+        let file = rebase(&location.file, base.path(), dir.path());
+        set_len(&file, end + zeros);
+        assert_ends_at_marker(dir.path(), &file, last_seq + 1, end, &format!("{zeros} zeros"));
+    }
 
-    // The last record itself zeroed, and zeros after it.
+    // The last record itself zeroed, and zeros after it: it was never synced.
     let dir = copy_journal(base.path());
     let file = rebase(&location.file, base.path(), dir.path());
     set_len(&file, location.offset);
     set_len(&file, end + 8192);
-    let recovery = recover(dir.path()).expect("recover");
-    assert_eq!(recovery.tail_repaired.as_ref().map(|repair| repair.offset), Some(location.offset));
-    assert_repaired_and_appendable(dir.path(), last_seq, &recovery, "zeroed last record");
+    assert_ends_at_marker(dir.path(), &file, last_seq, location.offset, "zeroed last record");
+
+    // Zeros where a record belongs, with a valid record after them: damage, not an end.
+    let dir = copy_journal(base.path());
+    let file = rebase(&location.file, base.path(), dir.path());
+    let mut bytes = fs::read(&file).expect("read");
+    let record = bytes[location.offset as usize..].to_vec();
+    bytes.truncate(location.offset as usize);
+    bytes.extend_from_slice(&[0u8; 64]);
+    bytes.extend_from_slice(&record);
+    fs::write(&file, bytes).expect("write");
+    let reason = assert_refused(dir.path(), |e| matches!(e, JournalError::Corrupt { .. }), "zeros before a record");
+    assert!(reason.contains("zeros where a frame header belongs"), "{reason}");
 
     // A fresh segment that is nothing but zeros (its header never written).
     let dir = copy_journal(base.path());

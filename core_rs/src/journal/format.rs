@@ -15,6 +15,11 @@
 //! covering the len bytes, the seq bytes and the payload, in that order. A frame is valid only
 //! whole: its length within [`PAYLOAD_BYTES_MAX`](super::PAYLOAD_BYTES_MAX) and the file, and
 //! its CRC matching. An all-zero frame header never matches (CRC32C of zeros is not zero).
+//!
+//! Where a segment's records end, the file ends or an end marker follows: zeros where the next
+//! frame header would be (up to 16 bytes, fewer at the end of the file). The writer puts one
+//! after every batch it writes inside a recycled segment, whose older bytes follow it; frames
+//! there with a sequence number below the segment's first are stale, never records.
 
 use std::path::{Path, PathBuf};
 
@@ -135,6 +140,11 @@ pub fn encode_frame_header(seq: u64, payload: &[u8]) -> [u8; FRAME_HEADER_BYTES]
 pub fn encode_frame(seq: u64, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&encode_frame_header(seq, payload));
     out.extend_from_slice(payload);
+}
+
+/// Zeros where a frame header would start `bytes` (as many of its 16 bytes as there are).
+pub fn is_end_marker(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes[..bytes.len().min(FRAME_HEADER_BYTES)].iter().all(|&byte| byte == 0)
 }
 
 /// A valid frame found at some offset of a segment's bytes.

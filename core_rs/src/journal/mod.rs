@@ -11,6 +11,8 @@
 //!   has returned; [`JournalWriter::durable_seq`] never passes such a sync.
 //! - A torn or corrupt tail (a bad frame in the last segment with no valid frame after it) is
 //!   the trace of a write that never completed, so [`recover`] cuts it off and reports it.
+//!   An end marker (zeros where a frame header would be) is not: records end there, and what
+//!   follows is the rest of a recycled segment (see [`JournalWriter::remove_segments_before`]).
 //!   Anything else that is wrong — a bad frame with a valid one after it, a bad frame in an
 //!   older segment, a gap or repeat in the sequence — means acknowledged data is damaged, so
 //!   recovery stops with an error that names the file, the byte offset and the sequence
@@ -79,6 +81,9 @@ pub struct Recovery {
     pub first_seq: u64,
     pub last_seq: u64,
     pub records: u64,
+    /// Where the next record goes: the last segment that stays, and the offset where its
+    /// records end (at an end marker, or at the end of the file). None when no segment stays.
+    pub end: Option<RecordLocation>,
     pub tail_repaired: Option<TailRepair>,
 }
 

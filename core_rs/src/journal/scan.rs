@@ -72,9 +72,11 @@ struct Torn {
     reason: String,
 }
 
-/// What one segment held: the sequence number expected next, and a torn tail if any.
+/// What one segment held: the sequence number expected next, the offset where its records
+/// end, and a torn tail if any.
 struct SegmentEnd {
     next_seq: u64,
+    end_offset: u64,
     torn: Option<Torn>,
 }
 
@@ -211,6 +213,25 @@ fn judge_bad_frame(
     Err(JournalError::Corrupt { file: segment.path.clone(), offset, seq, reason })
 }
 
+/// The verdict on an end marker at `offset` (zeros where a frame header would be): the end of
+/// the segment's records, unless a frame that could follow them comes later (then the zeros
+/// are damage). What lies after it may be zeros or a recycled segment's stale frames.
+fn judge_end_marker(segment: &Segment, offset: u64, rest: &[u8], seq: u64) -> Result<(), JournalError> {
+    match format::find_valid_frame_after(rest, 1, seq) {
+        None => Ok(()),
+        Some((after, frame)) => Err(JournalError::Corrupt {
+            file: segment.path.clone(),
+            offset,
+            seq,
+            reason: format!(
+                "zeros where a frame header belongs; a valid frame (seq {}) follows at offset {}",
+                frame.seq,
+                offset + after as u64
+            ),
+        }),
+    }
+}
+
 /// Judges one segment and hands every valid record to `visit(seq, payload, offset)`.
 fn scan_segment<E>(
     segment: &Segment,
@@ -231,14 +252,14 @@ fn scan_segment<E>(
         let reason = format::decode_segment_header(header_bytes).err().unwrap_or_default();
         let file_bytes = header_bytes.len() as u64;
         let torn = Torn { path: segment.path.clone(), offset: 0, file_bytes, header: true, reason };
-        return Ok(SegmentEnd { next_seq: segment.first_seq, torn: Some(torn) });
+        return Ok(SegmentEnd { next_seq: segment.first_seq, end_offset: 0, torn: Some(torn) });
     };
     chunks.consume(SEGMENT_HEADER_BYTES);
     loop {
         chunks.fill(FRAME_HEADER_BYTES).map_err(io)?;
         let available = chunks.available();
         if available.is_empty() {
-            return Ok(SegmentEnd { next_seq: seq, torn: None });
+            return Ok(SegmentEnd { next_seq: seq, end_offset: chunks.offset, torn: None });
         }
         if available.len() >= FRAME_HEADER_BYTES {
             let len = u32::from_le_bytes([available[0], available[1], available[2], available[3]]);
@@ -247,7 +268,11 @@ fn scan_segment<E>(
             }
         }
         let offset = chunks.offset;
-        match format::check_frame(chunks.available(), 0) {
+        let frame = format::check_frame(chunks.available(), 0).and_then(|frame| match frame.seq < segment.first_seq {
+            true => Err(format!("stale frame of seq {} from before the segment's first", frame.seq)),
+            false => Ok(frame),
+        });
+        match frame {
             Ok(frame) if frame.seq == seq => {
                 visit(seq, &chunks.available()[frame.payload_start..frame.end], offset).map_err(ReadError::Visitor)?;
                 chunks.consume(frame.end);
@@ -263,9 +288,13 @@ fn scan_segment<E>(
                 }));
             }
             Err(reason) => {
+                let end_marked = format::is_end_marker(chunks.available());
                 let rest = chunks.rest().map_err(io)?;
-                let torn = judge_bad_frame(segment, offset, &rest, seq, is_last, reason)?;
-                return Ok(SegmentEnd { next_seq: seq, torn: Some(torn) });
+                let torn = match end_marked {
+                    true => judge_end_marker(segment, offset, &rest, seq).map(|()| None)?,
+                    false => Some(judge_bad_frame(segment, offset, &rest, seq, is_last, reason)?),
+                };
+                return Ok(SegmentEnd { next_seq: seq, end_offset: offset, torn });
             }
         }
     }
@@ -280,7 +309,7 @@ fn scan<E>(
     let segments = list_segments(dir)?;
     // Segments whose records all precede `from_seq` are skipped unread; the rest are judged whole.
     let skip = segments.windows(2).take_while(|pair| pair[1].first_seq <= from_seq).count();
-    let mut recovery = Recovery { first_seq: 0, last_seq: 0, records: 0, tail_repaired: None };
+    let mut recovery = Recovery { first_seq: 0, last_seq: 0, records: 0, end: None, tail_repaired: None };
     let mut buffer = Vec::with_capacity(CHUNK_BYTES);
     let mut expected_seq = None;
     let mut torn = None;
@@ -301,6 +330,9 @@ fn scan<E>(
         let end = scan_segment(segment, &mut chunks, expected_seq, is_last, &mut count)?;
         buffer = chunks.into_buffer();
         expected_seq = Some(end.next_seq);
+        if !end.torn.as_ref().is_some_and(|torn| torn.header) {
+            recovery.end = Some(RecordLocation { file: segment.path.clone(), offset: end.end_offset });
+        }
         torn = end.torn;
     }
     Ok((recovery, torn))
@@ -409,15 +441,22 @@ fn located<E>(
 /// Deletes, oldest first, the segments whose records all precede `seq` (the next segment starts
 /// at or before `seq`); never the last segment. Returns how many it deleted.
 pub fn remove_segments_before(dir: &Path, seq: u64) -> Result<usize, JournalError> {
-    let segments = list_segments(dir)?;
-    let removable = segments.windows(2).take_while(|pair| pair[1].first_seq <= seq).count();
-    for segment in &segments[..removable] {
+    let removable = segments_before(dir, seq)?;
+    for segment in &removable {
         fs::remove_file(&segment.path).map_err(|e| JournalError::io("removing", &segment.path, e))?;
     }
-    if removable > 0 {
+    if !removable.is_empty() {
         sync_dir(&segments_dir(dir))?;
     }
-    Ok(removable)
+    Ok(removable.len())
+}
+
+/// The segments, oldest first, whose records all precede `seq`; never the last segment.
+pub(crate) fn segments_before(dir: &Path, seq: u64) -> Result<Vec<Segment>, JournalError> {
+    let mut segments = list_segments(dir)?;
+    let removable = segments.windows(2).take_while(|pair| pair[1].first_seq <= seq).count();
+    segments.truncate(removable);
+    Ok(segments)
 }
 
 /// Removes every record after `seq`, as a Raft log drops the entries a new leader overrode:

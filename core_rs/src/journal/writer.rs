@@ -12,6 +12,13 @@
 //! - A segment is rolled only at a batch boundary, once it has passed `segment_bytes`; the
 //!   previous segment was synced with its last batch, and the directory is synced after the
 //!   new segment is created, before any of its records count as durable.
+//! - Segments retired by [`JournalWriter::remove_segments_before`] are recycled: the newest one
+//!   is kept as the spare, and the next roll overwrites it instead of appending to a new file.
+//!   An overwrite's `fdatasync` writes data only, while an append's must also commit the new
+//!   file size to the filesystem's own journal (about twice the time on this project's VMs).
+//!   The new header and first batch are written and synced under the spare's name before it
+//!   is renamed, so a segment name never shows a stale header; every batch written inside the
+//!   file is followed by an end marker, so the stale frames after it are never read.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -21,11 +28,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::format::{self, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-use super::scan::list_segments;
+use super::scan::{list_segments, segments_before};
 use super::{
     segments_dir, sync_dir, JournalError, RecordLocation, Recovery, GROUP_COMMIT_WINDOW_US_DEFAULT, PAYLOAD_BYTES_MAX,
     PENDING_BYTES_MAX_DEFAULT, RETRY_INTERVAL_MS_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MIN,
 };
+
+/// A retired segment kept for the next roll, in `<dir>/journal/`. Not a segment name, so
+/// recovery never reads it; a writer that opens deletes it (its frames could follow its own).
+const SPARE_FILE_NAME: &str = "spare.recycled";
 
 /// Whether a batch counts as durable after `fdatasync` or merely after `write`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +58,8 @@ pub struct JournalConfig {
     pub retry_interval_ms: u64,
     /// Encoded bytes pending before `append` blocks until the flusher takes them.
     pub pending_bytes_max: u64,
+    /// Keep a retired segment to overwrite at the next roll instead of deleting it.
+    pub recycle_segments: bool,
 }
 
 impl JournalConfig {
@@ -58,6 +71,7 @@ impl JournalConfig {
             sync: SyncMode::Fsync,
             retry_interval_ms: RETRY_INTERVAL_MS_DEFAULT,
             pending_bytes_max: PENDING_BYTES_MAX_DEFAULT,
+            recycle_segments: true,
         }
     }
 
@@ -113,6 +127,10 @@ struct State {
     flusher_stopped: bool,
     durable_file: PathBuf,
     durable_offset: u64,
+    /// The retired segment the next roll overwrites, renamed to [`SPARE_FILE_NAME`].
+    spare: Option<File>,
+    /// The flusher is writing the spare under its name: no other file may take that name.
+    spare_in_use: bool,
     status: JournalStatus,
 }
 
@@ -173,6 +191,8 @@ impl JournalWriter {
             flusher_stopped: false,
             durable_file: active.path.clone(),
             durable_offset: active.offset,
+            spare: None,
+            spare_in_use: false,
             status: JournalStatus {
                 health: JournalHealth::Healthy,
                 next_seq,
@@ -349,6 +369,31 @@ impl JournalWriter {
         }
     }
 
+    /// Deletes, oldest first, the segments whose records all precede `seq`, as
+    /// [`remove_segments_before`](super::remove_segments_before) does, but keeps the newest of
+    /// them as the spare the next roll overwrites (with `recycle_segments`, and when no spare
+    /// is held). Returns how many segments it retired.
+    pub fn remove_segments_before(&self, seq: u64) -> Result<usize, JournalError> {
+        let dir = &self.shared.config.dir;
+        let removable = segments_before(dir, seq)?;
+        let Some((newest, older)) = removable.split_last() else { return Ok(0) };
+        for segment in older {
+            fs::remove_file(&segment.path).map_err(|e| JournalError::io("removing", &segment.path, e))?;
+        }
+        let mut state = self.shared.lock();
+        if self.shared.config.recycle_segments && state.spare.is_none() && !state.spare_in_use {
+            let spare_path = segments_dir(dir).join(SPARE_FILE_NAME);
+            let file = open_read_write(&newest.path)?;
+            fs::rename(&newest.path, &spare_path).map_err(|e| JournalError::io("renaming", &newest.path, e))?;
+            state.spare = Some(file);
+        } else {
+            fs::remove_file(&newest.path).map_err(|e| JournalError::io("removing", &newest.path, e))?;
+        }
+        drop(state);
+        sync_dir(&segments_dir(dir))?;
+        Ok(removable.len())
+    }
+
     pub fn durable_seq(&self) -> u64 {
         self.shared.lock().status.durable_seq
     }
@@ -403,6 +448,8 @@ struct ActiveSegment {
     path: PathBuf,
     file: File,
     offset: u64,
+    /// The file's length: past `offset` lie zeros or a recycled segment's stale bytes.
+    file_bytes: u64,
     segment_bytes: u64,
     sync: SyncMode,
 }
@@ -414,14 +461,25 @@ impl ActiveSegment {
         let segments_dir = segments_dir(&config.dir);
         fs::create_dir_all(&segments_dir).map_err(|e| JournalError::io("creating", &segments_dir, e))?;
         sync_dir(&config.dir)?;
+        let spare_path = segments_dir.join(SPARE_FILE_NAME);
+        match fs::remove_file(&spare_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(JournalError::io("removing", &spare_path, e))
+            }
+            _ => {}
+        }
         let segments = list_segments(&config.dir)?;
         let Some(last) = segments.last() else {
             return Self::create(config, &segments_dir, next_seq);
         };
-        let file = open_read_write(&last.path)?;
-        let offset = file.metadata().map_err(|e| JournalError::io("reading metadata of", &last.path, e))?.len();
-        let empty = offset <= SEGMENT_HEADER_BYTES as u64;
         let stale = |reason: String| JournalError::Invalid { reason: format!("{reason}; run recover before open") };
+        let offset = match &recovery.end {
+            Some(end) if end.file == last.path => end.offset,
+            _ => return Err(stale(format!("the recovery does not end in {}", last.path.display()))),
+        };
+        let file = open_read_write(&last.path)?;
+        let file_bytes = file.metadata().map_err(|e| JournalError::io("reading metadata of", &last.path, e))?.len();
+        let empty = offset <= SEGMENT_HEADER_BYTES as u64;
         if recovery.records == 0 && (!empty || segments.len() > 1) {
             return Err(stale(format!("{} holds records but the recovery found none", last.path.display())));
         }
@@ -441,8 +499,15 @@ impl ActiveSegment {
             return Err(stale(format!("bad segment header in {}", last.path.display())));
         }
         let path = last.path.clone();
-        let segment =
-            ActiveSegment { segments_dir, path, file, offset, segment_bytes: config.segment_bytes, sync: config.sync };
+        let segment = ActiveSegment {
+            segments_dir,
+            path,
+            file,
+            offset,
+            file_bytes,
+            segment_bytes: config.segment_bytes,
+            sync: config.sync,
+        };
         // A crash between a write and its sync leaves records in the page cache only; they
         // count as durable from here on (retries are answered from them), so sync them first.
         segment.sync_file()?;
@@ -475,7 +540,41 @@ impl ActiveSegment {
         file.write_all_at(&format::encode_segment_header(first_seq), 0)
             .map_err(|e| JournalError::io("writing", &path, e))?;
         let segments_dir = segments_dir.to_path_buf();
-        Ok(ActiveSegment { segments_dir, path, file, offset: SEGMENT_HEADER_BYTES as u64, segment_bytes, sync })
+        let offset = SEGMENT_HEADER_BYTES as u64;
+        Ok(ActiveSegment { segments_dir, path, file, offset, file_bytes: offset, segment_bytes, sync })
+    }
+
+    /// The spare as the segment whose first record is `first_seq`, holding `batch` after its
+    /// header, written and synced under the spare's name and then renamed (not yet the
+    /// directory). On error the spare is deleted.
+    fn recycle(&self, spare: File, first_seq: u64, batch: &[u8]) -> Result<Self, JournalError> {
+        let spare_path = self.segments_dir.join(SPARE_FILE_NAME);
+        let file_bytes = spare.metadata().map_err(|e| JournalError::io("reading metadata of", &spare_path, e))?.len();
+        let mut next = ActiveSegment {
+            segments_dir: self.segments_dir.clone(),
+            path: spare_path.clone(),
+            file: spare,
+            offset: 0,
+            file_bytes,
+            segment_bytes: self.segment_bytes,
+            sync: self.sync,
+        };
+        let path = format::segment_path(&self.segments_dir, first_seq);
+        let result = next
+            .file
+            .write_all_at(&format::encode_segment_header(first_seq), 0)
+            .map_err(|e| JournalError::io("writing", &spare_path, e))
+            .and_then(|()| {
+                next.offset = SEGMENT_HEADER_BYTES as u64;
+                next.append_and_sync(batch)
+            })
+            .and_then(|()| fs::rename(&spare_path, &path).map_err(|e| JournalError::io("renaming", &spare_path, e)));
+        if let Err(error) = result {
+            let _ = fs::remove_file(&spare_path);
+            return Err(error);
+        }
+        next.path = path;
+        Ok(next)
     }
 
     fn sync_file(&self) -> Result<(), JournalError> {
@@ -486,10 +585,24 @@ impl ActiveSegment {
     }
 
     /// Writes and syncs one batch whose first record is `first_seq`, rolling to a new segment
-    /// first if this one has passed its size. On error nothing past the durable offset remains.
-    fn write_batch(&mut self, batch: &[u8], first_seq: u64) -> Result<(), JournalError> {
+    /// first if this one has passed its size: the spare if one is given, else a new file. On
+    /// error nothing past the durable offset remains.
+    fn write_batch(&mut self, batch: &[u8], first_seq: u64, spare: Option<File>) -> Result<(), JournalError> {
         if self.offset < self.segment_bytes {
             return self.append_and_sync(batch);
+        }
+        if let Some(spare) = spare {
+            let next = self.recycle(spare, first_seq, batch)?;
+            let result = match next.sync {
+                SyncMode::Fsync => sync_dir(&next.segments_dir),
+                SyncMode::NoFsyncUnsafeBenchmarkOnly => Ok(()),
+            };
+            if let Err(error) = result {
+                let _ = fs::remove_file(&next.path);
+                return Err(error);
+            }
+            *self = next;
+            return Ok(());
         }
         let mut next = Self::start(&self.segments_dir, first_seq, self.segment_bytes, self.sync)?;
         let result = next.append_and_sync(batch).and_then(|()| match next.sync {
@@ -510,20 +623,28 @@ impl ActiveSegment {
         }
     }
 
+    /// Writes `batch` at the durable offset, followed by an end marker when older bytes lie
+    /// after it, and syncs.
     fn append_and_sync(&mut self, batch: &[u8]) -> Result<(), JournalError> {
+        let end = self.offset + batch.len() as u64;
+        let marker =
+            &[0u8; FRAME_HEADER_BYTES][..self.file_bytes.saturating_sub(end).min(FRAME_HEADER_BYTES as u64) as usize];
         let result = self
             .file
             .write_all_at(batch, self.offset)
+            .and_then(|()| self.file.write_all_at(marker, end))
             .map_err(|e| JournalError::io("writing", &self.path, e))
             .and_then(|()| self.sync_file());
         match result {
             Ok(()) => {
-                self.offset += batch.len() as u64;
+                self.offset = end;
+                self.file_bytes = self.file_bytes.max(end);
                 Ok(())
             }
             Err(error) => {
                 // Best effort: what stays past the durable offset is a torn tail for `recover`.
                 let _ = self.file.set_len(self.offset);
+                self.file_bytes = self.offset;
                 Err(error)
             }
         }
@@ -568,7 +689,15 @@ impl Flusher {
             }
             let first_seq = self.batch_last_seq + 1 - self.batch_records;
             let started = Instant::now();
-            let result = self.segment.write_batch(&self.batch, first_seq);
+            let spare = match self.segment.offset >= self.segment.segment_bytes {
+                true => self.take_spare(),
+                false => None,
+            };
+            let recycling = spare.is_some();
+            let result = self.segment.write_batch(&self.batch, first_seq, spare);
+            if recycling {
+                self.shared.lock().spare_in_use = false;
+            }
             let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             match result {
                 Ok(()) => self.publish(latency_us),
@@ -616,6 +745,13 @@ impl Flusher {
         drop(state);
         shared.space.notify_all();
         true
+    }
+
+    fn take_spare(&self) -> Option<File> {
+        let mut state = self.shared.lock();
+        let spare = state.spare.take();
+        state.spare_in_use = spare.is_some();
+        spare
     }
 
     /// Waits out the group-commit window, if any, so that more records join the batch.

@@ -333,7 +333,7 @@ impl RaftLogStorage<ZoneRaft> for LogStore {
         inner.entries.drain(..purged);
         inner.first_index = log_id.index + 1;
         // Whole segments before the first entry kept; the rest of the file stays until then.
-        journal::remove_segments_before(&inner.dir, log_id.index + 2).map_err(io_error)?;
+        inner.writer().remove_segments_before(log_id.index + 2).map_err(io_error)?;
         Ok(())
     }
 }

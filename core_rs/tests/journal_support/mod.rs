@@ -65,9 +65,16 @@ pub fn location_of(dir: &Path, seq: u64) -> RecordLocation {
     found.expect("location")
 }
 
+/// The segment files of `dir`, in order (not the spare).
 pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let is_segment = |path: &PathBuf| {
+        path.file_name()
+            .and_then(|name| name.to_str())
+            .and_then(core_rs::journal::format::parse_segment_file_name)
+            .is_some()
+    };
     let mut files: Vec<PathBuf> = fs::read_dir(dir.join("journal"))
-        .map(|entries| entries.map(|entry| entry.expect("entry").path()).collect())
+        .map(|entries| entries.map(|entry| entry.expect("entry").path()).filter(is_segment).collect())
         .unwrap_or_default();
     files.sort();
     files
