@@ -1,10 +1,13 @@
 //! The durable engine's benchmark (issue #3), in one run:
-//! - the disk's own `fdatasync` latency (append 96 bytes, sync; the physical limit);
+//! - the disk's own `fdatasync` latency (96 bytes appended, or overwritten, then synced);
 //! - durable throughput and acknowledgement latency at fixed offered loads: command `i` is
 //!   planned at `i / rate`; a dispatcher sequences every command whose time has come (a
 //!   batch) and an acknowledger waits for each batch to be durable (see `offered_load`); a
 //!   command's latency runs from its planned time to its acknowledgement, so a slow fsync
-//!   counts against every command queued behind it (no coordinated omission);
+//!   counts against every command queued behind it (no coordinated omission). The engine
+//!   runs with its defaults (64 MB segments, a snapshot every 1,000,000 commands), primed so
+//!   that each load starts in a segment that follows a retirement (see `prime`); each rate
+//!   runs twice, segments recycled and, as the baseline, new segment files;
 //! - the pause a snapshot costs order entry, with 100,000 and 1,000,000 resting orders;
 //! - recovery: a journal of `--recovery-commands` commands (written without fsync to save
 //!   time; recovery reads the same bytes either way) opened from scratch: commands replayed
@@ -15,10 +18,10 @@
 //! else a seeded stream of places and cancels over 1,000 accounts.
 //!
 //! Output: one JSON object. `cargo bench --bench durable -- [--workload PATH] [--dir PATH]
-//! [--rates R1,R2] [--seconds S] [--recovery-commands N] [--recovery-only]`.
+//! [--rates R1,R2] [--seconds S] [--snapshot-every N] [--recovery-commands N] [--recovery-only]`.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -40,6 +43,8 @@ struct Options {
     dir: PathBuf,
     rates: Vec<u64>,
     seconds: u64,
+    /// Snapshots during the offered loads; the engine's default unless told.
+    snapshot_every_commands: u64,
     recovery_commands: u64,
     workload: Option<String>,
     /// Only the recovery measurement (for a long journal of the synthetic stream).
@@ -51,6 +56,7 @@ fn options() -> Options {
         dir: std::env::temp_dir(),
         rates: vec![10_000, 100_000, 500_000, 1_000_000, 2_000_000],
         seconds: 3,
+        snapshot_every_commands: DurableConfig::new(".").snapshot_every_commands,
         recovery_commands: 10_000_000,
         workload: None,
         recovery_only: false,
@@ -62,6 +68,7 @@ fn options() -> Options {
             "--dir" => options.dir = PathBuf::from(value()),
             "--rates" => options.rates = value().split(',').map(|r| r.parse().expect("a rate")).collect(),
             "--seconds" => options.seconds = value().parse().expect("seconds"),
+            "--snapshot-every" => options.snapshot_every_commands = value().parse().expect("a count"),
             "--recovery-commands" => options.recovery_commands = value().parse().expect("a count"),
             "--workload" => options.workload = Some(value()),
             "--recovery-only" => options.recovery_only = true,
@@ -81,12 +88,19 @@ fn percentiles(histogram: &Histogram<u64>) -> Value {
     })
 }
 
-fn fdatasync_latency_us(dir: &Path, samples: usize) -> Value {
+/// `fdatasync` after each 96-byte write: appended to a fresh file, or overwriting a file
+/// written and synced first (no size change for the filesystem to commit: a recycled segment).
+fn fdatasync_latency_us(dir: &Path, samples: usize, overwrite: bool) -> Value {
     let path = dir.join("fdatasync-probe");
-    let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(&path).expect("probe file");
+    let file = OpenOptions::new().create(true).write(true).truncate(true).open(&path).expect("probe file");
+    let record = [7u8; 96];
+    if overwrite {
+        file.write_all_at(&vec![1u8; samples * record.len()], 0).expect("prefill");
+        file.sync_all().expect("sync");
+    }
     let mut histogram = Histogram::<u64>::new(3).expect("histogram");
-    for _ in 0..samples {
-        file.write_all(&[7u8; 96]).expect("write");
+    for sample in 0..samples {
+        file.write_all_at(&record, (sample * record.len()) as u64).expect("write");
         let started = Instant::now();
         file.sync_data().expect("fdatasync");
         histogram.record(started.elapsed().as_micros() as u64).expect("in range");
@@ -97,10 +111,14 @@ fn fdatasync_latency_us(dir: &Path, samples: usize) -> Value {
 
 /// A durable engine in a fresh data directory, configured and set up.
 fn open_market(dir: &Path, sync: SyncMode, commands: &Commands) -> DurableEngine {
-    let _ = std::fs::remove_dir_all(dir);
     let mut config = DurableConfig::new(dir);
     config.journal.sync = sync;
     config.snapshot_every_commands = 0;
+    open_configured(config, commands)
+}
+
+fn open_configured(config: DurableConfig, commands: &Commands) -> DurableEngine {
+    let _ = std::fs::remove_dir_all(&config.journal.dir);
     let (engine, _) = DurableEngine::open(config).expect("open");
     for command in &commands.configuration {
         engine.execute(0, command).expect("configuration");
@@ -109,13 +127,39 @@ fn open_market(dir: &Path, sync: SyncMode, commands: &Commands) -> DurableEngine
     engine
 }
 
+/// Commands executed at a time while priming (see `prime`).
+const PRIME_CHUNK_COMMANDS: usize = 1 << 16;
+/// Commands available for priming: well past two 64 MB segments of 96-byte records.
+const PRIME_COMMANDS_MAX: usize = 3_000_000;
+
 /// Open-loop run at `rate` commands per second, pipelined as a gateway would drive the
 /// engine: a dispatcher thread sequences every command whose planned time has come
 /// (`sequence_records`, which does not wait), and an acknowledger thread waits for each
 /// batch to be durable, in order, and records each command's latency from its planned time.
-fn offered_load(dir: &Path, source: &Commands, rate: u64, seconds: u64) -> Value {
-    let commands = source.cycled((rate * seconds) as usize);
-    let engine = open_market(dir, SyncMode::Fsync, source);
+/// One offered load: `rate` commands per second for `seconds`, a snapshot every
+/// `snapshot_every_commands` (0: none), segments recycled or new files.
+#[derive(Clone, Copy, Debug)]
+struct Load {
+    rate: u64,
+    seconds: u64,
+    snapshot_every_commands: u64,
+    recycle_segments: bool,
+}
+
+/// The journal runs with its defaults, primed (see `prime`); with
+/// `recycle_segments` the segments snapshots retire are overwritten by later rolls, else
+/// deleted and every new segment appended to (the baseline).
+fn offered_load(dir: &Path, source: &Commands, load: Load) -> Value {
+    let Load { rate, seconds, snapshot_every_commands, recycle_segments } = load;
+    let all = source.cycled(PRIME_COMMANDS_MAX + (rate * seconds) as usize);
+    let mut config = DurableConfig::new(dir);
+    config.journal.recycle_segments = recycle_segments;
+    config.snapshot_every_commands = snapshot_every_commands;
+    let engine = open_configured(config, source);
+    let primed = prime(&engine, &all[..PRIME_COMMANDS_MAX]);
+    let start = engine.durable_position();
+    let start_file_bytes = std::fs::metadata(&start.file).expect("the active segment").len();
+    let commands = &all[primed..primed + (rate * seconds) as usize];
     let syncs_before = engine.journal_status().syncs;
     let planned = |i: usize| Duration::from_nanos((i as u128 * 1_000_000_000 / u128::from(rate)) as u64);
     // (first command index, end index, last seq) of each batch, in order.
@@ -154,14 +198,41 @@ fn offered_load(dir: &Path, source: &Commands, rate: u64, seconds: u64) -> Value
     let syncs = status.syncs - syncs_before;
     engine.close().expect("close");
     json!({
+        "segments": if recycle_segments { "recycled" } else { "new files (baseline)" },
         "offered_per_s": rate,
+        "snapshot_every_commands": snapshot_every_commands,
         "achieved_per_s": (commands.len() as f64 / elapsed.as_secs_f64()).round(),
         "commands": commands.len(),
+        "primed_commands": primed,
+        "started_in_a_recycled_segment": start_file_bytes > start.offset,
         "fsyncs": syncs,
         "commands_per_fsync": (commands.len() as f64 / syncs.max(1) as f64 * 10.0).round() / 10.0,
         "sync_latency_us_max": status.sync_latency_us_max,
         "ack_latency_us": percentiles(&histogram),
     })
+}
+
+/// Brings the journal to the start of a segment that follows a retirement: executes
+/// `commands` in chunks, unpaced, until the journal rolls; takes a snapshot, which retires the
+/// first segment (kept as the spare when recycling); executes on until the next roll. A
+/// recycling journal then takes the load in a recycled segment, the baseline in a new file.
+/// Returns how many commands it executed.
+fn prime(engine: &DurableEngine, commands: &[CommandRecord]) -> usize {
+    let (mut primed, mut events) = (0, Vec::new());
+    let mut chunks = commands.chunks(PRIME_CHUNK_COMMANDS);
+    for roll in 0..2 {
+        let file = engine.durable_position().file;
+        while engine.durable_position().file == file {
+            let chunk = chunks.next().unwrap_or_else(|| panic!("{primed} commands did not roll the journal twice"));
+            events.clear();
+            engine.execute_records(chunk, &mut events).expect("priming");
+            primed += chunk.len();
+        }
+        if roll == 0 {
+            engine.snapshot().expect("snapshot");
+        }
+    }
+    primed
 }
 
 /// The pause a snapshot costs order entry (copying the state under the sequencer's lock, as
@@ -268,9 +339,22 @@ fn main() {
         println!("{}", serde_json::to_string_pretty(&json!({ "recovery": recovered })).expect("json"));
         return;
     }
-    let fsync = fdatasync_latency_us(&dir, 2_000);
-    let loads: Vec<Value> =
-        options.rates.iter().map(|&rate| offered_load(&dir.join("load"), &source, rate, options.seconds)).collect();
+    let fsync = fdatasync_latency_us(&dir, 2_000, false);
+    let fsync_overwrite = fdatasync_latency_us(&dir, 2_000, true);
+    // Each rate twice in a row: new segment files (the baseline), then recycled segments.
+    let loads: Vec<Value> = options
+        .rates
+        .iter()
+        .flat_map(|&rate| {
+            [false, true].map(|recycle_segments| Load {
+                rate,
+                seconds: options.seconds,
+                snapshot_every_commands: options.snapshot_every_commands,
+                recycle_segments,
+            })
+        })
+        .map(|load| offered_load(&dir.join("load"), &source, load))
+        .collect();
     let recovered = recovery(&dir.join("recovery"), &source, options.recovery_commands);
     std::fs::remove_dir_all(dir.join("recovery")).expect("clean up");
     let pauses: Vec<Value> = [100_000, 1_000_000].map(|live| snapshot_pause(&dir.join("snapshot"), live)).into();
@@ -279,6 +363,7 @@ fn main() {
         "dir": options.dir,
         "workload": options.workload.as_deref().unwrap_or("synthetic places and cancels"),
         "fdatasync_latency_us": fsync,
+        "fdatasync_overwrite_latency_us": fsync_overwrite,
         "offered_loads": loads,
         "recovery": recovered,
         "snapshot_pause": pauses,
