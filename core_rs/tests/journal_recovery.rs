@@ -9,9 +9,7 @@ use std::fs::{self, OpenOptions};
 use std::path::Path;
 
 use core_rs::journal::format::{self, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-use core_rs::journal::{
-    read_from, recover, remove_segments_before, verify, JournalError, JournalWriter, ReadError, Recovery,
-};
+use core_rs::journal::{read_from, recover, verify, JournalError, JournalWriter, ReadError, Recovery};
 use journal_support::{
     append_each_durable, config, contents, copy_journal, location_of, payload, read_all, rebase, recover_and_append,
     segment_files, Rng, WAIT,
@@ -116,7 +114,6 @@ fn journal_may_start_at_any_seq_and_old_segments_go() {
         JournalWriter::open(config(dir.path(), 1024), &recover(dir.path()).expect("recover"), 1_000).expect("open");
     assert!(matches!(writer.append(1, b"x"), Err(JournalError::SeqOutOfOrder { expected_seq: 1_000, found_seq: 1 })));
     append_each_durable(&writer, 1_000, 100, TAG);
-    writer.close().expect("close");
     let recovery = recover(dir.path()).expect("recover");
     assert_eq!((recovery.first_seq, recovery.last_seq, recovery.records), (1_000, 1_099, 100));
 
@@ -125,10 +122,11 @@ fn journal_may_start_at_any_seq_and_old_segments_go() {
         .iter()
         .map(|path| format::parse_segment_file_name(path.file_name().unwrap().to_str().unwrap()).unwrap())
         .collect();
-    assert_eq!(remove_segments_before(dir.path(), firsts[2] - 1).expect("remove"), 1, "segment 0 only");
-    assert_eq!(remove_segments_before(dir.path(), firsts[2]).expect("remove"), 1, "segment 1 too");
-    assert_eq!(remove_segments_before(dir.path(), u64::MAX).expect("remove"), segments.len() - 3, "never the last");
+    assert_eq!(writer.remove_segments_before(firsts[2] - 1).expect("remove"), 1, "segment 0 only");
+    assert_eq!(writer.remove_segments_before(firsts[2]).expect("remove"), 1, "segment 1 too");
+    assert_eq!(writer.remove_segments_before(u64::MAX).expect("remove"), segments.len() - 3, "never the last");
     assert_eq!(segment_files(dir.path()), segments[segments.len() - 1..]);
+    writer.close().expect("close");
     let recovery = recover(dir.path()).expect("recover");
     assert_eq!((recovery.first_seq, recovery.last_seq), (firsts[firsts.len() - 1], 1_099));
     assert_eq!(read_all(dir.path()).first().map(|record| record.0), Some(firsts[firsts.len() - 1]));

@@ -35,7 +35,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use scan::{clear, read_from, recover, recover_reading, remove_segments_before, truncate_after, verify, ReadError};
+pub use scan::{clear, read_from, recover, recover_reading, truncate_after, verify, ReadError};
 pub use snapshot_store::{LoadedSnapshot, SkippedSnapshot, SnapshotStore, SNAPSHOTS_RETAINED_DEFAULT};
 pub use writer::{JournalConfig, JournalHealth, JournalStatus, JournalWriter, SyncMode};
 

@@ -268,9 +268,11 @@ fn scan_segment<E>(
             }
         }
         let offset = chunks.offset;
-        let frame = format::check_frame(chunks.available(), 0).and_then(|frame| match frame.seq < segment.first_seq {
-            true => Err(format!("stale frame of seq {} from before the segment's first", frame.seq)),
-            false => Ok(frame),
+        let frame = format::check_frame(chunks.available(), 0).and_then(|frame| {
+            if frame.seq < segment.first_seq {
+                return Err(format!("stale frame of seq {} from before the segment's first", frame.seq));
+            }
+            Ok(frame)
         });
         match frame {
             Ok(frame) if frame.seq == seq => {
@@ -290,9 +292,11 @@ fn scan_segment<E>(
             Err(reason) => {
                 let end_marked = format::is_end_marker(chunks.available());
                 let rest = chunks.rest().map_err(io)?;
-                let torn = match end_marked {
-                    true => judge_end_marker(segment, offset, &rest, seq).map(|()| None)?,
-                    false => Some(judge_bad_frame(segment, offset, &rest, seq, is_last, reason)?),
+                let torn = if end_marked {
+                    judge_end_marker(segment, offset, &rest, seq)?;
+                    None
+                } else {
+                    Some(judge_bad_frame(segment, offset, &rest, seq, is_last, reason)?)
                 };
                 return Ok(SegmentEnd { next_seq: seq, end_offset: offset, torn });
             }
@@ -436,19 +440,6 @@ fn located<E>(
         location.offset = offset;
         visit(seq, payload, &location)
     }
-}
-
-/// Deletes, oldest first, the segments whose records all precede `seq` (the next segment starts
-/// at or before `seq`); never the last segment. Returns how many it deleted.
-pub fn remove_segments_before(dir: &Path, seq: u64) -> Result<usize, JournalError> {
-    let removable = segments_before(dir, seq)?;
-    for segment in &removable {
-        fs::remove_file(&segment.path).map_err(|e| JournalError::io("removing", &segment.path, e))?;
-    }
-    if !removable.is_empty() {
-        sync_dir(&segments_dir(dir))?;
-    }
-    Ok(removable.len())
 }
 
 /// The segments, oldest first, whose records all precede `seq`; never the last segment.

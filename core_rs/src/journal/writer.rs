@@ -127,11 +127,17 @@ struct State {
     flusher_stopped: bool,
     durable_file: PathBuf,
     durable_offset: u64,
-    /// The retired segment the next roll overwrites, renamed to [`SPARE_FILE_NAME`].
-    spare: Option<File>,
-    /// The flusher is writing the spare under its name: no other file may take that name.
-    spare_in_use: bool,
+    spare: Spare,
     status: JournalStatus,
+}
+
+/// The retired segment the next roll overwrites, renamed to [`SPARE_FILE_NAME`].
+#[derive(Debug)]
+enum Spare {
+    Absent,
+    Ready(File),
+    /// The flusher is writing it under the spare's name: no other file may take that name.
+    Writing,
 }
 
 #[derive(Debug)]
@@ -191,8 +197,7 @@ impl JournalWriter {
             flusher_stopped: false,
             durable_file: active.path.clone(),
             durable_offset: active.offset,
-            spare: None,
-            spare_in_use: false,
+            spare: Spare::Absent,
             status: JournalStatus {
                 health: JournalHealth::Healthy,
                 next_seq,
@@ -369,10 +374,10 @@ impl JournalWriter {
         }
     }
 
-    /// Deletes, oldest first, the segments whose records all precede `seq`, as
-    /// [`remove_segments_before`](super::remove_segments_before) does, but keeps the newest of
-    /// them as the spare the next roll overwrites (with `recycle_segments`, and when no spare
-    /// is held). Returns how many segments it retired.
+    /// Deletes, oldest first, the segments whose records all precede `seq` (the next segment
+    /// starts at or before `seq`; never the last segment), but keeps the newest of them as the
+    /// spare the next roll overwrites (with `recycle_segments`, and when no spare is held).
+    /// Returns how many segments it retired.
     pub fn remove_segments_before(&self, seq: u64) -> Result<usize, JournalError> {
         let dir = &self.shared.config.dir;
         let removable = segments_before(dir, seq)?;
@@ -381,11 +386,11 @@ impl JournalWriter {
             fs::remove_file(&segment.path).map_err(|e| JournalError::io("removing", &segment.path, e))?;
         }
         let mut state = self.shared.lock();
-        if self.shared.config.recycle_segments && state.spare.is_none() && !state.spare_in_use {
+        if self.shared.config.recycle_segments && matches!(state.spare, Spare::Absent) {
             let spare_path = segments_dir(dir).join(SPARE_FILE_NAME);
             let file = open_read_write(&newest.path)?;
             fs::rename(&newest.path, &spare_path).map_err(|e| JournalError::io("renaming", &newest.path, e))?;
-            state.spare = Some(file);
+            state.spare = Spare::Ready(file);
         } else {
             fs::remove_file(&newest.path).map_err(|e| JournalError::io("removing", &newest.path, e))?;
         }
@@ -591,36 +596,31 @@ impl ActiveSegment {
         if self.offset < self.segment_bytes {
             return self.append_and_sync(batch);
         }
-        if let Some(spare) = spare {
-            let next = self.recycle(spare, first_seq, batch)?;
-            let result = match next.sync {
-                SyncMode::Fsync => sync_dir(&next.segments_dir),
-                SyncMode::NoFsyncUnsafeBenchmarkOnly => Ok(()),
-            };
-            if let Err(error) = result {
+        let next = match spare {
+            Some(spare) => self.recycle(spare, first_seq, batch)?,
+            None => self.create_holding(first_seq, batch)?,
+        };
+        if next.sync == SyncMode::Fsync {
+            if let Err(error) = sync_dir(&next.segments_dir) {
+                // Best effort: a leftover segment is replaced on the retry, and `recover`
+                // removes one whose header is torn.
                 let _ = fs::remove_file(&next.path);
                 return Err(error);
             }
-            *self = next;
-            return Ok(());
         }
+        *self = next;
+        Ok(())
+    }
+
+    /// A new file as the segment whose first record is `first_seq`, holding `batch`, synced
+    /// (not yet the directory). On error the file is deleted.
+    fn create_holding(&self, first_seq: u64, batch: &[u8]) -> Result<Self, JournalError> {
         let mut next = Self::start(&self.segments_dir, first_seq, self.segment_bytes, self.sync)?;
-        let result = next.append_and_sync(batch).and_then(|()| match next.sync {
-            SyncMode::Fsync => sync_dir(&next.segments_dir),
-            SyncMode::NoFsyncUnsafeBenchmarkOnly => Ok(()),
-        });
-        match result {
-            Ok(()) => {
-                *self = next;
-                Ok(())
-            }
-            Err(error) => {
-                // Best effort: a leftover segment with only a header is replaced on the retry,
-                // and `recover` removes one whose header is torn.
-                let _ = fs::remove_file(&next.path);
-                Err(error)
-            }
+        if let Err(error) = next.append_and_sync(batch) {
+            let _ = fs::remove_file(&next.path);
+            return Err(error);
         }
+        Ok(next)
     }
 
     /// Writes `batch` at the durable offset, followed by an end marker when older bytes lie
@@ -696,7 +696,7 @@ impl Flusher {
             let recycling = spare.is_some();
             let result = self.segment.write_batch(&self.batch, first_seq, spare);
             if recycling {
-                self.shared.lock().spare_in_use = false;
+                self.shared.lock().spare = Spare::Absent;
             }
             let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             match result {
@@ -747,11 +747,19 @@ impl Flusher {
         true
     }
 
+    /// The spare if one is ready, marked as being written.
     fn take_spare(&self) -> Option<File> {
         let mut state = self.shared.lock();
-        let spare = state.spare.take();
-        state.spare_in_use = spare.is_some();
-        spare
+        match std::mem::replace(&mut state.spare, Spare::Absent) {
+            Spare::Ready(file) => {
+                state.spare = Spare::Writing;
+                Some(file)
+            }
+            other => {
+                state.spare = other;
+                None
+            }
+        }
     }
 
     /// Waits out the group-commit window, if any, so that more records join the batch.
