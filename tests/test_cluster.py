@@ -166,3 +166,40 @@ def test_supervisor_restarts_a_dead_zone_and_halts_without_quorum(cluster: Path)
         headers = signed(creds, "POST", ORDER_PATH, body)
         refused = client.post(leader.gateway + ORDER_PATH, content=body, headers=headers)
         assert refused.json()["data"][0]["sCode"] == "51022", refused.text
+
+
+def test_a_zone_that_never_answers_is_named_with_its_log(tmp_path: Path) -> None:
+    config = tmp_path / "zone-2" / "zone.toml"
+    config.parent.mkdir()
+    (config.parent / "zone.log").write_text("".join(f"line {n}\n" for n in range(30)) + "RuntimeError: boom\n")
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    port = local.free_ports(1)[0]  # nothing listens there
+    zone = local.ZoneProcess(2, config, f"http://127.0.0.1:{port}", "127.0.0.1:1", exited.pid)
+    with pytest.raises(RuntimeError) as raised:
+        local.wait_ready([zone], timeout_s=0.0)
+    message = str(raised.value)
+    assert f"zone 2 (pid {exited.pid}, not running)" in message
+    assert message.endswith("line 29\nRuntimeError: boom")
+    assert "line 10\n" not in message  # only the log's end
+
+
+class StoppedReplica:
+    """A zone's engine whose Raft member stopped (a storage error) before it held the market."""
+
+    def refresh_configuration(self) -> None:
+        pass
+
+    def instruments(self) -> list[Any]:
+        return []
+
+    def zone_status(self) -> dict[str, Any]:
+        return {"zone": 2, "role": "follower", "stopped": "storage error: truncating the log"}
+
+
+def test_a_zone_whose_replica_stopped_says_why_instead_of_waiting(tmp_path: Path) -> None:
+    from pyexchange import config as config_module
+    from pyexchange.cluster.zone import ensure_market
+
+    with pytest.raises(RuntimeError, match="zone 2: the replica stopped before it held the market: storage error"):
+        ensure_market(StoppedReplica(), config_module.load(None), tmp_path)  # type: ignore[arg-type]

@@ -188,8 +188,21 @@ def wait_ready(zones: list[ZoneProcess], timeout_s: float = READY_TIMEOUT_S) -> 
         if all(s is not None for s in statuses) and len(leaders) == 1 and None not in leaders:
             return int(leaders.pop())
         if time.monotonic() >= deadline:
-            raise RuntimeError(f"the cluster was not ready within {timeout_s:.0f} s: {statuses}")
+            silent = "".join(silent_zone_report(z) for z, s in zip(zones, statuses, strict=True) if s is None)
+            raise RuntimeError(f"the cluster was not ready within {timeout_s:.0f} s: {statuses}{silent}")
         time.sleep(0.1)
+
+
+def silent_zone_report(zone: ZoneProcess, lines: int = 20) -> str:
+    """For a zone whose gateway does not answer: whether its process lives, and its log's end."""
+    alive = False
+    if zone.pid is not None:  # a zombie (exited, not yet reaped by its parent) is not running
+        with contextlib.suppress(OSError):
+            alive = Path(f"/proc/{zone.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    log = zone.config.parent / "zone.log"
+    tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else ["(no zone.log)"]
+    state = "running" if alive else "not running"
+    return f"\nzone {zone.zone} (pid {zone.pid}, {state}), the end of {log}:\n" + "\n".join(tail)
 
 
 def up(root: Path, zones: int, host: str, config_path: str | None) -> int:

@@ -46,6 +46,7 @@ from pyexchange.config import Config
 from pyexchange.engine import Engine
 
 MARKET_POLL_S = 0.05
+WAITING_REPORT_EVERY_S = 5.0  # how often a zone waiting for its market says what it waits on
 ELECTION_TIMEOUT_MAX_MS_DEFAULT = 300  # `_core.ZoneEngine`'s
 RAFT_KEYS = ("heartbeat_ms", "election_timeout_min_ms", "election_timeout_max_ms", "snapshot_every_entries",
              "entries_kept_after_snapshot", "checkpoint_every_entries", "checkpoint_interval_ms",
@@ -158,8 +159,17 @@ def ensure_market(engine: Engine, config: Config, shared_dir: Path) -> None:
     from pyexchange.serve import configure
 
     demo = demo_accounts(shared_dir)
+    next_report = time.monotonic() + WAITING_REPORT_EVERY_S
     while not _market_ready(engine, config, demo):
         status = engine.zone_status()
+        if status["stopped"] is not None:
+            raise RuntimeError(f"zone {status['zone']}: the replica stopped before it held the market: "
+                               f"{status['stopped']}")  # fmt: skip
+        if time.monotonic() >= next_report:
+            next_report += WAITING_REPORT_EVERY_S
+            print(f"zone {status['zone']}: waiting for the market: {status['role']} in term {status['term']}, "
+                  f"leader {status['leader']}, log {status['last_log_index']}, committed {status['committed_index']}, "
+                  f"applied {status['applied_index']}", flush=True)  # fmt: skip
         # A new leader learns the commit index only once an entry of its term commits: until it
         # applied its whole log (that entry included), the market may be in the part not applied.
         applied = status["applied_index"]
