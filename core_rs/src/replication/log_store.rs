@@ -337,3 +337,80 @@ impl RaftLogStorage<ZoneRaft> for LogStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::type_config::TypeConfigExt;
+    use openraft::vote::RaftLeaderId;
+
+    use super::*;
+    use crate::replication::Proposal;
+
+    fn entry(term: u64, index: u64) -> Entry {
+        let log_id = LogId::new(openraft::vote::leader_id_adv::CommittedLeaderId::new(term, 2), index);
+        Entry::new_normal(log_id, Proposal::Configuration(bytes::Bytes::from(vec![index as u8; 40])))
+    }
+
+    async fn append(store: &mut LogStore, entries: Vec<Entry>) {
+        let (tx, rx) = ZoneRaft::oneshot();
+        store.append(entries, IOFlushed::signal(tx)).await.expect("append");
+        rx.await.expect("reported").expect("flushed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_member_truncates_what_a_new_leader_overrode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = JournalConfig::new(dir.path());
+        let mut store = LogStore::open(config.clone()).expect("open");
+        append(&mut store, (0..100).map(|i| entry(1, i)).collect()).await;
+        drop(store);
+        let mut store = LogStore::open(config.clone()).expect("reopen");
+        assert_eq!(store.get_log_state().await.expect("state").last_log_id.map(|id| id.index), Some(99));
+        store.truncate_after(Some(entry(1, 95).log_id())).await.expect("truncate");
+        append(&mut store, (96..120).map(|i| entry(2, i)).collect()).await;
+        drop(store);
+        let mut store = LogStore::open(config).expect("reopen after the truncation");
+        let entries = store.try_get_log_entries(0..200).await.expect("read");
+        let terms: Vec<(u64, u64)> = entries.iter().map(|e| (e.log_id().leader_id.term, e.index())).collect();
+        let expected: Vec<(u64, u64)> = (0..120).map(|i| (if i < 96 { 1 } else { 2 }, i)).collect();
+        assert_eq!(terms, expected);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn truncations_racing_appends_keep_the_log_whole_across_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = JournalConfig::new(dir.path());
+        let mut store = LogStore::open(config.clone()).expect("open");
+        let mut terms = Vec::new(); // the term each entry index holds, as the log should
+        let mut receivers = Vec::new();
+        for round in 0..300u64 {
+            let term = round + 1;
+            let next = terms.len() as u64;
+            let (tx, rx) = ZoneRaft::oneshot();
+            let entries: Vec<Entry> = (next..next + 5).map(|i| entry(term, i)).collect();
+            store.append(entries, IOFlushed::signal(tx)).await.expect("append");
+            receivers.push(rx);
+            terms.extend([term; 5]);
+            // Not waiting for the flush: drop the last 0-3 entries again at once.
+            let keep = terms.len() - (round % 4) as usize;
+            store.truncate_after(Some(entry(term, keep as u64 - 1).log_id())).await.expect("truncate");
+            terms.truncate(keep);
+            if round % 50 == 0 {
+                for rx in receivers.drain(..) {
+                    rx.await.expect("reported").expect("flushed");
+                }
+                drop(store);
+                store = LogStore::open(config.clone()).expect("reopen");
+            }
+        }
+        for rx in receivers {
+            rx.await.expect("reported").expect("flushed");
+        }
+        drop(store);
+        let mut store = LogStore::open(config).expect("reopen at the end");
+        let entries = store.try_get_log_entries(0..10_000).await.expect("read");
+        let found: Vec<(u64, u64)> = entries.iter().map(|e| (e.index(), e.log_id().leader_id.term)).collect();
+        let expected: Vec<(u64, u64)> = terms.iter().enumerate().map(|(i, &t)| (i as u64, t)).collect();
+        assert_eq!(found, expected);
+    }
+}
