@@ -90,6 +90,8 @@ fn percentiles(histogram: &Histogram<u64>) -> Value {
 
 /// `fdatasync` after each 96-byte write: appended to a fresh file, or overwriting a file
 /// written and synced first (no size change for the filesystem to commit: a recycled segment).
+/// Besides the syncs' latency, the acknowledgement latency an ideal group commit would get
+/// from the same syncs (see `ideal_group_commit_us`).
 fn fdatasync_latency_us(dir: &Path, samples: usize, overwrite: bool) -> Value {
     let path = dir.join("fdatasync-probe");
     let file = OpenOptions::new().create(true).write(true).truncate(true).open(&path).expect("probe file");
@@ -99,14 +101,43 @@ fn fdatasync_latency_us(dir: &Path, samples: usize, overwrite: bool) -> Value {
         file.sync_all().expect("sync");
     }
     let mut histogram = Histogram::<u64>::new(3).expect("histogram");
+    let clock = Instant::now();
+    let mut rounds = Vec::with_capacity(samples); // (write started, sync ended), µs on `clock`
     for sample in 0..samples {
+        let written = clock.elapsed();
         file.write_all_at(&record, (sample * record.len()) as u64).expect("write");
         let started = Instant::now();
         file.sync_data().expect("fdatasync");
         histogram.record(started.elapsed().as_micros() as u64).expect("in range");
+        rounds.push((written.as_micros() as u64, clock.elapsed().as_micros() as u64));
     }
     std::fs::remove_file(&path).expect("remove probe");
-    percentiles(&histogram)
+    let mut report = percentiles(&histogram);
+    report["ideal_group_commit_ack_us"] = percentiles(&ideal_group_commit_us(&rounds));
+    report
+}
+
+/// The physical limit of group commit on this disk, from a closed loop of write + sync
+/// rounds (start of the write, end of the sync): a command arriving while round `i` runs is
+/// written by round `i + 1` and acknowledged when its sync ends, so its latency is the rest
+/// of round `i` plus all of round `i + 1`, with no CPU cost counted. Arrivals are spread
+/// evenly in time (one a microsecond), so a slow sync weighs as long as it lasts, as it does
+/// for an engine's commands. With syncs of one constant length the p99 is just under 2× a
+/// sync; any spread puts it above.
+fn ideal_group_commit_us(rounds: &[(u64, u64)]) -> Histogram<u64> {
+    let mut histogram = Histogram::<u64>::new(3).expect("histogram");
+    for pair in rounds.windows(2) {
+        let (arrivals_from, arrivals_until, acked) = (pair[0].0, pair[1].0, pair[1].1);
+        for arrival in arrivals_from..arrivals_until {
+            histogram.record(acked - arrival).expect("in range");
+        }
+    }
+    histogram
+}
+
+fn ratio(numerator: u64, denominator: &Value) -> f64 {
+    let denominator = denominator.as_u64().expect("a count of µs").max(1);
+    (numerator as f64 / denominator as f64 * 100.0).round() / 100.0
 }
 
 /// A durable engine in a fresh data directory, configured and set up.
@@ -131,6 +162,8 @@ fn open_configured(config: DurableConfig, commands: &Commands) -> DurableEngine 
 const PRIME_CHUNK_COMMANDS: usize = 1 << 16;
 /// Commands available for priming: well past two 64 MB segments of 96-byte records.
 const PRIME_COMMANDS_MAX: usize = 3_000_000;
+/// The disk's syncs sampled just before each load (well under a second here).
+const PROBE_SAMPLES_PER_LOAD: usize = 1_000;
 
 /// Open-loop run at `rate` commands per second, pipelined as a gateway would drive the
 /// engine: a dispatcher thread sequences every command whose planned time has come
@@ -157,6 +190,9 @@ fn offered_load(dir: &Path, source: &Commands, load: Load) -> Value {
     config.snapshot_every_commands = snapshot_every_commands;
     let engine = open_configured(config, source);
     let primed = prime(&engine, &all[..PRIME_COMMANDS_MAX]);
+    // The disk drifts over minutes here: its syncs measured again just before the load, in
+    // the way this load's segments are written (overwritten when recycled, else appended).
+    let disk = fdatasync_latency_us(dir, PROBE_SAMPLES_PER_LOAD, recycle_segments);
     let start = engine.durable_position();
     let start_file_bytes = std::fs::metadata(&start.file).expect("the active segment").len();
     let commands = &all[primed..primed + (rate * seconds) as usize];
@@ -209,6 +245,12 @@ fn offered_load(dir: &Path, source: &Commands, load: Load) -> Value {
         "commands_per_fsync": (commands.len() as f64 / syncs.max(1) as f64 * 10.0).round() / 10.0,
         "sync_latency_us_max": status.sync_latency_us_max,
         "ack_latency_us": percentiles(&histogram),
+        "fdatasync_just_before_us": disk,
+        "ack_p99_over_fdatasync_p99": ratio(histogram.value_at_quantile(0.99), &disk["p99"]),
+        "ack_p99_over_ideal_group_commit_p99": ratio(
+            histogram.value_at_quantile(0.99),
+            &disk["ideal_group_commit_ack_us"]["p99"]
+        ),
     })
 }
 
