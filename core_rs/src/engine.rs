@@ -52,8 +52,10 @@ impl From<WireError> for EngineError {
 }
 
 /// `Clone` copies the whole state (a snapshot takes one under the sequencer's lock: a copy
-/// of memory is far quicker than serializing it).
-#[derive(Clone, Debug, Default)]
+/// of memory is far quicker than serializing it). `clone_from` copies into the memory of an
+/// engine already laid out, as far as it reaches: no allocation and no page faults there,
+/// several times quicker than a fresh clone for a large state.
+#[derive(Debug, Default)]
 pub struct Engine {
     pub(crate) seq: u64,
     pub(crate) ts_ns: i64,
@@ -63,6 +65,27 @@ pub struct Engine {
     pub(crate) orders: OrderStore,
     pub(crate) ledger: Ledger,
     pub(crate) live_orders: usize,
+}
+
+impl Clone for Engine {
+    fn clone(&self) -> Self {
+        let mut copy = Engine::default();
+        copy.clone_from(self);
+        copy
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        // Every field named, so a new one cannot be left out of the copy.
+        let Engine { seq, ts_ns, next_order_id, instruments, books, orders, ledger, live_orders } = source;
+        self.seq = *seq;
+        self.ts_ns = *ts_ns;
+        self.next_order_id = *next_order_id;
+        self.instruments.clone_from(instruments);
+        self.books.clone_from(books);
+        self.orders.clone_from(orders);
+        self.ledger.clone_from(ledger);
+        self.live_orders = *live_orders;
+    }
 }
 
 impl Engine {

@@ -24,7 +24,8 @@ pub type AccountSlot = u32;
 
 pub const FEE_ACCOUNT_SLOT: AccountSlot = 0;
 
-#[derive(Clone, Debug)]
+/// `clone_from` reuses the target's memory (see `Engine`).
+#[derive(Debug)]
 pub struct Ledger {
     assets: Vec<AssetSpec>,
     deposited_units: Vec<u64>,
@@ -37,6 +38,25 @@ pub struct Ledger {
 }
 
 const STRIDE_MIN: usize = 8;
+
+impl Clone for Ledger {
+    fn clone(&self) -> Self {
+        let mut copy = Ledger::default();
+        copy.clone_from(self);
+        copy
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        // Every field named, so a new one cannot be left out of the copy.
+        let Ledger { assets, deposited_units, slots, account_ids, balances, stride } = source;
+        self.assets.clone_from(assets);
+        self.deposited_units.clone_from(deposited_units);
+        self.slots.clone_from(slots);
+        self.account_ids.clone_from(account_ids);
+        self.balances.clone_from(balances);
+        self.stride = *stride;
+    }
+}
 
 impl Default for Ledger {
     fn default() -> Self {

@@ -112,6 +112,27 @@ proptest! {
         prop_assert_eq!(restored.snapshot(), original.snapshot());
     }
 
+    /// A snapshot copies the state into the memory of an engine laid out before (its last
+    /// snapshot's), which held another state: the copy must be the original, indexes and all.
+    #[test]
+    fn a_copy_into_another_engine_continues_identically(
+        commands in prop::collection::vec(command(), 1..160),
+        earlier in prop::collection::vec(command(), 0..160),
+        cut in 0usize..160,
+    ) {
+        let cut = cut.min(commands.len());
+        let (mut original, _) = run(&commands[..cut]);
+        let (mut copy, _) = run(&earlier);
+        copy.clone_from(&original);
+        prop_assert_eq!(copy.state_hash(), original.state_hash());
+        prop_assert_eq!(copy.snapshot(), original.snapshot());
+        for command in &commands[cut..] {
+            prop_assert_eq!(apply(&mut copy, command), apply(&mut original, command));
+        }
+        prop_assert_eq!(copy.snapshot(), original.snapshot());
+        copy.check_invariants().map_err(TestCaseError::fail)?;
+    }
+
     #[test]
     fn commands_survive_their_journal_encoding(command in command(), ts_ns in any::<i64>()) {
         let mut payload = Vec::new();

@@ -127,7 +127,8 @@ impl ClientOrder {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+/// `clone_from` reuses the target's memory (see `Engine`).
+#[derive(Debug, Default)]
 pub struct OrderStore {
     /// Live orders (and a taker while it matches); a closed order's slot is reused at once,
     /// so the slab stays as small as the books and hot in cache.
@@ -147,7 +148,7 @@ pub struct OrderStore {
 /// so a lookup touches one line of the table and the order's own. Ids are handed out in
 /// sequence, so live ids rarely share an entry while the table has at least twice as many
 /// entries as live orders; an id whose entry is taken goes to an overflow map.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct LiveIndex {
     /// A slot, or `NIL` for none; a power of two long (or empty before the first insert).
     slots: Vec<OrderSlot>,
@@ -156,6 +157,55 @@ struct LiveIndex {
 }
 
 const LIVE_INDEX_SLOTS_MIN: usize = 1 << 12;
+
+impl Clone for OrderStore {
+    fn clone(&self) -> Self {
+        let mut copy = OrderStore::default();
+        copy.clone_from(self);
+        copy
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        // Every field named, so a new one cannot be left out of the copy.
+        let OrderStore { slab, free, live, closed, closed_front_ordinal, closed_index, client_orders } = source;
+        self.slab.clone_from(slab);
+        self.free.clone_from(free);
+        self.live.clone_from(live);
+        self.closed.clone_from(closed);
+        self.closed_front_ordinal = *closed_front_ordinal;
+        self.closed_index.clone_from(closed_index);
+        self.client_orders.clone_from(client_orders);
+    }
+}
+
+impl Clone for LiveIndex {
+    fn clone(&self) -> Self {
+        let mut copy = LiveIndex::default();
+        copy.clone_from(self);
+        copy
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let LiveIndex { slots, overflow, len } = source;
+        self.slots.clone_from(slots);
+        self.overflow.clone_from(overflow);
+        self.len = *len;
+    }
+}
+
+impl Clone for ClosedIndex {
+    fn clone(&self) -> Self {
+        let mut copy = ClosedIndex::default();
+        copy.clone_from(self);
+        copy
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let ClosedIndex { slots, overflow } = source;
+        self.slots.clone_from(slots);
+        self.overflow.clone_from(overflow);
+    }
+}
 
 impl LiveIndex {
     /// The entry of `id` (any index is past the end of a table not yet laid out).
@@ -175,7 +225,7 @@ impl LiveIndex {
 /// the entries of recent closes next to each other (a hash map scatters them, and every
 /// close then costs cache misses). An entry that finds its slot taken by another retained
 /// order moves that one to an overflow map.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct ClosedIndex {
     /// (id, ordinal); id 0 marks a free slot (order ids start at 1), whatever its ordinal.
     slots: Vec<(u64, u64)>,
