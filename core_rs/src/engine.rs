@@ -68,11 +68,7 @@ pub struct Engine {
 }
 
 impl Clone for Engine {
-    fn clone(&self) -> Self {
-        let mut copy = Engine::default();
-        copy.clone_from(self);
-        copy
-    }
+    clone_through_clone_from!(Engine);
 
     fn clone_from(&mut self, source: &Self) {
         // Every field named, so a new one cannot be left out of the copy.

@@ -40,11 +40,7 @@ pub struct Ledger {
 const STRIDE_MIN: usize = 8;
 
 impl Clone for Ledger {
-    fn clone(&self) -> Self {
-        let mut copy = Ledger::default();
-        copy.clone_from(self);
-        copy
-    }
+    clone_through_clone_from!(Ledger);
 
     fn clone_from(&mut self, source: &Self) {
         // Every field named, so a new one cannot be left out of the copy.

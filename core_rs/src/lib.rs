@@ -5,6 +5,18 @@
 //! nothing of Python: the PyO3 binding is the `python` leaf module, built only with the
 //! `python` feature.
 
+/// `Clone` for a type whose `clone_from` is written by hand (a copy into the target's own
+/// memory, for snapshots): `clone` copies into a default value.
+macro_rules! clone_through_clone_from {
+    ($type:ty) => {
+        fn clone(&self) -> Self {
+            let mut copy = <$type>::default();
+            copy.clone_from(self);
+            copy
+        }
+    };
+}
+
 pub mod auction;
 pub mod book;
 mod codec;

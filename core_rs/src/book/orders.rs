@@ -159,11 +159,7 @@ struct LiveIndex {
 const LIVE_INDEX_SLOTS_MIN: usize = 1 << 12;
 
 impl Clone for OrderStore {
-    fn clone(&self) -> Self {
-        let mut copy = OrderStore::default();
-        copy.clone_from(self);
-        copy
-    }
+    clone_through_clone_from!(OrderStore);
 
     fn clone_from(&mut self, source: &Self) {
         // Every field named, so a new one cannot be left out of the copy.
@@ -179,11 +175,7 @@ impl Clone for OrderStore {
 }
 
 impl Clone for LiveIndex {
-    fn clone(&self) -> Self {
-        let mut copy = LiveIndex::default();
-        copy.clone_from(self);
-        copy
-    }
+    clone_through_clone_from!(LiveIndex);
 
     fn clone_from(&mut self, source: &Self) {
         let LiveIndex { slots, overflow, len } = source;
@@ -194,11 +186,7 @@ impl Clone for LiveIndex {
 }
 
 impl Clone for ClosedIndex {
-    fn clone(&self) -> Self {
-        let mut copy = ClosedIndex::default();
-        copy.clone_from(self);
-        copy
-    }
+    clone_through_clone_from!(ClosedIndex);
 
     fn clone_from(&mut self, source: &Self) {
         let ClosedIndex { slots, overflow } = source;
