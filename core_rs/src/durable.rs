@@ -138,17 +138,22 @@ pub struct DurableEngine {
     snapshots: Arc<SnapshotStore>,
     /// The background snapshot writer, if one is running or finished unjoined.
     snapshot_thread: Mutex<Option<SnapshotThread>>,
-    /// An engine laid out by the last snapshot (the one it restored to check its body): the
-    /// next snapshot copies the state into its memory instead of into fresh pages, which
-    /// shortens the pause several times over at the cost of keeping a second copy between
-    /// snapshots.
+    /// An engine laid out by the last snapshot (the one it restored to check its body), or
+    /// at opening by the snapshot recovery started from: the next snapshot copies the state
+    /// into its memory instead of into fresh pages, which shortens the pause several times
+    /// over at the cost of keeping a second copy of the state between snapshots.
     spare: Arc<Mutex<Option<Engine>>>,
     config: DurableConfig,
 }
 
-fn restore_newest_snapshot(store: &SnapshotStore, report: &mut OpenReport) -> Result<Engine, DurableError> {
+/// The engine of the newest valid snapshot (a new one if there is none) and that snapshot's
+/// body.
+fn restore_newest_snapshot(
+    store: &SnapshotStore,
+    report: &mut OpenReport,
+) -> Result<(Engine, Option<Vec<u8>>), DurableError> {
     let Some(loaded) = store.load_newest_valid().map_err(DurableError::Journal)? else {
-        return Ok(Engine::new());
+        return Ok((Engine::new(), None));
     };
     let engine = Engine::restore(&loaded.body)
         .map_err(|e| DurableError::Recovery(format!("snapshot {}: {e}", loaded.path.display())))?;
@@ -158,7 +163,7 @@ fn restore_newest_snapshot(store: &SnapshotStore, report: &mut OpenReport) -> Re
     }
     report.snapshot = Some((loaded.seq, loaded.path));
     report.snapshots_skipped = loaded.skipped;
-    Ok(engine)
+    Ok((engine, Some(loaded.body)))
 }
 
 /// Trading records replayed per `apply_records` call.
@@ -304,7 +309,7 @@ impl DurableEngine {
         let lock = lock_data_dir(&dir)?;
         let snapshots = Arc::new(SnapshotStore::new(&dir));
         let mut report = OpenReport::default();
-        let mut engine = restore_newest_snapshot(&snapshots, &mut report)?;
+        let (mut engine, snapshot_body) = restore_newest_snapshot(&snapshots, &mut report)?;
         let (recovery, replayed) = recover_and_replay(&dir, &mut engine)?;
         report.tail_repaired = recovery.tail_repaired.clone();
         report.replayed = replayed;
@@ -329,6 +334,16 @@ impl DurableEngine {
             spare: Arc::new(Mutex::new(None)),
             config,
         };
+        if let Some(body) = snapshot_body {
+            // The first snapshot after opening (after a restart, when the burst comes) copies
+            // into memory laid out too: the snapshot just loaded, restored once more aside.
+            let spare = Arc::clone(&durable.spare);
+            std::thread::spawn(move || {
+                if let Ok(engine) = Engine::restore(&body) {
+                    spare.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(engine);
+                }
+            });
+        }
         Ok((durable, report))
     }
 
