@@ -16,7 +16,7 @@
 //! gateways) come from `pyexchange drill`; `bench/failover.py` runs them.
 //!
 //! Output: one JSON object. `cargo bench --bench replication -- [--dir PATH] [--rates R1,R2]
-//! [--seconds S] [--kills N] [--transfers N] [--proposers N]`.
+//! [--seconds S] [--kills N] [--transfers N] [--proposers N] [--checkpoint-every N]`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,8 @@ struct Options {
     kills: usize,
     transfers: usize,
     proposers: usize,
+    /// Every replica digests its whole state at each multiple of this entry index (0: never).
+    checkpoint_every_entries: u64,
 }
 
 fn options() -> Options {
@@ -58,6 +60,7 @@ fn options() -> Options {
         kills: 20,
         transfers: 20,
         proposers: 4,
+        checkpoint_every_entries: core_rs::replication::node::CHECKPOINT_EVERY_ENTRIES_DEFAULT,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -69,6 +72,7 @@ fn options() -> Options {
             "--kills" => options.kills = value().parse().expect("a count"),
             "--transfers" => options.transfers = value().parse().expect("a count"),
             "--proposers" => options.proposers = value().parse().expect("a count"),
+            "--checkpoint-every" => options.checkpoint_every_entries = value().parse().expect("a count"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -85,6 +89,9 @@ fn percentiles_us(histogram: &Histogram<u64>) -> Value {
 }
 
 fn percentiles_ms(samples: &mut [f64]) -> Value {
+    if samples.is_empty() {
+        return json!({"n": 0}); // `--kills 0` or `--transfers 0`
+    }
     samples.sort_by(f64::total_cmp);
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
     json!({"n": samples.len(), "p50": at(0.5), "p99": at(0.99), "max": samples[samples.len() - 1]})
@@ -95,15 +102,16 @@ struct Group {
     dir: PathBuf,
     members: BTreeMap<ZoneId, String>,
     nodes: BTreeMap<ZoneId, ZoneNode>,
+    checkpoint_every_entries: u64,
 }
 
 impl Group {
-    fn start(dir: &Path) -> Group {
+    fn start(dir: &Path, checkpoint_every_entries: u64) -> Group {
         let _ = std::fs::remove_dir_all(dir);
         let listeners: Vec<_> = (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a port")).collect();
         let members = (1..=3).zip(listeners.iter().map(|l| l.local_addr().expect("bound").to_string())).collect();
         drop(listeners);
-        let mut group = Group { dir: dir.to_path_buf(), members, nodes: BTreeMap::new() };
+        let mut group = Group { dir: dir.to_path_buf(), members, nodes: BTreeMap::new(), checkpoint_every_entries };
         for zone in 1..=3 {
             group.start_member(zone);
         }
@@ -113,6 +121,7 @@ impl Group {
     fn start_member(&mut self, zone: ZoneId) {
         let mut config = NodeConfig::new(zone, self.dir.join(format!("zone-{zone}")), self.members.clone());
         config.bootstrap = true;
+        config.checkpoint_every_entries = self.checkpoint_every_entries;
         self.nodes.insert(zone, ZoneNode::start(config).expect("a member starts"));
     }
 
@@ -226,7 +235,7 @@ fn offered_load(
 fn throughput(options: &Options, commands: &Commands) -> Value {
     let mut rows = Vec::new();
     for &rate in &options.rates {
-        let group = Group::start(&options.dir.join("group"));
+        let group = Group::start(&options.dir.join("group"), options.checkpoint_every_entries);
         set_up(&group, commands);
         let leader = group.leader();
         let cluster = offered_load(commands, rate, options.seconds, options.proposers, &|batch| {
@@ -260,7 +269,7 @@ fn probe(commands: &Commands) -> Proposal {
 }
 
 fn failovers(options: &Options, commands: &Commands) -> Value {
-    let mut group = Group::start(&options.dir.join("failover"));
+    let mut group = Group::start(&options.dir.join("failover"), options.checkpoint_every_entries);
     let mut index = set_up(&group, commands);
     let mut unplanned = Vec::new();
     for _ in 0..options.kills {
@@ -304,6 +313,7 @@ fn main() {
         "election_timeout_ms": [core_rs::replication::node::ELECTION_TIMEOUT_MIN_MS_DEFAULT,
                                 core_rs::replication::node::ELECTION_TIMEOUT_MAX_MS_DEFAULT],
         "proposers": options.proposers,
+        "checkpoint_every_entries": options.checkpoint_every_entries,
         "throughput": throughput,
         "failover": failover,
     });
