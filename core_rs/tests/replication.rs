@@ -208,19 +208,36 @@ fn a_zone_that_lost_its_disk_catches_up_by_snapshot() {
     assert!(rejoined.snapshot_index.is_some(), "the wiped zone installed a snapshot: {rejoined:?}");
 }
 
+/// `probe()` once it gives something, or None after `WAIT`.
+fn eventually<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn a_checkpoint_that_differs_marks_the_replicas_diverged_and_names_the_entry() {
     let cluster = Cluster::new();
     set_up_market(&cluster);
     let index = trade(&cluster, 12, 1_000); // past the first checkpoint (every 10 entries here)
     cluster.assert_agree(index);
-    let checkpoint = cluster.nodes[&cluster.leader()].replica().newest_checkpoint().expect("a checkpoint");
+    // Digests are computed off the apply path: the leader's is there a moment later.
+    let leader = &cluster.nodes[&cluster.leader()];
+    let checkpoint = eventually(|| leader.replica().newest_checkpoint()).expect("a checkpoint");
     let mut wrong = checkpoint.1;
     wrong[0] ^= 1;
     let index = cluster.propose(&Proposal::Checkpoint { index: checkpoint.0, state_digest: wrong });
     for node in cluster.nodes.values() {
         assert!(node.replica().wait_applied(index, WAIT));
-        let diverged = node.status().diverged.expect("the replica reports the divergence");
+        // A replica whose own digest was still being computed compares once it is.
+        let diverged = eventually(|| node.status().diverged).expect("the replica reports the divergence");
         assert!(diverged.contains(&format!("zone {} diverged", node.zone())), "{diverged}");
         assert!(diverged.contains(&format!("at entry {}", checkpoint.0)), "{diverged}");
     }

@@ -6,9 +6,12 @@
 //!   the engine numbers the commands. Every replica that applied the same entries has the same
 //!   state hash.
 //! - At every entry whose index is a multiple of `checkpoint_every_entries`, each replica
-//!   records its state digest. The leader later proposes its own digest for that index; a
-//!   replica whose digest differs marks itself diverged, names the index, and its zone stops
-//!   taking orders (the zone's status says so; the orchestrator halts the markets).
+//!   records its state digest. Apply only copies the state (into the spare engine, memory
+//!   already laid out); a digest thread hashes the copy, so applying never waits for a hash
+//!   of the whole state. The leader later proposes its own digest for that index; a replica
+//!   whose digest differs marks itself diverged, names the index, and its zone stops taking
+//!   orders (the zone's status says so; the orchestrator halts the markets). A leader's digest
+//!   that arrives before the replica's own waits for it.
 //! - A snapshot is the engine's snapshot behind a header (the Raft metadata and the state
 //!   digest), in the data directory's snapshot store; installing one checks the digest of the
 //!   restored engine before it replaces anything.
@@ -18,7 +21,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -72,8 +75,19 @@ struct ReplicaState {
     membership: StoredMembership,
     /// (entry index, state digest after it), newest last.
     checkpoints: VecDeque<(u64, [u8; 32])>,
+    /// Copies of the state at checkpoint indexes, to the digest thread.
+    digests: mpsc::Sender<(u64, Engine)>,
+    /// The highest checkpoint index whose digest was asked for (0: none).
+    digests_requested: u64,
+    /// The leader's digests for checkpoints whose own digest is still being computed.
+    leader_checkpoints: VecDeque<(u64, [u8; 32])>,
     diverged: Option<String>,
     follow: Option<VecDeque<Followed>>,
+    /// An engine laid out before (by the last snapshot or checkpoint copy), so the next copy
+    /// of the state goes into memory already touched: a far shorter pause for apply than a
+    /// copy into fresh pages. Taken while the state's lock is held; a copy in use elsewhere
+    /// leaves it empty, and the next copy then takes fresh memory.
+    spare: Arc<Mutex<Option<Engine>>>,
 }
 
 /// The replica shared by the state machine (Raft's side) and the node's readers.
@@ -85,9 +99,6 @@ pub struct Replica {
     /// Signalled when an entry is applied (for `wait_applied` and followers of the queue).
     applied: Condvar,
     snapshots: SnapshotStore,
-    /// The engine the last snapshot serialized, kept so the next one copies the state into
-    /// memory already laid out (a far shorter pause for apply than a copy into fresh pages).
-    spare: Arc<Mutex<Option<Engine>>>,
 }
 
 impl Replica {
@@ -149,10 +160,12 @@ impl ReplicaState {
         };
         self.last_applied = Some(entry.log_id());
         if checkpoint_every_entries > 0 && index.is_multiple_of(checkpoint_every_entries) {
-            if self.checkpoints.len() == CHECKPOINTS_KEPT {
-                self.checkpoints.pop_front();
+            let mut copy = self.take_spare();
+            copy.clone_from(&self.engine);
+            self.digests_requested = index;
+            if let Err(mpsc::SendError((index, copy))) = self.digests.send((index, copy)) {
+                self.record_checkpoint(zone, index, copy.state_digest()); // no digest thread
             }
-            self.checkpoints.push_back((index, self.engine.state_digest()));
         }
         self.queue_followed(index, &applied, &records);
         applied
@@ -207,18 +220,48 @@ impl ReplicaState {
         Ok(Vec::new())
     }
 
+    fn take_spare(&self) -> Engine {
+        self.spare.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default()
+    }
+
+    /// Compares the leader's digest for checkpoint `index` with this replica's, now or (while
+    /// its own is being computed) once it is recorded. Checkpoints older than those kept are
+    /// not compared.
     fn compare_checkpoint(&mut self, zone: ZoneId, index: u64, leader_digest: &[u8; 32]) {
-        let own = self.checkpoints.iter().find(|(at, _)| *at == index);
-        if let Some((_, digest)) = own {
-            if digest != leader_digest && self.diverged.is_none() {
-                let message = format!(
-                    "zone {zone} diverged from the leader at entry {index}: state hash {} here, {} on the leader",
-                    hex(digest),
-                    hex(leader_digest)
-                );
-                eprintln!("REPLICA DIVERGED: {message}");
-                self.diverged = Some(message);
+        match self.checkpoints.iter().find(|(at, _)| *at == index) {
+            Some(&(_, own)) => self.check_digest(zone, index, &own, leader_digest),
+            None if index <= self.digests_requested && self.checkpoints.back().is_none_or(|(at, _)| *at < index) => {
+                if self.leader_checkpoints.len() == CHECKPOINTS_KEPT {
+                    self.leader_checkpoints.pop_front();
+                }
+                self.leader_checkpoints.push_back((index, *leader_digest));
             }
+            None => {}
+        }
+    }
+
+    /// Records this replica's digest at checkpoint `index` and compares it with the leader's,
+    /// if that came first.
+    fn record_checkpoint(&mut self, zone: ZoneId, index: u64, digest: [u8; 32]) {
+        if self.checkpoints.len() == CHECKPOINTS_KEPT {
+            self.checkpoints.pop_front();
+        }
+        self.checkpoints.push_back((index, digest));
+        if let Some(waiting) = self.leader_checkpoints.iter().position(|(at, _)| *at == index) {
+            let (_, leader_digest) = self.leader_checkpoints.remove(waiting).expect("found above");
+            self.check_digest(zone, index, &digest, &leader_digest);
+        }
+    }
+
+    fn check_digest(&mut self, zone: ZoneId, index: u64, own: &[u8; 32], leader_digest: &[u8; 32]) {
+        if own != leader_digest && self.diverged.is_none() {
+            let message = format!(
+                "zone {zone} diverged from the leader at entry {index}: state hash {} here, {} on the leader",
+                hex(own),
+                hex(leader_digest)
+            );
+            eprintln!("REPLICA DIVERGED: {message}");
+            self.diverged = Some(message);
         }
     }
 
@@ -292,27 +335,48 @@ impl StateMachine {
             }
             None => (Engine::new(), None, StoredMembership::default()),
         };
+        let (digests, copies) = mpsc::channel();
         let state = ReplicaState {
             engine,
             last_applied,
             membership,
             checkpoints: VecDeque::new(),
+            digests,
+            digests_requested: 0,
+            leader_checkpoints: VecDeque::new(),
             diverged: None,
             follow: follow.then(VecDeque::new),
+            spare: Arc::new(Mutex::new(None)),
         };
-        let replica = Replica {
+        let replica = Arc::new(Replica {
             zone,
             checkpoint_every_entries,
             state: Mutex::new(state),
             applied: Condvar::new(),
             snapshots,
-            spare: Arc::new(Mutex::new(None)),
-        };
-        Ok(StateMachine { replica: Arc::new(replica) })
+        });
+        let weak = Arc::downgrade(&replica);
+        std::thread::Builder::new()
+            .name(format!("zone-{zone}-digests"))
+            .spawn(move || digest_checkpoints(&copies, &weak))?;
+        Ok(StateMachine { replica })
     }
 
     pub fn replica(&self) -> &Arc<Replica> {
         &self.replica
+    }
+}
+
+/// The digest thread: hashes each copy of the state taken at a checkpoint, records the digest
+/// (comparing it with the leader's if that came first) and keeps the copy as the spare. Ends
+/// with the replica (the channel closes).
+fn digest_checkpoints(copies: &mpsc::Receiver<(u64, Engine)>, replica: &Weak<Replica>) {
+    for (index, copy) in copies {
+        let digest = copy.state_digest();
+        let Some(replica) = replica.upgrade() else { return };
+        let mut state = replica.lock();
+        *state.spare.lock().unwrap_or_else(PoisonError::into_inner) = Some(copy);
+        state.record_checkpoint(replica.zone, index, digest);
     }
 }
 
@@ -379,9 +443,9 @@ impl RaftStateMachine<ZoneRaft> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let spare = Arc::clone(&self.replica.spare);
-        let mut engine = spare.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default();
         let state = self.replica.lock();
+        let spare = Arc::clone(&state.spare);
+        let mut engine = state.take_spare();
         engine.clone_from(&state.engine);
         let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone() };
         SnapshotBuilder { engine: Some(engine), meta, store: self.replica.snapshots.clone(), spare }
@@ -405,6 +469,7 @@ impl RaftStateMachine<ZoneRaft> for StateMachine {
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
         state.checkpoints.clear();
+        state.leader_checkpoints.clear();
         let (index, seq) = (snapshot_seq(meta).saturating_sub(1), state.engine.seq());
         if let Some(queue) = state.follow.as_mut() {
             queue.clear();
@@ -424,5 +489,59 @@ impl RaftStateMachine<ZoneRaft> for StateMachine {
         })
         .await
         .map_err(io_error)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::vote::RaftLeaderId;
+
+    use super::*;
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(openraft::vote::leader_id_adv::CommittedLeaderId::new(1, 1), index)
+    }
+
+    /// A replica state whose digest requests go to the test, not to a digest thread.
+    fn state() -> (ReplicaState, mpsc::Receiver<(u64, Engine)>) {
+        let (digests, copies) = mpsc::channel();
+        let state = ReplicaState {
+            engine: Engine::new(),
+            last_applied: None,
+            membership: StoredMembership::default(),
+            checkpoints: VecDeque::new(),
+            digests,
+            digests_requested: 0,
+            leader_checkpoints: VecDeque::new(),
+            diverged: None,
+            follow: None,
+            spare: Arc::new(Mutex::new(None)),
+        };
+        (state, copies)
+    }
+
+    /// Applies blank entries 1..=`last` (a checkpoint every 5) and then the leader's digest
+    /// for checkpoint 5 while this replica's own is still being computed; then finishes the
+    /// digest. Whether the replica ends diverged.
+    fn leader_digest_first(wrong: bool) -> bool {
+        let (mut state, copies) = state();
+        for index in 1..=7 {
+            state.apply_entry(2, 5, &Entry::new_blank(log_id(index)));
+        }
+        let (index, copy) = copies.try_recv().expect("a copy at checkpoint 5");
+        assert_eq!(index, 5);
+        let mut leader_digest = copy.state_digest();
+        leader_digest[0] ^= u8::from(wrong);
+        let proposal = Proposal::Checkpoint { index, state_digest: leader_digest };
+        state.apply_entry(2, 5, &Entry::new_normal(log_id(8), proposal));
+        assert!(state.diverged.is_none(), "nothing to compare with yet");
+        state.record_checkpoint(2, index, copy.state_digest());
+        state.diverged.is_some()
+    }
+
+    #[test]
+    fn a_leader_digest_that_comes_first_is_compared_once_the_own_is_computed() {
+        assert!(leader_digest_first(true), "a differing digest marks the replica diverged");
+        assert!(!leader_digest_first(false), "an equal digest does not");
     }
 }
