@@ -454,6 +454,7 @@ impl DurableEngine {
         let ack_timeout = self.config.ack_timeout;
         let retain_journal = self.config.retain_journal;
         std::thread::spawn(move || {
+            crate::threads::give_way_to_order_entry();
             let body = copy.snapshot();
             drop(copy);
             // The state hash comes from the body restored: it proves the body restores before

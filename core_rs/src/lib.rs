@@ -32,6 +32,7 @@ pub mod matching;
 pub mod replication;
 mod snapshot;
 mod state;
+mod threads;
 pub mod wire;
 
 #[cfg(feature = "python")]

@@ -371,6 +371,7 @@ impl StateMachine {
 /// (comparing it with the leader's if that came first) and keeps the copy as the spare. Ends
 /// with the replica (the channel closes).
 fn digest_checkpoints(copies: &mpsc::Receiver<(u64, Engine)>, replica: &Weak<Replica>) {
+    crate::threads::give_way_to_order_entry();
     for (index, copy) in copies {
         let digest = copy.state_digest();
         let Some(replica) = replica.upgrade() else { return };
