@@ -30,6 +30,7 @@ use crate::journal::{
     self, JournalConfig, JournalError, JournalStatus, JournalWriter, Recovery, SkippedSnapshot, SnapshotStore,
     TailRepair,
 };
+use crate::spare::SpareEngine;
 use crate::wire::{decode_command, encode_command, CommandRecord, EventRecord, COMMAND_RECORD_BYTES};
 
 /// Commands between automatic snapshots by default.
@@ -138,11 +139,10 @@ pub struct DurableEngine {
     snapshots: Arc<SnapshotStore>,
     /// The background snapshot writer, if one is running or finished unjoined.
     snapshot_thread: Mutex<Option<SnapshotThread>>,
-    /// An engine laid out by the last snapshot (the one it restored to check its body), or
-    /// at opening by the snapshot recovery started from: the next snapshot copies the state
-    /// into its memory instead of into fresh pages, which shortens the pause several times
-    /// over at the cost of keeping a second copy of the state between snapshots.
-    spare: Arc<Mutex<Option<Engine>>>,
+    /// The engine the last snapshot restored to check its body, or at opening the snapshot
+    /// recovery started from: the next snapshot copies the state into its memory, which
+    /// shortens the pause several times over.
+    spare: SpareEngine,
     config: DurableConfig,
 }
 
@@ -331,16 +331,16 @@ impl DurableEngine {
             writer: Arc::new(writer),
             snapshots,
             snapshot_thread: Mutex::new(None),
-            spare: Arc::new(Mutex::new(None)),
+            spare: SpareEngine::default(),
             config,
         };
         if let Some(body) = snapshot_body {
             // The first snapshot after opening (after a restart, when the burst comes) copies
             // into memory laid out too: the snapshot just loaded, restored once more aside.
-            let spare = Arc::clone(&durable.spare);
+            let spare = durable.spare.clone();
             std::thread::spawn(move || {
                 if let Ok(engine) = Engine::restore(&body) {
-                    spare.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(engine);
+                    spare.keep(engine);
                 }
             });
         }
@@ -445,12 +445,11 @@ impl DurableEngine {
     /// background once its seq is durable.
     fn start_snapshot(&self, s: &mut Sequencer) -> SnapshotThread {
         let seq = s.engine.seq();
-        let mut copy = self.spare.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default();
-        copy.clone_from(&s.engine);
+        let copy = self.spare.copy_of(&s.engine);
         s.seq_of_last_snapshot = seq;
         let store = Arc::clone(&self.snapshots);
         let writer = Arc::clone(&self.writer);
-        let spare = Arc::clone(&self.spare);
+        let spare = self.spare.clone();
         let ack_timeout = self.config.ack_timeout;
         let retain_journal = self.config.retain_journal;
         std::thread::spawn(move || {
@@ -462,7 +461,7 @@ impl DurableEngine {
             let restored =
                 Engine::restore(&body).map_err(|e| DurableError::Recovery(format!("snapshot {seq}: {e}")))?;
             let digest = restored.state_digest();
-            *spare.lock().unwrap_or_else(PoisonError::into_inner) = Some(restored);
+            spare.keep(restored);
             writer.wait_durable(seq, ack_timeout).map_err(DurableError::Journal)?;
             let path = store.write(seq, digest, &body).map_err(DurableError::Journal)?;
             // The journal before the oldest snapshot kept is no longer needed for recovery,

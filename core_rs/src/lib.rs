@@ -31,6 +31,7 @@ pub mod limits;
 pub mod matching;
 pub mod replication;
 mod snapshot;
+mod spare;
 mod state;
 mod threads;
 pub mod wire;

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::{Applied, Entry, LogId, Proposal, SnapshotMeta, StoredMembership, ZoneId, ZoneRaft};
 use crate::codec::hex;
 use crate::journal::SnapshotStore;
+use crate::spare::SpareEngine;
 use crate::wire::{command_bytes, command_records, decode_command, event_bytes, CommandRecord, EventRecord};
 use crate::Engine;
 
@@ -83,11 +84,9 @@ struct ReplicaState {
     leader_checkpoints: VecDeque<(u64, [u8; 32])>,
     diverged: Option<String>,
     follow: Option<VecDeque<Followed>>,
-    /// An engine laid out before (by the last snapshot or checkpoint copy), so the next copy
-    /// of the state goes into memory already touched: a far shorter pause for apply than a
-    /// copy into fresh pages. Taken while the state's lock is held; a copy in use elsewhere
-    /// leaves it empty, and the next copy then takes fresh memory.
-    spare: Arc<Mutex<Option<Engine>>>,
+    /// For the copies of the state that snapshots and checkpoint digests take (apply waits
+    /// for a copy into laid-out memory, not into fresh pages).
+    spare: SpareEngine,
 }
 
 /// The replica shared by the state machine (Raft's side) and the node's readers.
@@ -160,8 +159,7 @@ impl ReplicaState {
         };
         self.last_applied = Some(entry.log_id());
         if checkpoint_every_entries > 0 && index.is_multiple_of(checkpoint_every_entries) {
-            let mut copy = self.take_spare();
-            copy.clone_from(&self.engine);
+            let copy = self.spare.copy_of(&self.engine);
             self.digests_requested = index;
             if let Err(mpsc::SendError((index, copy))) = self.digests.send((index, copy)) {
                 self.record_checkpoint(zone, index, copy.state_digest()); // no digest thread
@@ -218,10 +216,6 @@ impl ReplicaState {
         let ts_ns = ts_ns.max(self.engine.ts_ns());
         self.engine.apply(ts_ns, &command, events).map_err(|e| e.to_string())?;
         Ok(Vec::new())
-    }
-
-    fn take_spare(&self) -> Engine {
-        self.spare.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default()
     }
 
     /// Compares the leader's digest for checkpoint `index` with this replica's, now or (while
@@ -346,7 +340,7 @@ impl StateMachine {
             leader_checkpoints: VecDeque::new(),
             diverged: None,
             follow: follow.then(VecDeque::new),
-            spare: Arc::new(Mutex::new(None)),
+            spare: SpareEngine::default(),
         };
         let replica = Arc::new(Replica {
             zone,
@@ -376,7 +370,7 @@ fn digest_checkpoints(copies: &mpsc::Receiver<(u64, Engine)>, replica: &Weak<Rep
         let digest = copy.state_digest();
         let Some(replica) = replica.upgrade() else { return };
         let mut state = replica.lock();
-        *state.spare.lock().unwrap_or_else(PoisonError::into_inner) = Some(copy);
+        state.spare.keep(copy);
         state.record_checkpoint(replica.zone, index, digest);
     }
 }
@@ -389,7 +383,7 @@ pub struct SnapshotBuilder {
     meta: SnapshotMeta,
     store: SnapshotStore,
     /// Where the engine goes once serialized (the replica's spare).
-    spare: Arc<Mutex<Option<Engine>>>,
+    spare: SpareEngine,
 }
 
 /// The snapshot store names a snapshot by the journal seq of its last entry (index + 1).
@@ -402,11 +396,11 @@ impl RaftSnapshotBuilder<ZoneRaft> for SnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<ZoneSnapshot, io::Error> {
         let engine = self.engine.take().ok_or_else(|| io_error("this builder already built its snapshot"))?;
-        let (meta, store, spare) = (self.meta.clone(), self.store.clone(), Arc::clone(&self.spare));
+        let (meta, store, spare) = (self.meta.clone(), self.store.clone(), self.spare.clone());
         tokio::task::spawn_blocking(move || {
             let header = SnapshotHeader { meta, state_digest: engine.state_digest() };
             let bytes = encode_snapshot(&header, &engine.snapshot())?;
-            *spare.lock().unwrap_or_else(PoisonError::into_inner) = Some(engine);
+            spare.keep(engine);
             store.write(snapshot_seq(&header.meta), header.state_digest, &bytes).map_err(io_error)?;
             Ok(Snapshot { meta: header.meta, snapshot: io::Cursor::new(bytes) })
         })
@@ -445,11 +439,14 @@ impl RaftStateMachine<ZoneRaft> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let state = self.replica.lock();
-        let spare = Arc::clone(&state.spare);
-        let mut engine = state.take_spare();
-        engine.clone_from(&state.engine);
+        let engine = state.spare.copy_of(&state.engine);
         let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone() };
-        SnapshotBuilder { engine: Some(engine), meta, store: self.replica.snapshots.clone(), spare }
+        SnapshotBuilder {
+            engine: Some(engine),
+            meta,
+            store: self.replica.snapshots.clone(),
+            spare: state.spare.clone(),
+        }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
@@ -516,7 +513,7 @@ mod tests {
             leader_checkpoints: VecDeque::new(),
             diverged: None,
             follow: None,
-            spare: Arc::new(Mutex::new(None)),
+            spare: SpareEngine::default(),
         };
         (state, copies)
     }

@@ -1,0 +1,26 @@
+//! A spare engine: memory already laid out for a copy of the state. A snapshot or a checkpoint
+//! digest copies the state into it (`clone_from`: no allocation, no page faults where it
+//! reaches) instead of into fresh pages, and gives it back when done. The price is a second
+//! copy of the state kept between copies.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::Engine;
+
+/// Shared by whoever copies the state and whoever gives the copy back (clones share the slot).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SpareEngine(Arc<Mutex<Option<Engine>>>);
+
+impl SpareEngine {
+    /// A copy of `engine`, in the spare's memory (or fresh memory while the spare is in use).
+    pub(crate) fn copy_of(&self, engine: &Engine) -> Engine {
+        let mut copy = self.0.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default();
+        copy.clone_from(engine);
+        copy
+    }
+
+    /// Keeps `engine` (a copy done with, or any engine laid out) for the next copy.
+    pub(crate) fn keep(&self, engine: Engine) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(engine);
+    }
+}
