@@ -4,7 +4,9 @@
 //!   planned at `i / rate`; a dispatcher sequences every command whose time has come (a
 //!   batch) and an acknowledger waits for each batch to be durable (see `offered_load`); a
 //!   command's latency runs from its planned time to its acknowledgement, so a slow fsync
-//!   counts against every command queued behind it (no coordinated omission). The engine
+//!   counts against every command queued behind it (no coordinated omission). Beside it,
+//!   the journal's own sync rounds during the load and the latency an ideal group commit
+//!   would have had on them (see `on_these_syncs`): the disk's share of the latency. The engine
 //!   runs with its defaults (64 MB segments, a snapshot every 1,000,000 commands), primed so
 //!   that each load starts in a segment that follows a retirement (see `prime`); each rate
 //!   runs twice, segments recycled and, as the baseline, new segment files;
@@ -33,7 +35,7 @@ use market::{Commands, ACCOUNTS};
 use core_rs::codes::{OrderType, Side, Stp};
 use core_rs::command::{Command, PlaceOrder, NO_CLIENT_ORDER_ID};
 use core_rs::durable::{DurableConfig, DurableEngine};
-use core_rs::journal::SyncMode;
+use core_rs::journal::{SyncMode, SyncRound};
 use core_rs::wire::CommandRecord;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
@@ -232,7 +234,10 @@ fn offered_load(dir: &Path, source: &Commands, load: Load) -> Value {
     let elapsed = started.elapsed();
     let status = engine.journal_status();
     let syncs = status.syncs - syncs_before;
+    let rounds: Vec<SyncRound> =
+        engine.recent_sync_rounds().into_iter().filter(|round| round.started >= started).collect();
     engine.close().expect("close");
+    let (sync_us, ideal_us, commands_in_ideal) = on_these_syncs(&rounds, started, commands.len(), planned);
     json!({
         "segments": if recycle_segments { "recycled" } else { "new files (baseline)" },
         "offered_per_s": rate,
@@ -251,7 +256,46 @@ fn offered_load(dir: &Path, source: &Commands, load: Load) -> Value {
             histogram.value_at_quantile(0.99),
             &disk["ideal_group_commit_ack_us"]["p99"]
         ),
+        "journal_sync_us": percentiles(&sync_us),
+        "ideal_ack_us_on_these_syncs": percentiles(&ideal_us),
+        "commands_in_ideal_on_these_syncs": commands_in_ideal,
+        "ack_p99_over_ideal_on_these_syncs_p99": ratio(histogram.value_at_quantile(0.99), &json!(ideal_us.value_at_quantile(0.99))),
     })
+}
+
+/// The disk's share of a load's acknowledgement latency, from the journal's own sync rounds
+/// during the load (write plus `fdatasync` of each group commit): their latencies, and the
+/// latency an ideal group commit with no CPU cost would give each command on those very
+/// rounds. A command planned at `a` cannot be in a round that started before `a`; the first
+/// round that started after it, `k + 1`, could at best have started once both `a` had come
+/// and round `k` had ended, and taken as long as it did: ideal acknowledgement at
+/// `max(a, end of k) + duration of k + 1`. So the disk's slow syncs stay where they were in
+/// time, while any gap the engine left between rounds is not counted against the disk. The
+/// engine's own latency can only be higher; how much higher is what the engine adds.
+/// Commands planned before the oldest round kept (see `SYNC_ROUNDS_KEPT`) are left out; the
+/// count says how many are in.
+fn on_these_syncs(
+    rounds: &[SyncRound],
+    load_started: Instant,
+    commands: usize,
+    planned: impl Fn(usize) -> Duration,
+) -> (Histogram<u64>, Histogram<u64>, usize) {
+    let mut sync_us = Histogram::<u64>::new(3).expect("histogram");
+    let mut ideal_us = Histogram::<u64>::new(3).expect("histogram");
+    for round in rounds {
+        sync_us.record((round.ended - round.started).as_micros() as u64).expect("in range");
+    }
+    let Some(oldest) = rounds.first() else { return (sync_us, ideal_us, 0) };
+    let mut next = 0;
+    for arrival in (0..commands).map(|i| load_started + planned(i)).filter(|&arrival| arrival >= oldest.started) {
+        next += rounds[next..].partition_point(|round| round.started < arrival);
+        let round = rounds.get(next).expect("every command was synced by a later round");
+        let disk_free = if next == 0 { arrival } else { arrival.max(rounds[next - 1].ended) };
+        let acked = disk_free + (round.ended - round.started);
+        ideal_us.record((acked - arrival).as_micros() as u64).expect("in range");
+    }
+    let commands_in_ideal = ideal_us.len() as usize;
+    (sync_us, ideal_us, commands_in_ideal)
 }
 
 /// Brings the journal to the start of a segment that follows a retirement: executes

@@ -492,6 +492,11 @@ impl DurableEngine {
         self.writer.status()
     }
 
+    /// The journal's newest group commits (see [`JournalWriter::recent_sync_rounds`]).
+    pub fn recent_sync_rounds(&self) -> Vec<journal::SyncRound> {
+        self.writer.recent_sync_rounds()
+    }
+
     /// The segment and offset up to which the journal is synced.
     pub fn durable_position(&self) -> journal::RecordLocation {
         self.writer.durable_position()

@@ -11,7 +11,9 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use core_rs::journal::{recover, JournalError, JournalHealth, JournalWriter, PAYLOAD_BYTES_MAX};
+use core_rs::journal::{
+    recover, JournalError, JournalHealth, JournalWriter, SyncMode, SyncRound, PAYLOAD_BYTES_MAX, SYNC_ROUNDS_KEPT,
+};
 use journal_support::{config, payload, read_all, WAIT};
 
 const THREADS: u64 = 8;
@@ -60,9 +62,13 @@ fn run_threads(window_us: u64, bursts: u64, burst: u64) -> (u64, u64) {
     }
     let writer = Arc::into_inner(writer).expect("sole owner");
     let status = writer.status();
+    let rounds = writer.recent_sync_rounds();
     writer.close().expect("close");
     let records = THREADS * bursts * burst;
     assert_eq!((status.durable_seq, status.records_durable, status.health), (records, records, JournalHealth::Healthy));
+    assert_eq!(rounds.len() as u64, status.syncs, "every sync round is remembered");
+    assert_eq!(rounds.iter().map(|round| round.records).sum::<u64>(), records);
+    assert_rounds_in_order(&rounds);
 
     let all = read_all(dir.path());
     assert_eq!(all.iter().map(|record| record.0).collect::<Vec<_>>(), (1..=records).collect::<Vec<_>>());
@@ -74,6 +80,32 @@ fn run_threads(window_us: u64, bursts: u64, burst: u64) -> (u64, u64) {
     }
     assert!(next_counter.iter().all(|&count| count == bursts * burst));
     (status.syncs, records)
+}
+
+/// Each round ends after it starts and starts after the previous one ended (one flusher).
+fn assert_rounds_in_order(rounds: &[SyncRound]) {
+    assert!(rounds.iter().all(|round| round.started <= round.ended && round.records > 0));
+    assert!(rounds.windows(2).all(|pair| pair[0].ended <= pair[1].started));
+}
+
+#[test]
+fn the_newest_sync_rounds_are_kept_and_no_more() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path(), 1 << 20);
+    config.sync = SyncMode::NoFsyncUnsafeBenchmarkOnly;
+    let writer = JournalWriter::open(config, &recover(dir.path()).expect("recover"), 1).expect("open");
+    let records = (SYNC_ROUNDS_KEPT + 100) as u64;
+    for seq in 1..=records {
+        writer.append(seq, &payload(seq, 0)).expect("append");
+        writer.wait_durable(seq, WAIT).expect("durable");
+    }
+    let rounds = writer.recent_sync_rounds();
+    let syncs = writer.status().syncs;
+    writer.close().expect("close");
+    assert_eq!(syncs, records, "each record was waited for before the next was appended");
+    assert_eq!(rounds.len(), SYNC_ROUNDS_KEPT);
+    assert_rounds_in_order(&rounds);
+    assert!(rounds.iter().all(|round| round.records == 1));
 }
 
 #[test]

@@ -20,6 +20,7 @@
 //!   is renamed, so a segment name never shows a stale header; every batch written inside the
 //!   file is followed by an end marker, so the stale frames after it are never read.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -115,6 +116,18 @@ pub struct JournalStatus {
     pub write_failures: u64,
 }
 
+/// One batch the flusher wrote and synced: when its write began and when its sync returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncRound {
+    pub started: Instant,
+    pub ended: Instant,
+    pub records: u64,
+}
+
+/// Sync rounds a writer remembers (the newest), for [`JournalWriter::recent_sync_rounds`]:
+/// several seconds of group commits at this project's rates.
+pub const SYNC_ROUNDS_KEPT: usize = 1 << 14;
+
 /// Everything the callers and the flusher share, under one mutex.
 #[derive(Debug)]
 struct State {
@@ -129,6 +142,8 @@ struct State {
     durable_offset: u64,
     spare: Spare,
     status: JournalStatus,
+    /// The last `SYNC_ROUNDS_KEPT` sync rounds, oldest first.
+    sync_rounds: VecDeque<SyncRound>,
 }
 
 /// The retired segment the next roll overwrites, renamed to [`SPARE_FILE_NAME`].
@@ -209,6 +224,7 @@ impl JournalWriter {
                 sync_latency_us_max: 0,
                 write_failures: 0,
             },
+            sync_rounds: VecDeque::new(),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -407,6 +423,13 @@ impl JournalWriter {
     pub fn durable_position(&self) -> RecordLocation {
         let state = self.shared.lock();
         RecordLocation { file: state.durable_file.clone(), offset: state.durable_offset }
+    }
+
+    /// The newest sync rounds (at most [`SYNC_ROUNDS_KEPT`]), oldest first: how long each
+    /// group commit took and when, e.g. to tell the disk's share of an acknowledgement's
+    /// latency from the engine's.
+    pub fn recent_sync_rounds(&self) -> Vec<SyncRound> {
+        self.shared.lock().sync_rounds.iter().copied().collect()
     }
 
     pub fn status(&self) -> JournalStatus {
@@ -698,9 +721,8 @@ impl Flusher {
             if recycling {
                 self.shared.lock().spare = Spare::Absent;
             }
-            let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             match result {
-                Ok(()) => self.publish(latency_us),
+                Ok(()) => self.publish(started, Instant::now()),
                 Err(error) => {
                     if self.fail(&error) {
                         return Err(JournalError::Failing { reason: error.to_string() });
@@ -777,8 +799,13 @@ impl Flusher {
         state
     }
 
-    fn publish(&mut self, latency_us: u64) {
+    fn publish(&mut self, started: Instant, ended: Instant) {
+        let latency_us = u64::try_from((ended - started).as_micros()).unwrap_or(u64::MAX);
         let mut state = self.shared.lock();
+        if state.sync_rounds.len() == SYNC_ROUNDS_KEPT {
+            state.sync_rounds.pop_front();
+        }
+        state.sync_rounds.push_back(SyncRound { started, ended, records: self.batch_records });
         debug_assert!(self.batch_last_seq > state.status.durable_seq);
         state.failing = None;
         state.durable_file.clone_from(&self.segment.path);
