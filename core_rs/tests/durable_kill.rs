@@ -34,6 +34,8 @@ const ACKS_BEFORE_KILL_MIN: u64 = 30;
 const ACKS_BEFORE_KILL_MAX: u64 = 600;
 /// A command takes about one fsync here; the kill lands up to a few commands after the last ack.
 const KILL_DELAY_US_MAX: u64 = 3_000;
+/// Kills past the requested ones while none has landed in a recycled segment.
+const EXTRA_KILLS_MAX: u64 = 40;
 
 fn config(dir: &Path) -> DurableConfig {
     let mut config = DurableConfig::new(dir);
@@ -138,8 +140,10 @@ fn main() {
     let seed: u64 = std::env::var("DURABLE_KILL_SEED").map_or(20261122, |v| v.parse().expect("a seed"));
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut seq, mut recycled_lives) = (0, 0);
-    for iteration in 0..iterations {
+    let (mut seq, mut recycled_lives, mut iteration) = (0, 0, 0);
+    // A third to a half of the kills land in a recycled segment, so a short run may have none: it
+    // then goes on until one does (the point of the test), within a bound.
+    while iteration < iterations || (recycled_lives == 0 && iteration < iterations + EXTRA_KILLS_MAX) {
         let acks = ACKS_BEFORE_KILL_MIN + rng.below(ACKS_BEFORE_KILL_MAX - ACKS_BEFORE_KILL_MIN);
         let delay = Duration::from_micros(rng.below(KILL_DELAY_US_MAX));
         let acked = run_and_kill(dir.path(), acks, delay);
@@ -148,8 +152,8 @@ fn main() {
         (seq, recycled) = check_recovered(dir.path(), acked);
         recycled_lives += u64::from(recycled);
         println!("{name}: kill {iteration}: acked {acked}, recovered {seq}, in a recycled segment: {recycled}");
+        iteration += 1;
     }
-    // The point of the test: kills that land in recycled segments (about half do).
     assert!(recycled_lives > 0, "no kill landed in a recycled segment; the test proves nothing about them");
-    println!("test {name} ... ok ({iterations} kills, {recycled_lives} in recycled segments)");
+    println!("test {name} ... ok ({iteration} kills, {recycled_lives} in recycled segments)");
 }
