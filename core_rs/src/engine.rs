@@ -375,12 +375,9 @@ impl Engine {
     fn cancel_all(&mut self, account: u64, instrument: Option<u32>, out: &mut Vec<EventRecord>) {
         let mut halted = Vec::new();
         let mut auctions = Vec::new();
-        for slot in self.orders.live_slots_by_id() {
-            let order = self.orders.get(slot);
-            let order_instrument = order.instrument;
-            if order.account != account || instrument.is_some_and(|i| i != order_instrument) {
-                continue;
-            }
+        let selected = |order: &Order| order.account == account && instrument.is_none_or(|i| i == order.instrument);
+        for slot in self.orders.live_slots_by_id_where(selected) {
+            let order_instrument = self.orders.get(slot).instrument;
             match self.books[order_instrument as usize].market {
                 MarketState::Halted => {
                     halted.push(order_instrument);

@@ -473,10 +473,21 @@ impl OrderStore {
         self.closed.iter()
     }
 
-    /// Live orders in id order (for cancel-all and checks; not on the hot path).
+    /// Live orders in id order (for the state hash and checks; not on the hot path).
     pub fn live_slots_by_id(&self) -> Vec<OrderSlot> {
-        let indexed = self.live.slots.iter().copied().filter(|&slot| slot != NIL);
-        let mut slots: Vec<OrderSlot> = indexed.chain(self.live.overflow.values().copied()).collect();
+        self.live_slots_by_id_where(|_| true)
+    }
+
+    /// The live orders that `selected` picks, in id order: one pass over the slab in memory
+    /// order, and only the picked ones sorted (a kill switch sorts its account's orders, not
+    /// the whole book's).
+    pub fn live_slots_by_id_where(&self, selected: impl Fn(&Order) -> bool) -> Vec<OrderSlot> {
+        let mut slots: Vec<OrderSlot> = (0..self.slab.len() as OrderSlot)
+            .filter(|&slot| {
+                let order = &self.slab[slot as usize];
+                order.is_live() && selected(order) && self.live.holds(order.id, slot)
+            })
+            .collect();
         slots.sort_unstable_by_key(|&s| self.get(s).id);
         slots
     }
