@@ -13,7 +13,9 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::codes::{EventKind, OrderState, OrderType, Side, Stp};
 use crate::command::{ClientOrderId, PlaceOrder, NO_CLIENT_ORDER_ID};
@@ -141,7 +143,7 @@ pub struct OrderStore {
     /// Ordinal (count of orders closed before it) of `closed[0]`.
     closed_front_ordinal: u64,
     closed_index: ClosedIndex,
-    client_orders: FxHashMap<(u64, ClientOrderId), ClientOrder>,
+    client_orders: ClientOrders,
 }
 
 /// The slot of each live order, by id: a table indexed by `id % size` that holds only slots
@@ -155,6 +157,66 @@ struct LiveIndex {
     slots: Vec<OrderSlot>,
     overflow: FxHashMap<u64, OrderSlot>,
     len: usize,
+}
+
+/// Known orders placed with a client order id, by (account, client order id).
+type ClientOrderKey = (u64, ClientOrderId);
+
+const CLIENT_ORDER_SHARDS: usize = 256;
+
+/// The client order index, split over `CLIENT_ORDER_SHARDS` hash maps by bits 40–47 of the
+/// key's hash (clear of the low bits a map indexes by and of the top bits it tags entries
+/// with). A map that grows moves everything it holds in the command that makes it grow: one
+/// map of 374,000 entries stalled order entry 50 ms here, and it would grow to millions.
+/// A shard holds a 256th of them.
+#[derive(Debug)]
+struct ClientOrders {
+    shards: Vec<FxHashMap<ClientOrderKey, ClientOrder>>,
+}
+
+impl Default for ClientOrders {
+    fn default() -> Self {
+        ClientOrders { shards: (0..CLIENT_ORDER_SHARDS).map(|_| FxHashMap::default()).collect() }
+    }
+}
+
+impl Clone for ClientOrders {
+    clone_through_clone_from!(ClientOrders);
+
+    fn clone_from(&mut self, source: &Self) {
+        let ClientOrders { shards } = source;
+        self.shards.clone_from(shards);
+    }
+}
+
+impl ClientOrders {
+    fn shard(&self, key: &ClientOrderKey) -> &FxHashMap<ClientOrderKey, ClientOrder> {
+        &self.shards[Self::shard_of(key)]
+    }
+
+    fn shard_mut(&mut self, key: &ClientOrderKey) -> &mut FxHashMap<ClientOrderKey, ClientOrder> {
+        &mut self.shards[Self::shard_of(key)]
+    }
+
+    fn shard_of(key: &ClientOrderKey) -> usize {
+        (FxBuildHasher.hash_one(key) >> 40) as usize % CLIENT_ORDER_SHARDS
+    }
+
+    fn insert(&mut self, key: ClientOrderKey, known: ClientOrder) -> Option<ClientOrder> {
+        self.shard_mut(&key).insert(key, known)
+    }
+
+    fn get(&self, key: &ClientOrderKey) -> Option<&ClientOrder> {
+        self.shard(key).get(key)
+    }
+
+    fn remove(&mut self, key: &ClientOrderKey) -> Option<ClientOrder> {
+        self.shard_mut(key).remove(key)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&ClientOrderKey, &ClientOrder)> {
+        self.shards.iter().flat_map(|shard| shard.iter())
+    }
 }
 
 const LIVE_INDEX_SLOTS_MIN: usize = 1 << 12;
@@ -450,7 +512,7 @@ impl OrderStore {
     }
 
     /// Every known client order with its (account, client order id), in that order.
-    pub fn client_orders_sorted(&self) -> Vec<(&(u64, ClientOrderId), &ClientOrder)> {
+    pub fn client_orders_sorted(&self) -> Vec<(&ClientOrderKey, &ClientOrder)> {
         let mut all: Vec<_> = self.client_orders.iter().collect();
         all.sort_unstable_by_key(|(key, _)| **key);
         all
@@ -576,6 +638,45 @@ mod tests {
         let copy = store.clone();
         assert!(copy.slab.capacity() >= SLAB_SLOTS_MAX, "a copy grows without moving orders too");
         assert_eq!(copy.get(199_999).id, 200_000);
+    }
+
+    #[test]
+    fn client_orders_spread_over_the_shards_and_copy_whole() {
+        let known = |order_id| ClientOrder {
+            order_id,
+            seq: order_id,
+            ts_ns: 0,
+            price_ticks: 1,
+            size_lots: 1,
+            accepted_price_ticks: 1,
+            instrument: 0,
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            stp: Stp::CancelMaker,
+        };
+        let key = |i: u64| {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(format!("c{i:07}").as_bytes());
+            (1 + i % 7, id)
+        };
+        let mut orders = ClientOrders::default();
+        let entries = 64 * CLIENT_ORDER_SHARDS as u64;
+        for i in 0..entries {
+            assert!(orders.insert(key(i), known(i)).is_none());
+        }
+        let sizes: Vec<usize> = orders.shards.iter().map(|shard| shard.len()).collect();
+        assert!(sizes.iter().all(|&size| (16..=160).contains(&size)), "64 a shard on average: {sizes:?}");
+        for i in (0..entries).step_by(2) {
+            assert_eq!(orders.remove(&key(i)).map(|known| known.order_id), Some(i));
+        }
+        let mut copy = ClientOrders::default();
+        copy.insert(key(entries), known(entries));
+        copy.clone_from(&orders);
+        for i in 0..entries + 1 {
+            let expected = (i % 2 == 1 && i < entries).then_some(i);
+            assert_eq!(copy.get(&key(i)).map(|known| known.order_id), expected);
+        }
+        assert_eq!(copy.iter().count(), orders.iter().count());
     }
 
     #[test]
