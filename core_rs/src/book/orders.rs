@@ -308,6 +308,20 @@ impl LiveIndex {
         (id as usize) & self.previous.len().wrapping_sub(1)
     }
 
+    /// Takes `id`, held at `slot`, out of whichever table or the overflow holds it.
+    fn remove(&mut self, id: u64, slot: OrderSlot) {
+        let (entry, previous_entry) = (self.entry(id), self.previous_entry(id));
+        if self.slots[entry] == table_entry(slot) {
+            self.slots[entry] = EMPTY;
+        } else if self.previous.get(previous_entry) == Some(&table_entry(slot)) {
+            self.previous[previous_entry] = EMPTY;
+        } else {
+            let removed = self.overflow.remove(&id);
+            debug_assert_eq!(removed, Some(slot));
+        }
+        self.len -= 1;
+    }
+
     /// Whether the index maps `id` to `slot`.
     fn holds(&self, id: u64, slot: OrderSlot) -> bool {
         self.slots.get(self.entry(id)) == Some(&table_entry(slot))
@@ -474,20 +488,25 @@ impl OrderStore {
     /// The slot of a live order.
     #[inline]
     pub fn find_live(&self, order_id: u64) -> Option<OrderSlot> {
-        let slot = slot_in(*self.live.slots.get(self.live.entry(order_id))?);
-        if slot != NIL && self.slab[slot as usize].id == order_id {
+        let in_table = self.live.slots.get(self.live.entry(order_id))?;
+        if let Some(slot) = self.slot_of_id(in_table, order_id) {
             return Some(slot);
         }
-        if let Some(&entry) = self.live.previous.get(self.live.previous_entry(order_id)) {
-            let slot = slot_in(entry);
-            if slot != NIL && self.slab[slot as usize].id == order_id {
-                return Some(slot);
-            }
+        let in_previous = self.live.previous.get(self.live.previous_entry(order_id));
+        if let Some(slot) = in_previous.and_then(|entry| self.slot_of_id(entry, order_id)) {
+            return Some(slot);
         }
         if self.live.overflow.is_empty() {
             return None;
         }
         self.live.overflow.get(&order_id).copied()
+    }
+
+    /// The slot a table entry holds if the order there is `order_id`.
+    #[inline]
+    fn slot_of_id(&self, entry: &TableEntry, order_id: u64) -> Option<OrderSlot> {
+        let slot = slot_in(*entry);
+        (slot != NIL && self.slab[slot as usize].id == order_id).then_some(slot)
     }
 
     /// Asks the CPU to bring the index entry of `order_id` into cache, so that a lookup a
@@ -533,16 +552,7 @@ impl OrderStore {
     pub fn close(&mut self, slot: OrderSlot) {
         let order = self.slab[slot as usize].clone();
         debug_assert!(!order.is_live());
-        let (entry, previous_entry) = (self.live.entry(order.id), self.live.previous_entry(order.id));
-        if self.live.slots[entry] == table_entry(slot) {
-            self.live.slots[entry] = EMPTY;
-        } else if self.live.previous.get(previous_entry) == Some(&table_entry(slot)) {
-            self.live.previous[previous_entry] = EMPTY;
-        } else {
-            let removed = self.live.overflow.remove(&order.id);
-            debug_assert_eq!(removed, Some(slot));
-        }
-        self.live.len -= 1;
+        self.live.remove(order.id, slot);
         self.free.push(slot);
         if self.closed.capacity() == 0 {
             // Reserved whole, once: growing by doubling would copy tens of megabytes in one
