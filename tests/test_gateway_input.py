@@ -22,8 +22,8 @@ import pytest
 import requests
 import schemathesis
 
-from pyexchange.gateway import operator, rest
-from pyexchange.gateway.app import OrjsonResponse
+from pyexchange.gateway import okx, operator, rest
+from pyexchange.gateway.app import add_routers
 from pyexchange.gateway.auth import sign
 from tests.gateway_server import Server, running_server
 
@@ -627,9 +627,8 @@ def _routes_openapi() -> dict[str, Any]:
     make its tests at collection time; `test_fuzzed_schema_is_the_served_one` holds it to the served one.
     (`schemathesis.pytest.from_fixture` would load the served one lazily, but schemathesis 4.32 reads
     `request.node._nodeid`, which pytest 9 no longer has.)"""
-    app = fastapi.FastAPI(default_response_class=OrjsonResponse)  # as `create_app` makes it
-    app.include_router(rest.router)
-    app.include_router(operator.router)
+    app = fastapi.FastAPI(default_response_class=okx.OrjsonResponse)  # as `create_app` makes it
+    add_routers(app, (rest.router, operator.router))
     return app.openapi()
 
 

@@ -25,7 +25,7 @@ WS_LOGIN_PATH = "/users/self/verify"
 
 
 def sign(secret: str, prehash: str) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), prehash.encode(), hashlib.sha256).digest()).decode()
+    return base64.b64encode(hmac.digest(secret.encode(), prehash.encode(), "sha256")).decode()
 
 
 class Authenticator:

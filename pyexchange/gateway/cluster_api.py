@@ -20,7 +20,7 @@ from pyexchange.gateway.exchange import Exchange
 from pyexchange.gateway.replication import command_of, error_json
 from pyexchange.gateway.sequencer import Overloaded
 
-router = APIRouter(prefix="/cluster/v1")
+router = APIRouter(prefix="/cluster/v1", default_response_class=okx.OrjsonResponse)
 
 
 def _exchange(request: Request) -> Exchange:

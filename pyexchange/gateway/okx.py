@@ -12,6 +12,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import orjson
+from fastapi.responses import Response
+
 from pyexchange.gateway.market_data import decimal_str
 
 # General and authentication errors (OKX "Error Code" list, REST section 50000-50114).
@@ -113,3 +116,13 @@ def reason_error(reason: str) -> tuple[str, str]:
 def dec(value: Decimal | None) -> str:
     """A canonical decimal string (no exponent, no trailing zeros); '' for None."""
     return "" if value is None else decimal_str(value)
+
+
+class OrjsonResponse(Response):
+    """JSON by orjson: answers are plain dicts and lists of strings, rendered without a model.
+    The default response class of the app and of each of its routers (see `app.add_routers`)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)

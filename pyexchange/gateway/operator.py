@@ -38,7 +38,7 @@ from pyexchange.gateway.exchange import Exchange
 
 TOKEN_FILE = "operator-token"
 BLOCKED_FILE = "blocked-accounts.json"
-router = APIRouter(prefix="/operator/v1")
+router = APIRouter(prefix="/operator/v1", default_response_class=okx.OrjsonResponse)
 
 
 def operator_token(data_dir: Path) -> str:

@@ -34,14 +34,15 @@ async def ex(request: Request) -> Exchange:
 
 async def private(request: Request) -> ApiKey:
     body = (await request.body()).decode("utf-8", errors="replace")
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    query = request.scope["query_string"].decode("utf-8", errors="replace")
+    path = request.scope["path"] + (f"?{query}" if query else "")  # a route's own path: nothing to escape
     key: ApiKey = await request.app.state.auth.rest(request.headers, request.method, path, body)
     return key
 
 
 Ex = Annotated[Exchange, Depends(ex)]
 Key = Annotated[ApiKey, Depends(private)]
-router = APIRouter(prefix="/api/v5")
+router = APIRouter(prefix="/api/v5", default_response_class=okx.OrjsonResponse)
 
 
 def _limit(value: str | None, default: int, most: int, name: str = "limit") -> int:
@@ -279,8 +280,8 @@ async def _entry(request: Request, exchange: Exchange, key: ApiKey, op: str, *, 
 
 
 def _entry_route(op: str, *, batch: bool) -> Callable[..., Any]:
-    async def endpoint(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
-        return await _entry(request, exchange, key, op, batch=batch)
+    async def endpoint(request: Request) -> dict[str, Any]:
+        return await _entry(request, request.app.state.exchange, await private(request), op, batch=batch)
 
     return endpoint
 

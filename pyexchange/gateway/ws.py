@@ -36,7 +36,7 @@ OPS_IN_FLIGHT_MAX = 256
 PUBLIC_CHANNELS = ("books", "books5", "bbo-tbt", "trades", "tickers", "call-auction-details")
 PRIVATE_CHANNELS = ("orders", "account")
 log = logging.getLogger("pyexchange.ws")
-router = APIRouter()
+router = APIRouter(default_response_class=okx.OrjsonResponse)
 
 
 class Connection:
