@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime
 import hashlib
 import hmac
@@ -23,10 +24,12 @@ import numpy as np
 import pytest
 import websockets
 
-from pyexchange import wire
-from pyexchange.config import AdmissionConfig
-from pyexchange.gateway.exchange import LoopLag
+from pyexchange import Engine, wire
+from pyexchange.config import AdmissionConfig, load
+from pyexchange.gateway import okx
+from pyexchange.gateway.exchange import Exchange, LoopLag
 from pyexchange.gateway.sequencer import Batch, Command, Overloaded, Sequencer
+from pyexchange.gateway.ws import Hub
 from tests.gateway_server import Server, running_server
 
 BTC = "BTC-USDT"
@@ -271,10 +274,46 @@ def test_sequencer_refuses_orders_when_behind_but_takes_cancels() -> None:
         loop.close()
 
 
+class EngineThatStalls(Engine):
+    """An engine whose `submit` waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def submit(self, records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        self.release.wait(10)
+        return super().submit(records)
+
+
+def test_a_command_not_answered_in_time_is_50004_and_its_late_answer_is_dropped(tmp_path: Path) -> None:
+    config = load(None)
+    config = dataclasses.replace(config, admission=dataclasses.replace(config.admission, reply_timeout_ms=100))
+    engine = EngineThatStalls()
+    exchange = Exchange(config, tmp_path, engine)
+
+    async def scenario() -> None:
+        exchange.start(asyncio.get_running_loop(), Hub())
+        try:
+            started = time.monotonic()
+            with pytest.raises(okx.OkxError, match="No answer in time") as timed_out:
+                await exchange.submit_here(Command(wire.DEPOSIT, 1, 0, size_lots=5))
+            assert timed_out.value.code == okx.REQUEST_TIMEOUT
+            assert 0.1 <= time.monotonic() - started < 5
+            engine.release.set()  # the deposit is done after all: its answer finds nobody waiting
+            deadline = time.monotonic() + 5
+            while exchange.sequencer.batches < 1 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)  # the batch's delivery on this loop
+            assert exchange.sequencer.batches == 1 and engine.seq == 1
+        finally:
+            engine.release.set()
+            exchange.stop()
+
+    asyncio.run(scenario())
+
+
 def test_rebuild_refuses_a_journal_whose_start_was_removed(tmp_path: Path) -> None:
-    from pyexchange import Engine
-    from pyexchange.config import load
-    from pyexchange.gateway.exchange import Exchange
     from pyexchange.serve import open_engine
 
     config = load(None)

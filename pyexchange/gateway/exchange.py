@@ -102,6 +102,14 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _no_answer_in_time(future: asyncio.Future[list[Event]]) -> None:
+    """The sequencer did not answer within `admission.reply_timeout_ms` (a timer rather than
+    `asyncio.wait_for`, which costs a request a few more objects and callbacks)."""
+    if not future.done():
+        future.set_exception(okx.OkxError(okx.REQUEST_TIMEOUT, "No answer in time; the outcome is unknown: query "
+                                          "the order or retry with the same clOrdId"))  # fmt: skip
+
+
 class Exchange:
     def __init__(self, config: Config, data_dir: Path, engine: Engine, link: LeaderLink | None = None) -> None:
         """`link`: this exchange is one zone of a cluster (`engine` is its replica)."""
@@ -353,12 +361,11 @@ class Exchange:
         self.sequencer.enqueue(command)  # Overloaded propagates: the caller answers 429
         if command.kind == wire.PLACE:
             self._pending_places[command.account] = self._pending_places.get(command.account, 0) + 1
-        timeout_s = self.config.admission.reply_timeout_ms / 1000
+        expiry = loop.call_later(self.config.admission.reply_timeout_ms / 1000, _no_answer_in_time, command.future)
         try:
-            return await asyncio.wait_for(command.future, timeout_s)
-        except TimeoutError:
-            raise okx.OkxError(okx.REQUEST_TIMEOUT, "No answer in time; the outcome is unknown: query the order "
-                               "or retry with the same clOrdId") from None  # fmt: skip
+            return await command.future
+        finally:
+            expiry.cancel()
 
     async def place(self, account: int, intent: PlaceIntent) -> Outcome:
         cid = intent.client_order_id
