@@ -632,6 +632,11 @@ class Engine:
         """`failing` (None, or why the journal cannot write), `durable_seq`, `syncs`, … ."""
         return dict(self._durable().journal_status())
 
+    def recent_sync_rounds(self) -> list[tuple[int, int, int]]:
+        """The journal's newest group commits, oldest first (up to 16,384): (µs since its sync
+        returned, µs from the start of its write to the end of its sync, records it held)."""
+        return self._durable().recent_sync_rounds()
+
     def durable_position(self) -> tuple[str, int]:
         """(segment file, byte offset) up to which the journal is fsync'd."""
         path, offset = self._durable().durable_position()

@@ -90,6 +90,24 @@ def test_restart_recovers_the_state_of_an_in_memory_engine_fed_the_same_commands
     reopened.close()
 
 
+def test_the_journal_reports_its_group_commits_newest_last(data_dir: Path) -> None:
+    with Engine(data_dir, snapshot_every_commands=0) as eng:
+        setup_market(eng)
+        first = eng.seq
+        time.sleep(0.02)
+        random_session(eng, seed=3, commands=50)
+        rounds = eng.recent_sync_rounds()
+        status, last = eng.journal_status(), eng.seq
+    assert len(rounds) == status["syncs"]  # far fewer than the rounds the journal keeps
+    assert sum(records for _, _, records in rounds) == status["records_durable"] == last
+    assert all(records >= 1 and sync_us >= 1 for _, sync_us, records in rounds)
+    ages_us = [since_us for since_us, _, _ in rounds]
+    assert ages_us == sorted(ages_us, reverse=True)  # oldest first
+    # One command a call: one round each; the market's rounds ended 20 ms before the session's.
+    assert ages_us[first - 1] - ages_us[first] >= 20_000
+    assert [records for _, _, records in rounds[first:]] == [1] * (last - first)
+
+
 def test_a_retry_after_a_restart_returns_the_original_acceptance(data_dir: Path) -> None:
     with Engine(data_dir) as eng:
         setup_market(eng)

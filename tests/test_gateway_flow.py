@@ -152,6 +152,20 @@ def test_kill_switch_blocks_cancels_and_survives_a_restart(tmp_path: Path) -> No
         assert _rest(second, 0, "POST", "/api/v5/trade/order", order).json()["code"] == "0"
 
 
+def test_the_operator_sees_the_journal_s_recent_syncs(server: Server) -> None:
+    headers = {"Authorization": f"Bearer {(server.data_dir / 'operator-token').read_text().strip()}"}
+    order = {"instId": "SOL-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "10", "sz": "1"}
+    placed = _rest(server, 1, "POST", "/api/v5/trade/order", order).json()["data"][0]
+    journal = httpx.get(server.base_url + "/operator/v1/journal?seconds=5", headers=headers).json()["data"][0]
+    window = journal["window"]
+    assert placed["sCode"] == "0" and journal["failing"] is None and journal["durable_seq"] >= 1
+    assert window["seconds"] == 5 and 1 <= window["syncs"] <= journal["syncs"] and window["records"] >= 1
+    assert 1 <= window["sync_us_p50"] <= window["sync_us_p99"] <= window["sync_us_max"]
+    assert httpx.get(server.base_url + "/operator/v1/journal").status_code == 401
+    wrong = httpx.get(server.base_url + "/operator/v1/journal?seconds=0", headers=headers)
+    assert (wrong.status_code, wrong.json()["code"]) == (400, "51000")
+
+
 def test_cancel_all_after(server: Server) -> None:
     order = {"instId": "ETH-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "1500", "sz": "0.1"}
     kept = _rest(server, 0, "POST", "/api/v5/trade/order", order).json()["data"][0]["ordId"]

@@ -17,12 +17,17 @@ phase.
 
 `GET /operator/v1/admission` says where the admission ramp after a restart or failover is
 (`gateway.ramp`): seconds since it started, the rate now, what it admitted and refused.
+
+`GET /operator/v1/journal?seconds=60` gives the journal's health and counters, and its group
+commits of the last `seconds` (of the 16,384 newest): how many, the records they held, and the
+percentiles of their write-and-sync times, the disk's share of every acknowledgement.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import math
 import os
 import secrets
 import time
@@ -30,7 +35,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from pyexchange.accounts import write_json_atomically
 from pyexchange.gateway import okx
@@ -112,6 +117,24 @@ async def kill_switch(request: Request, exchange: Operator) -> dict[str, Any]:
 @router.get("/admission")
 async def admission(exchange: Operator) -> dict[str, Any]:
     return okx.envelope([{"ramp": exchange.ramp.state(time.monotonic_ns())}])
+
+
+@router.get("/journal")
+async def journal(exchange: Operator, seconds: Annotated[int, Query(ge=1, le=3600)] = 60) -> dict[str, Any]:
+    if exchange.link is not None:  # a replica: its log is Raft's
+        raise okx.OkxError(okx.PARAMETER_ERROR, "This zone's log is replicated: see /cluster/v1/status",
+                           http_status=404)  # fmt: skip
+    rounds = [r for r in exchange.engine.recent_sync_rounds() if r[0] <= seconds * 1_000_000]
+    sync_us = sorted(r[1] for r in rounds)
+    window = {"seconds": seconds, "syncs": len(sync_us), "records": sum(r[2] for r in rounds),
+              "sync_us_p50": _percentile(sync_us, 0.5), "sync_us_p99": _percentile(sync_us, 0.99),
+              "sync_us_max": sync_us[-1] if sync_us else None}  # fmt: skip
+    return okx.envelope([{**exchange.engine.journal_status(), "window": window}])
+
+
+def _percentile(ordered: list[int], q: float) -> int | None:
+    """The nearest-rank percentile of sorted values (None for none)."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else None
 
 
 def _instruments(exchange: Exchange, body: dict[str, Any]) -> list[str]:

@@ -4,7 +4,7 @@
 //! report, snapshots, journal status.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
@@ -158,6 +158,23 @@ engine_methods!(PyDurableEngine, [], {
         dict.set_item("sync_latency_us_max", status.sync_latency_us_max)?;
         dict.set_item("write_failures", status.write_failures)?;
         Ok(dict)
+    }
+
+    /// The journal's newest group commits, oldest first (at most `journal::SYNC_ROUNDS_KEPT`):
+    /// for each, (µs since its sync returned, µs from the start of its write to the end of its
+    /// sync, records it held).
+    fn recent_sync_rounds(&self) -> PyResult<Vec<(u64, u64, u64)>> {
+        let now = Instant::now();
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        Ok(self
+            .engine()?
+            .recent_sync_rounds()
+            .iter()
+            .map(|round| {
+                let since_us = micros(now.saturating_duration_since(round.ended));
+                (since_us, micros(round.ended.saturating_duration_since(round.started)), round.records)
+            })
+            .collect())
     }
 
     /// (segment file, byte offset) up to which the journal is synced.
