@@ -115,7 +115,8 @@ def serve(data_dir: str, config_path: str | None, host: str | None, port: int | 
     app = create_app(exchange, auth)
     _announce(zone, host, port, replayed)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", ws_max_size=1 << 20)
+        # No access log: at level warning its lines are never shown, yet uvicorn would build each.
+        uvicorn.run(app, host=host, port=port, log_level="warning", ws_max_size=1 << 20, access_log=False)
     finally:
         zone.engine.close()
     return 0

@@ -213,7 +213,8 @@ def run_zone(config_path: str) -> int:
               f"gateway http://{zone.host}:{zone.port} (REST /api/v5, WebSocket /ws/v5, cluster /cluster/v1), "
               f"data in {zone.data_dir}")  # fmt: skip
         sys.stdout.flush()
-        uvicorn.run(app, host=zone.host, port=zone.port, log_level="warning", ws_max_size=1 << 20)
+        # No access log: at level warning its lines are never shown, yet uvicorn would build each.
+        uvicorn.run(app, host=zone.host, port=zone.port, log_level="warning", ws_max_size=1 << 20, access_log=False)
     finally:
         engine.close()
     return 0

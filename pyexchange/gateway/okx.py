@@ -96,6 +96,11 @@ def envelope(data: list[Any], code: str = "0", msg: str = "") -> dict[str, Any]:
     return {"code": code, "msg": msg, "data": data}
 
 
+def answer(data: list[Any], code: str = "0", msg: str = "") -> OrjsonResponse:
+    """An envelope as a ready response."""
+    return OrjsonResponse(envelope(data, code, msg))
+
+
 def batch_code(outcomes: list[dict[str, str]], *, single: bool) -> tuple[str, str]:
     """(code, msg) of an order-entry answer from its per-order `sCode`s: "0" all placed, "1"
     all failed, "2" some failed (REST and WebSocket alike)."""

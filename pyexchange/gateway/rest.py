@@ -1,7 +1,8 @@
 """The REST API in OKX's v5 dialect: public market data and private trading.
 
 Query parameters are read as strings and checked here, so that a bad value gets OKX's
-code and a message (not FastAPI's 422). Private routes take the signed key through
+code and a message (not FastAPI's 422). Every route answers a ready response (`okx.answer`),
+which FastAPI passes on without validating or serializing it again. Private routes take the signed key through
 `Depends(private)`; order entry goes through `Exchange`, which answers each order with
 `sCode`/`sMsg`.
 """
@@ -14,7 +15,7 @@ from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from pyexchange.accounts import ApiKey
 from pyexchange.gateway import okx, requests
@@ -98,76 +99,76 @@ async def _json_body(request: Request) -> Any:
 
 
 @router.get("/public/time")
-async def public_time() -> dict[str, Any]:
-    return okx.envelope([{"ts": str(time.time_ns() // 1_000_000)}])
+async def public_time() -> Response:
+    return okx.answer([{"ts": str(time.time_ns() // 1_000_000)}])
 
 
 @router.get("/system/status")
-async def system_status(exchange: Ex, state: Q = None) -> dict[str, Any]:
-    return okx.envelope(exchange.status_events(state))
+async def system_status(exchange: Ex, state: Q = None) -> Response:
+    return okx.answer(exchange.status_events(state))
 
 
 @router.get("/public/instruments")
-async def instruments(exchange: Ex, instType: Q = None, instId: Q = None) -> dict[str, Any]:
+async def instruments(exchange: Ex, instType: Q = None, instId: Q = None) -> Response:
     if _inst_type(instType, required=True) != "SPOT":
-        return okx.envelope([])
+        return okx.answer([])
     symbols = [_instrument(exchange, instId)] if instId else list(exchange.instruments)
-    return okx.envelope([exchange.instrument_json(s) for s in symbols])
+    return okx.answer([exchange.instrument_json(s) for s in symbols])
 
 
-def _book(exchange: Exchange, inst_id: str | None, sz: str | None, most: int) -> dict[str, Any]:
+def _book(exchange: Exchange, inst_id: str | None, sz: str | None, most: int) -> Response:
     symbol = _instrument(exchange, inst_id)
     depth = _limit(sz, 1, most, "sz")
     book = exchange.engine.book(symbol, depth)
     rows = [[[okx.dec(p), okx.dec(s), "0", "0"] for p, s in book[side]] for side in ("asks", "bids")]
-    return okx.envelope([{"asks": rows[0], "bids": rows[1], "ts": str(time.time_ns() // 1_000_000)}])
+    return okx.answer([{"asks": rows[0], "bids": rows[1], "ts": str(time.time_ns() // 1_000_000)}])
 
 
 @router.get("/market/books")
-async def books(exchange: Ex, instId: Q = None, sz: Q = None) -> dict[str, Any]:
+async def books(exchange: Ex, instId: Q = None, sz: Q = None) -> Response:
     return _book(exchange, instId, sz, 400)
 
 
 @router.get("/market/books-full")
-async def books_full(exchange: Ex, instId: Q = None, sz: Q = None) -> dict[str, Any]:
+async def books_full(exchange: Ex, instId: Q = None, sz: Q = None) -> Response:
     return _book(exchange, instId, sz, 5000)
 
 
 @router.get("/market/ticker")
-async def ticker(exchange: Ex, instId: Q = None) -> dict[str, Any]:
-    return okx.envelope([exchange.ticker_json(_instrument(exchange, instId))])
+async def ticker(exchange: Ex, instId: Q = None) -> Response:
+    return okx.answer([exchange.ticker_json(_instrument(exchange, instId))])
 
 
 @router.get("/market/call-auction-details")
-async def call_auction_details(exchange: Ex, instId: Q = None) -> dict[str, Any]:
-    return okx.envelope([exchange.auction_json(_instrument(exchange, instId))])
+async def call_auction_details(exchange: Ex, instId: Q = None) -> Response:
+    return okx.answer([exchange.auction_json(_instrument(exchange, instId))])
 
 
 @router.get("/market/tickers")
-async def tickers(exchange: Ex, instType: Q = None) -> dict[str, Any]:
+async def tickers(exchange: Ex, instType: Q = None) -> Response:
     if _inst_type(instType, required=True) != "SPOT":
-        return okx.envelope([])
-    return okx.envelope([exchange.ticker_json(s) for s in exchange.instruments])
+        return okx.answer([])
+    return okx.answer([exchange.ticker_json(s) for s in exchange.instruments])
 
 
 @router.get("/market/trades")
-async def trades(exchange: Ex, instId: Q = None, limit: Q = None) -> dict[str, Any]:
+async def trades(exchange: Ex, instId: Q = None, limit: Q = None) -> Response:
     symbol = _instrument(exchange, instId)
     newest = list(reversed(exchange.views.trades[symbol]))[: _limit(limit, 100, 500)]
-    return okx.envelope([trade_json(symbol, t) for t in newest])
+    return okx.answer([trade_json(symbol, t) for t in newest])
 
 
 @router.get("/market/history-trades")
 async def history_trades(exchange: Ex, instId: Q = None, after: Q = None, before: Q = None, limit: Q = None,
-                         type: Q = None) -> dict[str, Any]:  # fmt: skip
+                         type: Q = None) -> Response:  # fmt: skip
     symbol = _instrument(exchange, instId)
     newest = list(reversed(exchange.views.trades[symbol]))
     page = _page(newest, lambda t: t.trade_id, after, before, _limit(limit, 100, 100))
-    return okx.envelope([trade_json(symbol, t) for t in page])
+    return okx.answer([trade_json(symbol, t) for t in page])
 
 
 def _candles(exchange: Exchange, inst_id: str | None, bar: str | None, after: str | None, before: str | None,
-             limit: str | None) -> dict[str, Any]:  # fmt: skip
+             limit: str | None) -> Response:  # fmt: skip
     symbol = _instrument(exchange, inst_id)
     try:
         rows = exchange.views.candles[symbol].rows(
@@ -176,18 +177,18 @@ def _candles(exchange: Exchange, inst_id: str | None, bar: str | None, after: st
         )  # fmt: skip
     except ValueError as error:
         raise requests.error("bar", str(error)) from None
-    return okx.envelope(rows)
+    return okx.answer(rows)
 
 
 @router.get("/market/candles")
 async def candles(exchange: Ex, instId: Q = None, bar: Q = None, after: Q = None, before: Q = None,
-                  limit: Q = None) -> dict[str, Any]:  # fmt: skip
+                  limit: Q = None) -> Response:  # fmt: skip
     return _candles(exchange, instId, bar, after, before, limit)
 
 
 @router.get("/market/history-candles")
 async def history_candles(exchange: Ex, instId: Q = None, bar: Q = None, after: Q = None, before: Q = None,
-                          limit: Q = None) -> dict[str, Any]:  # fmt: skip
+                          limit: Q = None) -> Response:  # fmt: skip
     return _candles(exchange, instId, bar, after, before, limit)
 
 
@@ -195,13 +196,13 @@ async def history_candles(exchange: Ex, instId: Q = None, bar: Q = None, after: 
 
 
 @router.get("/asset/currencies")
-async def currencies(exchange: Ex, key: Key, ccy: Q = None) -> dict[str, Any]:
+async def currencies(exchange: Ex, key: Key, ccy: Q = None) -> Response:
     wanted = set(ccy.split(",")) if ccy else None
-    return okx.envelope([exchange.currency_json(a) for a in exchange.engine.assets() if not wanted or a.name in wanted])
+    return okx.answer([exchange.currency_json(a) for a in exchange.engine.assets() if not wanted or a.name in wanted])
 
 
 @router.get("/account/balance")
-async def balance(exchange: Ex, key: Key, ccy: Q = None) -> dict[str, Any]:
+async def balance(exchange: Ex, key: Key, ccy: Q = None) -> Response:
     names = exchange.engine.asset_names()
     if ccy:
         unknown = [c for c in ccy.split(",") if c not in names]
@@ -209,13 +210,13 @@ async def balance(exchange: Ex, key: Key, ccy: Q = None) -> dict[str, Any]:
             raise requests.error("ccy", f"unknown currency {unknown[0][:20]!r}")
         names = ccy.split(",")
     balances = exchange.balances(key.account, names)
-    return okx.envelope([exchange.balance_json(key.account, balances, time.time_ns() // 1_000_000)])
+    return okx.answer([exchange.balance_json(key.account, balances, time.time_ns() // 1_000_000)])
 
 
 @router.get("/account/config")
-async def account_config(key: Key) -> dict[str, Any]:
+async def account_config(key: Key) -> Response:
     uid = str(key.account)
-    return okx.envelope([{"uid": uid, "mainUid": uid, "acctLv": "1", "posMode": "net_mode", "autoLoan": False,
+    return okx.answer([{"uid": uid, "mainUid": uid, "acctLv": "1", "posMode": "net_mode", "autoLoan": False,
                           "greeksType": "PA", "level": "Lv1", "levelTmp": "", "ctIsoMode": "automatic",
                           "mgnIsoMode": "automatic", "roleType": "0", "traderInsts": [], "spotRoleType": "0",
                           "spotTraderInsts": [], "opAuth": "0", "kycLv": "0", "label": key.label, "ip": "",
@@ -223,18 +224,18 @@ async def account_config(key: Key) -> dict[str, Any]:
 
 
 @router.get("/account/trade-fee")
-async def trade_fee(exchange: Ex, key: Key, instType: Q = None, instId: Q = None) -> dict[str, Any]:
+async def trade_fee(exchange: Ex, key: Key, instType: Q = None, instId: Q = None) -> Response:
     """The fee rates (negative: charged, as OKX signs them) of one instrument, or the highest
     of all for the whole instrument type."""
     if _inst_type(instType, required=True) != "SPOT":
-        return okx.envelope([])
+        return okx.answer([])
     specs = exchange.config.instruments
     if instId:
         symbol = _instrument(exchange, instId)
         specs = tuple(spec for spec in specs if spec.symbol == symbol)
     maker = max(spec.maker_fee_bps for spec in specs)
     taker = max(spec.taker_fee_bps for spec in specs)
-    return okx.envelope([{"category": "1", "delivery": "", "exercise": "", "instType": "SPOT", "level": "Lv1",
+    return okx.answer([{"category": "1", "delivery": "", "exercise": "", "instType": "SPOT", "level": "Lv1",
                           "maker": okx.dec(-Decimal(maker).scaleb(-4)), "taker": okx.dec(-Decimal(taker).scaleb(-4)),
                           "makerU": "", "takerU": "", "ts": str(time.time_ns() // 1_000_000)}])  # fmt: skip
 
@@ -267,7 +268,7 @@ def _batch(body: Any) -> list[Any]:
     return body
 
 
-async def _entry(request: Request, exchange: Exchange, key: ApiKey, op: str, *, batch: bool) -> dict[str, Any]:
+async def _entry(request: Request, exchange: Exchange, key: ApiKey, op: str, *, batch: bool) -> Response:
     body = await _json_body(request)
     items = _batch(body) if batch else [body]
     outcomes = await run_ops(exchange, key.account, op, items)
@@ -276,11 +277,11 @@ async def _entry(request: Request, exchange: Exchange, key: ApiKey, op: str, *, 
         raise okx.OkxError(okx.RATE_LIMITED, outcomes[0]["sMsg"], retry_after_s=exchange.config.admission.retry_after_s)
     if not batch and outcomes[0]["sCode"] in (okx.SERVICE_UNAVAILABLE, okx.REQUEST_TIMEOUT):
         raise okx.OkxError(outcomes[0]["sCode"], outcomes[0]["sMsg"])
-    return okx.envelope(outcomes, *okx.batch_code(outcomes, single=not batch))
+    return okx.answer(outcomes, *okx.batch_code(outcomes, single=not batch))
 
 
 def _entry_route(op: str, *, batch: bool) -> Callable[..., Any]:
-    async def endpoint(request: Request) -> dict[str, Any]:
+    async def endpoint(request: Request) -> Response:
         return await _entry(request, request.app.state.exchange, await private(request), op, batch=batch)
 
     return endpoint
@@ -303,7 +304,7 @@ for _path, _name, _op, _many, _fields, _required in ENTRY_ROUTES:
 
 
 @router.post("/trade/cancel-all-after", openapi_extra=_order_body_schema({"timeOut": _S, "tag": _S}, ["timeOut"]))
-async def cancel_all_after(request: Request, exchange: Ex, key: Key) -> dict[str, Any]:
+async def cancel_all_after(request: Request, exchange: Ex, key: Key) -> Response:
     body = await _json_body(request)
     if not isinstance(body, dict):
         raise okx.OkxError(okx.PARAMETER_ERROR, "The body must be a JSON object")
@@ -318,7 +319,7 @@ async def cancel_all_after(request: Request, exchange: Ex, key: Key) -> dict[str
         raise requests.error("timeOut", f"{seconds} must be 0 (off) or from 10 to 120 seconds")
     trigger_ms = exchange.cancel_all_after(key.account, seconds)
     tag = body.get("tag") if isinstance(body.get("tag"), str) else ""
-    return okx.envelope([{"triggerTime": str(trigger_ms) if trigger_ms else "0", "tag": tag,
+    return okx.answer([{"triggerTime": str(trigger_ms) if trigger_ms else "0", "tag": tag,
                           "ts": str(time.time_ns() // 1_000_000)}])  # fmt: skip
 
 
@@ -326,12 +327,12 @@ async def cancel_all_after(request: Request, exchange: Ex, key: Key) -> dict[str
 
 
 @router.get("/trade/order")
-async def get_order(exchange: Ex, key: Key, instId: Q = None, ordId: Q = None, clOrdId: Q = None) -> dict[str, Any]:
+async def get_order(exchange: Ex, key: Key, instId: Q = None, ordId: Q = None, clOrdId: Q = None) -> Response:
     ref = requests.order_ref({"instId": instId, "ordId": ordId, "clOrdId": clOrdId}, exchange.instruments)
     view = exchange.views.order_of(key.account, ref.order_id, ref.client_order_id)
     if view is None or view.order.instrument != ref.instrument.symbol:
         raise okx.OkxError(okx.ORDER_UNKNOWN, "Order does not exist")
-    return okx.envelope([order_json(view)])
+    return okx.answer([order_json(view)])
 
 
 def _orders(exchange: Exchange, ids: Iterable[int], inst_id: str | None, ord_type: str | None,
@@ -356,21 +357,21 @@ def _orders(exchange: Exchange, ids: Iterable[int], inst_id: str | None, ord_typ
 @router.get("/trade/orders-pending")
 async def orders_pending(exchange: Ex, key: Key, instType: Q = None, instId: Q = None, ordType: Q = None,
                          state: Q = None, after: Q = None, before: Q = None,
-                         limit: Q = None) -> dict[str, Any]:  # fmt: skip
+                         limit: Q = None) -> Response:  # fmt: skip
     if _inst_type(instType, required=False) not in (None, "SPOT"):
-        return okx.envelope([])
+        return okx.answer([])
     ids = reversed(list(exchange.views.open_by_account.get(key.account, {})))
     views = _orders(exchange, ids, instId, ordType, state)
-    return okx.envelope([order_json(v) for v in _page(views, lambda v: v.order.order_id, after, before,
+    return okx.answer([order_json(v) for v in _page(views, lambda v: v.order.order_id, after, before,
                                                       _limit(limit, 100, 100))])  # fmt: skip
 
 
 @router.get("/trade/orders-history")
 async def orders_history(exchange: Ex, key: Key, instType: Q = None, instId: Q = None, ordType: Q = None,
                          state: Q = None, after: Q = None, before: Q = None, begin: Q = None, end: Q = None,
-                         limit: Q = None) -> dict[str, Any]:  # fmt: skip
+                         limit: Q = None) -> Response:  # fmt: skip
     if _inst_type(instType, required=True) != "SPOT":
-        return okx.envelope([])
+        return okx.answer([])
     if state not in (None, "", "canceled", "filled"):
         raise requests.error("state", f"{state[:20]!r} is not one of canceled, filled")
     begin_ms, end_ms = _int_param(begin, "begin"), _int_param(end, "end")
@@ -378,15 +379,15 @@ async def orders_history(exchange: Ex, key: Key, instType: Q = None, instId: Q =
     views = [v for v in _orders(exchange, ids, instId, ordType, state or None)
              if (begin_ms is None or v.u_time_ms >= begin_ms)
              and (end_ms is None or v.u_time_ms <= end_ms)]  # fmt: skip
-    return okx.envelope([order_json(v) for v in _page(views, lambda v: v.order.order_id, after, before,
+    return okx.answer([order_json(v) for v in _page(views, lambda v: v.order.order_id, after, before,
                                                       _limit(limit, 100, 100))])  # fmt: skip
 
 
 async def _fills(exchange: Exchange, key: ApiKey, inst_type: str | None, inst_id: str | None, ord_id: str | None,
                  after: str | None, before: str | None, begin: str | None, end: str | None,
-                 limit: str | None, *, inst_type_required: bool) -> dict[str, Any]:  # fmt: skip
+                 limit: str | None, *, inst_type_required: bool) -> Response:  # fmt: skip
     if _inst_type(inst_type, required=inst_type_required) not in (None, "SPOT"):
-        return okx.envelope([])
+        return okx.answer([])
     symbol = _instrument(exchange, inst_id) if inst_id else None
     order_id = _int_param(ord_id, "ordId")
     begin_ms, end_ms = _int_param(begin, "begin"), _int_param(end, "end")
@@ -394,13 +395,13 @@ async def _fills(exchange: Exchange, key: ApiKey, inst_type: str | None, inst_id
              if (symbol is None or f.instrument == symbol) and (order_id is None or f.order_id == order_id)
              and (begin_ms is None or f.ts_ms >= begin_ms) and (end_ms is None or f.ts_ms <= end_ms)]  # fmt: skip
     page = _page(fills, lambda f: int(f.trade_id), after, before, _limit(limit, 100, 100))
-    return okx.envelope([fill_json(f) for f in page])
+    return okx.answer([fill_json(f) for f in page])
 
 
 @router.get("/trade/fills-history")
 async def fills_history(exchange: Ex, key: Key, instType: Q = None, instId: Q = None, ordId: Q = None,
                         after: Q = None, before: Q = None, begin: Q = None, end: Q = None,
-                        limit: Q = None) -> dict[str, Any]:  # fmt: skip
+                        limit: Q = None) -> Response:  # fmt: skip
     return await _fills(exchange, key, instType, instId, ordId, after, before, begin, end, limit,
                         inst_type_required=True)  # fmt: skip
 
@@ -417,6 +418,6 @@ async def fills(
     begin: Q = None,
     end: Q = None,
     limit: Q = None,
-) -> dict[str, Any]:
+) -> Response:
     return await _fills(exchange, key, instType, instId, ordId, after, before, begin, end, limit,
                         inst_type_required=False)  # fmt: skip
