@@ -2,9 +2,10 @@
 
 Query parameters are read as strings and checked here, so that a bad value gets OKX's
 code and a message (not FastAPI's 422). Every route answers a ready response (`okx.answer`),
-which FastAPI passes on without validating or serializing it again. Private routes take the signed key through
-`Depends(private)`; order entry goes through `Exchange`, which answers each order with
-`sCode`/`sMsg`.
+which FastAPI passes on without validating or serializing it again. Private queries take the
+signed key through `Depends(private)`; order entry, the hot path, calls `private` itself (a
+dependency costs FastAPI more than the call) and goes through `Exchange`, which answers each
+order with `sCode`/`sMsg`.
 """
 
 from __future__ import annotations
