@@ -32,8 +32,11 @@ Method:
   successful answers of the measured window. Refusals (HTTP 429 / 50011) are counted apart
   from other errors.
 - **Where the CPU goes.** Per step, the server's event-loop thread, its other threads (the
-  sequencer, the journal), the load processes and the whole machine, from /proc and
-  getrusage. Client and server share the machine's cores.
+  sequencer, the journal), the load processes and the whole machine (busy, and stolen by the
+  hypervisor), from /proc and getrusage. Client and server share the machine's cores.
+- **The disk's share.** For each order step, the journal's own group commits of the measured
+  window (`GET /operator/v1/journal`): how many, and the p50 and p99 of their write-and-sync
+  times.
 
 Results go to `bench/results/gateway.json` and a summary to stdout.
 """
