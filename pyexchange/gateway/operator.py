@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import hmac
 import json
-import math
 import os
 import secrets
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -125,16 +125,13 @@ async def journal(exchange: Operator, seconds: Annotated[int, Query(ge=1, le=360
         raise okx.OkxError(okx.PARAMETER_ERROR, "This zone's log is replicated: see /cluster/v1/status",
                            http_status=404)  # fmt: skip
     rounds = [r for r in exchange.engine.recent_sync_rounds() if r[0] <= seconds * 1_000_000]
-    sync_us = sorted(r[1] for r in rounds)
+    sync_us = [r[1] for r in rounds]
+    nearest_rank = [None] * 3
+    if sync_us:
+        nearest_rank = np.percentile(sync_us, [50, 99, 100], method="inverted_cdf").astype(int).tolist()
     window = {"seconds": seconds, "syncs": len(sync_us), "records": sum(r[2] for r in rounds),
-              "sync_us_p50": _percentile(sync_us, 0.5), "sync_us_p99": _percentile(sync_us, 0.99),
-              "sync_us_max": sync_us[-1] if sync_us else None}  # fmt: skip
+              **dict(zip(("sync_us_p50", "sync_us_p99", "sync_us_max"), nearest_rank, strict=True))}  # fmt: skip
     return okx.envelope([{**exchange.engine.journal_status(), "window": window}])
-
-
-def _percentile(ordered: list[int], q: float) -> int | None:
-    """The nearest-rank percentile of sorted values (None for none)."""
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else None
 
 
 def _instruments(exchange: Exchange, body: dict[str, Any]) -> list[str]:

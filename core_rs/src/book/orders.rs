@@ -12,7 +12,6 @@
 //! gets that original outcome back.
 
 use std::collections::VecDeque;
-
 use std::hash::BuildHasher;
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
