@@ -23,12 +23,14 @@ import httpx
 import numpy as np
 import pytest
 import websockets
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pyexchange import Engine, wire
 from pyexchange.config import AdmissionConfig, load
 from pyexchange.gateway import okx
 from pyexchange.gateway.exchange import Exchange, LoopLag
-from pyexchange.gateway.sequencer import Batch, Command, Overloaded, Sequencer
+from pyexchange.gateway.sequencer import Batch, Command, Overloaded, Sequencer, command_bounds
 from pyexchange.gateway.ws import Hub
 from tests.gateway_server import Server, running_server
 
@@ -243,6 +245,22 @@ class NobodyFollows:
 
     def balances_followed(self, account: int) -> bool:
         return False
+
+
+@given(st.lists(st.integers(0, 3), max_size=40), st.integers(1, 10**15))
+def test_command_bounds_give_each_command_of_a_batch_its_own_events(
+    events_per_command: list[int], first_seq: int
+) -> None:
+    """A batch's events carry the seq of their command; a command may have none."""
+    seqs = [first_seq + i for i, count in enumerate(events_per_command) for _ in range(count)]
+    events = np.zeros(len(seqs), dtype=wire.EVENT_DTYPE)
+    events["seq"] = seqs
+    bounds = command_bounds(events, first_seq, len(events_per_command))
+    assert len(bounds) == len(events_per_command) + 1
+    assert bounds[0] == 0 and bounds[-1] == len(seqs)
+    for i, count in enumerate(events_per_command):
+        assert bounds[i + 1] - bounds[i] == count
+        assert all(seq == first_seq + i for seq in events["seq"][bounds[i] : bounds[i + 1]])
 
 
 def test_sequencer_refuses_orders_when_behind_but_takes_cancels() -> None:

@@ -27,6 +27,7 @@ once the follower has handed its entry to the event loop.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import threading
 import time
@@ -102,10 +103,15 @@ def records_of(commands: list[Command], ts_ns: int) -> np.ndarray[Any, Any]:
     return records
 
 
-def command_bounds(events: np.ndarray[Any, Any], first_seq: int, commands: int) -> np.ndarray[Any, Any]:
+def command_bounds(events: np.ndarray[Any, Any], first_seq: int, commands: int) -> list[int]:
     """Where each command's events start in `events` (and where the last one's end): the
-    commands of a batch are numbered from `first_seq`, and every event carries its seq."""
-    return np.searchsorted(events["seq"], np.arange(first_seq, first_seq + commands + 1))
+    commands of a batch are numbered from `first_seq`, and every event carries its seq.
+
+    In plain Python: numpy's `searchsorted` and `arange` let go of the GIL even for a few
+    elements, and a thread that lets go of it mid-batch may wait for a busy event loop to
+    hand it back (up to the 5 ms switch interval) before the batch is answered."""
+    seqs = events["seq"].tolist()
+    return [bisect.bisect_left(seqs, seq) for seq in range(first_seq, first_seq + commands + 1)]
 
 
 def collect(
