@@ -1,6 +1,7 @@
 //! Order books: one per instrument, two ladders (bids and asks) over a shared order store.
 //! The book knows nothing of funds or matching rules; `matching` drives it.
 
+mod closed;
 pub mod ladder;
 pub mod orders;
 

@@ -11,11 +11,11 @@
 //! event: the id is unique per account among known orders, and a retry of the same place
 //! gets that original outcome back.
 
-use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
+use super::closed::ClosedOrders;
 use crate::codes::{EventKind, OrderState, OrderType, Side, Stp};
 use crate::command::{ClientOrderId, PlaceOrder, NO_CLIENT_ORDER_ID};
 use crate::ledger::AccountSlot;
@@ -137,8 +137,9 @@ pub struct OrderStore {
     slab: Vec<Order>,
     free: Vec<OrderSlot>,
     live: LiveIndex,
-    /// Closed orders, oldest first, at most `ORDERS_CLOSED_RETAINED_MAX`.
-    closed: VecDeque<Order>,
+    /// Closed orders, oldest first, at most `ORDERS_CLOSED_RETAINED_MAX` (a copy shares most
+    /// of them: see `ClosedOrders`).
+    closed: ClosedOrders,
     /// Ordinal (count of orders closed before it) of `closed[0]`.
     closed_front_ordinal: u64,
     closed_index: ClosedIndex,
@@ -401,10 +402,7 @@ impl OrderStore {
         for entry in &mut self.live.slots {
             *entry = std::hint::black_box(*entry);
         }
-        self.closed.reserve_exact((ORDERS_CLOSED_RETAINED_MAX + 1).saturating_sub(self.closed.len()));
-        let retained = self.closed.len();
-        self.closed.resize(self.closed.capacity(), template.clone());
-        self.closed.truncate(retained);
+        self.closed.preallocate(ORDERS_CLOSED_RETAINED_MAX + 1, template);
         if self.closed_index.slots.is_empty() {
             // Not all zeros, so the allocator cannot hand out lazily mapped zero pages.
             self.closed_index.slots = vec![(0, u64::MAX); CLOSED_INDEX_SLOTS];
@@ -553,11 +551,6 @@ impl OrderStore {
         debug_assert!(!order.is_live());
         self.live.remove(order.id, slot);
         self.free.push(slot);
-        if self.closed.capacity() == 0 {
-            // Reserved whole, once: growing by doubling would copy tens of megabytes in one
-            // command (a latency spike of milliseconds). Pages are touched as orders close.
-            self.closed.reserve_exact(ORDERS_CLOSED_RETAINED_MAX + 1);
-        }
         let ordinal = self.closed_front_ordinal + self.closed.len() as u64;
         self.closed_index.insert(order.id, ordinal);
         self.closed.push_back(order);
@@ -594,9 +587,6 @@ impl OrderStore {
     /// closed orders never pass the retention limit).
     pub(crate) fn restore_closed(&mut self, order: Order) {
         debug_assert!(!order.is_live() && self.closed.len() < ORDERS_CLOSED_RETAINED_MAX);
-        if self.closed.capacity() == 0 {
-            self.closed.reserve_exact(ORDERS_CLOSED_RETAINED_MAX + 1);
-        }
         let ordinal = self.closed_front_ordinal + self.closed.len() as u64;
         self.closed_index.insert(order.id, ordinal);
         self.closed.push_back(order);
@@ -642,10 +632,10 @@ fn prefetch<T>(value: &T) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn order(id: u64) -> Order {
+    pub(crate) fn order(id: u64) -> Order {
         Order {
             id,
             account: 1,
@@ -670,6 +660,29 @@ mod tests {
         let slot = store.find_live(id).expect("live");
         store.get_mut(slot).state = OrderState::Canceled;
         store.close(slot);
+    }
+
+    #[test]
+    fn closed_orders_past_the_retention_limit_are_forgotten_oldest_first_and_a_copy_keeps_its_own() {
+        let mut store = OrderStore::default();
+        let mut copy = OrderStore::default();
+        let total = ORDERS_CLOSED_RETAINED_MAX as u64 * 3 / 2 + 7;
+        let halfway = total / 2;
+        for id in 1..=total {
+            store.insert(order(id));
+            close(&mut store, id);
+            if id == halfway {
+                copy.clone_from(&store);
+            }
+        }
+        let forgotten = total - ORDERS_CLOSED_RETAINED_MAX as u64;
+        assert!(store.find(forgotten).is_none());
+        assert_eq!(store.find(forgotten + 1).map(|o| o.id), Some(forgotten + 1));
+        assert_eq!(store.find(total).map(|o| o.id), Some(total));
+        assert!(store.closed().map(|o| o.id).eq(forgotten + 1..=total));
+        assert!(copy.closed().map(|o| o.id).eq(1..=halfway), "the copy holds what the store held then");
+        assert_eq!(copy.find(1).map(|o| o.id), Some(1));
+        assert!(copy.find(halfway + 1).is_none());
     }
 
     #[test]
