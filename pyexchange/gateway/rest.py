@@ -218,10 +218,10 @@ async def balance(exchange: Ex, key: Key, ccy: Q = None) -> Response:
 async def account_config(key: Key) -> Response:
     uid = str(key.account)
     return okx.answer([{"uid": uid, "mainUid": uid, "acctLv": "1", "posMode": "net_mode", "autoLoan": False,
-                          "greeksType": "PA", "level": "Lv1", "levelTmp": "", "ctIsoMode": "automatic",
-                          "mgnIsoMode": "automatic", "roleType": "0", "traderInsts": [], "spotRoleType": "0",
-                          "spotTraderInsts": [], "opAuth": "0", "kycLv": "0", "label": key.label, "ip": "",
-                          "perm": "read_only,trade"}])  # fmt: skip
+                        "greeksType": "PA", "level": "Lv1", "levelTmp": "", "ctIsoMode": "automatic",
+                        "mgnIsoMode": "automatic", "roleType": "0", "traderInsts": [], "spotRoleType": "0",
+                        "spotTraderInsts": [], "opAuth": "0", "kycLv": "0", "label": key.label, "ip": "",
+                        "perm": "read_only,trade"}])  # fmt: skip
 
 
 @router.get("/account/trade-fee")
@@ -237,8 +237,8 @@ async def trade_fee(exchange: Ex, key: Key, instType: Q = None, instId: Q = None
     maker = max(spec.maker_fee_bps for spec in specs)
     taker = max(spec.taker_fee_bps for spec in specs)
     return okx.answer([{"category": "1", "delivery": "", "exercise": "", "instType": "SPOT", "level": "Lv1",
-                          "maker": okx.dec(-Decimal(maker).scaleb(-4)), "taker": okx.dec(-Decimal(taker).scaleb(-4)),
-                          "makerU": "", "takerU": "", "ts": str(time.time_ns() // 1_000_000)}])  # fmt: skip
+                        "maker": okx.dec(-Decimal(maker).scaleb(-4)), "taker": okx.dec(-Decimal(taker).scaleb(-4)),
+                        "makerU": "", "takerU": "", "ts": str(time.time_ns() // 1_000_000)}])  # fmt: skip
 
 
 # ---- private: order entry ----
@@ -321,7 +321,7 @@ async def cancel_all_after(request: Request, exchange: Ex, key: Key) -> Response
     trigger_ms = exchange.cancel_all_after(key.account, seconds)
     tag = body.get("tag") if isinstance(body.get("tag"), str) else ""
     return okx.answer([{"triggerTime": str(trigger_ms) if trigger_ms else "0", "tag": tag,
-                          "ts": str(time.time_ns() // 1_000_000)}])  # fmt: skip
+                        "ts": str(time.time_ns() // 1_000_000)}])  # fmt: skip
 
 
 # ---- private: order queries ----
@@ -364,7 +364,7 @@ async def orders_pending(exchange: Ex, key: Key, instType: Q = None, instId: Q =
     ids = reversed(list(exchange.views.open_by_account.get(key.account, {})))
     views = _orders(exchange, ids, instId, ordType, state)
     return okx.answer([order_json(v) for v in _page(views, lambda v: v.order.order_id, after, before,
-                                                      _limit(limit, 100, 100))])  # fmt: skip
+                                                    _limit(limit, 100, 100))])  # fmt: skip
 
 
 @router.get("/trade/orders-history")
@@ -381,7 +381,7 @@ async def orders_history(exchange: Ex, key: Key, instType: Q = None, instId: Q =
              if (begin_ms is None or v.u_time_ms >= begin_ms)
              and (end_ms is None or v.u_time_ms <= end_ms)]  # fmt: skip
     return okx.answer([order_json(v) for v in _page(views, lambda v: v.order.order_id, after, before,
-                                                      _limit(limit, 100, 100))])  # fmt: skip
+                                                    _limit(limit, 100, 100))])  # fmt: skip
 
 
 async def _fills(exchange: Exchange, key: ApiKey, inst_type: str | None, inst_id: str | None, ord_id: str | None,

@@ -8,7 +8,7 @@
 //!
 //! Rules: every sealed chunk holds `CHUNK_ORDERS` orders and `filling` fewer; the first
 //! `front_gone` orders of the oldest chunk (the front sealed one, else `filling`) are
-//! forgotten; `len` counts the others.
+//! forgotten.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,7 +22,6 @@ pub(crate) struct ClosedOrders {
     sealed: VecDeque<Arc<Vec<Order>>>,
     filling: Vec<Order>,
     front_gone: usize,
-    len: usize,
     /// Emptied chunks kept for the next ones (no allocation and no page faults once warm);
     /// not part of the state, so copies leave them where they are.
     free_chunks: Vec<Vec<Order>>,
@@ -32,22 +31,21 @@ impl Clone for ClosedOrders {
     clone_through_clone_from!(ClosedOrders);
 
     fn clone_from(&mut self, source: &Self) {
-        let ClosedOrders { sealed, filling, front_gone, len, free_chunks: _ } = source;
+        let ClosedOrders { sealed, filling, front_gone, free_chunks: _ } = source;
         self.sealed.clone_from(sealed);
         self.filling.clone_from(filling);
         self.front_gone = *front_gone;
-        self.len = *len;
     }
 }
 
 impl ClosedOrders {
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.sealed.len() * CHUNK_ORDERS + self.filling.len() - self.front_gone
     }
 
     /// The `index`-th retained order, oldest first.
     pub(crate) fn get(&self, index: usize) -> Option<&Order> {
-        if index >= self.len {
+        if index >= self.len() {
             return None;
         }
         let at = self.front_gone + index;
@@ -63,10 +61,9 @@ impl ClosedOrders {
             self.filling = self.fresh_chunk();
         }
         self.filling.push(order);
-        self.len += 1;
         if self.filling.len() == CHUNK_ORDERS {
-            let full = std::mem::replace(&mut self.filling, self.free_chunks.pop().unwrap_or_default());
-            self.sealed.push_back(Arc::new(full));
+            let fresh = self.fresh_chunk();
+            self.sealed.push_back(Arc::new(std::mem::replace(&mut self.filling, fresh)));
         }
     }
 
@@ -74,7 +71,6 @@ impl ClosedOrders {
     pub(crate) fn pop_front(&mut self) -> Option<Order> {
         let oldest = self.get(0)?.clone();
         self.front_gone += 1;
-        self.len -= 1;
         if self.front_gone == CHUNK_ORDERS {
             let gone = self.sealed.pop_front().expect("only a sealed chunk is full");
             self.front_gone = 0;
