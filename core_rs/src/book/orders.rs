@@ -366,6 +366,14 @@ impl ClosedIndex {
         *entry = (id, ordinal);
     }
 
+    /// A cache hint for the entry of `id`.
+    #[inline]
+    fn prefetch(&self, id: u64) {
+        if let Some(entry) = self.slots.get(Self::slot(id)) {
+            prefetch(entry);
+        }
+    }
+
     fn get(&self, id: u64) -> Option<u64> {
         match self.slots.get(Self::slot(id)) {
             Some(&(found, ordinal)) if found == id => Some(ordinal),
@@ -545,7 +553,10 @@ impl OrderStore {
     }
 
     /// Moves an order that is no longer live to the closed orders and frees its slot (the
-    /// slot is invalid afterwards); forgets the oldest closed order past the retention limit.
+    /// slot is invalid afterwards); forgets the oldest closed order past the retention limit,
+    /// and then asks for the index entry of the next oldest, which the next close forgets:
+    /// the oldest orders closed in no order of id, so their entries lie anywhere in the
+    /// index's 8 MB and each one was a cache miss (a quarter of `close` in a replay's profile).
     pub fn close(&mut self, slot: OrderSlot) {
         let order = self.slab[slot as usize].clone();
         debug_assert!(!order.is_live());
@@ -561,6 +572,9 @@ impl OrderStore {
                 self.client_orders.remove(&(oldest.account, oldest.client_order_id));
             }
             self.closed_front_ordinal += 1;
+            if let Some(next_oldest) = self.closed.get(0) {
+                self.closed_index.prefetch(next_oldest.id);
+            }
         }
     }
 
