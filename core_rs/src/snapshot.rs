@@ -16,7 +16,7 @@ use crate::command::{ClientOrderId, NO_CLIENT_ORDER_ID};
 use crate::engine::Engine;
 use crate::instrument::Instrument;
 use crate::ledger::Ledger;
-use crate::limits::{INSTRUMENTS_MAX, ORDERS_CLOSED_RETAINED_MAX, ORDERS_LIVE_MAX};
+use crate::limits::{CLIENT_ORDER_ID_BYTES, INSTRUMENTS_MAX, ORDERS_CLOSED_RETAINED_MAX, ORDERS_LIVE_MAX};
 use crate::wire::{decode_instrument, encode_instrument};
 
 /// Version of the body layout; a body of another version is refused (2: compact client
@@ -26,6 +26,9 @@ const SNAPSHOT_FORMAT: u32 = 3;
 fn code<T>(value: u8, what: &str, parse: fn(u8) -> Option<T>) -> Result<T, String> {
     parse(value).ok_or_else(|| format!("unknown {what} code {value}"))
 }
+
+/// What `encode_order` writes.
+const ENCODED_ORDER_BYTES: usize = 5 * 8 + 16 + 8 + 4 + 4 + CLIENT_ORDER_ID_BYTES;
 
 fn encode_order(w: &mut Writer, order: &Order) {
     for value in [order.id, order.account, order.price_ticks, order.size_lots, order.remaining_lots] {
@@ -66,6 +69,9 @@ fn decode_order(r: &mut Reader<'_>, ledger: &Ledger) -> Result<Order, String> {
     }
     Ok(order)
 }
+
+/// What `encode_client_order` writes.
+const ENCODED_CLIENT_ORDER_BYTES: usize = 8 + CLIENT_ORDER_ID_BYTES + 6 * 8 + 4 + 3;
 
 fn encode_client_order(w: &mut Writer, (account, client_order_id): (u64, ClientOrderId), known: &ClientOrder) {
     w.u64(account);
@@ -110,6 +116,19 @@ impl Engine {
         for instrument in &self.instruments {
             encode_instrument(&mut w, &instrument.spec);
         }
+        // The rest, reserved exactly (a test checks) before it is written: a buffer that grows
+        // copies all it holds inside the allocator's lock, and the sequencer, which allocates
+        // too, waited for each copy; at 1 M commands/s with a snapshot a second that was an
+        // 11 ms stall of order entry per snapshot.
+        let live_orders: usize =
+            self.books.iter().map(|book| book.bids.orders_count() + book.asks.orders_count()).sum();
+        let client_orders = self.orders.client_orders_sorted();
+        w.bytes.reserve_exact(
+            self.books.len() * (1 + 8 + 2 * 8)
+                + (live_orders + self.orders.closed_count()) * ENCODED_ORDER_BYTES
+                + 2 * 8
+                + client_orders.len() * ENCODED_CLIENT_ORDER_BYTES,
+        );
         for book in &self.books {
             w.u8(book.market.code());
             w.u64(book.last_trade_ticks);
@@ -125,12 +144,10 @@ impl Engine {
                 }
             }
         }
-        let closed: Vec<&Order> = self.orders.closed().collect();
-        w.u64(closed.len() as u64);
-        for order in closed {
+        w.u64(self.orders.closed_count() as u64);
+        for order in self.orders.closed() {
             encode_order(&mut w, order);
         }
-        let client_orders = self.orders.client_orders_sorted();
         w.u64(client_orders.len() as u64);
         for (&key, known) in client_orders {
             encode_client_order(&mut w, key, known);

@@ -202,3 +202,26 @@ fn a_damaged_snapshot_is_refused_not_misread() {
     longer.push(0);
     assert!(Engine::restore(&longer).is_err(), "trailing bytes are refused");
 }
+
+/// A snapshot reserves its whole body before it writes the orders (see `Engine::snapshot`):
+/// the body ends exactly where the reservation does, with live, closed and client orders.
+#[test]
+fn a_snapshot_body_takes_exactly_the_memory_it_reserved() {
+    let mut commands = Vec::new();
+    for n in 0..600u64 {
+        let side = if n % 2 == 0 { Side::Buy } else { Side::Sell };
+        let mut place = common::limit(1 + n % 5, (n / 2 % 2) as u32, side, 95 + n % 12, 1 + n % 3);
+        if let Command::Place(order) = &mut place {
+            order.client_order_id[..8].copy_from_slice(&n.to_le_bytes());
+        }
+        commands.push(place);
+        if n % 3 == 0 {
+            commands.push(Command::Cancel { account: 1 + n % 5, instrument: (n / 2 % 2) as u32, order_id: n + 1 });
+        }
+    }
+    let (engine, fills) = run(&commands);
+    let live = engine.live_orders();
+    assert!(fills > 50 && live > 50, "{fills} fills, {live} live orders");
+    let body = engine.snapshot();
+    assert_eq!(body.len(), body.capacity());
+}

@@ -247,6 +247,10 @@ impl ClientOrders {
     fn iter(&self) -> impl Iterator<Item = (&ClientOrderKey, &ClientOrder)> {
         self.shards.iter().flat_map(|shard| shard.iter())
     }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.len()).sum()
+    }
 }
 
 const LIVE_INDEX_SLOTS_MIN: usize = 1 << 12;
@@ -596,7 +600,10 @@ impl OrderStore {
 
     /// Every known client order with its (account, client order id), in that order.
     pub fn client_orders_sorted(&self) -> Vec<(&ClientOrderKey, &ClientOrder)> {
-        let mut all: Vec<_> = self.client_orders.iter().collect();
+        // Sized up front: a snapshot's thread calls this, and a vector that grows copies itself
+        // inside the allocator's lock, which order entry waits on too (see `Engine::snapshot`).
+        let mut all = Vec::with_capacity(self.client_orders.len());
+        all.extend(self.client_orders.iter());
         all.sort_unstable_by_key(|(key, _)| **key);
         all
     }
@@ -608,6 +615,11 @@ impl OrderStore {
         let ordinal = self.closed_front_ordinal + self.closed.len() as u64;
         self.closed_index.insert(order.id, ordinal);
         self.closed.push_back(order);
+    }
+
+    /// How many closed orders are still queryable.
+    pub fn closed_count(&self) -> usize {
+        self.closed.len()
     }
 
     /// Closed orders still queryable, oldest first.
