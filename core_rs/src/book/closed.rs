@@ -118,13 +118,19 @@ mod tests {
         closed.iter().map(|o| o.id).collect()
     }
 
-    #[test]
-    fn a_fifo_across_chunks() {
+    /// A FIFO of the orders with ids `1..=count`.
+    fn closed_up_to(count: u64) -> ClosedOrders {
         let mut closed = ClosedOrders::default();
-        let total = 3 * CHUNK_ORDERS as u64 + 5;
-        for id in 1..=total {
+        for id in 1..=count {
             closed.push_back(order(id));
         }
+        closed
+    }
+
+    #[test]
+    fn a_fifo_across_chunks() {
+        let total = 3 * CHUNK_ORDERS as u64 + 5;
+        let mut closed = closed_up_to(total);
         for id in 1..=CHUNK_ORDERS as u64 + 2 {
             assert_eq!(closed.pop_front().map(|o| o.id), Some(id));
         }
@@ -139,11 +145,8 @@ mod tests {
 
     #[test]
     fn a_copy_shares_full_chunks_and_both_go_on_alone() {
-        let mut closed = ClosedOrders::default();
         let first = 2 * CHUNK_ORDERS as u64 + 10;
-        for id in 1..=first {
-            closed.push_back(order(id));
-        }
+        let mut closed = closed_up_to(first);
         let mut copy = ClosedOrders::default();
         copy.clone_from(&closed);
         assert!(Arc::ptr_eq(&closed.sealed[0], &copy.sealed[0]), "a full chunk is shared");

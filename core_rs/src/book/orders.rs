@@ -570,9 +570,7 @@ impl OrderStore {
         debug_assert!(!order.is_live());
         self.live.remove(order.id, slot);
         self.free.push(slot);
-        let ordinal = self.closed_front_ordinal + self.closed.len() as u64;
-        self.closed_index.insert(order.id, ordinal);
-        self.closed.push_back(order);
+        self.push_closed(order);
         if self.closed.len() > ORDERS_CLOSED_RETAINED_MAX {
             let oldest = self.closed.pop_front().expect("closed is not empty");
             self.closed_index.remove(oldest.id);
@@ -612,6 +610,11 @@ impl OrderStore {
     /// closed orders never pass the retention limit).
     pub(crate) fn restore_closed(&mut self, order: Order) {
         debug_assert!(!order.is_live() && self.closed.len() < ORDERS_CLOSED_RETAINED_MAX);
+        self.push_closed(order);
+    }
+
+    /// Appends a closed order as the newest retained one, indexed by id.
+    fn push_closed(&mut self, order: Order) {
         let ordinal = self.closed_front_ordinal + self.closed.len() as u64;
         self.closed_index.insert(order.id, ordinal);
         self.closed.push_back(order);

@@ -78,12 +78,10 @@ struct ReplicaState {
     checkpoints: VecDeque<(u64, [u8; 32])>,
     /// Copies of the state at checkpoint indexes, to the digest thread.
     digests: mpsc::Sender<(u64, Engine)>,
-    /// The highest checkpoint index whose digest was asked for (0: none).
-    digests_requested: u64,
-    /// The checkpoint whose digest the digest thread is computing, if any.
+    /// The checkpoint whose digest the digest thread is computing, if any (one at a time).
     digest_pending: Option<u64>,
-    /// The leader's digests for checkpoints whose own digest is still being computed.
-    leader_checkpoints: VecDeque<(u64, [u8; 32])>,
+    /// The leader's digest for the checkpoint whose own digest is still being computed.
+    leader_checkpoint_waiting: Option<(u64, [u8; 32])>,
     diverged: Option<String>,
     follow: Option<VecDeque<Followed>>,
     /// For the copies of the state that snapshots and checkpoint digests take (apply waits
@@ -170,7 +168,6 @@ impl ReplicaState {
             && self.digest_pending.is_none()
         {
             let copy = self.spare.copy_of(&self.engine);
-            self.digests_requested = index;
             match self.digests.send((index, copy)) {
                 Ok(()) => self.digest_pending = Some(index),
                 Err(mpsc::SendError((index, copy))) => self.record_checkpoint(zone, index, copy.state_digest()), // no digest thread
@@ -230,16 +227,13 @@ impl ReplicaState {
     }
 
     /// Compares the leader's digest for checkpoint `index` with this replica's, now or (while
-    /// its own is being computed) once it is recorded. Checkpoints older than those kept are
-    /// not compared.
+    /// its own is being computed) once it is recorded. A checkpoint this replica skipped, or
+    /// older than those kept, is not compared.
     fn compare_checkpoint(&mut self, zone: ZoneId, index: u64, leader_digest: &[u8; 32]) {
         match self.checkpoints.iter().find(|(at, _)| *at == index) {
             Some(&(_, own)) => self.check_digest(zone, index, &own, leader_digest),
-            None if index <= self.digests_requested && self.checkpoints.back().is_none_or(|(at, _)| *at < index) => {
-                if self.leader_checkpoints.len() == CHECKPOINTS_KEPT {
-                    self.leader_checkpoints.pop_front();
-                }
-                self.leader_checkpoints.push_back((index, *leader_digest));
+            None if self.digest_pending == Some(index) => {
+                self.leader_checkpoint_waiting = Some((index, *leader_digest))
             }
             None => {}
         }
@@ -255,8 +249,7 @@ impl ReplicaState {
             self.checkpoints.pop_front();
         }
         self.checkpoints.push_back((index, digest));
-        if let Some(waiting) = self.leader_checkpoints.iter().position(|(at, _)| *at == index) {
-            let (_, leader_digest) = self.leader_checkpoints.remove(waiting).expect("found above");
+        if let Some((_, leader_digest)) = self.leader_checkpoint_waiting.take_if(|(at, _)| *at == index) {
             self.check_digest(zone, index, &digest, &leader_digest);
         }
     }
@@ -350,9 +343,8 @@ impl StateMachine {
             membership,
             checkpoints: VecDeque::new(),
             digests,
-            digests_requested: 0,
             digest_pending: None,
-            leader_checkpoints: VecDeque::new(),
+            leader_checkpoint_waiting: None,
             diverged: None,
             follow: follow.then(VecDeque::new),
             spare: SpareEngine::default(),
@@ -482,7 +474,7 @@ impl RaftStateMachine<ZoneRaft> for StateMachine {
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
         state.checkpoints.clear();
-        state.leader_checkpoints.clear();
+        state.leader_checkpoint_waiting = None;
         let (index, seq) = (snapshot_seq(meta).saturating_sub(1), state.engine.seq());
         if let Some(queue) = state.follow.as_mut() {
             queue.clear();
@@ -524,9 +516,8 @@ mod tests {
             membership: StoredMembership::default(),
             checkpoints: VecDeque::new(),
             digests,
-            digests_requested: 0,
             digest_pending: None,
-            leader_checkpoints: VecDeque::new(),
+            leader_checkpoint_waiting: None,
             diverged: None,
             follow: None,
             spare: SpareEngine::default(),
