@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -338,6 +339,55 @@ def test_a_command_not_answered_in_time_is_50004_and_its_late_answer_is_dropped(
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)  # the batch's delivery on this loop
             assert exchange.sequencer.batches == 1 and engine.seq == 1
+        finally:
+            engine.release.set()
+            exchange.stop()
+
+    asyncio.run(scenario())
+
+
+class _RecordingConnection:
+    """A logged-in private WebSocket connection that keeps what the session sends it."""
+
+    def __init__(self, account: int) -> None:
+        self.private, self.key, self.conn_id = True, SimpleNamespace(account=account), "test"
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, message: dict[str, Any] | str) -> None:
+        assert isinstance(message, dict)
+        self.sent.append(message)
+
+
+def test_websocket_ops_in_flight_are_bounded_and_each_is_answered_when_its_reply_times_out(tmp_path: Path) -> None:
+    from pyexchange.gateway.ws import OPS_IN_FLIGHT_MAX, Session
+    from pyexchange.serve import configure
+
+    config = load(None)
+    admission = dataclasses.replace(config.admission, reply_timeout_ms=100, ramp_orders_per_s=[])  # no ramp: a burst
+    config = dataclasses.replace(config, admission=admission)
+    engine = EngineThatStalls()
+    configure(engine, config)
+    exchange = Exchange(config, tmp_path, engine)
+    conn = _RecordingConnection(account=1)
+    order = {"instId": BTC, "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "100", "sz": "0.01"}
+
+    async def scenario() -> None:
+        exchange.start(asyncio.get_running_loop(), Hub())
+        session = Session(exchange, Hub(), None, conn)  # type: ignore[arg-type]
+        try:
+            for i in range(OPS_IN_FLIGHT_MAX + 1):
+                await session.handle(json.dumps({"id": f"o{i}", "op": "order", "args": [order]}))
+            assert session.ops_in_flight == OPS_IN_FLIGHT_MAX
+            assert [(m["id"], m["code"]) for m in conn.sent] == [(f"o{OPS_IN_FLIGHT_MAX}", okx.RATE_LIMITED)]
+            deadline = time.monotonic() + 5
+            while len(conn.sent) <= OPS_IN_FLIGHT_MAX and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            answers = {m["id"]: m for m in conn.sent[1:]}
+            assert sorted(answers) == sorted(f"o{i}" for i in range(OPS_IN_FLIGHT_MAX))
+            for answer in answers.values():
+                assert answer["op"] == "order" and answer["code"] == okx.ALL_FAILED, answer
+                assert [d["sCode"] for d in answer["data"]] == [okx.REQUEST_TIMEOUT], answer
+            assert session.ops_in_flight == 0
         finally:
             engine.release.set()
             exchange.stop()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import logging
 import statistics
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -40,6 +42,7 @@ REPLAY_CHUNK_RECORDS = 4096
 DEAD_MAN_TICK_S = 0.5
 LOOP_LAG_TICK_S = 0.02
 LOOP_LAG_WINDOW_TICKS = 5
+REPLY_SWEEP_S = 0.1
 KIND_OFFSET = wire.COMMAND_DTYPE.fields["kind"][1]  # type: ignore[index]
 TRADING_KINDS = (wire.PLACE, wire.CANCEL, wire.AMEND, wire.CANCEL_ALL, wire.DEPOSIT, wire.SET_MARKET_STATE)
 # Our market states as OKX's instrument `state`: trading, not trading, or opening.
@@ -102,12 +105,61 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _no_answer_in_time(future: asyncio.Future[list[Event]]) -> None:
-    """The sequencer did not answer within `admission.reply_timeout_ms` (a timer rather than
-    `asyncio.wait_for`, which costs a request a few more objects and callbacks)."""
-    if not future.done():
-        future.set_exception(okx.OkxError(okx.REQUEST_TIMEOUT, "No answer in time; the outcome is unknown: query "
-                                          "the order or retry with the same clOrdId"))  # fmt: skip
+@dataclass(slots=True)
+class Pending:
+    """An order-entry step whose command is on its way: the future of its events, and how the
+    step's answer (OKX's per-order fields) is made of them. Callers wait with `answered`, or
+    add a done callback to `future` and call `answer` (no task for each step)."""
+
+    future: asyncio.Future[list[Event]]
+    outcome: Callable[[list[Event]], Outcome]
+    shape: Callable[[Outcome], dict[str, str]] = Outcome.json
+
+    def answer(self) -> dict[str, str]:
+        """The answer, once `future` is done."""
+        try:
+            return self.shape(self.outcome(self.future.result()))
+        except (okx.OkxError, Overloaded) as error:  # no answer in time, the batch failed, the leader refused
+            return refusal_json(error)
+
+    async def answered(self) -> dict[str, str]:
+        with contextlib.suppress(okx.OkxError, Overloaded):  # `answer` makes it the step's sCode
+            await self.future
+        return self.answer()
+
+
+def refusal_json(error: okx.OkxError | Overloaded) -> dict[str, str]:
+    """A refused order-entry step as its per-order answer."""
+    if isinstance(error, Overloaded):
+        return Outcome(okx.RATE_LIMITED, f"Rate limit reached: {error}").json()
+    return Outcome(error.code, error.msg).json()
+
+
+class ReplyDeadlines:
+    """Fails with 50004 each queued command's future not answered within the reply timeout.
+    Deadlines come in the order commands are queued (one timeout for all), so one timer sweeps
+    them from the front every `REPLY_SWEEP_S` while any is waiting, rather than a timer for
+    each command (which costs a request a few µs to arm and cancel); a timeout fires up to
+    `REPLY_SWEEP_S` late."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._waiting: deque[tuple[float, asyncio.Future[list[Event]]]] = deque()
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def add(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[list[Event]]) -> None:
+        self._waiting.append((loop.time() + self.timeout_s, future))
+        if self._sweep is None:
+            self._sweep = loop.call_later(REPLY_SWEEP_S, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        now, waiting = loop.time(), self._waiting
+        while waiting and (waiting[0][1].done() or waiting[0][0] <= now):
+            future = waiting.popleft()[1]
+            if not future.done():
+                future.set_exception(okx.OkxError(okx.REQUEST_TIMEOUT, "No answer in time; the outcome is unknown: "
+                                                  "query the order or retry with the same clOrdId"))  # fmt: skip
+        self._sweep = loop.call_later(REPLY_SWEEP_S, self._expire, loop) if waiting else None
 
 
 class Exchange:
@@ -122,6 +174,7 @@ class Exchange:
         self._subscribers: Subscribers = _Nobody()
         self._sequencer: Sequencer | None = None
         self._pending_places: dict[int, int] = {}
+        self._reply_deadlines = ReplyDeadlines(config.admission.reply_timeout_ms / 1000)
         self._dead_man: dict[int, int] = {}  # account -> when cancel-all-after fires (ms)
         self._books_stale: set[str] = set()  # feeds not kept up to date: nobody followed them
         self.loop_lag = LoopLag()
@@ -325,14 +378,24 @@ class Exchange:
 
     # ---- order entry ----
 
-    async def _submit(self, command: Command) -> list[Event]:
+    def _submit_started(self, command: Command) -> asyncio.Future[list[Event]]:
+        """Sends `command` on its way (queued here, or to the leader's zone); the future of its
+        events. Refusals are raised at once."""
         if self.halted is not None and command.kind not in (wire.CANCEL, wire.CANCEL_ALL, wire.SET_MARKET_STATE):
             raise okx.OkxError(okx.SERVICE_UNAVAILABLE, f"Trading is halted: {self.halted}; cancels are taken",
                                http_status=503, retry_after_s=1)  # fmt: skip
-        if self.link is not None:
-            gateway = await self.link.leader_gateway()
-            if gateway is not None:
-                return await self._forward(gateway, command)
+        if self.link is None:
+            return self._enqueue_here(command)
+        return asyncio.ensure_future(self._submit_in_cluster(command))
+
+    async def _submit(self, command: Command) -> list[Event]:
+        return await self._submit_started(command)
+
+    async def _submit_in_cluster(self, command: Command) -> list[Event]:
+        assert self.link is not None
+        gateway = await self.link.leader_gateway()
+        if gateway is not None:
+            return await self._forward(gateway, command)
         return await self.submit_here(command)
 
     async def _forward(self, gateway: str, command: Command) -> list[Event]:
@@ -349,6 +412,11 @@ class Exchange:
 
     async def submit_here(self, command: Command) -> list[Event]:
         """Sequences `command` in this zone (a single zone, or the leader's)."""
+        return await self._enqueue_here(command)
+
+    def _enqueue_here(self, command: Command) -> asyncio.Future[list[Event]]:
+        """Queues `command` for this zone's sequencer; the future of its events, failed with
+        50004 if no answer comes within `admission.reply_timeout_ms`."""
         cancel = command.kind in (wire.CANCEL, wire.CANCEL_ALL, wire.SET_MARKET_STATE)  # never refused for lag
         lag_ms = self.loop_lag.behind_ms
         if not cancel and lag_ms > self.config.admission.queue_delay_ms_max:
@@ -357,17 +425,15 @@ class Exchange:
             raise Overloaded(f"new orders ramp up after a restart or failover: {self.ramp.rate_per_s(now_ns)} "
                              "orders/s now (admission.ramp_orders_per_s)")  # fmt: skip
         loop = asyncio.get_running_loop()
-        command.future = loop.create_future()
+        command.future = future = loop.create_future()
         self.sequencer.enqueue(command)  # Overloaded propagates: the caller answers 429
         if command.kind == wire.PLACE:
             self._pending_places[command.account] = self._pending_places.get(command.account, 0) + 1
-        expiry = loop.call_later(self.config.admission.reply_timeout_ms / 1000, _no_answer_in_time, command.future)
-        try:
-            return await command.future
-        finally:
-            expiry.cancel()
+        self._reply_deadlines.add(loop, future)
+        return future
 
-    async def place(self, account: int, intent: PlaceIntent) -> Outcome:
+    def place(self, account: int, intent: PlaceIntent) -> Outcome | Pending:
+        """Places an order: its outcome at once (a retry, a risk rejection), or on its way."""
         cid = intent.client_order_id
         known = self.views.order_of(account, None, cid) if cid else None
         if known is not None:
@@ -386,8 +452,10 @@ class Exchange:
             stp=wire.STP_MODES.index(intent.stp), price_ticks=intent.price_ticks, size_lots=intent.size_lots,
             client_order_id=cid.encode(),
         )  # fmt: skip
-        events = await self._submit(command)
-        first = events[0]
+        return Pending(self._submit_started(command), lambda events: self._placed(account, intent, events))
+
+    def _placed(self, account: int, intent: PlaceIntent, events: list[Event]) -> Outcome:
+        cid, first = intent.client_order_id, events[0]
         if first.kind == "rejected":
             assert first.reason is not None
             if first.reason == "order_client_order_id_in_use":
@@ -412,13 +480,13 @@ class Exchange:
             return None
         return view
 
-    async def cancel(self, account: int, ref: OrderRef) -> Outcome:
+    def cancel(self, account: int, ref: OrderRef) -> Outcome | Pending:
         rejection = self.risk.check_cancel(account=account, instrument=ref.instrument.symbol)
         if rejection is not None:
             return Outcome(rejection.code, rejection.msg, str(ref.order_id or ""), ref.client_order_id or "")
-        return await self._on_order(account, ref, wire.CANCEL)
+        return self._on_order(account, ref, wire.CANCEL)
 
-    async def amend(self, account: int, intent: AmendIntent) -> tuple[Outcome, str]:
+    def amend(self, account: int, intent: AmendIntent) -> Outcome | Pending:
         ref = intent.ref
         known = self._resolve(account, ref)
         rejection = self.risk.check_amend(
@@ -428,14 +496,12 @@ class Exchange:
             side=known.order.side if known else None,
         )  # fmt: skip
         if rejection is not None:
-            outcome = Outcome(rejection.code, rejection.msg, str(ref.order_id or ""), ref.client_order_id or "")
-            return outcome, intent.request_id
-        outcome = await self._on_order(account, ref, wire.AMEND, intent.new_price_ticks, intent.new_size_lots)
-        return outcome, intent.request_id
+            return Outcome(rejection.code, rejection.msg, str(ref.order_id or ""), ref.client_order_id or "")
+        return self._on_order(account, ref, wire.AMEND, intent.new_price_ticks, intent.new_size_lots)
 
-    async def _on_order(
+    def _on_order(
         self, account: int, ref: OrderRef, kind: int, price_ticks: int = 0, size_lots: int = 0
-    ) -> Outcome:
+    ) -> Outcome | Pending:
         """A cancel or an amend of the order `ref` names (by id or client order id)."""
         view = self._resolve(account, ref)
         order_id = view.order.order_id if view is not None else ref.order_id
@@ -445,9 +511,7 @@ class Exchange:
             return Outcome(code, msg, "", cid)
         command = Command(kind, account, ref.instrument.instrument_id, order_id=order_id, price_ticks=price_ticks,
                           size_lots=size_lots)  # fmt: skip
-        first = (await self._submit(command))[0]
-        code, msg = okx.reason_error(first.reason or "") if first.kind == "rejected" else ("0", "")
-        return Outcome(code, msg, str(order_id), cid, "", first.ts_ns // 1_000_000)
+        return Pending(self._submit_started(command), lambda events: _order_changed(order_id, cid, events))
 
     async def cancel_all(self, account: int, symbol: str | None = None) -> list[Event]:
         """The kill switch for one account (all instruments, or one)."""
@@ -622,29 +686,41 @@ class Exchange:
         }  # fmt: skip
 
 
-async def _outcome(exchange: Exchange, account: int, op: str, item: Any) -> dict[str, str]:
-    """One order-entry step (`place`, `cancel`, `amend`) as OKX's per-order answer; a bad item
-    or a refusal is its own `sCode`, not an exception."""
-    now_ms = _now_ms()
+def start_op(exchange: Exchange, account: int, op: str, item: Any) -> dict[str, str] | Pending:
+    """Starts one order-entry step (`place`, `cancel`, `amend`): OKX's per-order answer at once,
+    or the step on its way. A bad item or a refusal is its own `sCode`, not an exception."""
     try:
         if op == "place":
-            return (await exchange.place(account, requests.place(item, exchange.instruments))).json()
-        if op == "cancel":
-            return (await exchange.cancel(account, requests.order_ref(item, exchange.instruments))).json()
-        outcome, request_id = await exchange.amend(account, requests.amend(item, exchange.instruments))
-        answer = outcome.json()
-        del answer["tag"]
-        answer["reqId"] = request_id
-        return answer
-    except okx.OkxError as error:
-        return Outcome(error.code, error.msg, ts_ms=now_ms).json()
-    except Overloaded as error:
-        return Outcome(okx.RATE_LIMITED, f"Rate limit reached: {error}", ts_ms=now_ms).json()
+            step = exchange.place(account, requests.place(item, exchange.instruments))
+        elif op == "cancel":
+            step = exchange.cancel(account, requests.order_ref(item, exchange.instruments))
+        else:
+            intent = requests.amend(item, exchange.instruments)
+            step = exchange.amend(account, intent)
+            shape = functools.partial(_amend_json, intent.request_id)
+            if isinstance(step, Outcome):
+                return shape(step)
+            step.shape = shape
+    except (okx.OkxError, Overloaded) as error:
+        return refusal_json(error)
+    return step.json() if isinstance(step, Outcome) else step
+
+
+def _amend_json(request_id: str, outcome: Outcome) -> dict[str, str]:
+    answer = outcome.json()
+    del answer["tag"]
+    answer["reqId"] = request_id
+    return answer
+
+
+def _order_changed(order_id: int, cid: str, events: list[Event]) -> Outcome:
+    first = events[0]
+    code, msg = okx.reason_error(first.reason or "") if first.kind == "rejected" else ("0", "")
+    return Outcome(code, msg, str(order_id), cid, "", first.ts_ns // 1_000_000)
 
 
 async def run_ops(exchange: Exchange, account: int, op: str, items: list[Any]) -> list[dict[str, str]]:
-    """Runs a request's order-entry steps concurrently, so that a batch shares one journal
-    sync; each step queues its command before the next starts, so they keep their order."""
-    if len(items) == 1:
-        return [await _outcome(exchange, account, op, items[0])]
-    return list(await asyncio.gather(*(_outcome(exchange, account, op, item) for item in items)))
+    """Runs a request's order-entry steps; all are started (queued, in order) before any is
+    awaited, so that a batch shares one journal sync."""
+    steps = [start_op(exchange, account, op, item) for item in items]
+    return [await step.answered() if isinstance(step, Pending) else step for step in steps]

@@ -27,7 +27,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from pyexchange.accounts import ApiKey
 from pyexchange.gateway import okx
-from pyexchange.gateway.exchange import Exchange, run_ops
+from pyexchange.gateway.exchange import Exchange, Pending, start_op
 
 SEND_QUEUE_MESSAGES_MAX = 4096
 MESSAGE_BYTES_MAX = 64 * 1024
@@ -127,7 +127,7 @@ class Session:
 
     def __init__(self, exchange: Exchange, hub: Hub, auth: Any, conn: Connection) -> None:
         self.exchange, self.hub, self.auth, self.conn = exchange, hub, auth, conn
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.ops_in_flight = 0
 
     async def handle(self, text: str) -> None:
         if text == "ping":
@@ -160,15 +160,7 @@ class Session:
         elif op == "login":
             await self._login(args[0])
         elif op in ORDER_OPS:
-            # Each op runs as its own task, so a client may have many in flight (they queue in
-            # the order they arrived); past the limit it is refused at once.
-            if len(self.tasks) >= OPS_IN_FLIGHT_MAX:
-                self.conn.send(_error(self.conn, okx.RATE_LIMITED, f"Rate limit reached: {OPS_IN_FLIGHT_MAX} "
-                                      "operations of this connection are in flight", op_id))  # fmt: skip
-                return
-            task = asyncio.create_task(self._order_op(op, args, op_id))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._order_op(op, args, op_id)
         else:
             self.conn.send(_error(self.conn, "60012", f"Illegal request: unknown op {op[:40]!r}", op_id))
 
@@ -235,7 +227,9 @@ class Session:
                 {"arg": arg, "data": [self.exchange.balance_json(account, self.exchange.balances(account), now_ms)]}
             )
 
-    async def _order_op(self, op: str, args: list[dict[str, Any]], op_id: str | None) -> None:
+    def _order_op(self, op: str, args: list[dict[str, Any]], op_id: str | None) -> None:
+        """Starts an order-entry op; it is answered when its last step is (a done callback, not a
+        task: a client may have many ops in flight, answered as their batches are durable)."""
         in_us = time.time_ns() // 1000
         if not self.conn.private or self.conn.key is None:
             self.conn.send(_error(self.conn, "60011", "Please log in", op_id))
@@ -243,7 +237,30 @@ class Session:
         if len(args) > (OPS_BATCH_MAX if op.startswith("batch") else 1):
             self.conn.send(_error(self.conn, "60013", f"Invalid args: too many for {op}", op_id))
             return
-        data = await run_ops(self.exchange, self.conn.key.account, ORDER_OPS[op], args)
+        if self.ops_in_flight >= OPS_IN_FLIGHT_MAX:
+            self.conn.send(_error(self.conn, okx.RATE_LIMITED, f"Rate limit reached: {OPS_IN_FLIGHT_MAX} "
+                                  "operations of this connection are in flight", op_id))  # fmt: skip
+            return
+        steps = [start_op(self.exchange, self.conn.key.account, ORDER_OPS[op], arg) for arg in args]
+        pending = [step for step in steps if isinstance(step, Pending)]
+        if not pending:
+            self._answer(op, op_id, steps, in_us)
+            return
+        self.ops_in_flight += 1
+        waiting = len(pending)
+
+        def step_done(_future: asyncio.Future[Any]) -> None:
+            nonlocal waiting
+            waiting -= 1
+            if waiting == 0:
+                self.ops_in_flight -= 1
+                self._answer(op, op_id, steps, in_us)
+
+        for step in pending:
+            step.future.add_done_callback(step_done)
+
+    def _answer(self, op: str, op_id: str | None, steps: list[dict[str, str] | Pending], in_us: int) -> None:
+        data = [step.answer() if isinstance(step, Pending) else step for step in steps]
         code, msg = okx.batch_code(data, single=not op.startswith("batch"))
         self.conn.send({"id": op_id or "", "op": op, "data": data, "code": code, "msg": msg, "inTime": str(in_us),
                         "outTime": str(time.time_ns() // 1000)})  # fmt: skip
@@ -271,8 +288,6 @@ async def _serve(socket: WebSocket, private: bool) -> None:
     finally:
         hub.drop(conn)
         pump.cancel()
-        for task in session.tasks:
-            task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await pump
 
