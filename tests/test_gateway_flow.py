@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from pyexchange import Engine, wire
 from pyexchange.config import AdmissionConfig, load
 from pyexchange.gateway import okx
-from pyexchange.gateway.exchange import Exchange, LoopLag
+from pyexchange.gateway.exchange import REPLY_SWEEP_S, Exchange, LoopLag, ReplyDeadlines
 from pyexchange.gateway.sequencer import Batch, Command, Overloaded, Sequencer, command_bounds
 from pyexchange.gateway.ws import Hub
 from tests.gateway_server import Server, running_server
@@ -391,6 +391,31 @@ def test_websocket_ops_in_flight_are_bounded_and_each_is_answered_when_its_reply
         finally:
             engine.release.set()
             exchange.stop()
+
+    asyncio.run(scenario())
+
+
+def test_reply_deadlines_fail_only_the_futures_still_waiting_at_their_deadline_and_then_stop_sweeping() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadlines = ReplyDeadlines(timeout_s=1.0)
+        answered, unanswered = loop.create_future(), loop.create_future()
+        deadlines.add(loop, answered)
+        deadlines.add(loop, unanswered)
+        answered.set_result([])
+        await asyncio.sleep(0.6)
+        late = loop.create_future()
+        deadlines.add(loop, late)  # due at 1.6 s
+        await asyncio.sleep(started + 1.0 + 2.5 * REPLY_SWEEP_S - loop.time())
+        assert answered.result() == []
+        with pytest.raises(okx.OkxError, match="No answer in time") as timed_out:
+            unanswered.result()
+        assert timed_out.value.code == okx.REQUEST_TIMEOUT
+        assert not late.done(), "not due yet"
+        late.set_result([])
+        await asyncio.sleep(3 * REPLY_SWEEP_S)
+        assert deadlines._sweep is None  # nothing waits any more: no timer is left armed
 
     asyncio.run(scenario())
 
