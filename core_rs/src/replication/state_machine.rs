@@ -242,9 +242,7 @@ impl ReplicaState {
     /// Records this replica's digest at checkpoint `index` and compares it with the leader's,
     /// if that came first.
     fn record_checkpoint(&mut self, zone: ZoneId, index: u64, digest: [u8; 32]) {
-        if self.digest_pending == Some(index) {
-            self.digest_pending = None;
-        }
+        self.digest_pending.take_if(|pending| *pending == index);
         if self.checkpoints.len() == CHECKPOINTS_KEPT {
             self.checkpoints.pop_front();
         }
