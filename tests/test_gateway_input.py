@@ -391,6 +391,16 @@ def test_state_holds_the_resting_orders(victim: Client) -> None:
                     "restSol": (resting["$SOL"], "10", "0.1", "live")}  # fmt: skip
 
 
+@pytest.mark.parametrize(("method", "path"), [("PUT", ORDER), ("GET", CANCEL), ("DELETE", BATCH), ("PATCH", AMEND)])
+def test_order_entry_paths_refuse_other_methods(victim: Client, method: str, path: str) -> None:
+    """Order entry is answered before FastAPI's routing (`app.OrderEntry`), but only for POST:
+    other methods still reach the routes, which refuse them with 405 in an OKX envelope."""
+    before = victim.state()
+    answer = victim.call(method, path, json.dumps({"instId": "BTC-USDT", "ordId": victim.resting["$BTC"]}))
+    assert_refused(answer, top("51000", "Method Not Allowed", status=405))
+    assert victim.state() == before
+
+
 # ---- a batch: each order stands alone ----
 
 

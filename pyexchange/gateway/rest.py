@@ -11,7 +11,7 @@ order with `sCode`/`sMsg`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
@@ -281,7 +281,10 @@ async def _entry(request: Request, exchange: Exchange, key: ApiKey, op: str, *, 
     return okx.answer(outcomes, *okx.batch_code(outcomes, single=not batch))
 
 
-def _entry_route(op: str, *, batch: bool) -> Callable[..., Any]:
+EntryEndpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _entry_route(op: str, *, batch: bool) -> EntryEndpoint:
     async def endpoint(request: Request) -> Response:
         return await _entry(request, request.app.state.exchange, await private(request), op, batch=batch)
 
@@ -297,9 +300,13 @@ ENTRY_ROUTES = (
     ("/trade/amend-order", "amend_order", "amend", False, AMEND_SCHEMA, ["instId"]),
     ("/trade/amend-batch-orders", "amend_batch_orders", "amend", True, AMEND_SCHEMA, ["instId"]),
 )
+# Their POST endpoints by full path, for `app.OrderEntry`, which answers them before FastAPI's
+# routing. The routes below stay in the router for the OpenAPI schema and for other methods' 405.
+ENTRY_ENDPOINTS: dict[str, EntryEndpoint] = {}
 for _path, _name, _op, _many, _fields, _required in ENTRY_ROUTES:
     _schema = _order_body_schema(_fields, _required)
-    router.add_api_route(_path, _entry_route(_op, batch=_many), methods=["POST"], name=_name,
+    ENTRY_ENDPOINTS[router.prefix + _path] = _endpoint = _entry_route(_op, batch=_many)
+    router.add_api_route(_path, _endpoint, methods=["POST"], name=_name,
                          operation_id=f"{_name}_api_v5{_path.replace('/', '_').replace('-', '_')}_post",
                          openapi_extra=_list_of(_schema) if _many else _schema)  # fmt: skip
 
