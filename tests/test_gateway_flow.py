@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from pyexchange import Engine, wire
 from pyexchange.config import AdmissionConfig, load
 from pyexchange.gateway import okx
+from pyexchange.gateway.app import OrderEntry
 from pyexchange.gateway.exchange import REPLY_SWEEP_S, Exchange, LoopLag, ReplyDeadlines
 from pyexchange.gateway.sequencer import Batch, Command, Overloaded, Sequencer, command_bounds
 from pyexchange.gateway.ws import Hub
@@ -477,3 +478,59 @@ def test_loop_lag_ignores_one_stall_but_not_a_loop_that_stays_behind() -> None:
     for late_ms in (0.2, 0.1, 0.3):
         lag.record(late_ms)
     assert lag.behind_ms == 0.3
+
+
+def test_order_entry_answers_its_paths_and_passes_everything_else_on() -> None:
+    """`app.OrderEntry`: a POST to an entry path goes to its endpoint; an `OkxError` there becomes
+    the OKX envelope with its HTTP status; anything else propagates to the app's 500 handler (the
+    app's outer middleware); every other request reaches the app behind it."""
+
+    async def placed(_request: Any) -> okx.OrjsonResponse:
+        return okx.answer([{"sCode": "0"}])
+
+    async def refused(_request: Any) -> okx.OrjsonResponse:
+        raise okx.OkxError(okx.RATE_LIMITED, "slow down", retry_after_s=1)
+
+    async def broken(_request: Any) -> okx.OrjsonResponse:
+        raise KeyError("a bug")
+
+    passed_on: list[tuple[str, str, str]] = []
+
+    async def app_behind(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        passed_on.append((scope["type"], scope.get("method", ""), scope["path"]))
+        await okx.answer([])(scope, receive, send)
+
+    entry = OrderEntry(app_behind, {"/placed": placed, "/refused": refused, "/broken": broken})
+
+    async def call(method: str, path: str, kind: str = "http") -> tuple[int, dict[str, Any], dict[bytes, bytes]]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": kind, "path": path, "headers": [], "query_string": b""}
+        if kind == "http":  # a WebSocket scope has no method
+            scope["method"] = method
+        await entry(scope, receive, send)
+        start, body = sent
+        return start["status"], json.loads(body["body"]), dict(start["headers"])
+
+    async def scenario() -> None:
+        status, body, _ = await call("POST", "/placed")
+        assert (status, body["data"]) == (200, [{"sCode": "0"}])
+        status, body, headers = await call("POST", "/refused")
+        assert (status, body["code"], body["msg"], headers[b"retry-after"]) == (429, "50011", "slow down", b"1")
+        with pytest.raises(KeyError, match="a bug"):
+            await call("POST", "/broken")
+        assert passed_on == []
+        for method, path, kind in [("GET", "/placed", "http"), ("POST", "/other", "http"), ("PUT", "/refused", "http"),
+                                   ("", "/placed", "websocket")]:  # fmt: skip
+            status, body, _ = await call(method, path, kind)
+            assert (status, body["code"]) == (200, "0")
+        assert passed_on == [("http", "GET", "/placed"), ("http", "POST", "/other"), ("http", "PUT", "/refused"),
+                             ("websocket", "", "/placed")]  # fmt: skip
+
+    asyncio.run(scenario())
