@@ -378,18 +378,15 @@ class Exchange:
 
     # ---- order entry ----
 
-    def _submit_started(self, command: Command) -> asyncio.Future[list[Event]]:
+    def _submit(self, command: Command) -> asyncio.Future[list[Event]]:
         """Sends `command` on its way (queued here, or to the leader's zone); the future of its
         events. Refusals are raised at once."""
         if self.halted is not None and command.kind not in (wire.CANCEL, wire.CANCEL_ALL, wire.SET_MARKET_STATE):
             raise okx.OkxError(okx.SERVICE_UNAVAILABLE, f"Trading is halted: {self.halted}; cancels are taken",
                                http_status=503, retry_after_s=1)  # fmt: skip
         if self.link is None:
-            return self._enqueue_here(command)
+            return self.submit_here(command)
         return asyncio.ensure_future(self._submit_in_cluster(command))
-
-    async def _submit(self, command: Command) -> list[Event]:
-        return await self._submit_started(command)
 
     async def _submit_in_cluster(self, command: Command) -> list[Event]:
         assert self.link is not None
@@ -410,13 +407,10 @@ class Exchange:
                 await asyncio.wait_for(applied, timeout_s)
         return self.engine.decode_events(events)
 
-    async def submit_here(self, command: Command) -> list[Event]:
-        """Sequences `command` in this zone (a single zone, or the leader's)."""
-        return await self._enqueue_here(command)
-
-    def _enqueue_here(self, command: Command) -> asyncio.Future[list[Event]]:
-        """Queues `command` for this zone's sequencer; the future of its events, failed with
-        50004 if no answer comes within `admission.reply_timeout_ms`."""
+    def submit_here(self, command: Command) -> asyncio.Future[list[Event]]:
+        """Queues `command` for this zone's sequencer (a single zone, or the leader's); the future
+        of its events, failed with 50004 if no answer comes within `admission.reply_timeout_ms`.
+        Refusals (`Overloaded`) are raised at once."""
         cancel = command.kind in (wire.CANCEL, wire.CANCEL_ALL, wire.SET_MARKET_STATE)  # never refused for lag
         lag_ms = self.loop_lag.behind_ms
         if not cancel and lag_ms > self.config.admission.queue_delay_ms_max:
@@ -452,7 +446,7 @@ class Exchange:
             stp=wire.STP_MODES.index(intent.stp), price_ticks=intent.price_ticks, size_lots=intent.size_lots,
             client_order_id=cid.encode(),
         )  # fmt: skip
-        return Pending(self._submit_started(command), lambda events: self._placed(account, intent, events))
+        return Pending(self._submit(command), lambda events: self._placed(account, intent, events))
 
     def _placed(self, account: int, intent: PlaceIntent, events: list[Event]) -> Outcome:
         cid, first = intent.client_order_id, events[0]
@@ -511,7 +505,7 @@ class Exchange:
             return Outcome(code, msg, "", cid)
         command = Command(kind, account, ref.instrument.instrument_id, order_id=order_id, price_ticks=price_ticks,
                           size_lots=size_lots)  # fmt: skip
-        return Pending(self._submit_started(command), lambda events: _order_changed(order_id, cid, events))
+        return Pending(self._submit(command), lambda events: _order_changed(order_id, cid, events))
 
     async def cancel_all(self, account: int, symbol: str | None = None) -> list[Event]:
         """The kill switch for one account (all instruments, or one)."""
