@@ -28,9 +28,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod market;
+mod timer_slack;
 mod workload;
 
 use market::{Commands, ACCOUNTS};
+use timer_slack::sleep_on_time;
 
 use core_rs::codes::{OrderType, Side, Stp};
 use core_rs::command::{Command, PlaceOrder, NO_CLIENT_ORDER_ID};
@@ -202,7 +204,7 @@ fn offered_load(dir: &Path, source: &Commands, load: Load) -> Value {
     let planned = |i: usize| Duration::from_nanos((i as u128 * 1_000_000_000 / u128::from(rate)) as u64);
     // (first command index, end index, last seq) of each batch, in order.
     let (batches, acknowledger_batches) = std::sync::mpsc::channel::<(usize, usize, u64)>();
-    sleep_on_time();
+    sleep_on_time(); // the dispatcher (this thread) sleeps until each command's planned time
     let started = Instant::now();
     let histogram = std::thread::scope(|scope| {
         let acknowledger = scope.spawn(|| {
@@ -262,16 +264,6 @@ fn offered_load(dir: &Path, source: &Commands, load: Load) -> Value {
         "commands_in_ideal_on_these_syncs": commands_in_ideal,
         "ack_p99_over_ideal_on_these_syncs_p99": ratio(histogram.value_at_quantile(0.99), &json!(ideal_us.value_at_quantile(0.99))),
     })
-}
-
-/// The dispatcher (this thread) sleeps until a command's planned time; with the kernel's
-/// default timer slack (50 µs for a normal thread) each sleep may end up to 50 µs late, and
-/// that lateness would count in every command's latency as if the engine had taken it. A slack
-/// of 1 ns wakes the dispatcher when it asked to be woken (give or take the scheduler).
-fn sleep_on_time() {
-    // SAFETY: prctl on the calling thread with constant integer arguments; no memory of ours.
-    let refused = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) } != 0;
-    assert!(!refused, "PR_SET_TIMERSLACK: {}", std::io::Error::last_os_error());
 }
 
 /// The disk's share of a load's acknowledgement latency, from the journal's own sync rounds

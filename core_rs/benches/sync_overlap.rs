@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::json;
+use timer_slack::sleep_on_time;
+
+mod timer_slack;
 
 const COMMAND_BYTES: usize = 96;
 const FILE_BYTES: usize = 256 << 20;
@@ -139,9 +142,7 @@ fn run(path: &Path, in_flight: usize, rate: f64, seconds: f64) -> (Histogram<u64
 
 fn main() {
     let Options { dir, rates, seconds, repeats, in_flight } = options();
-    // Sleeps end when asked, not up to 50 µs later (the default slack), which would count as latency.
-    // SAFETY: prctl(PR_SET_TIMERSLACK) takes an integer and touches no memory of ours.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64) };
+    sleep_on_time(); // the writer (this thread) sleeps until each command's due time
     let path = dir.join("sync_overlap.dat");
     let file = File::create(&path).expect("creating the test file");
     file.write_all_at(&vec![0u8; FILE_BYTES], 0).expect("laying out the test file");
