@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -195,8 +195,10 @@ class AuctionFigures:
     imbalance_side: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Order:
+class Order(NamedTuple):
+    """An order as the engine has it. A named tuple rather than a frozen dataclass: as immutable, and
+    built in a third of the time (the gateway reads one for every order it places)."""
+
     order_id: int
     account: int
     instrument: str
@@ -581,12 +583,9 @@ class Engine:
          filled_lots, filled_price_lots, cl_id) = found  # fmt: skip
         inst = self._instrument_by_id[instrument_id]
         return Order(
-            order_id=oid, account=acct, instrument=inst.symbol, side=wire.SIDES[side],
-            order_type=wire.ORDER_TYPES[order_type], stp=wire.STP_MODES[stp],
-            state=_core.ORDER_STATES[state], price=inst.price(price_ticks), size=inst.size(size_lots),
-            filled_size=inst.size(filled_lots),
-            average_price=_average_price(inst, filled_price_lots, filled_lots),
-            client_order_id=bytes(cl_id).decode() or None,
+            oid, acct, inst.symbol, wire.SIDES[side], wire.ORDER_TYPES[order_type], wire.STP_MODES[stp],
+            _core.ORDER_STATES[state], inst.price(price_ticks), inst.size(size_lots), inst.size(filled_lots),
+            _average_price(inst, filled_price_lots, filled_lots), bytes(cl_id).decode() or None,
         )  # fmt: skip
 
     def preallocate(self, live_orders: int = 1 << 16) -> None:

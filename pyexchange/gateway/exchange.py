@@ -85,9 +85,10 @@ class _Nobody:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
-    """The answer to one order-entry request: OKX's per-order fields."""
+    """The answer to one order-entry request: OKX's per-order fields. Not frozen: one per order,
+    and a frozen dataclass takes three times as long to build."""
 
     s_code: str
     s_msg: str

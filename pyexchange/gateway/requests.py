@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyexchange import wire
 from pyexchange.engine import Instrument
@@ -27,8 +27,10 @@ STEPS_MAX = 1 << 62  # ticks and lots past this are refused here; the engine's o
 ORDER_ID_MAX = (1 << 63) - 1
 
 
-@dataclass(frozen=True, slots=True)
-class PlaceIntent:
+class PlaceIntent(NamedTuple):
+    """A valid order to place (a named tuple, not a frozen dataclass: one per order, built in a
+    third of the time)."""
+
     instrument: Instrument
     side: str
     order_type: str
@@ -89,9 +91,14 @@ def _number(body: Mapping[str, Any], field: str, *, required: bool = True) -> De
         if required:
             raise okx.OkxError(okx.PARAMETER_EMPTY, f"Parameter {field} can not be empty")
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if isinstance(value, str):  # what clients send; tested first, as `str | int | float` costs an order 0.1 µs
+        text = value
+    elif isinstance(value, float):
+        text = format(Decimal(repr(value)), "f")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    else:
         raise error(field, f"must be a decimal string, not {type(value).__name__}")
-    text = format(Decimal(repr(value)), "f") if isinstance(value, float) else str(value)
     if len(text) > NUMBER_CHARS_MAX or not DECIMAL.fullmatch(text):
         raise error(field, f'{text[:NUMBER_CHARS_MAX]!r} is not a plain decimal such as "0.01" (digits, one point)')
     number = Decimal(text)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
 
 from pyexchange import wire
 from pyexchange.engine import AuctionFigures, Event, Instrument, Order
@@ -94,11 +93,14 @@ class Views:
         trades: list[tuple[str, Trade]] = []
         markets: list[str] = []
         touched_ms: dict[int, int] = {}  # order id -> time of the last event that named it
-        for record, events in zip(batch.records, batch.events, strict=True):
+        # The records by column: a numpy record for each command would cost more than the view of its order.
+        kinds, cids = batch.records["kind"].tolist(), batch.records["client_order_id"].tolist()
+        client_ids = [cid.decode() if kind == wire.PLACE else "" for kind, cid in zip(kinds, cids, strict=True)]
+        for client_id, events in zip(client_ids, batch.events, strict=True):
             fills_seen = 0
             for event in events:
                 if event.kind == "accepted":
-                    self._accepted(event, record, batch.orders)
+                    self._accepted(event, client_id, batch.orders)
                 elif event.kind == "fill":
                     # An uncross (its events end with the market state) prints one public trade.
                     public = events[-1].kind != "market_state"
@@ -149,12 +151,11 @@ class Views:
         self.candles[symbol].add_trade(trade.ts_ms, trade.price, trade.size)
         self.last_price[symbol], self.last_size[symbol] = trade.price, trade.size
 
-    def _accepted(self, event: Event, record: Any, orders: dict[int, Order]) -> None:
+    def _accepted(self, event: Event, cid: str, orders: dict[int, Order]) -> None:
         assert event.order_id is not None and event.account is not None
         order = orders.get(event.order_id)
         if order is None or event.order_id in self.orders:
             return
-        cid = bytes(record["client_order_id"]).decode() if record["kind"] == wire.PLACE else ""
         inst = self.instruments[order.instrument]
         t = event.ts_ns // 1_000_000
         self.orders[event.order_id] = OrderView(order, cid, t, t, Decimal(0), inst.quote.name)
