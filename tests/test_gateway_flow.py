@@ -483,7 +483,8 @@ def test_loop_lag_ignores_one_stall_but_not_a_loop_that_stays_behind() -> None:
 def test_order_entry_answers_its_paths_and_passes_everything_else_on() -> None:
     """`app.OrderEntry`: a POST to an entry path goes to its endpoint; an `OkxError` there becomes
     the OKX envelope with its HTTP status; anything else propagates to the app's 500 handler (the
-    app's outer middleware); every other request reaches the app behind it."""
+    app's outer middleware); a WebSocket to a socket path goes to its endpoint; every other
+    request reaches the app behind it."""
 
     async def placed(_request: Any) -> okx.OrjsonResponse:
         return okx.answer([{"sCode": "0"}])
@@ -495,12 +496,18 @@ def test_order_entry_answers_its_paths_and_passes_everything_else_on() -> None:
         raise KeyError("a bug")
 
     passed_on: list[tuple[str, str, str]] = []
+    sockets_served: list[str] = []
+
+    async def socket_endpoint(socket: Any) -> None:
+        sockets_served.append(socket.url.path)
+        await okx.answer([{"socket": socket.url.path}])(socket.scope, socket.receive, socket.send)
 
     async def app_behind(scope: dict[str, Any], receive: Any, send: Any) -> None:
         passed_on.append((scope["type"], scope.get("method", ""), scope["path"]))
         await okx.answer([])(scope, receive, send)
 
-    entry = OrderEntry(app_behind, {"/placed": placed, "/refused": refused, "/broken": broken})
+    entry = OrderEntry(app_behind, {"/placed": placed, "/refused": refused, "/broken": broken},
+                       {"/socket": socket_endpoint})  # fmt: skip
 
     async def call(method: str, path: str, kind: str = "http") -> tuple[int, dict[str, Any], dict[bytes, bytes]]:
         sent: list[dict[str, Any]] = []
@@ -525,12 +532,15 @@ def test_order_entry_answers_its_paths_and_passes_everything_else_on() -> None:
         assert (status, body["code"], body["msg"], headers[b"retry-after"]) == (429, "50011", "slow down", b"1")
         with pytest.raises(KeyError, match="a bug"):
             await call("POST", "/broken")
-        assert passed_on == []
+        status, body, _ = await call("", "/socket", "websocket")
+        assert (status, body["data"]) == (200, [{"socket": "/socket"}])
+        assert passed_on == [] and sockets_served == ["/socket"]
         for method, path, kind in [("GET", "/placed", "http"), ("POST", "/other", "http"), ("PUT", "/refused", "http"),
-                                   ("", "/placed", "websocket")]:  # fmt: skip
+                                   ("", "/placed", "websocket"), ("GET", "/socket", "http")]:  # fmt: skip
             status, body, _ = await call(method, path, kind)
             assert (status, body["code"]) == (200, "0")
         assert passed_on == [("http", "GET", "/placed"), ("http", "POST", "/other"), ("http", "PUT", "/refused"),
-                             ("websocket", "", "/placed")]  # fmt: skip
+                             ("websocket", "", "/placed"), ("http", "GET", "/socket")]  # fmt: skip
+        assert sockets_served == ["/socket"]
 
     asyncio.run(scenario())

@@ -14,10 +14,10 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
@@ -66,9 +66,9 @@ def create_app(exchange: Exchange, auth: Authenticator) -> FastAPI:
     app.state.operator_token = operator.operator_token(exchange.data_dir)
     for account in operator.load_blocked(exchange.data_dir):
         exchange.risk.block_account(account)
-    add_routers(app, (rest.router, ws.router, operator.router) + ((cluster_api.router,) if exchange.link else ()))
+    add_routers(app, (rest.router, operator.router) + ((cluster_api.router,) if exchange.link else ()))
     _add_error_handlers(app)
-    app.add_middleware(OrderEntry, endpoints=rest.ENTRY_ENDPOINTS)  # inside Admission: added before it
+    app.add_middleware(OrderEntry, endpoints=rest.ENTRY_ENDPOINTS, sockets=ws.ENDPOINTS)  # inside Admission
     admission = exchange.config.admission
     app.add_middleware(Admission, limit=admission.requests_in_flight_max, retry_after_s=admission.retry_after_s)
     return app
@@ -114,17 +114,27 @@ class Admission:
 
 
 class OrderEntry:
-    """Answers order entry (`POST /api/v5/trade/order` and the other entry routes), the hot path
-    of REST, before FastAPI's routing. Past the app's outer middleware (errors, admission), a
-    request to one of them goes straight to its endpoint with a `Request`: no route matching, no
-    dependency solving, no exception middleware around it. Those layers cost an order about a
-    third of the event loop's time (py-spy under load); the endpoints are the same as the
-    routes' and answer errors as the app's handlers would."""
+    """Serves the hot paths before FastAPI's routing: REST order entry (`POST /api/v5/trade/order`
+    and the other entry routes) and the WebSocket endpoints (`/ws/v5/...`, where order entry also
+    happens). Past the app's outer middleware (errors, admission), a request to one of them goes
+    straight to its endpoint with a `Request` (a `WebSocket`): no route matching, no dependency
+    solving, no exception middleware around it (which wraps every message a socket sends). Those
+    layers cost a REST order about a third of the event loop's time (py-spy under load); the
+    endpoints are the same as the routes' and answer errors as the app's handlers would. A
+    WebSocket endpoint has no route at all: FastAPI would add nothing to it."""
 
-    def __init__(self, app: Any, endpoints: dict[str, rest.EntryEndpoint]) -> None:
-        self.app, self.endpoints = app, endpoints
+    def __init__(
+        self,
+        app: Any,
+        endpoints: dict[str, rest.EntryEndpoint],
+        sockets: dict[str, Callable[[WebSocket], Awaitable[None]]],
+    ) -> None:
+        self.app, self.endpoints, self.sockets = app, endpoints, sockets
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and (socket_endpoint := self.sockets.get(scope["path"])) is not None:
+            await socket_endpoint(WebSocket(scope, receive, send))
+            return
         endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if endpoint is None:
             await self.app(scope, receive, send)

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import WebSocket, WebSocketDisconnect
 
 from pyexchange.accounts import ApiKey
 from pyexchange.gateway import okx
@@ -36,7 +38,6 @@ OPS_IN_FLIGHT_MAX = 256
 PUBLIC_CHANNELS = ("books", "books5", "bbo-tbt", "trades", "tickers", "call-auction-details")
 PRIVATE_CHANNELS = ("orders", "account")
 log = logging.getLogger("pyexchange.ws")
-router = APIRouter(default_response_class=okx.OrjsonResponse)
 
 
 class Connection:
@@ -272,7 +273,7 @@ ORDER_OPS = {
 }  # fmt: skip
 
 
-async def _serve(socket: WebSocket, private: bool) -> None:
+async def serve(socket: WebSocket, private: bool) -> None:
     await socket.accept()
     app = socket.app
     hub: Hub = app.state.hub
@@ -292,16 +293,9 @@ async def _serve(socket: WebSocket, private: bool) -> None:
             await pump
 
 
-@router.websocket("/ws/v5/public")
-async def ws_public(socket: WebSocket) -> None:
-    await _serve(socket, private=False)
-
-
-@router.websocket("/ws/v5/business")
-async def ws_business(socket: WebSocket) -> None:
-    await _serve(socket, private=False)
-
-
-@router.websocket("/ws/v5/private")
-async def ws_private(socket: WebSocket) -> None:
-    await _serve(socket, private=True)
+# The endpoints by path, for `app.OrderEntry`, which serves them before FastAPI's routing.
+ENDPOINTS: dict[str, Callable[[WebSocket], Awaitable[None]]] = {
+    "/ws/v5/public": functools.partial(serve, private=False),
+    "/ws/v5/business": functools.partial(serve, private=False),  # where OKX clients look for some channels
+    "/ws/v5/private": functools.partial(serve, private=True),
+}
