@@ -308,6 +308,37 @@ def test_sequencer_refuses_orders_when_behind_but_takes_cancels() -> None:
         loop.close()
 
 
+def test_sequencer_step_runs_one_batch_on_the_calling_thread() -> None:
+    """`Sequencer.step` (for the instruction-count benchmark): with the thread not started, each
+    step applies what is queued, cancels first, and delivers it at once; with nothing queued it
+    returns without waiting."""
+    engine = Engine()
+    engine.add_asset("USDT")
+    engine.add_asset("BTC")
+    engine.add_instrument("BTC-USDT", tick_size="0.1", lot_size="0.001", min_size="0.001")
+    engine.deposit(1, "USDT", "1000000")
+    delivered: list[Batch] = []
+    loop = asyncio.new_event_loop()
+    admission = load(None).admission
+    sequencer = Sequencer(engine, admission, loop, delivered.append, NobodyFollows())  # type: ignore[arg-type]
+    seq_before = engine.seq
+    try:
+        sequencer.step()
+        assert delivered == [] and engine.seq == seq_before
+        place = Command(wire.PLACE, 1, 0, side=wire.SIDES.index("buy"), price_ticks=100, size_lots=1)
+        sequencer.enqueue(place)
+        sequencer.enqueue(Command(wire.CANCEL, 1, 0, order_id=99))
+        sequencer.step()
+        [batch] = delivered
+        assert list(batch.records["kind"]) == [wire.CANCEL, wire.PLACE]
+        assert [[event.kind for event in events] for events in batch.events] == [["rejected"], ["accepted"]]
+        assert sequencer.queued() == (0, 0) and engine.seq == seq_before + 2
+        sequencer.step()
+        assert len(delivered) == 1
+    finally:
+        loop.close()
+
+
 class EngineThatStalls(Engine):
     """An engine whose `submit` waits until the test lets it go."""
 

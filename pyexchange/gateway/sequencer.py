@@ -245,6 +245,16 @@ class Sequencer:
             self._busy_since_ns = time.monotonic_ns()
             return taken
 
+    def step(self) -> None:
+        """Runs one batch of what is queued (if anything is) on the calling thread, delivered at
+        once: for a benchmark that leaves the thread unstarted so that every run takes the same steps
+        (`bench.gateway_instructions`)."""
+        if not (self._cancels or self._orders):
+            return
+        commands = self._take()
+        assert commands is not None
+        self._deliver(self._execute(commands))
+
     def _run(self) -> None:
         while (commands := self._take()) is not None:
             batch = self._execute(commands)
