@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from pyexchange import Engine, wire
 from pyexchange.config import AdmissionConfig, load
-from pyexchange.gateway import okx
+from pyexchange.gateway import okx, ws
 from pyexchange.gateway.app import OrderEntry
 from pyexchange.gateway.exchange import REPLY_SWEEP_S, Exchange, LoopLag, ReplyDeadlines
 from pyexchange.gateway.sequencer import Batch, Command, Overloaded, Sequencer, command_bounds
@@ -79,6 +79,8 @@ def test_websocket_order_entry_and_pushes(server: Server) -> None:
 async def _ws_order_entry(server: Server) -> None:
     async with websockets.connect(server.ws_url + "/private") as ws:
         await ws.send("ping")
+        assert await _recv(ws) == "pong"
+        await ws.send(b"ping")  # a binary frame is read as text
         assert await _recv(ws) == "pong"
         await ws.send(json.dumps({"op": "order", "id": "x", "args": [{"instId": BTC}]}))
         assert (await _recv(ws))["code"] == "60011"  # not logged in
@@ -308,6 +310,37 @@ def test_sequencer_refuses_orders_when_behind_but_takes_cancels() -> None:
         loop.close()
 
 
+def test_a_connection_that_reads_too_slowly_is_closed_with_4030_after_what_was_queued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`ws.Connection`: its send queue is bounded; the message that finds it full is dropped and
+    so is every later one, the oldest queued gives way to the close (4030), and the messages
+    before it still go out in order."""
+    monkeypatch.setattr(ws, "SEND_QUEUE_MESSAGES_MAX", 3)
+    sent: list[dict[str, Any]] = []
+    client_reads = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        await client_reads.wait()
+        sent.append(message)
+
+    async def scenario() -> None:
+        conn = ws.Connection(send, private=False)
+        pump = asyncio.create_task(conn.pump())
+        conn.send("m0")
+        await asyncio.sleep(0)  # the pump takes m0 and waits for the client
+        for n in range(1, 6):
+            conn.send(f"m{n}")
+        assert conn.overflowed
+        client_reads.set()
+        await asyncio.wait_for(pump, 5)
+
+    asyncio.run(scenario())
+    assert sent == [{"type": "websocket.send", "text": text} for text in ("m0", "m2", "m3")] + [
+        {"type": "websocket.close", "code": 4030, "reason": "send queue full: the client reads too slowly"}
+    ]
+
+
 def test_sequencer_step_runs_one_batch_on_the_calling_thread() -> None:
     """`Sequencer.step` (for the instruction-count benchmark): with the thread not started, each
     step applies what is queued, cancels first, and delivers it at once; with nothing queued it
@@ -529,16 +562,16 @@ def test_order_entry_answers_its_paths_and_passes_everything_else_on() -> None:
     passed_on: list[tuple[str, str, str]] = []
     sockets_served: list[str] = []
 
-    async def socket_endpoint(socket: Any) -> None:
-        sockets_served.append(socket.url.path)
-        await okx.answer([{"socket": socket.url.path}])(socket.scope, socket.receive, socket.send)
+    async def socket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        sockets_served.append(scope["path"])
+        await okx.answer([{"socket": scope["path"]}])(scope, receive, send)
 
     async def app_behind(scope: dict[str, Any], receive: Any, send: Any) -> None:
         passed_on.append((scope["type"], scope.get("method", ""), scope["path"]))
         await okx.answer([])(scope, receive, send)
 
     entry = OrderEntry(app_behind, {"/placed": placed, "/refused": refused, "/broken": broken},
-                       {"/socket": socket_endpoint})  # fmt: skip
+                       {"/socket": socket_app})  # fmt: skip
 
     async def call(method: str, path: str, kind: str = "http") -> tuple[int, dict[str, Any], dict[bytes, bytes]]:
         sent: list[dict[str, Any]] = []

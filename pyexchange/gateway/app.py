@@ -14,12 +14,13 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response, WebSocket
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from pyexchange.gateway import cluster_api, okx, operator, rest, ws
 from pyexchange.gateway.auth import Authenticator
@@ -117,8 +118,9 @@ class OrderEntry:
     """Serves the hot paths before FastAPI's routing: REST order entry (`POST /api/v5/trade/order`
     and the other entry routes) and the WebSocket endpoints (`/ws/v5/...`, where order entry also
     happens). Past the app's outer middleware (errors, admission), a request to one of them goes
-    straight to its endpoint with a `Request` (a `WebSocket`): no route matching, no dependency
-    solving, no exception middleware around it (which wraps every message a socket sends). Those
+    straight to its endpoint with a `Request` (a WebSocket to its ASGI app): no route matching, no
+    dependency solving, no exception middleware around it (which wraps every message a socket
+    sends). Those
     layers cost a REST order about a third of the event loop's time (py-spy under load); the
     endpoints are the same as the routes' and answer errors as the app's handlers would. A
     WebSocket endpoint has no route at all: FastAPI would add nothing to it."""
@@ -127,13 +129,13 @@ class OrderEntry:
         self,
         app: Any,
         endpoints: dict[str, rest.EntryEndpoint],
-        sockets: dict[str, Callable[[WebSocket], Awaitable[None]]],
+        sockets: dict[str, ASGIApp],
     ) -> None:
         self.app, self.endpoints, self.sockets = app, endpoints, sockets
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket" and (socket_endpoint := self.sockets.get(scope["path"])) is not None:
-            await socket_endpoint(WebSocket(scope, receive, send))
+        if scope["type"] == "websocket" and (socket_app := self.sockets.get(scope["path"])) is not None:
+            await socket_app(scope, receive, send)
             return
         endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if endpoint is None:
