@@ -120,10 +120,9 @@ class OrderEntry:
     happens). Past the app's outer middleware (errors, admission), a request to one of them goes
     straight to its endpoint with a `Request` (a WebSocket to its ASGI app): no route matching, no
     dependency solving, no exception middleware around it (which wraps every message a socket
-    sends). Those
-    layers cost a REST order about a third of the event loop's time (py-spy under load); the
-    endpoints are the same as the routes' and answer errors as the app's handlers would. A
-    WebSocket endpoint has no route at all: FastAPI would add nothing to it."""
+    sends). Those layers cost a REST order about a third of the event loop's time (py-spy under
+    load); the endpoints are the same as the routes' and answer errors as the app's handlers
+    would. A WebSocket endpoint has no route at all: FastAPI would add nothing to it."""
 
     def __init__(
         self,
