@@ -366,6 +366,7 @@ def test_sequencer_step_runs_one_batch_on_the_calling_thread() -> None:
         assert list(batch.records["kind"]) == [wire.CANCEL, wire.PLACE]
         assert [[event.kind for event in events] for events in batch.events] == [["rejected"], ["accepted"]]
         assert sequencer.queued() == (0, 0) and engine.seq == seq_before + 2
+        assert (sequencer.batches, sequencer.commands) == (1, 2)  # counted, and the engine free again
         sequencer.step()
         assert len(delivered) == 1
     finally:

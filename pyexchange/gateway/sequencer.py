@@ -249,24 +249,28 @@ class Sequencer:
         """Runs one batch of what is queued (if anything is) on the calling thread, delivered at
         once: for a benchmark that leaves the thread unstarted so that every run takes the same steps
         (`bench.gateway_instructions`)."""
-        if not (self._cancels or self._orders):
-            return
-        commands = self._take()
-        assert commands is not None
-        self._deliver(self._execute(commands))
+        if self._cancels or self._orders:
+            commands = self._take()
+            assert commands is not None
+            self._deliver(self._execute(commands))
 
     def _run(self) -> None:
         while (commands := self._take()) is not None:
             batch = self._execute(commands)
-            self._busy_since_ns = 0
-            self.batches += 1
-            self.commands += len(commands)
             try:
                 self._loop.call_soon_threadsafe(self._deliver, batch)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 return
 
     def _execute(self, commands: list[Command]) -> Batch:
+        """Applies a batch taken by `_take`; the engine is free again when it returns."""
+        batch = self._apply(commands)
+        self._busy_since_ns = 0
+        self.batches += 1
+        self.commands += len(commands)
+        return batch
+
+    def _apply(self, commands: list[Command]) -> Batch:
         self._last_ts_ns = ts_ns = max(time.time_ns(), self._last_ts_ns)
         records = records_of(commands, ts_ns)
         if self._views_caught_up is not None:

@@ -293,7 +293,7 @@ async def serve(scope: Scope, receive: Receive, send: Send, *, private: bool) ->
                 break
             text = message.get("text")
             if text is None:
-                text = bytes(message.get("bytes") or b"").decode(errors="replace")
+                text = (message.get("bytes") or b"").decode(errors="replace")
             await session.handle(text)
     finally:
         hub.drop(conn)
