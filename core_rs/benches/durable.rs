@@ -386,6 +386,10 @@ fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
     let started = Instant::now();
     engine.read(|e| spare.clone_from(e));
     let pause_into_spare = started.elapsed();
+    let started = Instant::now();
+    let digest = spare.state_digest();
+    let digest_elapsed = started.elapsed();
+    assert_eq!(digest, engine.read(core_rs::Engine::state_digest), "a copy hashes as its original");
     drop(spare);
     let started = Instant::now();
     engine.snapshot().expect("snapshot");
@@ -397,6 +401,7 @@ fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
         "body_bytes": body_bytes,
         "pause_ms": pause.as_secs_f64() * 1e3,
         "pause_into_spare_ms": pause_into_spare.as_secs_f64() * 1e3,
+        "state_digest_ms": digest_elapsed.as_secs_f64() * 1e3,
         "snapshot_total_ms": whole.as_secs_f64() * 1e3,
     })
 }

@@ -4,12 +4,15 @@
 //! assets, instruments, every account's balances in account-id order, every book's market
 //! state, last trade price and levels from the best outward with their orders in time
 //! priority, the retained closed orders in the order they closed, and the index of client
-//! order ids (each with its original place and acceptance, which a retry gets back). The
+//! order ids (each entry with its original place and acceptance, which a retry gets back) as
+//! a multiset: the wrapping sum of every entry's XXH3-128, in whatever order its maps hold
+//! them, so nothing sorts the index. The
 //! last timestamp is left out: it only guards that time does not go backwards, and replicas
 //! that applied the same commands agree on it anyway. Slab slots and hash-map layouts never
 //! enter it, so two replicas that applied the same commands hash the same.
 
 use sha2::Digest;
+use xxhash_rust::xxh3::xxh3_128;
 
 use crate::book::ladder::Ladder;
 use crate::book::orders::{Order, OrderStore, NIL};
@@ -18,17 +21,38 @@ use crate::command::NO_CLIENT_ORDER_ID;
 use crate::engine::EngineParts;
 use crate::instrument::Instrument;
 use crate::ledger::Ledger;
+use crate::limits::CLIENT_ORDER_ID_BYTES;
 
-struct Hasher<D: Digest>(D);
+/// Bytes the hasher gathers before it feeds them to the digest (one `update` per field cost
+/// more than the digest's own work).
+const HASHER_BUFFER_BYTES: usize = 1 << 16;
+
+struct Hasher<D: Digest> {
+    digest: D,
+    buffer: Vec<u8>,
+}
 
 impl<D: Digest> Hasher<D> {
+    fn put(&mut self, bytes: &[u8]) {
+        if self.buffer.len() + bytes.len() > HASHER_BUFFER_BYTES {
+            self.digest.update(&self.buffer);
+            self.buffer.clear();
+        }
+        self.buffer.extend_from_slice(bytes);
+    }
+
     fn u64(&mut self, value: u64) {
-        self.0.update(value.to_le_bytes());
+        self.put(&value.to_le_bytes());
     }
 
     fn bytes(&mut self, value: &[u8]) {
         self.u64(value.len() as u64);
-        self.0.update(value);
+        self.put(value);
+    }
+
+    fn finish(mut self) -> D {
+        self.digest.update(&self.buffer);
+        self.digest
     }
 
     fn order(&mut self, order: &Order) {
@@ -42,16 +66,42 @@ impl<D: Digest> Hasher<D> {
         ] {
             self.u64(value);
         }
-        self.0.update(order.filled_price_lots.to_le_bytes());
+        self.put(&order.filled_price_lots.to_le_bytes());
         self.u64(u64::from(order.instrument));
-        let codes = [order.side.code(), order.order_type.code(), order.stp.code(), order.state.code()];
-        self.0.update(codes);
-        self.0.update(order.client_order_id);
+        self.put(&[order.side.code(), order.order_type.code(), order.stp.code(), order.state.code()]);
+        self.put(&order.client_order_id);
     }
 }
 
+/// The wrapping sum of the XXH3-128 of every client order id entry: the same for the same
+/// entries in any order, and (but with a chance of 2^-128) different for different ones.
+fn client_orders_sum(orders: &OrderStore) -> u128 {
+    const NUMBERS_BYTES: usize = 8 * 8;
+    orders.client_orders().fold(0u128, |sum, (&(account, client_order_id), known)| {
+        let mut entry = [0u8; NUMBERS_BYTES + CLIENT_ORDER_ID_BYTES + 3];
+        let (numbers, rest) = entry.split_at_mut(NUMBERS_BYTES);
+        let (id, codes) = rest.split_at_mut(CLIENT_ORDER_ID_BYTES);
+        let fields = [
+            account,
+            known.order_id,
+            known.seq,
+            known.ts_ns as u64,
+            known.price_ticks,
+            known.size_lots,
+            known.accepted_price_ticks,
+            u64::from(known.instrument),
+        ];
+        for (bytes, value) in numbers.chunks_exact_mut(8).zip(fields) {
+            bytes.copy_from_slice(&value.to_le_bytes());
+        }
+        id.copy_from_slice(&client_order_id);
+        codes.copy_from_slice(&[known.side.code(), known.order_type.code(), known.stp.code()]);
+        sum.wrapping_add(xxh3_128(&entry))
+    })
+}
+
 pub(crate) fn hash<D: Digest>(state: &EngineParts<'_>, digest: D) -> D {
-    let mut h = Hasher(digest);
+    let mut h = Hasher { digest, buffer: Vec::with_capacity(HASHER_BUFFER_BYTES) };
     h.u64(state.seq);
     h.u64(state.next_order_id);
     for (asset, spec) in state.ledger.assets().iter().enumerate() {
@@ -103,18 +153,9 @@ pub(crate) fn hash<D: Digest>(state: &EngineParts<'_>, digest: D) -> D {
     for order in state.orders.closed() {
         h.order(order);
     }
-    for (&(account, client_order_id), known) in state.orders.client_orders_sorted() {
-        let (place, accepted) = (&known.place(account, client_order_id), &known.accepted(account));
-        for value in [place.account, u64::from(place.instrument), place.price_ticks, place.size_lots] {
-            h.u64(value);
-        }
-        h.0.update([place.side.code(), place.order_type.code(), place.stp.code()]);
-        h.0.update(place.client_order_id);
-        for value in [accepted.seq, accepted.ts_ns as u64, accepted.order_id, accepted.price_ticks] {
-            h.u64(value);
-        }
-    }
-    h.0
+    h.u64(state.orders.client_orders_count() as u64);
+    h.put(&client_orders_sum(state.orders).to_le_bytes());
+    h.finish()
 }
 
 pub(crate) fn check_invariants(state: &EngineParts<'_>) -> Result<(), String> {
@@ -243,7 +284,7 @@ fn check_client_orders(orders: &OrderStore) -> Result<(), String> {
             return Err(format!("order {} is not indexed under its client order id", order.id));
         }
     }
-    let indexed = orders.client_orders_sorted().len();
+    let indexed = orders.client_orders_count();
     if indexed != with_client_id {
         return Err(format!("{indexed} client order ids indexed but {with_client_id} known orders have one"));
     }

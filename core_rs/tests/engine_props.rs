@@ -167,6 +167,19 @@ fn different_commands_different_state_hash() {
 }
 
 #[test]
+fn a_client_order_id_entry_enters_the_state_hash() {
+    // Only the client order id index keeps when a place was accepted (a retry gets it back).
+    let Command::Place(mut place) = common::limit(1, 0, Side::Buy, 100, 1) else { unreachable!() };
+    place.client_order_id[..4].copy_from_slice(b"cl-1");
+    let [at_5, at_6] = [5, 6].map(|ts_ns| {
+        let mut engine = market(2, 3_000_000);
+        engine.apply(ts_ns, &Command::Place(place), &mut Vec::new()).expect("the place applies");
+        engine.state_hash()
+    });
+    assert_ne!(at_5, at_6);
+}
+
+#[test]
 fn configuration_commands_survive_their_journal_encoding() {
     let engine = market(1, 1);
     let snapshot_engine = Engine::restore(&engine.snapshot()).unwrap();

@@ -596,6 +596,16 @@ impl OrderStore {
         self.client_orders.get(&(account, *client_order_id))
     }
 
+    /// Every known client order with its (account, client order id), in no defined order.
+    pub fn client_orders(&self) -> impl Iterator<Item = (&ClientOrderKey, &ClientOrder)> {
+        self.client_orders.iter()
+    }
+
+    /// How many client order ids are indexed.
+    pub fn client_orders_count(&self) -> usize {
+        self.client_orders.len()
+    }
+
     /// Every known client order with its (account, client order id), in that order.
     pub fn client_orders_sorted(&self) -> Vec<(&ClientOrderKey, &ClientOrder)> {
         // Sized up front: a snapshot's thread calls this, and a vector that grows copies itself
