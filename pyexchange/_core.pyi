@@ -268,7 +268,6 @@ class ZoneEngine:
         election_timeout_max_ms: int = 300,
         snapshot_every_entries: int = 20_000,
         entries_kept_after_snapshot: int = 5_000,
-        checkpoint_every_entries: int = 1_000,
         checkpoint_interval_ms: int = 1_000,
         propose_timeout_ms: int = 5_000,
         no_fsync_unsafe_benchmark_only: bool = False,

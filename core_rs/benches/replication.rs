@@ -16,7 +16,7 @@
 //! gateways) come from `pyexchange drill`; `bench/failover.py` runs them.
 //!
 //! Output: one JSON object. `cargo bench --bench replication -- [--dir PATH] [--rates R1,R2]
-//! [--seconds S] [--kills N] [--transfers N] [--proposers N] [--checkpoint-every N]`.
+//! [--seconds S] [--kills N] [--transfers N] [--proposers N] [--checkpoint-interval-ms MS]`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,7 +49,7 @@ struct Options {
     transfers: usize,
     proposers: usize,
     /// Every replica digests its whole state at each multiple of this entry index (0: never).
-    checkpoint_every_entries: u64,
+    checkpoint_interval_ms: u64,
 }
 
 fn options() -> Options {
@@ -60,7 +60,7 @@ fn options() -> Options {
         kills: 20,
         transfers: 20,
         proposers: 4,
-        checkpoint_every_entries: core_rs::replication::node::CHECKPOINT_EVERY_ENTRIES_DEFAULT,
+        checkpoint_interval_ms: core_rs::replication::node::CHECKPOINT_INTERVAL_MS_DEFAULT,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -72,7 +72,7 @@ fn options() -> Options {
             "--kills" => options.kills = value().parse().expect("a count"),
             "--transfers" => options.transfers = value().parse().expect("a count"),
             "--proposers" => options.proposers = value().parse().expect("a count"),
-            "--checkpoint-every" => options.checkpoint_every_entries = value().parse().expect("a count"),
+            "--checkpoint-interval-ms" => options.checkpoint_interval_ms = value().parse().expect("ms"),
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -102,16 +102,16 @@ struct Group {
     dir: PathBuf,
     members: BTreeMap<ZoneId, String>,
     nodes: BTreeMap<ZoneId, ZoneNode>,
-    checkpoint_every_entries: u64,
+    checkpoint_interval_ms: u64,
 }
 
 impl Group {
-    fn start(dir: &Path, checkpoint_every_entries: u64) -> Group {
+    fn start(dir: &Path, checkpoint_interval_ms: u64) -> Group {
         let _ = std::fs::remove_dir_all(dir);
         let listeners: Vec<_> = (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a port")).collect();
         let members = (1..=3).zip(listeners.iter().map(|l| l.local_addr().expect("bound").to_string())).collect();
         drop(listeners);
-        let mut group = Group { dir: dir.to_path_buf(), members, nodes: BTreeMap::new(), checkpoint_every_entries };
+        let mut group = Group { dir: dir.to_path_buf(), members, nodes: BTreeMap::new(), checkpoint_interval_ms };
         for zone in 1..=3 {
             group.start_member(zone);
         }
@@ -121,7 +121,7 @@ impl Group {
     fn start_member(&mut self, zone: ZoneId) {
         let mut config = NodeConfig::new(zone, self.dir.join(format!("zone-{zone}")), self.members.clone());
         config.bootstrap = true;
-        config.checkpoint_every_entries = self.checkpoint_every_entries;
+        config.checkpoint_interval_ms = self.checkpoint_interval_ms;
         self.nodes.insert(zone, ZoneNode::start(config).expect("a member starts"));
     }
 
@@ -235,11 +235,12 @@ fn offered_load(
 fn throughput(options: &Options, commands: &Commands) -> Value {
     let mut rows = Vec::new();
     for &rate in &options.rates {
-        let group = Group::start(&options.dir.join("group"), options.checkpoint_every_entries);
+        let group = Group::start(&options.dir.join("group"), options.checkpoint_interval_ms);
         set_up(&group, commands);
         let leader = group.leader();
         let cluster = offered_load(commands, rate, options.seconds, options.proposers, &|batch| {
-            group.nodes[&leader].propose(records(batch), PROPOSE_TIMEOUT).expect("the leader applies it");
+            // Stamped with the leader's clock, as the gateway's proposals are.
+            group.nodes[&leader].propose_records(batch, PROPOSE_TIMEOUT).expect("the leader applies it");
         });
         group.shutdown();
         let single_dir = options.dir.join("single");
@@ -269,7 +270,7 @@ fn probe(commands: &Commands) -> Proposal {
 }
 
 fn failovers(options: &Options, commands: &Commands) -> Value {
-    let mut group = Group::start(&options.dir.join("failover"), options.checkpoint_every_entries);
+    let mut group = Group::start(&options.dir.join("failover"), options.checkpoint_interval_ms);
     let mut index = set_up(&group, commands);
     let mut unplanned = Vec::new();
     for _ in 0..options.kills {
@@ -313,7 +314,7 @@ fn main() {
         "election_timeout_ms": [core_rs::replication::node::ELECTION_TIMEOUT_MIN_MS_DEFAULT,
                                 core_rs::replication::node::ELECTION_TIMEOUT_MAX_MS_DEFAULT],
         "proposers": options.proposers,
-        "checkpoint_every_entries": options.checkpoint_every_entries,
+        "checkpoint_interval_ms": options.checkpoint_interval_ms,
         "throughput": throughput,
         "failover": failover,
     });

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use core_rs::codes::Side;
 use core_rs::command::{AssetSpec, Command};
@@ -48,7 +48,6 @@ impl Cluster {
         config.bootstrap = bootstrap;
         config.snapshot_every_entries = 50;
         config.entries_kept_after_snapshot = 10;
-        config.checkpoint_every_entries = 10;
         config.checkpoint_interval_ms = 100;
         self.nodes.insert(zone, ZoneNode::start(config).expect("the zone starts"));
     }
@@ -113,10 +112,13 @@ fn configuration(command: &Command) -> Proposal {
     Proposal::Configuration(payload.into())
 }
 
+/// Trading records stamped with this machine's clock, as a leader stamps them (checkpoints
+/// come with exchange time).
 fn records(commands: &[Command]) -> Proposal {
+    let ts_ns = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_nanos() as i64;
     let bytes: Vec<u8> = commands
         .iter()
-        .flat_map(|command| CommandRecord::from_command(0, command).expect("a trading command").as_bytes().to_vec())
+        .flat_map(|command| CommandRecord::from_command(ts_ns, command).expect("a trading command").as_bytes().to_vec())
         .collect();
     Proposal::Records(bytes.into())
 }
@@ -226,7 +228,7 @@ fn eventually<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
 fn a_checkpoint_that_differs_marks_the_replicas_diverged_and_names_the_entry() {
     let cluster = Cluster::new();
     set_up_market(&cluster);
-    let index = trade(&cluster, 12, 1_000); // past the first checkpoint (every 10 entries here)
+    let index = trade(&cluster, 12, 1_000); // the first trades start a checkpoint period
     cluster.assert_agree(index);
     // Digests are computed off the apply path: the leader's is there a moment later.
     let leader = &cluster.nodes[&cluster.leader()];

@@ -49,8 +49,7 @@ MARKET_POLL_S = 0.05
 WAITING_REPORT_EVERY_S = 5.0  # how often a zone waiting for its market says what it waits on
 ELECTION_TIMEOUT_MAX_MS_DEFAULT = 300  # `_core.ZoneEngine`'s
 RAFT_KEYS = ("heartbeat_ms", "election_timeout_min_ms", "election_timeout_max_ms", "snapshot_every_entries",
-             "entries_kept_after_snapshot", "checkpoint_every_entries", "checkpoint_interval_ms",
-             "propose_timeout_ms")  # fmt: skip
+             "entries_kept_after_snapshot", "checkpoint_interval_ms", "propose_timeout_ms")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,7 @@ engine_methods!(PyZoneEngine, [], {
     /// initialize a new group; `follow` queues applied entries for `take_applied` from the start.
     #[new]
     #[allow(clippy::too_many_arguments)] // one per keyword argument of the Python constructor
-    #[pyo3(signature = (zone, data_dir, listen_addr, members, *, dial=BTreeMap::new(), bootstrap=false, heartbeat_ms=30, election_timeout_min_ms=150, election_timeout_max_ms=300, snapshot_every_entries=20_000, entries_kept_after_snapshot=5_000, checkpoint_every_entries=1_000, checkpoint_interval_ms=1_000, propose_timeout_ms=5_000, no_fsync_unsafe_benchmark_only=false, follow=false))]
+    #[pyo3(signature = (zone, data_dir, listen_addr, members, *, dial=BTreeMap::new(), bootstrap=false, heartbeat_ms=30, election_timeout_min_ms=150, election_timeout_max_ms=300, snapshot_every_entries=20_000, entries_kept_after_snapshot=5_000, checkpoint_interval_ms=1_000, propose_timeout_ms=5_000, no_fsync_unsafe_benchmark_only=false, follow=false))]
     fn new(
         py: Python<'_>,
         zone: ZoneId,
@@ -138,7 +138,6 @@ engine_methods!(PyZoneEngine, [], {
         election_timeout_max_ms: u64,
         snapshot_every_entries: u64,
         entries_kept_after_snapshot: u64,
-        checkpoint_every_entries: u64,
         checkpoint_interval_ms: u64,
         propose_timeout_ms: u64,
         no_fsync_unsafe_benchmark_only: bool,
@@ -156,7 +155,6 @@ engine_methods!(PyZoneEngine, [], {
         config.election_timeout_max_ms = election_timeout_max_ms;
         config.snapshot_every_entries = snapshot_every_entries;
         config.entries_kept_after_snapshot = entries_kept_after_snapshot;
-        config.checkpoint_every_entries = checkpoint_every_entries;
         config.checkpoint_interval_ms = checkpoint_interval_ms;
         config.follow = follow;
         config.sync =

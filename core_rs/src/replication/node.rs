@@ -12,7 +12,8 @@
 //! - A member that starts with an empty disk and is not bootstrapping the group waits two
 //!   election timeouts before it answers any vote: a vote it gave before losing its disk
 //!   has then expired with its term, so it cannot vote twice in one term (no split brain).
-//! - The leader proposes its newest checkpoint digest every `checkpoint_interval_ms`.
+//! - Replicas take a checkpoint in each `checkpoint_interval_ms` of exchange time; the leader
+//!   proposes its newest checkpoint digest every `checkpoint_interval_ms` of its clock.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,7 +40,6 @@ pub const ELECTION_TIMEOUT_MAX_MS_DEFAULT: u64 = 300;
 pub const SNAPSHOT_EVERY_ENTRIES_DEFAULT: u64 = 20_000;
 pub const ENTRIES_KEPT_AFTER_SNAPSHOT_DEFAULT: u64 = 5_000;
 /// Entries between state digests compared across replicas, and how often the leader sends its.
-pub const CHECKPOINT_EVERY_ENTRIES_DEFAULT: u64 = 1_000;
 pub const CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 1_000;
 /// Entries sent in one AppendEntries: each entry is a batch of commands already.
 const PAYLOAD_ENTRIES_MAX: u64 = 64;
@@ -62,7 +62,6 @@ pub struct NodeConfig {
     pub election_timeout_max_ms: u64,
     pub snapshot_every_entries: u64,
     pub entries_kept_after_snapshot: u64,
-    pub checkpoint_every_entries: u64,
     pub checkpoint_interval_ms: u64,
     pub sync: SyncMode,
     /// Queue what each applied entry did from the start (see `Replica::take_applied`).
@@ -84,7 +83,6 @@ impl NodeConfig {
             election_timeout_max_ms: ELECTION_TIMEOUT_MAX_MS_DEFAULT,
             snapshot_every_entries: SNAPSHOT_EVERY_ENTRIES_DEFAULT,
             entries_kept_after_snapshot: ENTRIES_KEPT_AFTER_SNAPSHOT_DEFAULT,
-            checkpoint_every_entries: CHECKPOINT_EVERY_ENTRIES_DEFAULT,
             checkpoint_interval_ms: CHECKPOINT_INTERVAL_MS_DEFAULT,
             sync: SyncMode::Fsync,
             follow: false,
@@ -190,9 +188,8 @@ impl ZoneNode {
         std::fs::create_dir_all(&config.dir).map_err(|e| format!("creating {}: {e}", config.dir.display()))?;
         let mut journal = JournalConfig::new(&config.dir);
         journal.sync = config.sync;
-        let state_machine =
-            StateMachine::open(config.zone, &config.dir, config.checkpoint_every_entries, config.follow)
-                .map_err(|e| format!("opening the replica in {}: {e}", config.dir.display()))?;
+        let state_machine = StateMachine::open(config.zone, &config.dir, config.checkpoint_interval_ms, config.follow)
+            .map_err(|e| format!("opening the replica in {}: {e}", config.dir.display()))?;
         let replica = Arc::clone(state_machine.replica());
         let (raft, pristine) = runtime.block_on(async {
             let log_store = LogStore::open(journal).map_err(|e| format!("opening the log: {e}"))?;

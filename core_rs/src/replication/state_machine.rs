@@ -5,8 +5,10 @@
 //!   refused whole; timestamps are clamped so they never go back (leaders' clocks differ);
 //!   the engine numbers the commands. Every replica that applied the same entries has the same
 //!   state hash.
-//! - At every entry whose index is a multiple of `checkpoint_every_entries`, each replica
-//!   records its state digest. Apply only copies the state (into the spare engine, memory
+//! - A checkpoint is the entry whose exchange time (the leader's stamps, as applied) first
+//!   enters a new period of `checkpoint_interval_ms`: every replica finds the same entries,
+//!   one a period whatever the load, none while nothing trades. There each replica records
+//!   its state digest. Apply only copies the state (into the spare engine, memory
 //!   already laid out); a digest thread hashes the copy, so applying never waits for a hash
 //!   of the whole state. The leader later proposes its own digest for that index; a replica
 //!   whose digest differs marks itself diverged, names the index, and its zone stops taking
@@ -93,7 +95,8 @@ struct ReplicaState {
 #[derive(Debug)]
 pub struct Replica {
     zone: ZoneId,
-    checkpoint_every_entries: u64,
+    /// The checkpoint period in ns of exchange time (0: no checkpoints).
+    checkpoint_interval_ns: u64,
     state: Mutex<ReplicaState>,
     /// Signalled when an entry is applied (for `wait_applied` and followers of the queue).
     applied: Condvar,
@@ -147,8 +150,9 @@ impl Replica {
 }
 
 impl ReplicaState {
-    fn apply_entry(&mut self, zone: ZoneId, checkpoint_every_entries: u64, entry: &Entry) -> Applied {
+    fn apply_entry(&mut self, zone: ZoneId, checkpoint_interval_ns: u64, entry: &Entry) -> Applied {
         let index = entry.index();
+        let period_before = self.checkpoint_period(checkpoint_interval_ns);
         let (applied, records) = match &entry.payload {
             EntryPayload::Blank => (self.nothing_applied(None), Vec::new()),
             EntryPayload::Normal(proposal) => self.apply_proposal(zone, proposal),
@@ -163,8 +167,8 @@ impl ReplicaState {
         // 100-170 ms with apply waiting at hundreds of thousands of orders, and copies would
         // pile up wherever digests fall behind. A divergence persists, so the next checkpoint
         // compared finds it.
-        if checkpoint_every_entries > 0
-            && index.is_multiple_of(checkpoint_every_entries)
+        if checkpoint_interval_ns > 0
+            && self.checkpoint_period(checkpoint_interval_ns) > period_before
             && self.digest_pending.is_none()
         {
             let copy = self.spare.copy_of(&self.engine);
@@ -175,6 +179,11 @@ impl ReplicaState {
         }
         self.queue_followed(index, &applied, &records);
         applied
+    }
+
+    /// Which checkpoint period the engine's exchange time is in.
+    fn checkpoint_period(&self, checkpoint_interval_ns: u64) -> u64 {
+        (self.engine.ts_ns().max(0) as u64).checked_div(checkpoint_interval_ns).unwrap_or(0)
     }
 
     fn nothing_applied(&self, refused: Option<String>) -> Applied {
@@ -325,7 +334,7 @@ fn decode_snapshot(bytes: &[u8]) -> io::Result<(SnapshotHeader, Engine)> {
 
 impl StateMachine {
     /// Opens the replica of `dir`: its newest valid snapshot, or an empty engine.
-    pub fn open(zone: ZoneId, dir: &Path, checkpoint_every_entries: u64, follow: bool) -> io::Result<StateMachine> {
+    pub fn open(zone: ZoneId, dir: &Path, checkpoint_interval_ms: u64, follow: bool) -> io::Result<StateMachine> {
         let snapshots = SnapshotStore::new(dir);
         let (engine, last_applied, membership) = match snapshots.load_newest_valid().map_err(io_error)? {
             Some(loaded) => {
@@ -349,7 +358,7 @@ impl StateMachine {
         };
         let replica = Arc::new(Replica {
             zone,
-            checkpoint_every_entries,
+            checkpoint_interval_ns: checkpoint_interval_ms * 1_000_000,
             state: Mutex::new(state),
             applied: Condvar::new(),
             snapshots,
@@ -432,7 +441,7 @@ impl RaftStateMachine<ZoneRaft> for StateMachine {
             let applied = {
                 let replica = &self.replica;
                 let mut state = replica.lock();
-                state.apply_entry(replica.zone, replica.checkpoint_every_entries, &entry)
+                state.apply_entry(replica.zone, replica.checkpoint_interval_ns, &entry)
             };
             self.replica.applied.notify_all();
             if let Some(responder) = responder {
@@ -500,6 +509,12 @@ mod tests {
     use openraft::vote::RaftLeaderId;
 
     use super::*;
+    use crate::command::{AssetSpec, Command};
+    use crate::wire::{encode_command, CommandRecord};
+
+    const ZONE: ZoneId = 2;
+    /// Checkpoints every 5 ms of exchange time; entry `i` is stamped `i` ms.
+    const INTERVAL_NS: u64 = 5_000_000;
 
     fn log_id(index: u64) -> LogId {
         LogId::new(openraft::vote::leader_id_adv::CommittedLeaderId::new(1, 1), index)
@@ -523,22 +538,60 @@ mod tests {
         (state, copies)
     }
 
-    /// Applies blank entries 1..=`last` (a checkpoint every 5) and then the leader's digest
-    /// for checkpoint 5 while this replica's own is still being computed; then finishes the
-    /// digest. Whether the replica ends diverged.
+    /// Entry 1 adds an asset; every later one deposits into account `index`. Entry `i` is
+    /// stamped `i` ms, so entries 5, 10, 15, ... start checkpoint periods.
+    fn apply_entries(state: &mut ReplicaState, indexes: std::ops::RangeInclusive<u64>) {
+        for index in indexes {
+            let ts_ns = index as i64 * 1_000_000;
+            let proposal = if index == 1 {
+                let mut payload = Vec::new();
+                let asset = Command::AddAsset(AssetSpec { name: "USDT".into(), decimals: 8 });
+                encode_command(ts_ns, &asset, &mut payload);
+                Proposal::Configuration(payload.into())
+            } else {
+                let deposit = Command::Deposit { account: index, asset: 0, amount_units: index };
+                let record = CommandRecord::from_command(ts_ns, &deposit).expect("a trading command");
+                Proposal::Records(bytes::Bytes::copy_from_slice(command_bytes(&[record])))
+            };
+            let applied = state.apply_entry(ZONE, INTERVAL_NS, &Entry::new_normal(log_id(index), proposal));
+            assert_eq!(applied.refused, None);
+        }
+    }
+
+    fn leader_digest(state: &mut ReplicaState, at: u64, index: u64, state_digest: [u8; 32]) {
+        let proposal = Proposal::Checkpoint { index, state_digest };
+        state.apply_entry(ZONE, INTERVAL_NS, &Entry::new_normal(log_id(at), proposal));
+    }
+
+    #[test]
+    fn a_checkpoint_is_taken_where_exchange_time_enters_a_new_period() {
+        let (mut state, copies) = state();
+        apply_entries(&mut state, 1..=4);
+        assert!(copies.try_recv().is_err(), "entries 1-4 are in the first period");
+        apply_entries(&mut state, 5..=5);
+        let (index, copy) = copies.try_recv().expect("a copy at entry 5");
+        assert_eq!((index, copy.state_digest()), (5, state.engine.state_digest()));
+        // Entries that do not move time (a blank one, a leader's digest) start no period.
+        state.record_checkpoint(ZONE, index, copy.state_digest());
+        state.apply_entry(ZONE, INTERVAL_NS, &Entry::new_blank(log_id(6)));
+        leader_digest(&mut state, 7, 5, copy.state_digest());
+        assert!(copies.try_recv().is_err());
+        assert!(state.diverged.is_none());
+    }
+
+    /// Applies entries 1..=7 (a checkpoint at 5) and then the leader's digest for checkpoint 5
+    /// while this replica's own is still being computed; then finishes the digest. Whether
+    /// the replica ends diverged.
     fn leader_digest_first(wrong: bool) -> bool {
         let (mut state, copies) = state();
-        for index in 1..=7 {
-            state.apply_entry(2, 5, &Entry::new_blank(log_id(index)));
-        }
+        apply_entries(&mut state, 1..=7);
         let (index, copy) = copies.try_recv().expect("a copy at checkpoint 5");
         assert_eq!(index, 5);
-        let mut leader_digest = copy.state_digest();
-        leader_digest[0] ^= u8::from(wrong);
-        let proposal = Proposal::Checkpoint { index, state_digest: leader_digest };
-        state.apply_entry(2, 5, &Entry::new_normal(log_id(8), proposal));
+        let mut digest = copy.state_digest();
+        digest[0] ^= u8::from(wrong);
+        leader_digest(&mut state, 8, index, digest);
         assert!(state.diverged.is_none(), "nothing to compare with yet");
-        state.record_checkpoint(2, index, copy.state_digest());
+        state.record_checkpoint(ZONE, index, copy.state_digest());
         state.diverged.is_some()
     }
 
@@ -551,20 +604,14 @@ mod tests {
     #[test]
     fn a_checkpoint_reached_while_the_last_digest_is_computed_is_skipped_and_not_compared() {
         let (mut state, copies) = state();
-        for index in 1..=10 {
-            state.apply_entry(2, 5, &Entry::new_blank(log_id(index)));
-        }
+        apply_entries(&mut state, 1..=10);
         let (index, copy) = copies.try_recv().expect("a copy at checkpoint 5");
         assert_eq!(index, 5);
         assert!(copies.try_recv().is_err(), "no copy at checkpoint 10 while 5 is being digested");
-        let unrelated_digest = [7; 32];
-        let proposal = Proposal::Checkpoint { index: 10, state_digest: unrelated_digest };
-        state.apply_entry(2, 5, &Entry::new_normal(log_id(11), proposal));
-        state.record_checkpoint(2, index, copy.state_digest());
+        leader_digest(&mut state, 11, 10, [7; 32]);
+        state.record_checkpoint(ZONE, index, copy.state_digest());
         assert!(state.diverged.is_none(), "checkpoint 10 has no digest here to compare");
-        for index in 12..=15 {
-            state.apply_entry(2, 5, &Entry::new_blank(log_id(index)));
-        }
+        apply_entries(&mut state, 12..=15);
         assert_eq!(copies.try_recv().map(|(index, _)| index).ok(), Some(15), "checkpoints resume once it is done");
     }
 }
