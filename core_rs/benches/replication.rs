@@ -16,7 +16,10 @@
 //! gateways) come from `pyexchange drill`; `bench/failover.py` runs them.
 //!
 //! Output: one JSON object. `cargo bench --bench replication -- [--dir PATH] [--rates R1,R2]
-//! [--seconds S] [--kills N] [--transfers N] [--proposers N] [--checkpoint-interval-ms MS]`.
+//! [--seconds S] [--kills N] [--transfers N] [--proposers N] [--checkpoint-interval-ms MS]
+//! [--no-fsync-unsafe-benchmark-only]`. The last is a diagnostic: every journal (the three
+//! members' and the single zone's) skips its syncs, so the run shows what is left without the
+//! disk (the members in this process share one disk, where zones would each have their own).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +31,7 @@ mod market;
 mod workload;
 
 use core_rs::durable::{DurableConfig, DurableEngine};
+use core_rs::journal::SyncMode;
 use core_rs::replication::node::{NodeConfig, ZoneNode};
 use core_rs::replication::{Proposal, ZoneId};
 use core_rs::wire::{command_bytes, encode_command, CommandRecord};
@@ -48,8 +52,9 @@ struct Options {
     kills: usize,
     transfers: usize,
     proposers: usize,
-    /// Every replica digests its whole state at each multiple of this entry index (0: never).
+    /// Replicas compare state digests once per this much exchange time (0: never).
     checkpoint_interval_ms: u64,
+    sync: SyncMode,
 }
 
 fn options() -> Options {
@@ -61,6 +66,7 @@ fn options() -> Options {
         transfers: 20,
         proposers: 4,
         checkpoint_interval_ms: core_rs::replication::node::CHECKPOINT_INTERVAL_MS_DEFAULT,
+        sync: SyncMode::Fsync,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -73,6 +79,7 @@ fn options() -> Options {
             "--transfers" => options.transfers = value().parse().expect("a count"),
             "--proposers" => options.proposers = value().parse().expect("a count"),
             "--checkpoint-interval-ms" => options.checkpoint_interval_ms = value().parse().expect("ms"),
+            "--no-fsync-unsafe-benchmark-only" => options.sync = SyncMode::NoFsyncUnsafeBenchmarkOnly,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
         }
@@ -103,15 +110,22 @@ struct Group {
     members: BTreeMap<ZoneId, String>,
     nodes: BTreeMap<ZoneId, ZoneNode>,
     checkpoint_interval_ms: u64,
+    sync: SyncMode,
 }
 
 impl Group {
-    fn start(dir: &Path, checkpoint_interval_ms: u64) -> Group {
+    fn start(dir: &Path, options: &Options) -> Group {
         let _ = std::fs::remove_dir_all(dir);
         let listeners: Vec<_> = (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a port")).collect();
         let members = (1..=3).zip(listeners.iter().map(|l| l.local_addr().expect("bound").to_string())).collect();
         drop(listeners);
-        let mut group = Group { dir: dir.to_path_buf(), members, nodes: BTreeMap::new(), checkpoint_interval_ms };
+        let mut group = Group {
+            dir: dir.to_path_buf(),
+            members,
+            nodes: BTreeMap::new(),
+            checkpoint_interval_ms: options.checkpoint_interval_ms,
+            sync: options.sync,
+        };
         for zone in 1..=3 {
             group.start_member(zone);
         }
@@ -122,6 +136,7 @@ impl Group {
         let mut config = NodeConfig::new(zone, self.dir.join(format!("zone-{zone}")), self.members.clone());
         config.bootstrap = true;
         config.checkpoint_interval_ms = self.checkpoint_interval_ms;
+        config.sync = self.sync;
         self.nodes.insert(zone, ZoneNode::start(config).expect("a member starts"));
     }
 
@@ -235,7 +250,7 @@ fn offered_load(
 fn throughput(options: &Options, commands: &Commands) -> Value {
     let mut rows = Vec::new();
     for &rate in &options.rates {
-        let group = Group::start(&options.dir.join("group"), options.checkpoint_interval_ms);
+        let group = Group::start(&options.dir.join("group"), options);
         set_up(&group, commands);
         let leader = group.leader();
         let cluster = offered_load(commands, rate, options.seconds, options.proposers, &|batch| {
@@ -245,7 +260,9 @@ fn throughput(options: &Options, commands: &Commands) -> Value {
         group.shutdown();
         let single_dir = options.dir.join("single");
         let _ = std::fs::remove_dir_all(&single_dir);
-        let (durable, _) = DurableEngine::open(DurableConfig::new(&single_dir)).expect("open");
+        let mut config = DurableConfig::new(&single_dir);
+        config.journal.sync = options.sync;
+        let (durable, _) = DurableEngine::open(config).expect("open");
         for command in &commands.configuration {
             durable.execute(0, command).expect("configuration");
         }
@@ -270,7 +287,7 @@ fn probe(commands: &Commands) -> Proposal {
 }
 
 fn failovers(options: &Options, commands: &Commands) -> Value {
-    let mut group = Group::start(&options.dir.join("failover"), options.checkpoint_interval_ms);
+    let mut group = Group::start(&options.dir.join("failover"), options);
     let mut index = set_up(&group, commands);
     let mut unplanned = Vec::new();
     for _ in 0..options.kills {
@@ -315,6 +332,7 @@ fn main() {
                                 core_rs::replication::node::ELECTION_TIMEOUT_MAX_MS_DEFAULT],
         "proposers": options.proposers,
         "checkpoint_interval_ms": options.checkpoint_interval_ms,
+        "fsync": options.sync == SyncMode::Fsync,
         "throughput": throughput,
         "failover": failover,
     });
