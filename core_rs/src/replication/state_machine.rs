@@ -8,12 +8,12 @@
 //! - A checkpoint is the entry whose exchange time (the leader's stamps, as applied) first
 //!   enters a new period of `checkpoint_interval_ms`: every replica finds the same entries,
 //!   one a period whatever the load, none while nothing trades. There each replica records
-//!   its state digest. Apply only copies the state (into the spare engine, memory
-//!   already laid out); a digest thread hashes the copy, so applying never waits for a hash
-//!   of the whole state. The leader later proposes its own digest for that index; a replica
-//!   whose digest differs marks itself diverged, names the index, and its zone stops taking
-//!   orders (the zone's status says so; the orchestrator halts the markets). A leader's digest
-//!   that arrives before the replica's own waits for it.
+//!   its state digest. Its shadow (`shadow.rs`), a second engine on its own thread that
+//!   applies what the replica applied, hashes itself there, so applying never waits for a
+//!   copy or a hash of the whole state. The leader later proposes its own digest for that
+//!   index; a replica whose digest differs marks itself diverged, names the index, and its
+//!   zone stops taking orders (the zone's status says so; the orchestrator halts the
+//!   markets). A leader's digest that arrives before the replica's own waits for it.
 //! - A snapshot is the engine's snapshot behind a header (the Raft metadata and the state
 //!   digest), in the data directory's snapshot store; installing one checks the digest of the
 //!   restored engine before it replaces anything.
@@ -32,6 +32,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::shadow::{shadow_of, Shadow, ShadowFeed, ShadowWork};
 use super::{Applied, Entry, LogId, Proposal, SnapshotMeta, StoredMembership, ZoneId, ZoneRaft};
 use crate::codec::hex;
 use crate::journal::SnapshotStore;
@@ -78,16 +79,16 @@ struct ReplicaState {
     membership: StoredMembership,
     /// (entry index, state digest after it), newest last.
     checkpoints: VecDeque<(u64, [u8; 32])>,
-    /// Copies of the state at checkpoint indexes, to the digest thread.
-    digests: mpsc::Sender<(u64, Engine)>,
-    /// The checkpoint whose digest the digest thread is computing, if any (one at a time).
-    digest_pending: Option<u64>,
-    /// The leader's digest for the checkpoint whose own digest is still being computed.
+    /// What the shadow applies and hashes.
+    shadow: ShadowFeed,
+    /// The newest checkpoint handed to the shadow to hash.
+    checkpoint_sent: Option<u64>,
+    /// The leader's digest for a checkpoint whose own digest is still being computed.
     leader_checkpoint_waiting: Option<(u64, [u8; 32])>,
     diverged: Option<String>,
     follow: Option<VecDeque<Followed>>,
-    /// For the copies of the state that snapshots and checkpoint digests take (apply waits
-    /// for a copy into laid-out memory, not into fresh pages).
+    /// For the copies of the state that snapshots and shadow resyncs take (apply waits for a
+    /// copy into laid-out memory, not into fresh pages).
     spare: SpareEngine,
 }
 
@@ -162,22 +163,19 @@ impl ReplicaState {
             }
         };
         self.last_applied = Some(entry.log_id());
-        // While the previous checkpoint's digest is still being computed, this checkpoint is
-        // skipped: its copy would go into fresh memory (the spare is the copy being hashed),
-        // 100-170 ms with apply waiting at hundreds of thousands of orders, and copies would
-        // pile up wherever digests fall behind. A divergence persists, so the next checkpoint
-        // compared finds it.
-        if checkpoint_interval_ns > 0
-            && self.checkpoint_period(checkpoint_interval_ns) > period_before
-            && self.digest_pending.is_none()
-        {
-            let copy = self.spare.copy_of(&self.engine);
-            match self.digests.send((index, copy)) {
-                Ok(()) => self.digest_pending = Some(index),
-                Err(mpsc::SendError((index, copy))) => self.record_checkpoint(zone, index, copy.state_digest()), // no digest thread
+        self.queue_followed(index, &applied, &records);
+        if !records.is_empty() {
+            self.shadow.records(records);
+        }
+        // A checkpoint the shadow skips (it is catching up, or a later one overtook it) goes
+        // uncompared; a divergence persists, so the next checkpoint compared finds it.
+        if checkpoint_interval_ns > 0 && self.checkpoint_period(checkpoint_interval_ns) > period_before {
+            if self.shadow.checkpoint(index, &self.engine) {
+                self.checkpoint_sent = Some(index);
+            } else if self.shadow.gone() {
+                self.record_checkpoint(zone, index, self.engine.state_digest());
             }
         }
-        self.queue_followed(index, &applied, &records);
         applied
     }
 
@@ -231,7 +229,9 @@ impl ReplicaState {
     ) -> Result<Vec<CommandRecord>, String> {
         let (ts_ns, command) = decode_command(payload)?;
         let ts_ns = ts_ns.max(self.engine.ts_ns());
-        self.engine.apply(ts_ns, &command, events).map_err(|e| e.to_string())?;
+        let outcome = self.engine.apply(ts_ns, &command, events);
+        self.shadow.command(ts_ns, command);
+        outcome.map_err(|e| e.to_string())?;
         Ok(Vec::new())
     }
 
@@ -239,9 +239,10 @@ impl ReplicaState {
     /// its own is being computed) once it is recorded. A checkpoint this replica skipped, or
     /// older than those kept, is not compared.
     fn compare_checkpoint(&mut self, zone: ZoneId, index: u64, leader_digest: &[u8; 32]) {
+        let newest_recorded = self.checkpoints.back().map(|&(at, _)| at);
         match self.checkpoints.iter().find(|(at, _)| *at == index) {
             Some(&(_, own)) => self.check_digest(zone, index, &own, leader_digest),
-            None if self.digest_pending == Some(index) => {
+            None if newest_recorded < Some(index) && Some(index) <= self.checkpoint_sent => {
                 self.leader_checkpoint_waiting = Some((index, *leader_digest))
             }
             None => {}
@@ -250,14 +251,16 @@ impl ReplicaState {
 
     /// Records this replica's digest at checkpoint `index` and compares it with the leader's,
     /// if that came first.
+    /// A waiting leader's digest for an earlier checkpoint (one the shadow skipped) is dropped.
     fn record_checkpoint(&mut self, zone: ZoneId, index: u64, digest: [u8; 32]) {
-        self.digest_pending.take_if(|pending| *pending == index);
         if self.checkpoints.len() == CHECKPOINTS_KEPT {
             self.checkpoints.pop_front();
         }
         self.checkpoints.push_back((index, digest));
-        if let Some((_, leader_digest)) = self.leader_checkpoint_waiting.take_if(|(at, _)| *at == index) {
-            self.check_digest(zone, index, &digest, &leader_digest);
+        if let Some((at, leader_digest)) = self.leader_checkpoint_waiting.take_if(|(at, _)| *at <= index) {
+            if at == index {
+                self.check_digest(zone, index, &digest, &leader_digest);
+            }
         }
     }
 
@@ -343,18 +346,19 @@ impl StateMachine {
             }
             None => (Engine::new(), None, StoredMembership::default()),
         };
-        let (digests, copies) = mpsc::channel();
+        let spare = SpareEngine::default();
+        let (feed, shadow, work) = shadow_of(&engine, &spare);
         let state = ReplicaState {
             engine,
             last_applied,
             membership,
             checkpoints: VecDeque::new(),
-            digests,
-            digest_pending: None,
+            shadow: feed,
+            checkpoint_sent: None,
             leader_checkpoint_waiting: None,
             diverged: None,
             follow: follow.then(VecDeque::new),
-            spare: SpareEngine::default(),
+            spare,
         };
         let replica = Arc::new(Replica {
             zone,
@@ -365,8 +369,8 @@ impl StateMachine {
         });
         let weak = Arc::downgrade(&replica);
         std::thread::Builder::new()
-            .name(format!("zone-{zone}-digests"))
-            .spawn(move || digest_checkpoints(&copies, &weak))?;
+            .name(format!("zone-{zone}-shadow"))
+            .spawn(move || keep_shadow(shadow, &work, &weak))?;
         Ok(StateMachine { replica })
     }
 
@@ -375,17 +379,16 @@ impl StateMachine {
     }
 }
 
-/// The digest thread: hashes each copy of the state taken at a checkpoint, records the digest
-/// (comparing it with the leader's if that came first) and keeps the copy as the spare. Ends
-/// with the replica (the channel closes).
-fn digest_checkpoints(copies: &mpsc::Receiver<(u64, Engine)>, replica: &Weak<Replica>) {
+/// The shadow thread: applies what the replica applied and records the digest of each
+/// checkpoint it hashes (comparing it with the leader's if that came first). Ends with the
+/// replica (the channel closes).
+fn keep_shadow(mut shadow: Shadow, work: &mpsc::Receiver<ShadowWork>, replica: &Weak<Replica>) {
     crate::threads::give_way_to_order_entry();
-    for (index, copy) in copies {
-        let digest = copy.state_digest();
-        let Some(replica) = replica.upgrade() else { return };
-        let mut state = replica.lock();
-        state.spare.keep(copy);
-        state.record_checkpoint(replica.zone, index, digest);
+    for item in work {
+        if let Some((index, digest)) = shadow.take(item) {
+            let Some(replica) = replica.upgrade() else { return };
+            replica.lock().record_checkpoint(replica.zone, index, digest);
+        }
     }
 }
 
@@ -482,6 +485,8 @@ impl RaftStateMachine<ZoneRaft> for StateMachine {
         state.membership = meta.last_membership.clone();
         state.checkpoints.clear();
         state.leader_checkpoint_waiting = None;
+        let ReplicaState { shadow, engine, .. } = &mut *state;
+        shadow.reset(engine);
         let (index, seq) = (snapshot_seq(meta).saturating_sub(1), state.engine.seq());
         if let Some(queue) = state.follow.as_mut() {
             queue.clear();
@@ -520,22 +525,33 @@ mod tests {
         LogId::new(openraft::vote::leader_id_adv::CommittedLeaderId::new(1, 1), index)
     }
 
-    /// A replica state whose digest requests go to the test, not to a digest thread.
-    fn state() -> (ReplicaState, mpsc::Receiver<(u64, Engine)>) {
-        let (digests, copies) = mpsc::channel();
+    /// A replica state whose shadow the test runs (`run_shadow`), not a thread.
+    fn state() -> (ReplicaState, Shadow, mpsc::Receiver<ShadowWork>) {
+        let engine = Engine::new();
+        let spare = SpareEngine::default();
+        let (feed, shadow, work) = shadow_of(&engine, &spare);
         let state = ReplicaState {
-            engine: Engine::new(),
+            engine,
             last_applied: None,
             membership: StoredMembership::default(),
             checkpoints: VecDeque::new(),
-            digests,
-            digest_pending: None,
+            shadow: feed,
+            checkpoint_sent: None,
             leader_checkpoint_waiting: None,
             diverged: None,
             follow: None,
-            spare: SpareEngine::default(),
+            spare,
         };
-        (state, copies)
+        (state, shadow, work)
+    }
+
+    /// Lets the shadow take everything queued, recording its digests as its thread does.
+    fn run_shadow(state: &mut ReplicaState, shadow: &mut Shadow, work: &mpsc::Receiver<ShadowWork>) {
+        while let Ok(item) = work.try_recv() {
+            if let Some((index, digest)) = shadow.take(item) {
+                state.record_checkpoint(ZONE, index, digest);
+            }
+        }
     }
 
     /// Entry 1 adds an asset; every later one deposits into account `index`. Entry `i` is
@@ -563,55 +579,97 @@ mod tests {
         state.apply_entry(ZONE, INTERVAL_NS, &Entry::new_normal(log_id(at), proposal));
     }
 
+    /// The checkpoints this replica recorded.
+    fn recorded(state: &ReplicaState) -> Vec<u64> {
+        state.checkpoints.iter().map(|&(at, _)| at).collect()
+    }
+
     #[test]
-    fn a_checkpoint_is_taken_where_exchange_time_enters_a_new_period() {
-        let (mut state, copies) = state();
+    fn the_shadow_records_the_replicas_digest_where_exchange_time_enters_a_new_period() {
+        let (mut state, mut shadow, work) = state();
         apply_entries(&mut state, 1..=4);
-        assert!(copies.try_recv().is_err(), "entries 1-4 are in the first period");
+        run_shadow(&mut state, &mut shadow, &work);
+        assert!(state.checkpoints.is_empty(), "entries 1-4 are in the first period");
         apply_entries(&mut state, 5..=5);
-        let (index, copy) = copies.try_recv().expect("a copy at entry 5");
-        assert_eq!((index, copy.state_digest()), (5, state.engine.state_digest()));
+        let at_5 = state.engine.state_digest();
+        run_shadow(&mut state, &mut shadow, &work);
         // Entries that do not move time (a blank one, a leader's digest) start no period.
-        state.record_checkpoint(ZONE, index, copy.state_digest());
         state.apply_entry(ZONE, INTERVAL_NS, &Entry::new_blank(log_id(6)));
-        leader_digest(&mut state, 7, 5, copy.state_digest());
-        assert!(copies.try_recv().is_err());
+        leader_digest(&mut state, 7, 5, at_5);
+        apply_entries(&mut state, 8..=10);
+        let at_10 = state.engine.state_digest();
+        assert_ne!(at_5, at_10);
+        run_shadow(&mut state, &mut shadow, &work);
+        assert_eq!(Vec::from(state.checkpoints.clone()), vec![(5, at_5), (10, at_10)]);
         assert!(state.diverged.is_none());
     }
 
-    /// Applies entries 1..=7 (a checkpoint at 5) and then the leader's digest for checkpoint 5
-    /// while this replica's own is still being computed; then finishes the digest. Whether
-    /// the replica ends diverged.
+    /// The leader's digest for checkpoint 5 arrives before the shadow hashed it; then the
+    /// shadow runs. Whether the replica ends diverged.
     fn leader_digest_first(wrong: bool) -> bool {
-        let (mut state, copies) = state();
-        apply_entries(&mut state, 1..=7);
-        let (index, copy) = copies.try_recv().expect("a copy at checkpoint 5");
-        assert_eq!(index, 5);
-        let mut digest = copy.state_digest();
+        let (mut replayed, _, _) = state();
+        apply_entries(&mut replayed, 1..=5);
+        let mut digest = replayed.engine.state_digest();
         digest[0] ^= u8::from(wrong);
-        leader_digest(&mut state, 8, index, digest);
+        let (mut state, mut shadow, work) = state();
+        apply_entries(&mut state, 1..=7);
+        leader_digest(&mut state, 8, 5, digest);
         assert!(state.diverged.is_none(), "nothing to compare with yet");
-        state.record_checkpoint(ZONE, index, copy.state_digest());
+        run_shadow(&mut state, &mut shadow, &work);
         state.diverged.is_some()
     }
 
     #[test]
-    fn a_leader_digest_that_comes_first_is_compared_once_the_own_is_computed() {
+    fn a_leader_digest_that_comes_first_is_compared_once_the_shadow_hashed() {
         assert!(leader_digest_first(true), "a differing digest marks the replica diverged");
         assert!(!leader_digest_first(false), "an equal digest does not");
     }
 
     #[test]
-    fn a_checkpoint_reached_while_the_last_digest_is_computed_is_skipped_and_not_compared() {
-        let (mut state, copies) = state();
+    fn a_checkpoint_overtaken_in_the_shadows_queue_is_not_hashed_nor_compared() {
+        let (mut state, mut shadow, work) = state();
         apply_entries(&mut state, 1..=10);
-        let (index, copy) = copies.try_recv().expect("a copy at checkpoint 5");
-        assert_eq!(index, 5);
-        assert!(copies.try_recv().is_err(), "no copy at checkpoint 10 while 5 is being digested");
-        leader_digest(&mut state, 11, 10, [7; 32]);
-        state.record_checkpoint(ZONE, index, copy.state_digest());
-        assert!(state.diverged.is_none(), "checkpoint 10 has no digest here to compare");
-        apply_entries(&mut state, 12..=15);
-        assert_eq!(copies.try_recv().map(|(index, _)| index).ok(), Some(15), "checkpoints resume once it is done");
+        leader_digest(&mut state, 11, 5, [7; 32]);
+        run_shadow(&mut state, &mut shadow, &work);
+        assert_eq!(recorded(&state), vec![10]);
+        assert!(state.diverged.is_none(), "checkpoint 5 has no digest here to compare");
+        assert_eq!(state.leader_checkpoint_waiting, None);
+        let own = state.checkpoints[0].1;
+        leader_digest(&mut state, 12, 10, own);
+        assert!(state.diverged.is_none());
+        leader_digest(&mut state, 13, 10, [7; 32]);
+        assert!(state.diverged.is_some(), "checkpoint 10 is compared");
+    }
+
+    #[test]
+    fn a_replica_whose_shadow_thread_ended_hashes_its_checkpoints_itself() {
+        let (mut state, shadow, work) = state();
+        drop((shadow, work));
+        apply_entries(&mut state, 1..=5);
+        assert_eq!(Vec::from(state.checkpoints.clone()), vec![(5, state.engine.state_digest())]);
+    }
+
+    #[test]
+    fn a_shadow_that_fell_behind_is_resynced_by_a_copy_at_the_first_checkpoint_after_it_caught_up() {
+        // Entry i is stamped i ms: a period of `period` ms outlasts the shadow's queue.
+        let period = super::super::shadow::QUEUED_MAX as u64 + 100;
+        let (mut state, mut shadow, work) = state();
+        let interval_ns = period * 1_000_000;
+        let apply = |state: &mut ReplicaState, indexes: std::ops::RangeInclusive<u64>| {
+            for index in indexes {
+                let deposit = Command::Deposit { account: index, asset: 0, amount_units: index };
+                let record = CommandRecord::from_command(index as i64 * 1_000_000, &deposit).expect("trading");
+                let proposal = Proposal::Records(bytes::Bytes::copy_from_slice(command_bytes(&[record])));
+                state.apply_entry(ZONE, interval_ns, &Entry::new_normal(log_id(index), proposal));
+            }
+        };
+        apply(&mut state, 1..=period);
+        assert_eq!(state.checkpoint_sent, None, "the shadow is out of step, its queue full");
+        run_shadow(&mut state, &mut shadow, &work);
+        assert!(state.checkpoints.is_empty());
+        apply(&mut state, period + 1..=2 * period);
+        assert_eq!(state.checkpoint_sent, Some(2 * period), "its queue drained: a copy, then the checkpoint");
+        run_shadow(&mut state, &mut shadow, &work);
+        assert_eq!(Vec::from(state.checkpoints.clone()), vec![(2 * period, state.engine.state_digest())]);
     }
 }
