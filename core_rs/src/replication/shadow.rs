@@ -89,7 +89,6 @@ impl ShadowFeed {
             if self.gone || self.queued.items.load(Ordering::Acquire) > 0 {
                 return false;
             }
-            eprintln!("SHADOW RESYNC {index}");
             self.reset(engine);
         }
         self.send(ShadowWork::Checkpoint(index));
@@ -144,10 +143,6 @@ impl Shadow {
             }
             ShadowWork::Checkpoint(index) => {
                 let overtaken = self.queued.checkpoints.fetch_sub(1, Ordering::AcqRel) > 1;
-                eprintln!(
-                    "SHADOW checkpoint {index} overtaken {overtaken} queued {}",
-                    self.queued.items.load(Ordering::Relaxed)
-                );
                 (!overtaken).then(|| (index, self.engine.state_digest()))
             }
             ShadowWork::Reset(engine) => {
