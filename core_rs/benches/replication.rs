@@ -17,7 +17,7 @@
 //!
 //! Output: one JSON object. `cargo bench --bench replication -- [--dir PATH] [--rates R1,R2]
 //! [--seconds S] [--kills N] [--transfers N] [--proposers N] [--checkpoint-interval-ms MS]
-//! [--no-fsync-unsafe-benchmark-only]`. The last is a diagnostic: every journal (the three
+//! [--snapshot-every-entries N] [--no-fsync-unsafe-benchmark-only]`. The last is a diagnostic: every journal (the three
 //! members' and the single zone's) skips its syncs, so the run shows what is left without the
 //! disk (the members in this process share one disk, where zones would each have their own).
 
@@ -54,6 +54,7 @@ struct Options {
     proposers: usize,
     /// Replicas compare state digests once per this much exchange time (0: never).
     checkpoint_interval_ms: u64,
+    snapshot_every_entries: u64,
     sync: SyncMode,
 }
 
@@ -66,6 +67,7 @@ fn options() -> Options {
         transfers: 20,
         proposers: 4,
         checkpoint_interval_ms: core_rs::replication::node::CHECKPOINT_INTERVAL_MS_DEFAULT,
+        snapshot_every_entries: core_rs::replication::node::SNAPSHOT_EVERY_ENTRIES_DEFAULT,
         sync: SyncMode::Fsync,
     };
     let mut args = std::env::args().skip(1);
@@ -79,6 +81,7 @@ fn options() -> Options {
             "--transfers" => options.transfers = value().parse().expect("a count"),
             "--proposers" => options.proposers = value().parse().expect("a count"),
             "--checkpoint-interval-ms" => options.checkpoint_interval_ms = value().parse().expect("ms"),
+            "--snapshot-every-entries" => options.snapshot_every_entries = value().parse().expect("a count"),
             "--no-fsync-unsafe-benchmark-only" => options.sync = SyncMode::NoFsyncUnsafeBenchmarkOnly,
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -110,6 +113,7 @@ struct Group {
     members: BTreeMap<ZoneId, String>,
     nodes: BTreeMap<ZoneId, ZoneNode>,
     checkpoint_interval_ms: u64,
+    snapshot_every_entries: u64,
     sync: SyncMode,
 }
 
@@ -124,6 +128,7 @@ impl Group {
             members,
             nodes: BTreeMap::new(),
             checkpoint_interval_ms: options.checkpoint_interval_ms,
+            snapshot_every_entries: options.snapshot_every_entries,
             sync: options.sync,
         };
         for zone in 1..=3 {
@@ -137,6 +142,7 @@ impl Group {
         config.bootstrap = true;
         config.checkpoint_interval_ms = self.checkpoint_interval_ms;
         config.sync = self.sync;
+        config.snapshot_every_entries = self.snapshot_every_entries;
         self.nodes.insert(zone, ZoneNode::start(config).expect("a member starts"));
     }
 
@@ -333,6 +339,7 @@ fn main() {
         "proposers": options.proposers,
         "checkpoint_interval_ms": options.checkpoint_interval_ms,
         "fsync": options.sync == SyncMode::Fsync,
+        "snapshot_every_entries": options.snapshot_every_entries,
         "throughput": throughput,
         "failover": failover,
     });
