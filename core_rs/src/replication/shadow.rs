@@ -1,7 +1,8 @@
 //! The shadow: a second engine per replica, kept by its own thread, that applies what the
 //! replica applied (in log order, behind it) and hashes itself at checkpoints. Apply never
 //! stops for a copy or a hash of the whole state; per entry it only hands over the records it
-//! applied.
+//! applied. It also serializes the state for Raft snapshots, so taking one does not stop
+//! apply either.
 //!
 //! If the shadow falls `QUEUED_MAX` items behind, the replica stops feeding it. At the first
 //! checkpoint after the shadow caught up with what it was given, the replica sends a copy of
@@ -28,9 +29,14 @@ pub(super) enum ShadowWork {
     Command { ts_ns: i64, command: Command },
     /// The state after the entry at this index is a checkpoint: hash it.
     Checkpoint(u64),
+    /// A snapshot of the state at this point: its bytes (`Engine::snapshot`) and digest.
+    Snapshot(tokio::sync::oneshot::Sender<TakenSnapshot>),
     /// The replica's state was replaced or the shadow fell behind: continue from this copy.
     Reset(Box<Engine>),
 }
+
+/// A snapshot's engine bytes and the state digest they restore to.
+pub(super) type TakenSnapshot = (Vec<u8>, [u8; 32]);
 
 /// Counts shared by both ends.
 #[derive(Debug, Default)]
@@ -95,6 +101,14 @@ impl ShadowFeed {
         self.in_step
     }
 
+    /// Asks for a snapshot of the state the replica has now (the shadow takes it once it got
+    /// there); None while the shadow is out of step.
+    pub(super) fn snapshot(&mut self) -> Option<tokio::sync::oneshot::Receiver<TakenSnapshot>> {
+        let (reply, taken) = tokio::sync::oneshot::channel();
+        self.send(ShadowWork::Snapshot(reply));
+        self.in_step.then_some(taken)
+    }
+
     /// Whether the shadow thread ended: the replica must hash its checkpoints itself.
     pub(super) fn gone(&self) -> bool {
         self.gone
@@ -144,6 +158,11 @@ impl Shadow {
             ShadowWork::Checkpoint(index) => {
                 let overtaken = self.queued.checkpoints.fetch_sub(1, Ordering::AcqRel) > 1;
                 (!overtaken).then(|| (index, self.engine.state_digest()))
+            }
+            ShadowWork::Snapshot(reply) => {
+                // Nobody waits any more if the builder was dropped: nothing to do then.
+                let _unwanted = reply.send((self.engine.snapshot(), self.engine.state_digest()));
+                None
             }
             ShadowWork::Reset(engine) => {
                 self.spare.keep(std::mem::replace(&mut self.engine, *engine));

@@ -15,8 +15,9 @@
 //!   zone stops taking orders (the zone's status says so; the orchestrator halts the
 //!   markets). A leader's digest that arrives before the replica's own waits for it.
 //! - A snapshot is the engine's snapshot behind a header (the Raft metadata and the state
-//!   digest), in the data directory's snapshot store; installing one checks the digest of the
-//!   restored engine before it replaces anything.
+//!   digest), in the data directory's snapshot store; the shadow takes it at the entry Raft
+//!   asked at (apply copies the state only while the shadow is out of step). Installing one
+//!   checks the digest of the restored engine before it replaces anything.
 //! - What each applied entry did can be followed ([`Replica::take_applied`]): the gateway of
 //!   every zone keeps its views from it, so a zone that becomes leader has them hot.
 
@@ -32,7 +33,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::shadow::{shadow_of, Shadow, ShadowFeed, ShadowWork};
+use super::shadow::{shadow_of, Shadow, ShadowFeed, ShadowWork, TakenSnapshot};
 use super::{Applied, Entry, LogId, Proposal, SnapshotMeta, StoredMembership, ZoneId, ZoneRaft};
 use crate::codec::hex;
 use crate::journal::SnapshotStore;
@@ -392,14 +393,23 @@ fn keep_shadow(mut shadow: Shadow, work: &mpsc::Receiver<ShadowWork>, replica: &
     }
 }
 
-/// Builds a snapshot from a copy of the engine taken under the lock (order entry pauses only
-/// for the copy); serializing and writing happen on a blocking thread, off the Raft task.
+/// Where a snapshot's state comes from.
+#[derive(Debug)]
+enum SnapshotSource {
+    /// The shadow's answer (it serializes the state at the entry the builder was made at).
+    Shadow(tokio::sync::oneshot::Receiver<TakenSnapshot>),
+    /// A copy taken under the replica's lock (the shadow was out of step).
+    Copy(Box<Engine>),
+}
+
+/// Builds a snapshot of the state at the entry it was made at; serializing and writing happen
+/// off the Raft task (on the shadow's thread, or a blocking thread for a copy).
 #[derive(Debug)]
 pub struct SnapshotBuilder {
-    engine: Option<Engine>,
+    source: Option<SnapshotSource>,
     meta: SnapshotMeta,
     store: SnapshotStore,
-    /// Where the engine goes once serialized (the replica's spare).
+    /// Where a copied engine goes once serialized (the replica's spare).
     spare: SpareEngine,
 }
 
@@ -412,12 +422,23 @@ impl RaftSnapshotBuilder<ZoneRaft> for SnapshotBuilder {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<ZoneSnapshot, io::Error> {
-        let engine = self.engine.take().ok_or_else(|| io_error("this builder already built its snapshot"))?;
+        let source = self.source.take().ok_or_else(|| io_error("this builder already built its snapshot"))?;
         let (meta, store, spare) = (self.meta.clone(), self.store.clone(), self.spare.clone());
+        let (body, state_digest) = match source {
+            SnapshotSource::Shadow(taken) => {
+                taken.await.map_err(|_| io_error("the shadow engine ended before it took the snapshot"))?
+            }
+            SnapshotSource::Copy(engine) => tokio::task::spawn_blocking(move || {
+                let taken = (engine.snapshot(), engine.state_digest());
+                spare.keep(*engine);
+                taken
+            })
+            .await
+            .map_err(io_error)?,
+        };
         tokio::task::spawn_blocking(move || {
-            let header = SnapshotHeader { meta, state_digest: engine.state_digest() };
-            let bytes = encode_snapshot(&header, &engine.snapshot())?;
-            spare.keep(engine);
+            let header = SnapshotHeader { meta, state_digest };
+            let bytes = encode_snapshot(&header, &body)?;
             store.write(snapshot_seq(&header.meta), header.state_digest, &bytes).map_err(io_error)?;
             Ok(Snapshot { meta: header.meta, snapshot: io::Cursor::new(bytes) })
         })
@@ -455,11 +476,14 @@ impl RaftStateMachine<ZoneRaft> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let state = self.replica.lock();
-        let engine = state.spare.copy_of(&state.engine);
+        let mut state = self.replica.lock();
         let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone() };
+        let source = match state.shadow.snapshot() {
+            Some(taken) => SnapshotSource::Shadow(taken),
+            None => SnapshotSource::Copy(Box::new(state.spare.copy_of(&state.engine))),
+        };
         SnapshotBuilder {
-            engine: Some(engine),
+            source: Some(source),
             meta,
             store: self.replica.snapshots.clone(),
             spare: state.spare.clone(),
@@ -642,6 +666,20 @@ mod tests {
     }
 
     #[test]
+    fn the_shadow_takes_a_snapshot_of_the_state_the_replica_had_when_it_asked() {
+        let (mut state, mut shadow, work) = state();
+        apply_entries(&mut state, 1..=3);
+        let asked_at = state.engine.state_digest();
+        let taken = state.shadow.snapshot().expect("the shadow is in step");
+        apply_entries(&mut state, 4..=6);
+        run_shadow(&mut state, &mut shadow, &work);
+        let (body, digest) = taken.blocking_recv().expect("the shadow answered");
+        assert_eq!(digest, asked_at);
+        assert_eq!(Engine::restore(&body).expect("the body restores").state_digest(), asked_at);
+        assert_ne!(state.engine.state_digest(), asked_at, "the replica moved on meanwhile");
+    }
+
+    #[test]
     fn a_replica_whose_shadow_thread_ended_hashes_its_checkpoints_itself() {
         let (mut state, shadow, work) = state();
         drop((shadow, work));
@@ -665,6 +703,7 @@ mod tests {
         };
         apply(&mut state, 1..=period);
         assert_eq!(state.checkpoint_sent, None, "the shadow is out of step, its queue full");
+        assert!(state.shadow.snapshot().is_none(), "a snapshot is then copied, not asked of the shadow");
         run_shadow(&mut state, &mut shadow, &work);
         assert!(state.checkpoints.is_empty());
         apply(&mut state, period + 1..=2 * period);
