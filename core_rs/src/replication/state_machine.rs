@@ -581,6 +581,11 @@ mod tests {
     /// Entry 1 adds an asset; every later one deposits into account `index`. Entry `i` is
     /// stamped `i` ms, so entries 5, 10, 15, ... start checkpoint periods.
     fn apply_entries(state: &mut ReplicaState, indexes: std::ops::RangeInclusive<u64>) {
+        apply_entries_every(state, indexes, INTERVAL_NS);
+    }
+
+    /// `apply_entries` with a checkpoint period of `interval_ns`.
+    fn apply_entries_every(state: &mut ReplicaState, indexes: std::ops::RangeInclusive<u64>, interval_ns: u64) {
         for index in indexes {
             let ts_ns = index as i64 * 1_000_000;
             let proposal = if index == 1 {
@@ -593,7 +598,7 @@ mod tests {
                 let record = CommandRecord::from_command(ts_ns, &deposit).expect("a trading command");
                 Proposal::Records(bytes::Bytes::copy_from_slice(command_bytes(&[record])))
             };
-            let applied = state.apply_entry(ZONE, INTERVAL_NS, &Entry::new_normal(log_id(index), proposal));
+            let applied = state.apply_entry(ZONE, interval_ns, &Entry::new_normal(log_id(index), proposal));
             assert_eq!(applied.refused, None);
         }
     }
@@ -693,20 +698,12 @@ mod tests {
         let period = super::super::shadow::QUEUED_MAX as u64 + 100;
         let (mut state, mut shadow, work) = state();
         let interval_ns = period * 1_000_000;
-        let apply = |state: &mut ReplicaState, indexes: std::ops::RangeInclusive<u64>| {
-            for index in indexes {
-                let deposit = Command::Deposit { account: index, asset: 0, amount_units: index };
-                let record = CommandRecord::from_command(index as i64 * 1_000_000, &deposit).expect("trading");
-                let proposal = Proposal::Records(bytes::Bytes::copy_from_slice(command_bytes(&[record])));
-                state.apply_entry(ZONE, interval_ns, &Entry::new_normal(log_id(index), proposal));
-            }
-        };
-        apply(&mut state, 1..=period);
+        apply_entries_every(&mut state, 1..=period, interval_ns);
         assert_eq!(state.checkpoint_sent, None, "the shadow is out of step, its queue full");
         assert!(state.shadow.snapshot().is_none(), "a snapshot is then copied, not asked of the shadow");
         run_shadow(&mut state, &mut shadow, &work);
         assert!(state.checkpoints.is_empty());
-        apply(&mut state, period + 1..=2 * period);
+        apply_entries_every(&mut state, period + 1..=2 * period, interval_ns);
         assert_eq!(state.checkpoint_sent, Some(2 * period), "its queue drained: a copy, then the checkpoint");
         run_shadow(&mut state, &mut shadow, &work);
         assert_eq!(Vec::from(state.checkpoints.clone()), vec![(2 * period, state.engine.state_digest())]);
