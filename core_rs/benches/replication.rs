@@ -17,9 +17,10 @@
 //!
 //! Output: one JSON object. `cargo bench --bench replication -- [--dir PATH] [--rates R1,R2]
 //! [--seconds S] [--kills N] [--transfers N] [--proposers N] [--checkpoint-interval-ms MS]
-//! [--snapshot-every-entries N] [--no-fsync-unsafe-benchmark-only]`. The last is a diagnostic: every journal (the three
-//! members' and the single zone's) skips its syncs, so the run shows what is left without the
-//! disk (the members in this process share one disk, where zones would each have their own).
+//! [--snapshot-every-entries N] [--no-fsync-unsafe-benchmark-only]`. The last is a
+//! diagnostic: every journal (the three members' and the single zone's) skips its syncs, so
+//! the run shows what is left without the disk (the members in this process share one disk,
+//! where zones would each have their own).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -107,30 +108,21 @@ fn percentiles_ms(samples: &mut [f64]) -> Value {
     json!({"n": samples.len(), "p50": at(0.5), "p99": at(0.99), "max": samples[samples.len() - 1]})
 }
 
-/// Three members on free loopback ports under `dir`.
-struct Group {
+/// Three members on free loopback ports under `dir`, configured by the bench's options.
+struct Group<'a> {
     dir: PathBuf,
     members: BTreeMap<ZoneId, String>,
     nodes: BTreeMap<ZoneId, ZoneNode>,
-    checkpoint_interval_ms: u64,
-    snapshot_every_entries: u64,
-    sync: SyncMode,
+    options: &'a Options,
 }
 
-impl Group {
-    fn start(dir: &Path, options: &Options) -> Group {
+impl<'a> Group<'a> {
+    fn start(dir: &Path, options: &'a Options) -> Group<'a> {
         let _ = std::fs::remove_dir_all(dir);
         let listeners: Vec<_> = (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a port")).collect();
         let members = (1..=3).zip(listeners.iter().map(|l| l.local_addr().expect("bound").to_string())).collect();
         drop(listeners);
-        let mut group = Group {
-            dir: dir.to_path_buf(),
-            members,
-            nodes: BTreeMap::new(),
-            checkpoint_interval_ms: options.checkpoint_interval_ms,
-            snapshot_every_entries: options.snapshot_every_entries,
-            sync: options.sync,
-        };
+        let mut group = Group { dir: dir.to_path_buf(), members, nodes: BTreeMap::new(), options };
         for zone in 1..=3 {
             group.start_member(zone);
         }
@@ -140,9 +132,9 @@ impl Group {
     fn start_member(&mut self, zone: ZoneId) {
         let mut config = NodeConfig::new(zone, self.dir.join(format!("zone-{zone}")), self.members.clone());
         config.bootstrap = true;
-        config.checkpoint_interval_ms = self.checkpoint_interval_ms;
-        config.sync = self.sync;
-        config.snapshot_every_entries = self.snapshot_every_entries;
+        config.checkpoint_interval_ms = self.options.checkpoint_interval_ms;
+        config.sync = self.options.sync;
+        config.snapshot_every_entries = self.options.snapshot_every_entries;
         self.nodes.insert(zone, ZoneNode::start(config).expect("a member starts"));
     }
 

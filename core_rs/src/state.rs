@@ -7,8 +7,9 @@
 //! order ids (each entry with its original place and acceptance, which a retry gets back) as
 //! a multiset: the wrapping sum of every entry's XXH3-128, in whatever order its maps hold
 //! them, so nothing sorts the index. The last timestamp is left out: it only guards that time
-//! does not go backwards, and replicas that applied the same commands agree on it anyway. Slab slots and hash-map layouts never
-//! enter it, so two replicas that applied the same commands hash the same.
+//! does not go backwards, and replicas that applied the same commands agree on it anyway.
+//! Slab slots and hash-map layouts never enter it, so two replicas that applied the same
+//! commands hash the same.
 
 use sha2::Digest;
 use xxhash_rust::xxh3::xxh3_128;

@@ -153,7 +153,6 @@ fn run_notifier(requests: mpsc::Receiver<Flushed>) {
 
 #[derive(Debug)]
 struct Inner {
-    dir: PathBuf,
     config: JournalConfig,
     writer: Option<Arc<JournalWriter>>,
     /// Entries after `state.last_purged`, consecutive, the first at index `first_index`.
@@ -215,13 +214,10 @@ impl LogStore {
         let writer = JournalWriter::open(config.clone(), &recovery, next_seq).map_err(io_error)?;
         let (notifier, requests) = mpsc::channel();
         std::thread::Builder::new().name("raft-log-notifier".into()).spawn(move || run_notifier(requests))?;
-        let state = Arc::new(StateFile {
-            dir: dir.clone(),
-            latest: std::sync::Mutex::new(state),
-            writing: std::sync::Mutex::new(()),
-        });
+        let state =
+            Arc::new(StateFile { dir, latest: std::sync::Mutex::new(state), writing: std::sync::Mutex::new(()) });
         let inner =
-            Inner { dir, config, writer: Some(Arc::new(writer)), entries, first_index, state, purging: None, notifier };
+            Inner { config, writer: Some(Arc::new(writer)), entries, first_index, state, purging: None, notifier };
         Ok(LogStore { inner: Arc::new(Mutex::new(inner)) })
     }
 }
@@ -289,7 +285,7 @@ impl Inner {
     }
 
     fn reopen_writer(&mut self) -> io::Result<()> {
-        let recovery = journal::recover(&self.dir).map_err(io_error)?;
+        let recovery = journal::recover(&self.config.dir).map_err(io_error)?;
         let next_seq = self.first_index + self.entries.len() as u64 + 1;
         let writer = JournalWriter::open(self.config.clone(), &recovery, next_seq).map_err(io_error)?;
         self.writer = Some(Arc::new(writer));
@@ -365,7 +361,7 @@ impl RaftLogStorage<ZoneRaft> for LogStore {
         }
         inner.purged().await?;
         inner.close_writer()?;
-        journal::truncate_after(&inner.dir, keep_until).map_err(io_error)?;
+        journal::truncate_after(&inner.config.dir, keep_until).map_err(io_error)?;
         let kept = keep_until.saturating_sub(inner.first_index) as usize;
         inner.entries.truncate(kept);
         inner.reopen_writer()
@@ -383,7 +379,7 @@ impl RaftLogStorage<ZoneRaft> for LogStore {
             // again right after the purge point, written down first.
             inner.state.write(|state| state.last_purged = Some(log_id))?;
             inner.close_writer()?;
-            journal::clear(&inner.dir).map_err(io_error)?;
+            journal::clear(&inner.config.dir).map_err(io_error)?;
             inner.entries.clear();
             inner.first_index = log_id.index + 1;
             return inner.reopen_writer();
