@@ -365,6 +365,14 @@ def main() -> None:
         print(f"== {workload.name}: {len(workload.commands):,} commands", flush=True)
         rust = rust_engine(workload, args.out, rates=[1_000_000, 5_000_000])
         print(f"(a) rust: {rust['best_per_s']:,.0f}/s", flush=True)
+        for row in rust["latency"]:
+            empty = row["empty_service"]
+            print(
+                f"(a) at {row['offered_per_s']:,.0f}/s offered: p99.99 {row['p9999_ns'] / 1e3:,.1f} µs,"
+                f" max {row['max_ns'] / 1e3:,.1f} µs (an empty loop on this machine:"
+                f" {empty['p9999_ns'] / 1e3:,.1f} and {empty['max_ns'] / 1e3:,.1f} µs)",
+                flush=True,
+            )
         batch_per_s, events = batch_throughput(workload, chunk_records=len(workload.commands))
         chunked_per_s, chunked_events = batch_throughput(workload, chunk_records=BATCH_CHUNK_RECORDS)
         assert np.array_equal(events, chunked_events), "chunked and whole batches must agree"

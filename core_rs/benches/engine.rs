@@ -5,8 +5,11 @@
 //! validation included), best and median of several fresh runs. Latency: each command has
 //! a planned send time at a fixed offered rate; latency is measured from that planned time
 //! (not from when the loop got to it), so a stall counts against every command queued
-//! behind it — no coordinated omission; the first tenth of the workload is a warm-up. Each fresh engine allocates and touches its memory
-//! before timing (`Engine::preallocate`). Output: one JSON object on stdout.
+//! behind it — no coordinated omission; the first tenth of the workload is a warm-up. The
+//! same open loop then runs again with an empty service (no engine call): what this machine
+//! alone adds to a latency at that rate (its interrupts, the hypervisor), the floor under the
+//! engine's figures. Each fresh engine allocates and touches its memory before timing
+//! (`Engine::preallocate`). Output: one JSON object on stdout.
 //!
 //! `cargo bench --bench engine -- --workload PATH [--rates 1000000,5000000] [--runs 5]`
 
@@ -62,24 +65,41 @@ fn latency_run(workload: &Workload, rate_per_s: f64) -> Value {
     let mut out = Vec::new();
     engine.apply_records(warmup, &mut out).expect("warm-up applies");
     let commands: Vec<Command> = timed.iter().map(|r| r.decode().expect("valid record")).collect();
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     out = Vec::with_capacity(64);
+    let (achieved_per_s, engine_latency) = open_loop(timed.len(), rate_per_s, |i| {
+        out.clear();
+        engine.apply(timed[i].ts_ns, &commands[i], &mut out).expect("applies");
+    });
+    let (_, empty_latency) = open_loop(timed.len(), rate_per_s, |i| {
+        std::hint::black_box(i);
+    });
+    let mut report = percentiles(&engine_latency);
+    report["offered_per_s"] = json!(rate_per_s);
+    report["achieved_per_s"] = json!(achieved_per_s);
+    report["empty_service"] = percentiles(&empty_latency);
+    report
+}
+
+/// Calls `service(i)` for `i` in `0..count` at planned times `rate_per_s` apart, each
+/// latency measured from its planned time. Returns the achieved rate and the latencies.
+fn open_loop(count: usize, rate_per_s: f64, mut service: impl FnMut(usize)) -> (f64, Histogram<u64>) {
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let interval_ns = 1e9 / rate_per_s;
     let start = Instant::now();
-    for (i, (record, command)) in timed.iter().zip(&commands).enumerate() {
+    for i in 0..count {
         let planned = start + Duration::from_nanos((i as f64 * interval_ns) as u64);
         while Instant::now() < planned {
             std::hint::spin_loop();
         }
-        out.clear();
-        engine.apply(record.ts_ns, command, &mut out).expect("applies");
+        service(i);
         let latency_ns = Instant::now().saturating_duration_since(planned).as_nanos() as u64;
         histogram.record(latency_ns.max(1)).expect("in range");
     }
-    let elapsed = start.elapsed().as_secs_f64();
+    (count as f64 / start.elapsed().as_secs_f64(), histogram)
+}
+
+fn percentiles(histogram: &Histogram<u64>) -> Value {
     json!({
-        "offered_per_s": rate_per_s,
-        "achieved_per_s": timed.len() as f64 / elapsed,
         "p50_ns": histogram.value_at_quantile(0.5),
         "p99_ns": histogram.value_at_quantile(0.99),
         "p999_ns": histogram.value_at_quantile(0.999),
