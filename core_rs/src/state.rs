@@ -2,20 +2,22 @@
 //!
 //! The hash covers everything that can influence a future event or query — counters,
 //! assets, instruments, every account's balances in account-id order, every book's market
-//! state, last trade price and levels from the best outward with their orders in time
-//! priority, the retained closed orders in the order they closed, and the index of client
-//! order ids (each entry with its original place and acceptance, which a retry gets back) as
-//! a multiset: the wrapping sum of every entry's XXH3-128, in whatever order its maps hold
-//! them, so nothing sorts the index. The last timestamp is left out: it only guards that time
-//! does not go backwards, and replicas that applied the same commands agree on it anyway.
-//! Slab slots and hash-map layouts never enter it, so two replicas that applied the same
-//! commands hash the same.
+//! state, last trade price and levels from the best outward (each with its first order's
+//! id), the live orders with the order behind each in its level (which with the levels' first
+//! orders fixes time priority), the retained closed orders in the order they closed, and the
+//! index of client order ids (each entry with its original place and acceptance, which a
+//! retry gets back). The live orders and the client order index enter as multisets: the
+//! wrapping sum of every entry's XXH3-128, in whatever order the slab or the maps hold them,
+//! so nothing walks a level's list or sorts the index. The last timestamp is left out: it only
+//! guards that time does not go backwards, and replicas that applied the same commands agree
+//! on it anyway. Slab slots and hash-map layouts never enter it, so two replicas that applied
+//! the same commands hash the same.
 
 use sha2::Digest;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::book::ladder::Ladder;
-use crate::book::orders::{Order, OrderStore, NIL};
+use crate::book::orders::{Order, OrderSlot, OrderStore, NIL};
 use crate::codes::{MarketState, Side};
 use crate::command::NO_CLIENT_ORDER_ID;
 use crate::engine::EngineParts;
@@ -54,23 +56,27 @@ impl<D: Digest> Hasher<D> {
         self.digest.update(&self.buffer);
         self.digest
     }
+}
 
-    fn order(&mut self, order: &Order) {
-        for value in [
-            order.id,
-            order.account,
-            order.price_ticks,
-            order.size_lots,
-            order.remaining_lots,
-            order.hold_per_lot_units,
-        ] {
-            self.u64(value);
-        }
-        self.put(&order.filled_price_lots.to_le_bytes());
-        self.u64(u64::from(order.instrument));
-        self.put(&[order.side.code(), order.order_type.code(), order.stp.code(), order.state.code()]);
-        self.put(&order.client_order_id);
+/// An order's fields as the state hash takes them.
+const ORDER_HASH_BYTES: usize = 8 * 6 + 16 + 8 + 4 + CLIENT_ORDER_ID_BYTES;
+
+fn order_bytes(order: &Order) -> [u8; ORDER_HASH_BYTES] {
+    let mut bytes = [0u8; ORDER_HASH_BYTES];
+    let (numbers, rest) = bytes.split_at_mut(8 * 6);
+    let fields =
+        [order.id, order.account, order.price_ticks, order.size_lots, order.remaining_lots, order.hold_per_lot_units];
+    for (field, value) in numbers.chunks_exact_mut(8).zip(fields) {
+        field.copy_from_slice(&value.to_le_bytes());
     }
+    let (filled, rest) = rest.split_at_mut(16);
+    filled.copy_from_slice(&order.filled_price_lots.to_le_bytes());
+    let (instrument, rest) = rest.split_at_mut(8);
+    instrument.copy_from_slice(&u64::from(order.instrument).to_le_bytes());
+    let (codes, client_order_id) = rest.split_at_mut(4);
+    codes.copy_from_slice(&[order.side.code(), order.order_type.code(), order.stp.code(), order.state.code()]);
+    client_order_id.copy_from_slice(&order.client_order_id);
+    bytes
 }
 
 /// The wrapping sum of the XXH3-128 of every client order id entry: the same for the same
@@ -98,6 +104,29 @@ fn client_orders_sum(orders: &OrderStore) -> u128 {
         codes.copy_from_slice(&[known.side.code(), known.order_type.code(), known.stp.code()]);
         sum.wrapping_add(xxh3_128(&entry))
     })
+}
+
+/// How many live orders there are, and the wrapping sum of the XXH3-128 of each one's fields
+/// and the id of the order behind it in its level (`u64::MAX` for the last). With each
+/// level's first order in the digest, these pairs fix every level's time priority, and they
+/// are read in one pass over the slab: walking the levels' lists instead waited on memory at
+/// every order (about 0.5 µs an order in a book of 300,000).
+fn live_orders_sum(orders: &OrderStore) -> (u64, u128) {
+    let mut entry = [0u8; ORDER_HASH_BYTES + 8];
+    orders.live_in_slab_order().fold((0, 0u128), |(count, sum), (order, behind)| {
+        entry[..ORDER_HASH_BYTES].copy_from_slice(&order_bytes(order));
+        entry[ORDER_HASH_BYTES..].copy_from_slice(&behind.unwrap_or(u64::MAX).to_le_bytes());
+        (count + 1, sum.wrapping_add(xxh3_128(&entry)))
+    })
+}
+
+/// The id of the order at `slot`, `u64::MAX` for `NIL`.
+fn id_at(orders: &OrderStore, slot: OrderSlot) -> u64 {
+    if slot == NIL {
+        u64::MAX
+    } else {
+        orders.get(slot).id
+    }
 }
 
 pub(crate) fn hash<D: Digest>(state: &EngineParts<'_>, digest: D) -> D {
@@ -141,17 +170,15 @@ pub(crate) fn hash<D: Digest>(state: &EngineParts<'_>, digest: D) -> D {
             for (price_ticks, level) in ladder.levels() {
                 h.u64(price_ticks);
                 h.u64(level.total_lots);
-                let mut slot = level.head;
-                while slot != NIL {
-                    let order = state.orders.get(slot);
-                    h.order(order);
-                    slot = order.next;
-                }
+                h.u64(id_at(state.orders, level.head));
             }
         }
     }
+    let (live_count, live_sum) = live_orders_sum(state.orders);
+    h.u64(live_count);
+    h.put(&live_sum.to_le_bytes());
     for order in state.orders.closed() {
-        h.order(order);
+        h.put(&order_bytes(order));
     }
     h.u64(state.orders.client_orders_count() as u64);
     h.put(&client_orders_sum(state.orders).to_le_bytes());

@@ -167,6 +167,27 @@ fn different_commands_different_state_hash() {
 }
 
 #[test]
+fn time_priority_within_a_level_enters_the_state_hash() {
+    // Three orders at one price; each engine sends the second or the third to the back (a
+    // size up loses priority) and brings its size back (a size down keeps it): the same
+    // orders, sizes and holds and the same first order, behind it the other two in opposite
+    // orders.
+    let [second_last, third_last] = [1usize, 2].map(|moved| {
+        let mut engine = market(4, 3_000_000);
+        let ids =
+            [1, 2, 3].map(|account| apply(&mut engine, &common::limit(account, 0, Side::Buy, 100, 2))[0].order_id);
+        for size_lots in [3, 2] {
+            let (account, order_id) = (moved as u64 + 1, ids[moved]);
+            let amend = AmendOrder { account, instrument: 0, order_id, new_price_ticks: 0, new_size_lots: size_lots };
+            assert_eq!(apply(&mut engine, &Command::Amend(amend))[0].kind, EventKind::Amended.code());
+        }
+        engine.check_invariants().expect("invariants");
+        engine.state_hash()
+    });
+    assert_ne!(second_last, third_last);
+}
+
+#[test]
 fn a_client_order_id_entry_enters_the_state_hash() {
     // Only the client order id index keeps when a place was accepted (a retry gets it back).
     let Command::Place(mut place) = common::limit(1, 0, Side::Buy, 100, 1) else { unreachable!() };

@@ -5,7 +5,7 @@
 //! | bytes  | field                                                  |
 //! |--------|--------------------------------------------------------|
 //! | 0..8   | magic `PYXSNAP1`                                       |
-//! | 8..12  | format version, u32 LE (1)                             |
+//! | 8..12  | format version, u32 LE (2)                             |
 //! | 12..16 | reserved, zero                                         |
 //! | 16..24 | seq, u64 LE (equal to the file's name)                 |
 //! | 24..32 | body length in bytes, u64 LE                           |
@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 use super::{sync_dir, JournalError};
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PYXSNAP1";
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// 2 since the state hash takes live orders as a multiset (version 1's hash walked the levels).
+pub const SNAPSHOT_VERSION: u32 = 2;
 pub const SNAPSHOT_HEADER_BYTES: usize = 72;
 /// Snapshots kept by default: the newest, and two to fall back on if it is damaged.
 pub const SNAPSHOTS_RETAINED_DEFAULT: usize = 3;
