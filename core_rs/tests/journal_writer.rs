@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Barrier};
+use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use core_rs::journal::{
@@ -204,6 +204,32 @@ fn an_empty_journal_with_a_stale_empty_segment_starts_where_asked() {
     assert_eq!(read_all(dir.path()), vec![(77, b"first".to_vec())]);
 }
 
+#[test]
+fn durable_callbacks_come_after_their_sync_in_seq_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer = Arc::new(
+        JournalWriter::open(config(dir.path(), 4096), &recover(dir.path()).expect("recover"), 1).expect("open"),
+    );
+    let (called, calls) = mpsc::channel();
+    for seq in 1..=300 {
+        writer.append(seq, &payload(seq, 5)).expect("append");
+        let (writer_then, called) = (Arc::clone(&writer), called.clone());
+        writer.on_durable(
+            seq,
+            Box::new(move |stored| {
+                // On the flusher's thread, with no lock held: the writer answers.
+                called.send((seq, stored.is_ok(), writer_then.durable_seq() >= seq)).expect("send");
+            }),
+        );
+    }
+    let order: Vec<(u64, bool, bool)> = (0..300).map(|_| calls.recv_timeout(WAIT).expect("called")).collect();
+    assert_eq!(order, (1..=300).map(|seq| (seq, true, true)).collect::<Vec<_>>());
+
+    // A seq already durable is reported at once, on the caller's thread.
+    writer.on_durable(300, Box::new(move |stored| called.send((300, stored.is_ok(), true)).expect("send")));
+    assert_eq!(calls.try_recv(), Ok((300, true, true)));
+}
+
 fn running_as_root() -> bool {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     status.lines().find_map(|line| line.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1)) == Some("0")
@@ -266,6 +292,31 @@ fn disk_full_while_rolling_segments() {
     disk_full(1 << 10);
 }
 
+#[test]
+fn a_journal_closed_while_failing_reports_its_waiting_callbacks_closed() {
+    if !running_as_root() {
+        println!("SKIPPED closed-while-failing test: needs root to mount a tmpfs");
+        return;
+    }
+    let disk = SmallDisk::mount();
+    let data_dir = disk.path().join("data");
+    let writer =
+        JournalWriter::open(config(&data_dir, 64 << 10), &recover(&data_dir).expect("recover"), 1).expect("open");
+    let _filler = disk.fill();
+    let (stored, stored_report) = mpsc::channel();
+    let mut seq = 1;
+    while writer.append(seq, &payload(seq, 9)).is_ok() {
+        let stored = stored.clone();
+        writer.on_durable(seq, Box::new(move |result| stored.send((seq, result)).expect("send")));
+        seq += 1;
+        let _ = writer.wait_durable(seq - 1, Duration::from_millis(5));
+    }
+    let waiting = seq - 1;
+    assert!(matches!(writer.close(), Err(JournalError::Failing { .. })), "nothing more could be synced");
+    let last = stored_report.try_iter().last().expect("the last callback was called");
+    assert!(matches!(last, (seq, Err(JournalError::Closed)) if seq == waiting), "{last:?}");
+}
+
 fn disk_full(segment_bytes: u64) {
     if !running_as_root() {
         println!("SKIPPED disk-full test (segment_bytes {segment_bytes}): needs root to mount a tmpfs");
@@ -300,6 +351,10 @@ fn disk_full(segment_bytes: u64) {
     assert!(failing_reason.contains("No space left on device"), "{failing_reason}");
     assert!(failing_reason.contains(&data_dir.display().to_string()), "{failing_reason}");
     assert!(matches!(writer.wait_durable(held, WAIT), Err(JournalError::Failing { .. })));
+    let (stored, stored_report) = mpsc::channel();
+    writer.on_durable(held, Box::new(move |result| stored.send(result.is_ok()).expect("send")));
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(stored_report.try_recv().is_err(), "reported stored while failing");
     assert!(matches!(writer.append(seq, b"refused"), Err(JournalError::Failing { .. })), "appends refused");
     let status = writer.status();
     assert!(matches!(status.health, JournalHealth::Failing { .. }));
@@ -308,6 +363,7 @@ fn disk_full(segment_bytes: u64) {
     fs::remove_file(filler).expect("free space");
     wait_until("the journal is healthy again", || writer.status().health == JournalHealth::Healthy);
     writer.wait_durable(held, WAIT).expect("held records durable after the retry");
+    assert_eq!(stored_report.recv_timeout(WAIT), Ok(true), "reported stored once it is");
     writer.append(held + 1, &payload(held + 1, 9)).expect("appends accepted again");
     writer.close().expect("close");
 

@@ -37,7 +37,9 @@ use std::path::{Path, PathBuf};
 
 pub use scan::{clear, read_from, recover, recover_reading, truncate_after, verify, ReadError};
 pub use snapshot_store::{LoadedSnapshot, SkippedSnapshot, SnapshotStore, SNAPSHOTS_RETAINED_DEFAULT};
-pub use writer::{JournalConfig, JournalHealth, JournalStatus, JournalWriter, SyncMode, SyncRound, SYNC_ROUNDS_KEPT};
+pub use writer::{
+    DurableCallback, JournalConfig, JournalHealth, JournalStatus, JournalWriter, SyncMode, SyncRound, SYNC_ROUNDS_KEPT,
+};
 
 /// Largest payload of one record. A length field above it is corruption, not a big record.
 pub const PAYLOAD_BYTES_MAX: u32 = 16 << 20;

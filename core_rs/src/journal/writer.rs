@@ -144,6 +144,29 @@ struct State {
     status: JournalStatus,
     /// The last `SYNC_ROUNDS_KEPT` sync rounds, oldest first.
     sync_rounds: VecDeque<SyncRound>,
+    /// Callbacks waiting for a sync to cover their seq, in seq order.
+    on_durable: DurableCallbacks,
+}
+
+/// What [`JournalWriter::on_durable`] calls: `Ok` once a sync covers the seq, `Closed` if the
+/// flusher stopped first.
+pub type DurableCallback = Box<dyn FnOnce(Result<(), JournalError>) + Send>;
+
+#[derive(Default)]
+struct DurableCallbacks(VecDeque<(u64, DurableCallback)>);
+
+impl std::fmt::Debug for DurableCallbacks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} callbacks", self.0.len())
+    }
+}
+
+impl DurableCallbacks {
+    /// Takes the callbacks whose seq is at most `durable_seq` (all of them for `u64::MAX`).
+    fn take_covered(&mut self, durable_seq: u64) -> Vec<DurableCallback> {
+        let covered = self.0.iter().take_while(|(seq, _)| *seq <= durable_seq).count();
+        self.0.drain(..covered).map(|(_, callback)| callback).collect()
+    }
 }
 
 /// The retired segment the next roll overwrites, renamed to [`SPARE_FILE_NAME`].
@@ -225,6 +248,7 @@ impl JournalWriter {
                 write_failures: 0,
             },
             sync_rounds: VecDeque::new(),
+            on_durable: DurableCallbacks::default(),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -387,6 +411,24 @@ impl JournalWriter {
                 return Err(JournalError::Timeout);
             }
             state = self.shared.durable.wait_timeout(state, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
+    /// Calls `done` once a sync covers `seq`: at once if one has, else on the flusher's thread
+    /// right after that sync (with no lock held; it must not block). A failing journal keeps it
+    /// waiting while the flusher retries; `Closed` if the flusher stops first. Callbacks are
+    /// called in the order of their seqs, which must not decrease from one call to the next.
+    pub fn on_durable(&self, seq: u64, done: DurableCallback) {
+        let mut state = self.shared.lock();
+        if state.status.durable_seq >= seq {
+            drop(state);
+            done(Ok(()));
+        } else if state.flusher_stopped {
+            drop(state);
+            done(Err(JournalError::Closed));
+        } else {
+            debug_assert!(state.on_durable.0.back().is_none_or(|(last, _)| *last <= seq), "seqs must not decrease");
+            state.on_durable.0.push_back((seq, done));
         }
     }
 
@@ -699,9 +741,13 @@ impl Flusher {
         let result = self.flush_until_closed();
         let mut state = self.shared.lock();
         state.flusher_stopped = true;
+        let waiting = state.on_durable.take_covered(u64::MAX);
         drop(state);
         self.shared.durable.notify_all();
         self.shared.space.notify_all();
+        for done in waiting {
+            done(Err(JournalError::Closed));
+        }
         result
     }
 
@@ -818,8 +864,12 @@ impl Flusher {
         status.bytes_durable += self.batch.len() as u64;
         status.sync_latency_us_last = latency_us;
         status.sync_latency_us_max = status.sync_latency_us_max.max(latency_us);
+        let covered = state.on_durable.take_covered(self.batch_last_seq);
         drop(state);
         self.shared.durable.notify_all();
+        for done in covered {
+            done(Ok(()));
+        }
         self.batch.clear();
         self.batch_records = 0;
     }

@@ -2,10 +2,11 @@
 //!
 //! - Entry `i` is the journal record with seq `i + 1` (the journal's seqs start at 1, Raft's
 //!   indexes at 0); its payload is the entry encoded with postcard.
-//! - `append` hands the records to the journal writer and returns; a notifier thread reports
-//!   them stored (the `IOFlushed` callback) only once an fsync covers them. Callbacks fire in
-//!   order. While the journal is failing (disk full, I/O error) the notifier keeps waiting: the
-//!   writer retries, and nothing is reported stored that is not.
+//! - `append` hands the records to the journal writer and returns; the journal's flusher
+//!   reports them stored (the `IOFlushed` callback) right after the fsync that covers them, on
+//!   its own thread (a notifier thread between them cost each sync a wake-up). Callbacks fire
+//!   in order. While the journal is failing (disk full, I/O error) they wait: the writer
+//!   retries, and nothing is reported stored that is not.
 //! - The vote and the last purged log id live in `<dir>/raft/state`, rewritten atomically
 //!   (temp file, fsync, rename, directory fsync) and checked by CRC32C on reading. Every write
 //!   holds one lock and writes the latest of both.
@@ -24,7 +25,7 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::{mpsc, PoisonError};
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use openraft::entry::RaftEntry;
@@ -36,7 +37,7 @@ use tokio::sync::Mutex;
 use super::{Entry, LogId, Vote, ZoneRaft};
 use crate::journal::{self, JournalConfig, JournalError, JournalWriter};
 
-/// How long the notifier waits on one sync before looking again (a failing journal retries).
+/// How long a truncation waits on one sync before looking again (a failing journal retries).
 const DURABLE_POLL: Duration = Duration::from_millis(200);
 
 /// The vote and the purge point: the small state Raft needs besides the entries.
@@ -129,28 +130,6 @@ fn write_purge_point(state: &StateFile, writer: &JournalWriter, purged: LogId) {
     }
 }
 
-/// A request to the notifier: report `callback` once journal seq `seq` is durable.
-struct Flushed {
-    writer: Arc<JournalWriter>,
-    seq: u64,
-    callback: IOFlushed<ZoneRaft>,
-}
-
-fn run_notifier(requests: mpsc::Receiver<Flushed>) {
-    for request in requests {
-        let result = loop {
-            match request.writer.wait_durable(request.seq, DURABLE_POLL) {
-                Ok(()) => break Ok(()),
-                Err(JournalError::Timeout | JournalError::Failing { .. }) => {
-                    std::thread::sleep(DURABLE_POLL / 4);
-                }
-                Err(other) => break Err(io_error(other)),
-            }
-        };
-        request.callback.io_completed(result);
-    }
-}
-
 #[derive(Debug)]
 struct Inner {
     config: JournalConfig,
@@ -161,19 +140,12 @@ struct Inner {
     state: Arc<StateFile>,
     /// The last purge's file work, awaited before the next purge or a truncation starts.
     purging: Option<tokio::task::JoinHandle<()>>,
-    notifier: mpsc::Sender<Flushed>,
 }
 
 /// The log store and its readers share one `Inner`.
 #[derive(Clone, Debug)]
 pub struct LogStore {
     inner: Arc<Mutex<Inner>>,
-}
-
-impl std::fmt::Debug for Flushed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Flushed(seq {})", self.seq)
-    }
 }
 
 impl LogStore {
@@ -212,12 +184,9 @@ impl LogStore {
             recovery
         };
         let writer = JournalWriter::open(config.clone(), &recovery, next_seq).map_err(io_error)?;
-        let (notifier, requests) = mpsc::channel();
-        std::thread::Builder::new().name("raft-log-notifier".into()).spawn(move || run_notifier(requests))?;
         let state =
             Arc::new(StateFile { dir, latest: std::sync::Mutex::new(state), writing: std::sync::Mutex::new(()) });
-        let inner =
-            Inner { config, writer: Some(Arc::new(writer)), entries, first_index, state, purging: None, notifier };
+        let inner = Inner { config, writer: Some(Arc::new(writer)), entries, first_index, state, purging: None };
         Ok(LogStore { inner: Arc::new(Mutex::new(inner)) })
     }
 }
@@ -260,9 +229,10 @@ impl Inner {
         }
     }
 
-    /// Closes the writer once every record appended is durable and nobody else holds it.
+    /// Closes the writer once every record appended is durable. Only a purge's file work
+    /// shares the writer, and the callers wait for it first.
     fn close_writer(&mut self) -> io::Result<()> {
-        let mut writer = self.writer.take().expect("the writer is open");
+        let writer = self.writer.take().expect("the writer is open");
         let last_seq = writer.status().next_seq - 1;
         loop {
             match writer.wait_durable(last_seq, DURABLE_POLL) {
@@ -271,16 +241,7 @@ impl Inner {
                 Err(other) => return Err(io_error(other)),
             }
         }
-        // The notifier drops its handles as it reports; every record is durable, so it will.
-        let writer = loop {
-            match Arc::try_unwrap(writer) {
-                Ok(writer) => break writer,
-                Err(shared) => {
-                    writer = shared;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        };
+        let writer = Arc::try_unwrap(writer).map_err(|_| io_error("the journal writer is still shared"))?;
         writer.close().map_err(io_error)
     }
 
@@ -345,8 +306,7 @@ impl RaftLogStorage<ZoneRaft> for LogStore {
         }
         match last_seq {
             Some(seq) => {
-                let request = Flushed { writer: Arc::clone(inner.writer()), seq, callback };
-                inner.notifier.send(request).map_err(|_| io_error("the log notifier stopped"))?;
+                inner.writer().on_durable(seq, Box::new(move |stored| callback.io_completed(stored.map_err(io_error))))
             }
             None => callback.io_completed(Ok(())),
         }
@@ -396,6 +356,8 @@ impl RaftLogStorage<ZoneRaft> for LogStore {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
+
     use openraft::type_config::TypeConfigExt;
     use openraft::vote::RaftLeaderId;
 
