@@ -17,7 +17,7 @@ use sha2::Digest;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::book::ladder::Ladder;
-use crate::book::orders::{Order, OrderSlot, OrderStore, NIL};
+use crate::book::orders::{Order, OrderStore, NIL};
 use crate::codes::{MarketState, Side};
 use crate::command::NO_CLIENT_ORDER_ID;
 use crate::engine::EngineParts;
@@ -120,15 +120,6 @@ fn live_orders_sum(orders: &OrderStore) -> (u64, u128) {
     })
 }
 
-/// The id of the order at `slot`, `u64::MAX` for `NIL`.
-fn id_at(orders: &OrderStore, slot: OrderSlot) -> u64 {
-    if slot == NIL {
-        u64::MAX
-    } else {
-        orders.get(slot).id
-    }
-}
-
 pub(crate) fn hash<D: Digest>(state: &EngineParts<'_>, digest: D) -> D {
     let mut h = Hasher { digest, buffer: Vec::with_capacity(HASHER_BUFFER_BYTES) };
     h.u64(state.seq);
@@ -170,7 +161,7 @@ pub(crate) fn hash<D: Digest>(state: &EngineParts<'_>, digest: D) -> D {
             for (price_ticks, level) in ladder.levels() {
                 h.u64(price_ticks);
                 h.u64(level.total_lots);
-                h.u64(id_at(state.orders, level.head));
+                h.u64(state.orders.get(level.head).id); // an occupied level has a first order
             }
         }
     }
