@@ -1,19 +1,23 @@
-"""Instructions per order of the gateway's WebSocket order path, counted by callgrind: a steady
-figure for comparing two versions of the gateway's Python. Wall-clock runs of the same path on
-this shared 2-core VM move by 10% and more within minutes; this count repeats within 0.3%.
+"""Instructions per request of the gateway's order paths, counted by callgrind: a steady figure
+for comparing two versions of the gateway's Python. Wall-clock runs of the same paths on this
+shared 2-core VM move by 10% and more within minutes; this count repeats within 0.3%.
 
-    python -m bench.gateway_instructions               # the count (needs valgrind, about 1 min)
-    python -m bench.gateway_instructions --wall 20     # µs per order over 20 rounds, no valgrind
+    python -m bench.gateway_instructions [--path ws]      # the count (needs valgrind, about 1.5 min)
+    python -m bench.gateway_instructions --wall 20         # µs per request over 20 rounds, no valgrind
 
-The path is `bench/test_gateway_path.py`'s (logged-in sessions handle `op: order` messages:
-JSON, checks, risk, the sequencer's batch on the in-memory engine, the views, the answers),
-made deterministic: the sequencer's thread is not started, and its step runs on the event
-loop's thread after every `BATCH_MESSAGES` messages; the garbage collector runs as in the
-server (`keep_gc_pauses_short`: gen2 frozen after every round); admission delays are off
-(valgrind runs the path 50 times slower). The count is the difference between a run of
-`ROUNDS_LONG` and one of `ROUNDS_SHORT` rounds of 1,000 orders, divided by the orders between
-them, so that start-up and warm-up cancel out. The client's JSON encoding of the orders is in
-the count (the same for both versions).
+The paths are `bench/test_gateway_path.py`'s: `ws`, logged-in sessions handle `op: order`
+messages (JSON, checks, risk, the sequencer's batch on the in-memory engine, the views, the
+answers); `rest`, the whole application handles signed `POST /api/v5/trade/order` requests
+(a task each, as uvicorn runs them: admission, order entry, the signature, then as `ws`);
+`trivial`, the same application answers `GET /api/v5/public/time` (FastAPI's middleware and
+routing: the ceiling that REST order entry is measured against). They are made
+deterministic: the sequencer's thread is not started, and its step runs on the event loop's
+thread after every `BATCH_MESSAGES` requests; the garbage collector runs as in the server
+(`keep_gc_pauses_short`: gen2 frozen after every round); admission delays are off (valgrind
+runs the path 50 times slower). The count is the difference between a run of `ROUNDS_LONG`
+and one of `ROUNDS_SHORT` rounds of 1,000 requests, divided by the requests between them, so
+that start-up and warm-up cancel out. The client's side (JSON encoding, for REST the
+signature) is in the count (the same for both versions); uvicorn's HTTP parsing is not.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from unittest import mock
@@ -44,14 +49,17 @@ from pyexchange.gateway.ws import Hub, Session
 from pyexchange.serve import configure
 
 BATCH_MESSAGES = 100
+PATHS = {"ws": "WebSocket `op: order` messages", "rest": "REST `POST /api/v5/trade/order`",
+         "trivial": "REST `GET /api/v5/public/time`, the ceiling of the HTTP stack"}  # fmt: skip
 WARMUP_ROUNDS = 3
 ROUNDS_SHORT, ROUNDS_LONG = 2, 6
 NO_ADMISSION_DELAYS = {"queue_delay_ms_max = 250": "queue_delay_ms_max = 10_000_000",
                        "reply_timeout_ms = 5000": "reply_timeout_ms = 20_000_000"}  # fmt: skip
 
 
-async def run_rounds(rounds: int) -> float:
-    """Runs the warm-up and `rounds` measured rounds; µs per order of the measured ones."""
+async def run_rounds(rounds: int, kind: str = "ws") -> float:
+    """Runs the warm-up and `rounds` measured rounds of `kind` (`PATHS`); µs per request of the
+    measured ones."""
     workdir = Path(tempfile.mkdtemp(prefix="gateway-instructions-"))
     try:
         config_path = path._bench_config(workdir)
@@ -67,21 +75,7 @@ async def run_rounds(rounds: int) -> float:
         exchange = Exchange(config, workdir, engine)
         with mock.patch.object(Sequencer, "start"):  # its steps run here, in order
             exchange.start(asyncio.get_running_loop(), Hub())
-        sequencer = exchange.sequencer
-        answers = path.Answers()
-        sessions = [Session(exchange, Hub(), None, answers) for _ in range(path.SESSIONS)]  # type: ignore[arg-type]
-        orders = path._orders()
-
-        async def one_round() -> None:
-            messages = list(itertools.islice(orders, path.ORDERS_PER_ROUND))
-            for start in range(0, len(messages), BATCH_MESSAGES):
-                for text, session in zip(messages[start : start + BATCH_MESSAGES], itertools.cycle(sessions)):
-                    await session.handle(text)
-                sequencer.step()
-                for _ in range(2):  # the futures' callbacks, then the answers they send
-                    await asyncio.sleep(0)
-            gc.freeze()
-
+        one_round, answered = (_ws_round if kind == "ws" else _rest_round)(exchange, workdir, kind)
         for _ in range(WARMUP_ROUNDS):
             await one_round()
         gen0, gen1, _gen2 = gc.get_threshold()
@@ -89,20 +83,68 @@ async def run_rounds(rounds: int) -> float:
         start_ns = time.perf_counter_ns()
         for _ in range(rounds):
             await one_round()
-        us_per_order = (time.perf_counter_ns() - start_ns) / 1000 / (rounds * path.ORDERS_PER_ROUND)
+        us_per_request = (time.perf_counter_ns() - start_ns) / 1000 / (rounds * path.ORDERS_PER_ROUND)
         expected = (WARMUP_ROUNDS + rounds) * path.ORDERS_PER_ROUND
-        if answers.failed or answers.count != expected:
-            raise RuntimeError(f"{answers.count} answers of {expected}, {answers.failed} not a success")
-        return us_per_order
+        count, failed = answered()
+        if failed or count != expected:
+            raise RuntimeError(f"{count} answers of {expected}, {failed} not a success")
+        return us_per_request
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def instructions(rounds: int) -> int:
+Round = tuple[Callable[[], Awaitable[None]], Callable[[], tuple[int, int]]]
+
+
+def _ws_round(exchange: Exchange, _workdir: Path, _kind: str) -> Round:
+    """Logged-in sessions handle `op: order` messages, a batch every `BATCH_MESSAGES`."""
+    answers = path.Answers()
+    sessions = [Session(exchange, Hub(), None, answers) for _ in range(path.SESSIONS)]  # type: ignore[arg-type]
+    orders = path._orders()
+
+    async def one_round() -> None:
+        messages = list(itertools.islice(orders, path.ORDERS_PER_ROUND))
+        for start in range(0, len(messages), BATCH_MESSAGES):
+            for text, session in zip(messages[start : start + BATCH_MESSAGES], itertools.cycle(sessions)):
+                await session.handle(text)
+            exchange.sequencer.step()
+            for _ in range(2):  # the futures' callbacks, then the answers they send
+                await asyncio.sleep(0)
+        gc.freeze()
+
+    return one_round, lambda: (answers.count, answers.failed)
+
+
+def _rest_round(exchange: Exchange, workdir: Path, kind: str) -> Round:
+    """The whole app (`create_app`) called as uvicorn calls it, a task a request, with signed
+    `POST /api/v5/trade/order`s (`rest`: a batch every `BATCH_MESSAGES`) or `GET
+    /api/v5/public/time` (`trivial`)."""
+    app, credentials = path.signed_app(exchange, workdir)
+    rest = path.RestApp(None, app, credentials)  # type: ignore[arg-type]  # the round runs on this loop
+    orders = path._signed_orders(credentials)
+    trivial = (path._scope("GET", "/api/v5/public/time", []), b"")
+
+    async def one_round() -> None:
+        for _ in range(0, path.ORDERS_PER_ROUND, BATCH_MESSAGES):
+            requests = list(itertools.islice(orders, BATCH_MESSAGES)) if kind == "rest" else [trivial] * BATCH_MESSAGES
+            tasks = [asyncio.ensure_future(rest.one(scope, body)) for scope, body in requests]
+            for _ in range(3):  # each request reads its body, then is queued
+                await asyncio.sleep(0)
+            exchange.sequencer.step()
+            await asyncio.gather(*tasks)
+        gc.freeze()
+
+    def answered() -> tuple[int, int]:
+        return len(rest.answers), len(path.failures(rest.answers))
+
+    return one_round, answered
+
+
+def instructions(rounds: int, kind: str) -> int:
     """The instructions callgrind counts in a run of this module with `rounds` rounds."""
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m",
-         "bench.gateway_instructions", "--wall", str(rounds)],
+         "bench.gateway_instructions", "--path", kind, "--wall", str(rounds)],
         cwd=path.ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     found = re.search(r"Collected : (\d+)", done.stderr)
@@ -114,17 +156,19 @@ def instructions(rounds: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wall", type=int, metavar="ROUNDS", help="time ROUNDS rounds instead (no valgrind)")
+    parser.add_argument("--path", choices=PATHS, default="ws", help="which path: " + "; ".join(
+        f"{name}: {what}" for name, what in PATHS.items()))  # fmt: skip
     args = parser.parse_args()
     if args.wall is not None:
-        print(f"{uvloop.run(run_rounds(args.wall)):.2f} µs per order (wall clock, {args.wall} rounds)")
+        print(f"{uvloop.run(run_rounds(args.wall, args.path)):.2f} µs per request (wall clock, {args.wall} rounds)")
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (apt-get install valgrind)")
     with ThreadPoolExecutor(2) as pool:  # one valgrind on each core
-        short, long = pool.map(instructions, (ROUNDS_SHORT, ROUNDS_LONG))
-    orders = (ROUNDS_LONG - ROUNDS_SHORT) * path.ORDERS_PER_ROUND
-    print(f"{(long - short) / orders:,.0f} instructions per order (callgrind; runs of {ROUNDS_LONG} and "
-          f"{ROUNDS_SHORT} rounds of {path.ORDERS_PER_ROUND:,} orders)")  # fmt: skip
+        short, long = pool.map(instructions, (ROUNDS_SHORT, ROUNDS_LONG), (args.path,) * 2)
+    requests = (ROUNDS_LONG - ROUNDS_SHORT) * path.ORDERS_PER_ROUND
+    print(f"{args.path}: {(long - short) / requests:,.0f} instructions per request (callgrind; runs of "
+          f"{ROUNDS_LONG} and {ROUNDS_SHORT} rounds of {path.ORDERS_PER_ROUND:,} requests)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 session (`ws.Session`) handles `order` messages from the text frame on (JSON, checks, risk,
 the sequencer thread, the engine, the views, the answer), against the engine's own decimal
 call (`Engine.place`) placing the same orders in the same run: the ratio is what the gateway
-costs an order over the engine's Python entry point.
+costs an order over the engine's Python entry point. And REST order entry through the whole
+application (`create_app`, called as uvicorn calls it: a task a request, signed `POST
+/api/v5/trade/order`s) against the same application's trivial endpoint (`GET
+/api/v5/public/time`), the ceiling the server benchmark holds REST orders to.
 
     pytest bench/test_gateway_path.py --benchmark-only --benchmark-group-by=group
 
@@ -11,28 +14,34 @@ No network, no uvicorn, no journal (an in-memory engine), so it is steadier than
 sequencer thread gets the GIL back): the tool for changes to the gateway's Python, each
 measured old against new. The garbage collector runs as in the server
 (`keep_gc_pauses_short`). A round sends `ORDERS_PER_ROUND` orders at once over `SESSIONS`
-sessions, as pipelining clients do, and ends when the last is answered; orders rest (buys far
+sessions, as pipelining clients do (REST: as many requests at once), and ends when the last is answered; orders rest (buys far
 below the sells), so the book grows by every order, as in the server benchmark.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 import uvloop
 
 from bench.gateway import ROOT, bench_config
 from pyexchange import Engine
+from pyexchange.accounts import Credentials, KeyStore
 from pyexchange.config import load
-from pyexchange.gateway.app import keep_gc_pauses_short
+from pyexchange.gateway.app import Gateway as App
+from pyexchange.gateway.app import create_app, keep_gc_pauses_short
+from pyexchange.gateway.auth import Authenticator, sign
 from pyexchange.gateway.exchange import Exchange
 from pyexchange.gateway.ws import Hub, Session
 from pyexchange.serve import configure
@@ -81,23 +90,35 @@ class Gateway:
         await asyncio.wait_for(answers.all_in.wait(), 30)
 
 
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
+def _exchange(tmp_path: Path) -> Exchange:
+    """A zone's exchange on an in-memory engine with the bench config, its account funded."""
     config = load(_bench_config(tmp_path))
     engine = Engine()
     configure(engine, config)
     _fund(engine)
-    exchange = Exchange(config, tmp_path, engine)
-    answers = Answers()
+    return Exchange(config, tmp_path, engine)
+
+
+@contextlib.contextmanager
+def _running(exchange: Exchange) -> Iterator[asyncio.Runner]:
+    """An event loop with the exchange started on it, and the server's garbage collector policy."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_start(exchange))
         gc_policy = runner.get_loop().create_task(keep_gc_pauses_short())
-        sessions = [Session(exchange, Hub(), None, answers) for _ in range(SESSIONS)]  # type: ignore[arg-type]
         try:
-            yield Gateway(runner, exchange, sessions, answers)
+            yield runner
         finally:
             gc_policy.cancel()
             exchange.stop()
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    exchange = _exchange(tmp_path)
+    answers = Answers()
+    with _running(exchange) as runner:
+        sessions = [Session(exchange, Hub(), None, answers) for _ in range(SESSIONS)]  # type: ignore[arg-type]
+        yield Gateway(runner, exchange, sessions, answers)
     assert answers.failed == 0, f"{answers.failed} answers were not a success"
 
 
@@ -149,3 +170,95 @@ def test_engine_decimal_call(benchmark: Any, tmp_path: Path) -> None:
             assert accepted.kind == "accepted", accepted
 
     benchmark.pedantic(place_a_round, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS)
+
+
+# ---- REST: the app's own work on an order, against its trivial endpoint ----------------------
+
+
+@dataclasses.dataclass
+class RestApp:
+    """The whole application (`create_app`: admission, order entry, routing, signatures), called
+    in process as uvicorn calls it, a task a request, without HTTP parsing or sockets."""
+
+    runner: asyncio.Runner
+    app: Any
+    credentials: Credentials
+    answers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def round_trip(self, requests: list[tuple[dict[str, Any], bytes]]) -> None:
+        """Calls the app with every request at once, then waits until each is answered."""
+        self.runner.run(self._all(requests))
+
+    async def _all(self, requests: list[tuple[dict[str, Any], bytes]]) -> None:
+        await asyncio.wait_for(asyncio.gather(*(self.one(scope, body) for scope, body in requests)), 30)
+
+    async def one(self, scope: dict[str, Any], body: bytes) -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                self.answers.append(orjson.loads(message["body"]))
+
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+def rest_app(tmp_path: Path) -> Iterator[RestApp]:
+    exchange = _exchange(tmp_path)
+    app, credentials = signed_app(exchange, tmp_path)
+    with _running(exchange) as runner:
+        yield (rest := RestApp(runner, app, credentials))
+    failed = failures(rest.answers)
+    assert not failed, f"{len(failed)} answers were not a success, the first: {failed[0]}"
+
+
+def signed_app(exchange: Exchange, data_dir: Path) -> tuple[App, Credentials]:
+    """The application of `exchange` (`create_app`) and an API key of `ACCOUNT`, its passphrase
+    checked once already (as a warm server has)."""
+    keys = KeyStore(data_dir)
+    credentials = keys.create(ACCOUNT)
+    key = keys.get(credentials.api_key)
+    assert key is not None and keys.passphrase_ok(key, credentials.passphrase)
+    return create_app(exchange, Authenticator(keys, exchange.config.timestamp_window_s)), credentials
+
+
+def failures(answers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The answers that are not a success (the envelope's code, or an order's sCode)."""
+    return [a for a in answers if a["code"] != "0" or any(d.get("sCode", "0") != "0" for d in a["data"])]
+
+
+def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
+            "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "root_path": "", "headers": [(b"host", b"127.0.0.1:8000"), *headers],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "state": {}}  # fmt: skip
+
+
+def _signed_orders(credentials: Credentials) -> Iterator[tuple[dict[str, Any], bytes]]:
+    path = "/api/v5/trade/order"
+    for text in _orders():
+        body = orjson.dumps(json.loads(text)["args"][0])
+        timestamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        signature = sign(credentials.secret_key, timestamp + "POST" + path + body.decode())
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"ok-access-key", credentials.api_key.encode()), (b"ok-access-sign", signature.encode()),
+                   (b"ok-access-timestamp", timestamp.encode()),
+                   (b"ok-access-passphrase", credentials.passphrase.encode())]  # fmt: skip
+        yield _scope("POST", path, headers), body
+
+
+@pytest.mark.benchmark(group="1,000 REST requests through the app")
+def test_rest_order(benchmark: Any, rest_app: RestApp) -> None:
+    orders = _signed_orders(rest_app.credentials)
+    benchmark.pedantic(rest_app.round_trip, setup=lambda: ((list(itertools.islice(orders, ORDERS_PER_ROUND)),), {}),
+                       rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS)  # fmt: skip
+    assert len(rest_app.answers) == (ROUNDS + WARMUP_ROUNDS) * ORDERS_PER_ROUND
+
+
+@pytest.mark.benchmark(group="1,000 REST requests through the app")
+def test_rest_trivial(benchmark: Any, rest_app: RestApp) -> None:
+    request = (_scope("GET", "/api/v5/public/time", []), b"")
+    benchmark.pedantic(rest_app.round_trip, args=([request] * ORDERS_PER_ROUND,), rounds=ROUNDS,
+                       warmup_rounds=WARMUP_ROUNDS)  # fmt: skip
+    assert len(rest_app.answers) == (ROUNDS + WARMUP_ROUNDS) * ORDERS_PER_ROUND

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from pyexchange import Engine, wire
 from pyexchange.config import AdmissionConfig, load
 from pyexchange.gateway import okx, ws
-from pyexchange.gateway.app import OrderEntry
+from pyexchange.gateway.app import BODY_BYTES_MAX, OrderEntry
 from pyexchange.gateway.exchange import REPLY_SWEEP_S, Exchange, LoopLag, ReplyDeadlines
 from pyexchange.gateway.sequencer import Batch, Command, Overloaded, Sequencer, command_bounds
 from pyexchange.gateway.ws import Hub
@@ -545,19 +545,19 @@ def test_loop_lag_ignores_one_stall_but_not_a_loop_that_stays_behind() -> None:
     assert lag.behind_ms == 0.3
 
 
-def test_order_entry_answers_its_paths_and_passes_everything_else_on() -> None:
-    """`app.OrderEntry`: a POST to an entry path goes to its endpoint; an `OkxError` there becomes
-    the OKX envelope with its HTTP status; anything else propagates to the app's 500 handler (the
-    app's outer middleware); a WebSocket to a socket path goes to its endpoint; every other
-    request reaches the app behind it."""
+def test_order_entry_answers_its_paths_and_passes_everything_else_on(caplog: pytest.LogCaptureFixture) -> None:
+    """`app.OrderEntry`: a POST to an entry path goes to its endpoint with the whole body (sent
+    in parts here); an `OkxError` there becomes the OKX envelope with its HTTP status; anything
+    else is logged and answered as the app's 500 handler answers it (50026); a WebSocket to a
+    socket path goes to its endpoint; every other request reaches the app behind it."""
 
-    async def placed(_request: Any) -> okx.OrjsonResponse:
-        return okx.answer([{"sCode": "0"}])
+    async def placed(_scope: Any, body: bytes) -> okx.OrjsonResponse:
+        return okx.answer([{"sCode": "0", "body": body.decode()}])
 
-    async def refused(_request: Any) -> okx.OrjsonResponse:
+    async def refused(_scope: Any, _body: bytes) -> okx.OrjsonResponse:
         raise okx.OkxError(okx.RATE_LIMITED, "slow down", retry_after_s=1)
 
-    async def broken(_request: Any) -> okx.OrjsonResponse:
+    async def broken(_scope: Any, _body: bytes) -> okx.OrjsonResponse:
         raise KeyError("a bug")
 
     passed_on: list[tuple[str, str, str]] = []
@@ -574,11 +574,15 @@ def test_order_entry_answers_its_paths_and_passes_everything_else_on() -> None:
     entry = OrderEntry(app_behind, {"/placed": placed, "/refused": refused, "/broken": broken},
                        {"/socket": socket_app})  # fmt: skip
 
-    async def call(method: str, path: str, kind: str = "http") -> tuple[int, dict[str, Any], dict[bytes, bytes]]:
+    Answer = tuple[int, dict[str, Any], dict[bytes, bytes]]
+
+    async def call(method: str, path: str, kind: str = "http", body: tuple[bytes, ...] = (b'{"a":', b" 1}")) -> Answer:
         sent: list[dict[str, Any]] = []
+        parts = iter([*body, b""])
 
         async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
+            part = next(parts)
+            return {"type": "http.request", "body": part, "more_body": part != b""}
 
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
@@ -592,11 +596,15 @@ def test_order_entry_answers_its_paths_and_passes_everything_else_on() -> None:
 
     async def scenario() -> None:
         status, body, _ = await call("POST", "/placed")
-        assert (status, body["data"]) == (200, [{"sCode": "0"}])
+        assert (status, body["data"]) == (200, [{"sCode": "0", "body": '{"a": 1}'}])
         status, body, headers = await call("POST", "/refused")
         assert (status, body["code"], body["msg"], headers[b"retry-after"]) == (429, "50011", "slow down", b"1")
-        with pytest.raises(KeyError, match="a bug"):
-            await call("POST", "/broken")
+        status, body, _ = await call("POST", "/broken")
+        assert (status, body["code"]) == (500, "50026")
+        assert "KeyError: 'a bug'" in caplog.text
+        # Sent in parts without a Content-Length (Admission checks that one): refused past the limit.
+        status, body, _ = await call("POST", "/placed", body=(b"[" * (BODY_BYTES_MAX // 2),) * 3)
+        assert (status, body["code"]) == (413, "51000") and "larger than" in body["msg"]
         status, body, _ = await call("", "/socket", "websocket")
         assert (status, body["data"]) == (200, [{"socket": "/socket"}])
         assert passed_on == [] and sockets_served == ["/socket"]

@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pyexchange.gateway import cluster_api, okx, operator, rest, ws
 from pyexchange.gateway.auth import Authenticator
@@ -32,6 +32,7 @@ GC_FULL_EVERY_S = 600.0
 GC_GEN2_AFTER_GEN1_COLLECTIONS = 1_000_000  # never, in practice: gen2 is frozen every second
 BODY_BYTES_MAX = 64 * 1024  # a batch of 20 orders is about 4 KiB
 ALWAYS_ADMITTED = ("/api/v5/trade/cancel-order", "/api/v5/trade/cancel-batch-orders")
+UNEXPECTED = okx.OkxError("50026", "System error, please try again later", http_status=500)
 
 
 def _error_response(error: okx.OkxError) -> Response:
@@ -39,7 +40,7 @@ def _error_response(error: okx.OkxError) -> Response:
     return okx.OrjsonResponse(okx.envelope([], error.code, error.msg), status_code=error.http_status, headers=headers)
 
 
-def create_app(exchange: Exchange, auth: Authenticator) -> FastAPI:
+def create_app(exchange: Exchange, auth: Authenticator) -> Gateway:
     hub = ws.Hub()
 
     @contextlib.asynccontextmanager
@@ -60,7 +61,7 @@ def create_app(exchange: Exchange, auth: Authenticator) -> FastAPI:
 
     # FastAPI's OpenTelemetry hooks are off: nothing here exports through them, and looking for a
     # configured provider cost every request a few environment and provider lookups.
-    app = FastAPI(title="pyexchange", summary="An exchange trading core: OKX v5 dialect", version="0.1.0",
+    app = Gateway(title="pyexchange", summary="An exchange trading core: OKX v5 dialect", version="0.1.0",
                   lifespan=lifespan, default_response_class=okx.OrjsonResponse,
                   telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False})  # fmt: skip
     app.state.exchange, app.state.auth, app.state.hub = exchange, auth, hub
@@ -69,9 +70,9 @@ def create_app(exchange: Exchange, auth: Authenticator) -> FastAPI:
         exchange.risk.block_account(account)
     add_routers(app, (rest.router, operator.router) + ((cluster_api.router,) if exchange.link else ()))
     _add_error_handlers(app)
-    app.add_middleware(OrderEntry, endpoints=rest.ENTRY_ENDPOINTS, sockets=ws.ENDPOINTS)  # inside Admission
     admission = exchange.config.admission
-    app.add_middleware(Admission, limit=admission.requests_in_flight_max, retry_after_s=admission.retry_after_s)
+    app.front = Admission(OrderEntry(app.serve_routed, rest.ENTRY_ENDPOINTS, ws.ENDPOINTS),
+                          limit=admission.requests_in_flight_max, retry_after_s=admission.retry_after_s)  # fmt: skip
     return app
 
 
@@ -84,23 +85,41 @@ def add_routers(app: FastAPI, routers: tuple[APIRouter, ...]) -> None:
         app.router.routes.extend(router.routes)
 
 
+class Gateway(FastAPI):
+    """The FastAPI application, with a front that every HTTP request and WebSocket passes first
+    (`front`: admission, then the hot paths): only what the front does not serve itself goes
+    on to FastAPI's middleware and routing (`serve_routed`). Lifespan events go straight to
+    FastAPI."""
+
+    front: ASGIApp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self  # as Starlette sets it: endpoints find the exchange in `app.state`
+        await self.front(scope, receive, send)
+
+    async def serve_routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
 class Admission:
     """Counts the HTTP requests in flight; past the limit a new one is refused at once with
-    429 / 50011 (cancels always pass). A plain ASGI wrapper: Starlette's `BaseHTTPMiddleware`
-    would add a task and a stream per request, tripling the cost of a cheap one."""
+    429 / 50011 (cancels always pass), and a body declared larger than `BODY_BYTES_MAX` with 413.
+    A plain ASGI wrapper: Starlette's `BaseHTTPMiddleware` would add a task and a stream per
+    request, tripling the cost of a cheap one."""
 
-    def __init__(self, app: Any, limit: int, retry_after_s: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, retry_after_s: int) -> None:
         self.app, self.limit, self.retry_after_s = app, limit, retry_after_s
         self.in_flight = 0
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if _content_length(scope) > BODY_BYTES_MAX:
-            error = okx.OkxError(okx.PARAMETER_ERROR, f"The request body is larger than {BODY_BYTES_MAX} bytes",
-                                 http_status=413)  # fmt: skip
-            await _error_response(error)(scope, receive, send)
+            await _error_response(_body_too_large())(scope, receive, send)
             return
         if self.in_flight >= self.limit and scope["path"] not in ALWAYS_ADMITTED:
             error = okx.OkxError(okx.RATE_LIMITED, f"Rate limit reached: {self.limit} requests are in flight "
@@ -115,24 +134,19 @@ class Admission:
 
 
 class OrderEntry:
-    """Serves the hot paths before FastAPI's routing: REST order entry (`POST /api/v5/trade/order`
-    and the other entry routes) and the WebSocket endpoints (`/ws/v5/...`, where order entry also
-    happens). Past the app's outer middleware (errors, admission), a request to one of them goes
-    straight to its endpoint with a `Request` (a WebSocket to its ASGI app): no route matching, no
-    dependency solving, no exception middleware around it (which wraps every message a socket
-    sends). Those layers cost a REST order about a third of the event loop's time (py-spy under
-    load); the endpoints are the same as the routes' and answer errors as the app's handlers
-    would. A WebSocket endpoint has no route at all: FastAPI would add nothing to it."""
+    """Serves the hot paths ahead of FastAPI's middleware and routing: REST order entry (`POST
+    /api/v5/trade/order` and the other entry routes) and the WebSocket endpoints (`/ws/v5/...`,
+    where order entry also happens). A REST order goes straight to its endpoint with its body:
+    no request object, no middleware, no route matching, no dependency solving, which cost a
+    REST order more than the gateway's own work on it (py-spy under load). The endpoints answer
+    errors as the app's handlers would (an unexpected one: logged, 500 with 50026), and the
+    entry routes stay in the router for the OpenAPI schema and other methods' 405. A WebSocket
+    endpoint has no route at all: FastAPI would add nothing to it."""
 
-    def __init__(
-        self,
-        app: Any,
-        endpoints: dict[str, rest.EntryEndpoint],
-        sockets: dict[str, ASGIApp],
-    ) -> None:
+    def __init__(self, app: ASGIApp, endpoints: dict[str, rest.EntryEndpoint], sockets: dict[str, ASGIApp]) -> None:
         self.app, self.endpoints, self.sockets = app, endpoints, sockets
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and (socket_app := self.sockets.get(scope["path"])) is not None:
             await socket_app(scope, receive, send)
             return
@@ -141,10 +155,29 @@ class OrderEntry:
             await self.app(scope, receive, send)
             return
         try:
-            response = await endpoint(Request(scope, receive))
+            response = await endpoint(scope, await _body(receive))
         except okx.OkxError as error:
             response = _error_response(error)
+        except Exception:
+            log.exception("unexpected error")
+            response = _error_response(UNEXPECTED)
         await response(scope, receive, send)
+
+
+async def _body(receive: Receive) -> bytes:
+    """The request's body, read to its end (the client may stop sending: what came, then)."""
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    while message.get("more_body", False):
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > BODY_BYTES_MAX:  # sent without a Content-Length that said so
+            raise _body_too_large()
+    return body
+
+
+def _body_too_large() -> okx.OkxError:
+    return okx.OkxError(okx.PARAMETER_ERROR, f"The request body is larger than {BODY_BYTES_MAX} bytes", http_status=413)
 
 
 async def keep_gc_pauses_short() -> None:
@@ -192,4 +225,4 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, error: Exception) -> Response:
         log.exception("unexpected error")
-        return _error_response(okx.OkxError("50026", "System error, please try again later", http_status=500))
+        return _error_response(UNEXPECTED)

@@ -41,7 +41,8 @@ class Authenticator:
         self._checking: dict[tuple[str, bytes], asyncio.Future[bool]] = {}
 
     async def rest(self, headers: Mapping[str, str], method: str, request_path: str, body: str) -> ApiKey:
-        """The key that signed this request, or an `OkxError` (50102-50113) saying why not."""
+        """The key that signed this request, or an `OkxError` (50102-50113) saying why not.
+        `headers`: looked up by lowercase name (Starlette's `Headers`, or `signed_headers`)."""
         api_key = _header(headers, "OK-ACCESS-KEY", okx.KEY_HEADER_EMPTY)
         signature = _header(headers, "OK-ACCESS-SIGN", okx.SIGN_HEADER_EMPTY)
         timestamp = _header(headers, "OK-ACCESS-TIMESTAMP", okx.TIMESTAMP_HEADER_EMPTY)
@@ -115,8 +116,18 @@ def _same(expected: str, sent: str) -> bool:
     return hmac.compare_digest(expected.encode(), sent.encode("utf-8", errors="surrogateescape"))
 
 
+def signed_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The `OK-ACCESS-*` headers of an ASGI request (names lowercase, as ASGI gives them; the
+    first of a repeated one, as Starlette's `Headers.get`), read in one pass."""
+    found: dict[str, str] = {}
+    for name, value in raw:
+        if name.startswith(b"ok-access-"):
+            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return found
+
+
 def _header(headers: Mapping[str, str], name: str, code: str) -> str:
-    value = headers.get(name)
+    value = headers.get(name.lower())
     if not value:
         raise okx.OkxError(code, f"Request header {name} can not be empty")
     return value

@@ -11,15 +11,17 @@ order with `sCode`/`sMsg`.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.types import Scope
 
 from pyexchange.accounts import ApiKey
 from pyexchange.gateway import okx, requests
+from pyexchange.gateway.auth import Authenticator, signed_headers
 from pyexchange.gateway.exchange import Exchange, run_ops
 from pyexchange.gateway.views import OrderView, fill_json, order_json, trade_json
 
@@ -35,11 +37,14 @@ async def ex(request: Request) -> Exchange:
 
 
 async def private(request: Request) -> ApiKey:
-    body = (await request.body()).decode("utf-8", errors="replace")
-    query = request.scope["query_string"].decode("utf-8", errors="replace")
-    path = request.scope["path"] + (f"?{query}" if query else "")  # a route's own path: nothing to escape
-    key: ApiKey = await request.app.state.auth.rest(request.headers, request.method, path, body)
-    return key
+    return await _signer(request.app.state.auth, request.scope, request.headers, await request.body())
+
+
+async def _signer(auth: Authenticator, scope: Scope, headers: Mapping[str, str], body: bytes) -> ApiKey:
+    """The key that signed this request (`auth.Authenticator.rest`); `headers` by lowercase name."""
+    query = scope["query_string"].decode("utf-8", errors="replace")
+    path = scope["path"] + (f"?{query}" if query else "")  # a route's own path: nothing to escape
+    return await auth.rest(headers, scope["method"], path, body.decode("utf-8", errors="replace"))
 
 
 Ex = Annotated[Exchange, Depends(ex)]
@@ -87,7 +92,10 @@ def _page(items: Sequence[T], key: Callable[[T], int], after: str | None, before
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
+    return _json(await request.body())
+
+
+def _json(raw: bytes) -> Any:
     if not raw.strip():
         raise okx.OkxError(okx.BODY_EMPTY, "Body can not be empty")
     try:
@@ -269,9 +277,12 @@ def _batch(body: Any) -> list[Any]:
     return body
 
 
-async def _entry(request: Request, exchange: Exchange, key: ApiKey, op: str, *, batch: bool) -> Response:
-    body = await _json_body(request)
-    items = _batch(body) if batch else [body]
+async def _entry(scope: Scope, body: bytes, op: str, *, batch: bool) -> Response:
+    app = scope["app"]
+    key = await _signer(app.state.auth, scope, signed_headers(scope["headers"]), body)
+    exchange: Exchange = app.state.exchange
+    parsed = _json(body)
+    items = _batch(parsed) if batch else [parsed]
     outcomes = await run_ops(exchange, key.account, op, items)
     codes = {o["sCode"] for o in outcomes}
     if codes == {okx.RATE_LIMITED}:
@@ -281,14 +292,25 @@ async def _entry(request: Request, exchange: Exchange, key: ApiKey, op: str, *, 
     return okx.answer(outcomes, *okx.batch_code(outcomes, single=not batch))
 
 
-EntryEndpoint = Callable[[Request], Awaitable[Response]]
+# An order-entry endpoint: the request's scope and whole body in, the answer out (`app.OrderEntry`).
+EntryEndpoint = Callable[[Scope, bytes], Awaitable[Response]]
 
 
 def _entry_route(op: str, *, batch: bool) -> EntryEndpoint:
-    async def endpoint(request: Request) -> Response:
-        return await _entry(request, request.app.state.exchange, await private(request), op, batch=batch)
+    async def endpoint(scope: Scope, body: bytes) -> Response:
+        return await _entry(scope, body, op, batch=batch)
 
     return endpoint
+
+
+def _as_route(endpoint: EntryEndpoint) -> Callable[[Request], Awaitable[Response]]:
+    """An entry endpoint as a route's (which only the OpenAPI schema and other methods' 405 use:
+    `app.OrderEntry` answers the POSTs first)."""
+
+    async def route(request: Request) -> Response:
+        return await endpoint(request.scope, await request.body())
+
+    return route
 
 
 # Order entry: (path, operation name, step, batch, body schema, required fields).
@@ -306,7 +328,7 @@ ENTRY_ENDPOINTS: dict[str, EntryEndpoint] = {}
 for _path, _name, _op, _many, _fields, _required in ENTRY_ROUTES:
     _schema = _order_body_schema(_fields, _required)
     ENTRY_ENDPOINTS[router.prefix + _path] = _endpoint = _entry_route(_op, batch=_many)
-    router.add_api_route(_path, _endpoint, methods=["POST"], name=_name,
+    router.add_api_route(_path, _as_route(_endpoint), methods=["POST"], name=_name,
                          operation_id=f"{_name}_api_v5{_path.replace('/', '_').replace('-', '_')}_post",
                          openapi_extra=_list_of(_schema) if _many else _schema)  # fmt: skip
 
