@@ -14,8 +14,9 @@ No network, no uvicorn, no journal (an in-memory engine), so it is steadier than
 sequencer thread gets the GIL back): the tool for changes to the gateway's Python, each
 measured old against new. The garbage collector runs as in the server
 (`keep_gc_pauses_short`). A round sends `ORDERS_PER_ROUND` orders at once over `SESSIONS`
-sessions, as pipelining clients do (REST: as many requests at once), and ends when the last is answered; orders rest (buys far
-below the sells), so the book grows by every order, as in the server benchmark.
+sessions, as pipelining clients do (REST: as many requests at once), and ends when the last
+is answered; orders rest (buys far below the sells), so the book grows by every order, as in
+the server benchmark.
 """
 
 from __future__ import annotations
