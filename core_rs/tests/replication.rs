@@ -16,6 +16,7 @@ use core_rs::wire::{encode_command, CommandRecord};
 
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 const WAIT: Duration = Duration::from_secs(20);
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 fn free_addrs(count: usize) -> Vec<String> {
     let listeners: Vec<_> =
@@ -48,7 +49,7 @@ impl Cluster {
         config.bootstrap = bootstrap;
         config.snapshot_every_entries = 50;
         config.entries_kept_after_snapshot = 10;
-        config.checkpoint_interval_ms = 100;
+        config.checkpoint_interval_ms = CHECKPOINT_INTERVAL.as_millis() as u64;
         self.nodes.insert(zone, ZoneNode::start(config).expect("the zone starts"));
     }
 
@@ -249,11 +250,17 @@ fn a_checkpoint_that_differs_marks_the_replicas_diverged_and_names_the_entry() {
 fn every_replica_checks_the_leaders_checkpoints() {
     let cluster = Cluster::new();
     set_up_market(&cluster);
-    let index = trade(&cluster, 25, 1_000);
+    trade(&cluster, 25, 1_000);
+    // Entries are stamped with the clock: one proposed after a whole period's pause starts a
+    // checkpoint period of its own, whatever the machine's speed, and the leader proposes its
+    // digest for it a moment later.
+    std::thread::sleep(2 * CHECKPOINT_INTERVAL);
+    let index = trade(&cluster, 1, 1_000);
     cluster.assert_agree(index);
-    // The leader proposes its digest every 100 ms here; agreeing replicas stay clean.
-    std::thread::sleep(Duration::from_millis(300));
-    let proposed = cluster.nodes[&cluster.leader()].status().last_log_index.expect("a log");
-    assert!(proposed > index, "checkpoints were proposed after the trading");
-    cluster.assert_agree(proposed);
+    let proposed = eventually(|| {
+        let last = cluster.nodes[&cluster.leader()].status().last_log_index.expect("a log");
+        (last > index).then_some(last)
+    })
+    .expect("the leader proposed the digest of the checkpoint the last trade started");
+    cluster.assert_agree(proposed); // agreeing replicas stay clean
 }
