@@ -29,6 +29,7 @@ pub mod journal;
 pub mod ledger;
 pub mod limits;
 pub mod matching;
+mod pages;
 pub mod replication;
 mod snapshot;
 mod spare;
