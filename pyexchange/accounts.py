@@ -69,7 +69,12 @@ def write_json_atomically(path: Path, value: Any, *, mode: int = 0o644) -> None:
         out.flush()
         os.fsync(out.fileno())
     os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Makes the names in `directory` durable (a file created, renamed or linked there)."""
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:

@@ -19,6 +19,7 @@ import pytest
 from pyexchange.chaos.load import credentials_of, signed_headers
 from pyexchange.cluster import local
 from pyexchange.cluster.zone import load_zone
+from pyexchange.gateway import operator
 
 ORDER_PATH = "/api/v5/trade/order"
 
@@ -203,3 +204,17 @@ def test_a_zone_whose_replica_stopped_says_why_instead_of_waiting(tmp_path: Path
 
     with pytest.raises(RuntimeError, match="zone 2: the replica stopped before it held the market: storage error"):
         ensure_market(StoppedReplica(), config_module.load(None), tmp_path)  # type: ignore[arg-type]
+
+
+def test_zones_making_the_operator_token_at_once_all_read_the_one_that_won(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The zones of a cluster share `shared/` and start at once: two may both find no operator
+    token and make one. The second used to crash on start (FileExistsError, seen in
+    `test_cluster_faults.py`); now it reads the first one's token, written whole."""
+    first = operator.operator_token(tmp_path)
+    monkeypatch.setattr(Path, "exists", lambda _path: False)  # as if it had looked just before the first
+    second = operator.operator_token(tmp_path)
+    assert len(first) >= 40 and second == first
+    assert [p.name for p in tmp_path.iterdir()] == [operator.TOKEN_FILE]  # no file of the loser's left
+    assert (tmp_path / operator.TOKEN_FILE).stat().st_mode & 0o777 == 0o600

@@ -25,10 +25,12 @@ percentiles of their write-and-sync times, the disk's share of every acknowledge
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
 import secrets
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,7 +39,7 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 
-from pyexchange.accounts import write_json_atomically
+from pyexchange.accounts import fsync_directory, write_json_atomically
 from pyexchange.gateway import okx
 from pyexchange.gateway.exchange import Exchange
 
@@ -47,12 +49,23 @@ router = APIRouter(prefix="/operator/v1", default_response_class=okx.OrjsonRespo
 
 
 def operator_token(data_dir: Path) -> str:
-    """The data directory's operator token, made on first use."""
+    """The data directory's operator token, made on first use. The zones of a cluster share
+    one directory and start at once, so two may make it together: each writes a token whole
+    to a file of its own and links that into place, which only the first link does; every
+    zone then reads the token that won (never a half-written one, never an error)."""
     path = data_dir / TOKEN_FILE
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32) + "\n")
+        fd, mine = tempfile.mkstemp(dir=data_dir, prefix=f".{TOKEN_FILE}.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            with contextlib.suppress(FileExistsError):  # another zone's token won
+                os.link(mine, path)
+                fsync_directory(data_dir)
+        finally:
+            os.unlink(mine)
     return path.read_text().strip()
 
 
