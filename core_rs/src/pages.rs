@@ -1,4 +1,4 @@
-//! Page-size hints for the engine's largest arrays.
+//! Page-size hints for the engine's largest array, the order slab.
 
 /// Asks the kernel to back the whole pages of `buffer`'s capacity with huge pages (2 MB) as
 /// they are first written, where transparent huge pages are enabled only for

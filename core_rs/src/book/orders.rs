@@ -372,7 +372,6 @@ impl ClosedIndex {
     fn insert(&mut self, id: u64, ordinal: u64) {
         if self.slots.is_empty() {
             self.slots = vec![(0, 0); CLOSED_INDEX_SLOTS];
-            advise_huge_pages(&self.slots);
         }
         let entry = &mut self.slots[Self::slot(id)];
         if entry.0 != 0 {
@@ -487,7 +486,6 @@ impl OrderStore {
     fn grow_live_index(&mut self, slots: usize) {
         self.move_live_entries(usize::MAX);
         self.live.previous = std::mem::replace(&mut self.live.slots, vec![EMPTY; slots]);
-        advise_huge_pages(&self.live.slots);
         self.live.moved = 0;
     }
 
