@@ -4,8 +4,9 @@
 /// they are first written, where transparent huge pages are enabled only for
 /// memory that asks (`madvise`, a common default). An order slab reserved for millions of
 /// orders then maps a deep book in a few hundred faults instead of tens of thousands (the
-/// replay of a 10 M-command journal ran 21% faster for it, 2026-11-23). The price: a fault there zeroes 2 MB at once (about 0.2 ms
-/// on this project's VM, the size of the VM's own stalls), and where THP's `defrag` setting is
+/// replay of a 10 M-command journal ran 7% faster for it, 2026-11-23). The price: a fault
+/// there zeroes 2 MB at once (about 0.2 ms on this project's VM, the size of the VM's own
+/// stalls), and where THP's `defrag` setting is
 /// `madvise` (a common default) it may first compact memory if no huge page is free; an
 /// in-memory engine that must not fault on its order path maps the arrays ahead
 /// (`preallocate`). Best effort: a kernel that refuses changes nothing but the page size.

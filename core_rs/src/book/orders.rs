@@ -259,7 +259,7 @@ const LIVE_INDEX_SLOTS_MIN: usize = 1 << 12;
 /// Table entries per live order at the least (see `LiveIndex`). In a deep book the live ids
 /// spread far beyond the table's size, so a new id finds its entry taken about as often as
 /// the table is full, and goes to the overflow map (a hash map insert, and a slower lookup
-/// and remove). At two entries an order that was up to half the inserts; four took the
+/// and remove). At two entries per order that was up to half the inserts; four took the
 /// replay of a 10,000,000-command journal from 4.5 to 5.3 M commands/s (medians of five,
 /// 2026-11-23), eight was slower again (4.8 M/s: more table to map and miss in).
 const LIVE_INDEX_ENTRIES_PER_ORDER: usize = 4;
