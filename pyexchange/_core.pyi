@@ -215,6 +215,16 @@ class DurableEngine:
         uncross the book would have now; None when nothing would execute."""
     def submit(self, commands: Buffer) -> EventBuffer:
         """Journals and applies a batch; returns its events once all of it is durable."""
+    def submit_unsynced(self, commands: Buffer) -> tuple[EventBuffer, int]:
+        """Journals and applies a batch without waiting for its sync: (events, last seq). None
+        of the events may reach anyone before `durable_seq` covers the last seq."""
+    @property
+    def durable_seq(self) -> int:
+        """The last seq a journal sync covers."""
+    def durable_wake_fd(self) -> int:
+        """The non-blocking eventfd that `wake_when_durable` adds to (made on the first call)."""
+    def wake_when_durable(self, seq: int) -> None:
+        """Adds 1 to `durable_wake_fd` once a sync covers `seq` or the journal stops without one."""
     def balance(self, account: int, asset: int) -> tuple[int, int]: ...
     def book(self, instrument: int, depth: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]: ...
     def order(

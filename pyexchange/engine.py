@@ -523,6 +523,38 @@ class Engine:
         buffer = np.ascontiguousarray(commands).view(np.uint8)
         return np.frombuffer(memoryview(self._core.submit(buffer.data)), dtype=wire.EVENT_DTYPE)  # a view, no copy
 
+    def submit_unsynced(self, commands: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], int]:
+        """`submit` without waiting for the journal's sync, for a caller that must not block (an
+        event loop): (events, the batch's last seq). Until `durable_seq` reaches that seq, none
+        of the events may reach anyone (`wake_when_durable`). In memory a batch is final at once."""
+        if not isinstance(self._core, _core.DurableEngine):
+            return self.submit(commands), self.seq
+        if commands.dtype != wire.COMMAND_DTYPE:
+            raise ValueError(f"commands must have dtype wire.COMMAND_DTYPE, not {commands.dtype}")
+        buffer = np.ascontiguousarray(commands).view(np.uint8)
+        events, last_seq = self._core.submit_unsynced(buffer.data)
+        return np.frombuffer(memoryview(events), dtype=wire.EVENT_DTYPE), last_seq
+
+    @property
+    def is_durable(self) -> bool:
+        """Whether commands go through a journal here (`Engine(data_dir=...)`, not a zone's replica)."""
+        return isinstance(self._core, _core.DurableEngine)
+
+    @property
+    def durable_seq(self) -> int:
+        """The last seq that may be published: synced by the journal (in memory: the last applied)."""
+        if not isinstance(self._core, _core.DurableEngine):
+            return self.seq
+        return self._core.durable_seq
+
+    def durable_wake_fd(self) -> int:
+        """A non-blocking eventfd, readable once `durable_seq` has reached a seq given to
+        `wake_when_durable` (or the journal stopped short of it). Durable engines only."""
+        return self._durable().durable_wake_fd()
+
+    def wake_when_durable(self, seq: int) -> None:
+        self._durable().wake_when_durable(seq)
+
     def take_events(self) -> np.ndarray[Any, Any]:
         """The events queued by the lean calls, as `wire.EVENT_DTYPE` records."""
         if not isinstance(self._core, _core.Engine):

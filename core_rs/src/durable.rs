@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use crate::command::Command;
 use crate::engine::{Engine, EngineError};
 use crate::journal::{
-    self, JournalConfig, JournalError, JournalStatus, JournalWriter, Recovery, SkippedSnapshot, SnapshotStore,
-    TailRepair,
+    self, DurableCallback, JournalConfig, JournalError, JournalStatus, JournalWriter, Recovery, SkippedSnapshot,
+    SnapshotStore, TailRepair,
 };
 use crate::spare::SpareEngine;
 use crate::wire::{decode_command, encode_command, CommandRecord, EventRecord, COMMAND_RECORD_BYTES};
@@ -495,6 +495,12 @@ impl DurableEngine {
     /// The journal's newest group commits (see [`JournalWriter::recent_sync_rounds`]).
     pub fn recent_sync_rounds(&self) -> Vec<journal::SyncRound> {
         self.writer.recent_sync_rounds()
+    }
+
+    /// Calls `done` once a sync covers `seq` (see [`JournalWriter::on_durable`]): for callers of
+    /// `sequence_records` that do not wait in `wait_durable`.
+    pub fn on_durable(&self, seq: u64, done: DurableCallback) {
+        self.writer.on_durable(seq, done);
     }
 
     /// The segment and offset up to which the journal is synced.

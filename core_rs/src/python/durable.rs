@@ -3,7 +3,9 @@
 //! other threads' commands share its fsync. Plus what only a durable engine has: recovery
 //! report, snapshots, journal status.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyo3::buffer::PyBuffer;
@@ -54,6 +56,9 @@ pub(super) struct PyDurableEngine {
     durable: Option<DurableEngine>,
     /// What `open` found, as a dict for `recovery()`.
     recovery: Py<PyDict>,
+    /// The eventfd that `wake_when_durable` writes to (made on first use). Each waiting
+    /// callback holds it too, so it stays open until the last of them has run.
+    durable_wake: Option<Arc<OwnedFd>>,
 }
 
 impl PyDurableEngine {
@@ -107,7 +112,7 @@ engine_methods!(PyDurableEngine, [], {
         let tail = report.tail_repaired.map(|t| (t.file, t.offset, t.bytes_dropped, t.reason));
         recovery.set_item("tail_repaired", tail)?;
         recovery.set_item("recovery_ms", report.recovery_time.as_secs_f64() * 1e3)?;
-        Ok(PyDurableEngine { durable: Some(durable), recovery: recovery.unbind() })
+        Ok(PyDurableEngine { durable: Some(durable), recovery: recovery.unbind(), durable_wake: None })
     }
 
     /// What opening found: the snapshot used, snapshots skipped, records replayed, the torn
@@ -132,6 +137,64 @@ engine_methods!(PyDurableEngine, [], {
             }
         });
         Ok(EventBuffer { events: events.map_err(py_error)? })
+    }
+
+    /// The first half of `submit`, for a caller that must not block until the sync (an event
+    /// loop): journals and applies the batch with the GIL released and returns its events and
+    /// its last seq at once. None of those events may reach anyone before `durable_seq`
+    /// covers that seq (`wake_when_durable`). A bad record applies nothing.
+    fn submit_unsynced(&self, py: Python<'_>, commands: PyBuffer<u8>) -> PyResult<(EventBuffer, u64)> {
+        let batch = Batch::of(&commands)?;
+        let durable = self.engine()?;
+        let sequenced = py.detach(move || -> Result<(Vec<EventRecord>, u64), DurableError> {
+            // SAFETY: as in `submit`.
+            unsafe {
+                batch.with_records(|records| {
+                    let mut events = pooled_events(records.len() + records.len() / 4);
+                    durable.sequence_records(records, &mut events).map(|last_seq| (events, last_seq))
+                })
+            }
+        });
+        let (events, last_seq) = sequenced.map_err(py_error)?;
+        Ok((EventBuffer { events }, last_seq))
+    }
+
+    /// The last seq a journal sync covers: what may be published.
+    #[getter]
+    fn durable_seq(&self) -> PyResult<u64> {
+        Ok(self.engine()?.journal_status().durable_seq)
+    }
+
+    /// The eventfd (non-blocking) that `wake_when_durable` adds to; made on the first call.
+    fn durable_wake_fd(&mut self) -> PyResult<RawFd> {
+        self.engine()?;
+        if self.durable_wake.is_none() {
+            // SAFETY: eventfd has no memory arguments; a descriptor it returns is ours to own.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error().into());
+            }
+            // SAFETY: `fd` is a new descriptor that nothing else owns.
+            self.durable_wake = Some(Arc::new(unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+        Ok(self.durable_wake.as_ref().expect("made above").as_raw_fd())
+    }
+
+    /// Adds 1 to `durable_wake_fd` once a sync covers `seq`, or once the journal stops without
+    /// one (then `durable_seq` stays below `seq`); at once if a sync already covers it.
+    fn wake_when_durable(&mut self, seq: u64) -> PyResult<()> {
+        self.durable_wake_fd()?;
+        let wake = Arc::clone(self.durable_wake.as_ref().expect("made above"));
+        self.engine()?.on_durable(
+            seq,
+            Box::new(move |_| {
+                let one = 1u64.to_ne_bytes();
+                // SAFETY: writes 8 bytes from a live array to the eventfd `wake` keeps open. A
+                // full counter (EAGAIN) already wakes its reader: nothing to do then.
+                unsafe { libc::write(wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+            }),
+        );
+        Ok(())
     }
 
     /// Takes a snapshot now; returns (seq, path) once it is written.
