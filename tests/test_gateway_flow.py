@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -32,7 +33,7 @@ from pyexchange.config import AdmissionConfig, load
 from pyexchange.gateway import okx, ws
 from pyexchange.gateway.app import BODY_BYTES_MAX, OrderEntry
 from pyexchange.gateway.exchange import REPLY_SWEEP_S, Exchange, LoopLag, ReplyDeadlines
-from pyexchange.gateway.sequencer import Batch, Command, Overloaded, Sequencer, command_bounds
+from pyexchange.gateway.sequencer import Batch, Command, LoopSequencer, Overloaded, Sequencer, command_bounds
 from pyexchange.gateway.ws import Hub
 from tests.gateway_server import Server, running_server
 
@@ -222,6 +223,11 @@ async def _signed(client: httpx.AsyncClient, zone: Server, body: dict[str, Any])
     return await client.post(zone.base_url + "/api/v5/trade/order", content=text, headers=headers)
 
 
+# Small queues and a 50 ms delay bound, for the sequencers' admission tests.
+TIGHT_ADMISSION = AdmissionConfig(orders_queued_max=3, cancels_queued_max=2, queue_delay_ms_max=50,
+                                  requests_in_flight_max=10, reply_timeout_ms=1000, retry_after_s=1)  # fmt: skip
+
+
 class StalledEngine:
     """Enough of an engine for the sequencer: `submit` waits until the test lets it go."""
 
@@ -268,8 +274,7 @@ def test_command_bounds_give_each_command_of_a_batch_its_own_events(
 
 
 def test_sequencer_refuses_orders_when_behind_but_takes_cancels() -> None:
-    admission = AdmissionConfig(orders_queued_max=3, cancels_queued_max=2, queue_delay_ms_max=50,
-                                requests_in_flight_max=10, reply_timeout_ms=1000, retry_after_s=1)  # fmt: skip
+    admission = TIGHT_ADMISSION
     engine = StalledEngine()
     delivered: list[Batch] = []
     loop = asyncio.new_event_loop()
@@ -308,6 +313,106 @@ def test_sequencer_refuses_orders_when_behind_but_takes_cancels() -> None:
         engine.release.set()
         sequencer.stop()
         loop.close()
+
+
+class SyncOnCue(StalledEngine):
+    """Enough of a durable engine for `LoopSequencer`: `submit_unsynced` applies at once, and the
+    journal's sync covers a batch only when the test says (`sync`), which wakes the loop."""
+
+    is_durable = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.durable_seq = 0
+        self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.wake_at: list[int] = []
+
+    def submit_unsynced(self, records: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], int]:
+        self.seq += len(records)
+        return np.zeros(0, dtype=wire.EVENT_DTYPE), self.seq
+
+    def durable_wake_fd(self) -> int:
+        return self.wake_fd
+
+    def wake_when_durable(self, seq: int) -> None:
+        self.wake_at.append(seq)
+
+    def sync(self) -> None:
+        self.durable_seq = self.seq
+        os.eventfd_write(self.wake_fd, 1)
+
+
+def test_the_loop_sequencer_delivers_a_batch_only_once_a_sync_covers_it() -> None:
+    """`LoopSequencer`: what one turn of the loop queued goes to the engine as one batch at the
+    next turn, cancels first; nothing is delivered until the journal's sync covers the batch;
+    while a batch waits for its sync longer than `queue_delay_ms_max`, new orders are refused
+    and cancels are not; the sync's wake-up delivers every covered batch, in order."""
+    admission = TIGHT_ADMISSION
+    engine = SyncOnCue()
+    delivered: list[Batch] = []
+    loop = asyncio.new_event_loop()
+    sequencer = LoopSequencer(engine, admission, loop, delivered.append, NobodyFollows())  # type: ignore[arg-type]
+
+    def turns(n: int = 3) -> None:
+        for _ in range(n):
+            loop.run_until_complete(asyncio.sleep(0))
+
+    sequencer.start()
+    try:
+        sequencer.enqueue(Command(wire.PLACE, 1, 0))
+        sequencer.enqueue(Command(wire.CANCEL, 1, 0, order_id=7))
+        turns()
+        assert engine.seq == 2 and engine.wake_at == [2] and delivered == []
+        time.sleep(0.08)  # the batch waits for its sync longer than queue_delay_ms_max
+        with pytest.raises(Overloaded, match="ms behind"):
+            sequencer.enqueue(Command(wire.PLACE, 1, 0))
+        sequencer.enqueue(Command(wire.CANCEL, 1, 0, order_id=8))
+        turns()
+        assert engine.seq == 3 and engine.wake_at == [2, 3] and delivered == []
+        engine.sync()
+        turns()
+        assert [list(b.records["kind"]) for b in delivered] == [[wire.CANCEL, wire.PLACE], [wire.CANCEL]]
+        sequencer.enqueue(Command(wire.PLACE, 1, 0))  # synced: orders are taken again
+        syncing = threading.Timer(0.05, engine.sync)  # the journal's flusher, meanwhile
+        syncing.start()
+        sequencer.stop()  # applies what is queued, then delivers it once its sync comes
+        syncing.join()
+        assert engine.seq == 4 and [list(b.records["kind"]) for b in delivered[2:]] == [[wire.PLACE]]
+    finally:
+        loop.close()
+        os.close(engine.wake_fd)
+
+
+def test_the_loop_sequencer_on_a_durable_engine_delivers_what_its_journal_synced(tmp_path: Path) -> None:
+    """The real wake-up: the journal's flusher adds to the engine's eventfd after the sync, and
+    each batch reaches `deliver` with `durable_seq` at or past its last seq."""
+    engine = Engine(data_dir=tmp_path / "data")
+    engine.add_asset("USDT")
+    seen: list[tuple[int, int]] = []  # (batch's last seq, durable_seq) at delivery
+
+    def deliver(batch: Batch) -> None:
+        seen.append((batch.last_seq, engine.durable_seq))
+
+    async def scenario() -> None:
+        sequencer = LoopSequencer(engine, load(None).admission, asyncio.get_running_loop(), deliver, NobodyFollows())  # type: ignore[arg-type]
+        sequencer.start()
+        try:
+            for round_ in range(3):
+                for account in (1, 2):
+                    sequencer.enqueue(Command(wire.DEPOSIT, account, 0, size_lots=round_ + 1))
+                deadline = time.monotonic() + 5
+                while len(seen) <= round_ and time.monotonic() < deadline:
+                    await asyncio.sleep(0.001)
+        finally:
+            sequencer.stop()
+
+    try:
+        asyncio.run(scenario())
+        final_seq = engine.seq
+    finally:
+        engine.close()
+    assert [last for last, _ in seen] == [final_seq - 4, final_seq - 2, final_seq]
+    assert all(durable >= last for last, durable in seen)
 
 
 def test_a_connection_that_reads_too_slowly_is_closed_with_4030_after_what_was_queued(
@@ -374,15 +479,31 @@ def test_sequencer_step_runs_one_batch_on_the_calling_thread() -> None:
 
 
 class EngineThatStalls(Engine):
-    """An engine whose `submit` waits until the test lets it go."""
+    """An engine in memory posing as a durable one whose journal syncs nothing until the test
+    lets it go (`release`): commands apply at once, their answers wait for the sync."""
+
+    is_durable = True
 
     def __init__(self) -> None:
         super().__init__()
         self.release = threading.Event()
+        self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.synced_seq = 0
 
-    def submit(self, records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        self.release.wait(10)
-        return super().submit(records)
+    @property
+    def durable_seq(self) -> int:
+        return self.synced_seq
+
+    def durable_wake_fd(self) -> int:
+        return self.wake_fd
+
+    def wake_when_durable(self, seq: int) -> None:
+        def flusher() -> None:
+            self.release.wait(10)
+            self.synced_seq = max(self.synced_seq, seq)
+            os.eventfd_write(self.wake_fd, 1)
+
+        threading.Thread(target=flusher, daemon=True).start()
 
 
 def test_a_command_not_answered_in_time_is_50004_and_its_late_answer_is_dropped(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
-"""One zone's trading service behind the gateway: the durable engine, the sequencer thread,
-the derived views, market data feeds, risk checks and the pushes to WebSocket subscribers.
+"""One zone's trading service behind the gateway: the durable engine, the sequencer, the
+derived views, market data feeds, risk checks and the pushes to WebSocket subscribers.
 
-Everything here except the sequencer thread runs on the event loop, so the views need no
+Everything here except a cluster zone's sequencer thread runs on the event loop, so the views need no
 locks: a batch's results are applied to the views, then pushed, then the waiting requests
 are answered, in that order, so that a client that hears "placed" can query its order.
 """
@@ -33,7 +33,15 @@ from pyexchange.gateway.ramp import AdmissionRamp
 from pyexchange.gateway.reopen import Reopening
 from pyexchange.gateway.replication import Follower, LeaderLink
 from pyexchange.gateway.requests import AmendIntent, OrderRef, PlaceIntent
-from pyexchange.gateway.sequencer import BOOK_DEPTH_TRACKED, Batch, Command, Overloaded, Sequencer, collect
+from pyexchange.gateway.sequencer import (
+    BOOK_DEPTH_TRACKED,
+    Batch,
+    Command,
+    LoopSequencer,
+    Overloaded,
+    Sequencer,
+    collect,
+)
 from pyexchange.gateway.views import OrderView, Views, order_json, trade_json
 from pyexchange.risk import RiskChecks
 
@@ -245,7 +253,10 @@ class Exchange:
             self._follower = Follower(self.engine, loop, self._deliver, self, self._reset_views)
             self._follower.start()
             caught_up = self._follower.caught_up
-        self._sequencer = Sequencer(self.engine, self.config.admission, loop, self._deliver, self, caught_up)
+        if self.link is None:  # a single zone: sequenced on the event loop itself
+            self._sequencer = LoopSequencer(self.engine, self.config.admission, loop, self._deliver, self)
+        else:  # a zone's replica: a batch waits for Raft, on the sequencer's thread
+            self._sequencer = Sequencer(self.engine, self.config.admission, loop, self._deliver, self, caught_up)
         self._sequencer.start()
         self.restart_ramp()  # recovered and about to serve: the burst after a restart starts now
 
@@ -353,7 +364,7 @@ class Exchange:
             self.restart_ramp()
 
     def book_followed(self, symbol: str) -> bool:
-        """Whether someone follows the book of `symbol` (the sequencer thread asks)."""
+        """Whether someone follows the book of `symbol` (the sequencer asks)."""
         subs = self._subscribers
         return subs.has("books", symbol) or subs.has("books5", symbol) or subs.has("bbo-tbt", symbol)
 

@@ -1,21 +1,24 @@
-"""The gateway's way into the engine: bounded queues, one thread, one batch per journal sync.
+"""The gateway's way into the engine: bounded queues, one batch per journal sync.
 
 Request handlers put commands into one of two bounded queues (cancels, and everything else)
-and await a future. One thread takes every queued command — cancels first — stamps them
+and await a future. The sequencer takes every queued command — cancels first — stamps them
 with one timestamp that never goes back, and submits them to the durable engine as one
-batch: the engine journals, applies and answers once the batch is fsync'd (group commit),
-with the GIL released. While it waits, new commands gather for the next batch.
+batch: the engine journals, applies and answers once the batch is fsync'd (group commit).
+In a single zone that happens on the event loop itself (`LoopSequencer`): a batch is applied
+at once and its results wait, off the loop's hands, for the sync that covers it. In a zone of
+a cluster one thread does it (`Sequencer`), with the GIL released while a batch goes through
+Raft; new commands gather for the next batch meanwhile.
 
-Right after a batch is durable, and before the next one is applied, the thread reads what
-the batch changed (orders, books, balances), so everything published is durable state.
-The results go to the event loop (`deliver`), which updates the views and answers.
+Right after a batch is applied, and before the next one is, the sequencer reads what the
+batch changed (orders, books, balances); the results go to the event loop (`deliver`) once
+the batch is durable, which updates the views and answers: everything published is durable.
 
 Admission (the July 2023 lesson): a new order is refused at once (`Overloaded`, which the
 gateway answers with 429 / 50011 and Retry-After) when its queue is full, when the oldest
 queued order has waited longer than `queue_delay_ms_max`, or when the batch in the engine
-has taken longer than that (a slow disk). Cancels have their own, larger queue, are never
-refused for delay, and go first in every batch; so do market-state commands (an operator's
-halt must not wait behind the burst it is meant to stop).
+(not yet durable) has taken longer than that (a slow disk). Cancels have their own, larger
+queue, are never refused for delay, and go first in every batch; so do market-state commands
+(an operator's halt must not wait behind the burst it is meant to stop).
 
 In a zone of a cluster the engine is a replica and a batch is proposed through Raft (the
 leader's zone only): it is answered once a majority of zones has it fsync'd and this replica
@@ -28,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -44,12 +49,14 @@ from pyexchange.engine import Engine, Event, Order
 from pyexchange.gateway import okx
 
 BATCH_COMMANDS_MAX = 4096
+STOP_SYNC_WAIT_S = 10.0
+STOP_SYNC_POLL_S = 0.001
 BOOK_DEPTH_TRACKED = 400
 log = logging.getLogger("pyexchange.sequencer")
 
 
 class Followed(Protocol):
-    """What someone subscribed to (asked from the sequencer thread)."""
+    """What someone subscribed to (asked by the sequencer as it reads a batch's results)."""
 
     def book_followed(self, symbol: str) -> bool: ...
     def balances_followed(self, account: int) -> bool: ...
@@ -162,7 +169,8 @@ def _touch(engine: Engine, orders: dict[int, Order], account: int, order_id: int
 
 
 class Sequencer:
-    """The one thread that submits commands to the engine (see the module doc)."""
+    """The thread that submits commands to a zone's replica (see the module doc); also the
+    queues and admission that `LoopSequencer` shares."""
 
     def __init__(
         self,
@@ -217,7 +225,11 @@ class Sequencer:
             else:
                 self._admit_order(now_ns)
                 self._orders.append(command)
-            self._cond.notify()
+            self._queued()
+
+    def _queued(self) -> None:
+        """A command was queued (called holding `_cond`): the thread takes it."""
+        self._cond.notify()
 
     def _admit_order(self, now_ns: int) -> None:
         if len(self._orders) >= self._admission.orders_queued_max:
@@ -238,12 +250,16 @@ class Sequencer:
                 self._cond.wait()
             if not (self._cancels or self._orders):
                 return None
-            taken: list[Command] = []
-            for queue in (self._cancels, self._orders):
-                while queue and len(taken) < BATCH_COMMANDS_MAX:
-                    taken.append(queue.popleft())
             self._busy_since_ns = time.monotonic_ns()
-            return taken
+            return self._take_queued()
+
+    def _take_queued(self) -> list[Command]:
+        """The next batch of what is queued, cancels first (called holding `_cond`)."""
+        taken: list[Command] = []
+        for queue in (self._cancels, self._orders):
+            while queue and len(taken) < BATCH_COMMANDS_MAX:
+                taken.append(queue.popleft())
+        return taken
 
     def step(self) -> None:
         """Runs one batch of what is queued (if anything is) on the calling thread, delivered at
@@ -277,7 +293,7 @@ class Sequencer:
             return self._propose(records, commands, self._views_caught_up)
         first_seq = self._engine.seq + 1
         try:
-            events = self._engine.submit(records).copy()
+            events = self._submit(records)
         except JournalUnavailable as error:
             return self._failed(records, commands, f"the journal cannot write, nothing was done: {error}")
         except OutcomeUnknown as error:
@@ -288,6 +304,10 @@ class Sequencer:
         batch = collect(self._engine, records, first_seq, events, self._followed)
         batch.commands = commands
         return batch
+
+    def _submit(self, records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """The batch's events, once it is durable."""
+        return self._engine.submit(records).copy()
 
     def _propose(
         self, records: np.ndarray[Any, Any], commands: list[Command], views_caught_up: Callable[[int], bool]
@@ -315,3 +335,83 @@ class Sequencer:
     def _failed(records: np.ndarray[Any, Any], commands: list[Command], msg: str) -> Batch:
         return Batch(records, [[] for _ in commands], commands=commands,
                      error=okx.OkxError(okx.SERVICE_UNAVAILABLE, msg))  # fmt: skip
+
+
+class LoopSequencer(Sequencer):
+    """The sequencer of a single zone, run on the event loop's own thread: no thread, so no
+    hand-off of the GIL or wake-up between two threads for each batch (they cost a REST order
+    about a fifth of its CPU). Commands queued during one turn of the loop go to the engine
+    together at the next (`_flush`); the engine journals and applies them at once without
+    waiting for the sync (`Engine.submit_unsynced`) and the loop goes on serving. The journal's
+    flusher wakes the loop through an eventfd once a sync covers a batch (`_synced`), and only
+    then are its results delivered: nothing that is not durable reaches the views or a client.
+
+    Admission as for the thread: "the batch in the engine" is the oldest applied batch not yet
+    synced. A snapshot due (every `snapshot_every_commands`) copies the engine inside
+    `submit_unsynced`, so the loop waits for that copy (milliseconds; tens at a million live
+    orders), where the thread's queue took the wait before."""
+
+    def __init__(self, engine: Engine, admission: AdmissionConfig, loop: asyncio.AbstractEventLoop,
+                 deliver: Callable[[Batch], None], followed: Followed) -> None:  # fmt: skip
+        super().__init__(engine, admission, loop, deliver, followed)
+        self._flush_scheduled = False
+        self._unsynced: deque[tuple[int, Batch]] = deque()  # (when applied, ns; the batch), by seq
+        self._wake_fd: int | None = None
+
+    def start(self) -> None:
+        if self._engine.is_durable:
+            self._wake_fd = self._engine.durable_wake_fd()
+            self._loop.add_reader(self._wake_fd, self._synced)
+
+    def stop(self) -> None:
+        """Applies what is queued and delivers what a sync covers within `STOP_SYNC_WAIT_S`."""
+        with self._cond:
+            self._stopping = True
+        while self._cancels or self._orders:
+            self._flush()
+        deadline = time.monotonic() + STOP_SYNC_WAIT_S
+        while self._unsynced and self._engine.durable_seq < self._unsynced[-1][1].last_seq:
+            if time.monotonic() > deadline:
+                log.warning("stopping with %d batches not synced: they are not answered", len(self._unsynced))
+                break
+            time.sleep(STOP_SYNC_POLL_S)
+        self._deliver_synced()
+        if self._wake_fd is not None:
+            self._loop.remove_reader(self._wake_fd)
+
+    def _queued(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        with self._cond:
+            commands = self._take_queued()
+            if self._cancels or self._orders:  # more than a batch: the rest at the next turn
+                self._queued()
+        if not commands:
+            return
+        batch = self._execute(commands)
+        if batch.error is not None or batch.last_seq <= self._engine.durable_seq:  # refused, or in memory
+            self._deliver(batch)
+        else:
+            self._unsynced.append((time.monotonic_ns(), batch))
+            self._engine.wake_when_durable(batch.last_seq)
+        self._busy_since_ns = self._unsynced[0][0] if self._unsynced else 0
+
+    def _submit(self, records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        events, _last_seq = self._engine.submit_unsynced(records)
+        return events.copy()
+
+    def _synced(self) -> None:
+        assert self._wake_fd is not None
+        with contextlib.suppress(BlockingIOError):  # another wake-up read it already
+            os.eventfd_read(self._wake_fd)
+        self._deliver_synced()
+
+    def _deliver_synced(self) -> None:
+        durable_seq = self._engine.durable_seq
+        while self._unsynced and self._unsynced[0][1].last_seq <= durable_seq:
+            self._deliver(self._unsynced.popleft()[1])
+        self._busy_since_ns = self._unsynced[0][0] if self._unsynced else 0
