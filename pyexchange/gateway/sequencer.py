@@ -348,8 +348,9 @@ class LoopSequencer(Sequencer):
 
     Admission as for the thread: "the batch in the engine" is the oldest applied batch not yet
     synced. A snapshot due (every `snapshot_every_commands`) copies the engine inside
-    `submit_unsynced`, so the loop waits for that copy (milliseconds; tens at a million live
-    orders), where the thread's queue took the wait before."""
+    `submit_unsynced`, so the loop waits for that copy, where only the thread's queue did
+    before: milliseconds, tens of them at a million live orders, and the first snapshot of a
+    process that loaded none about half a second there (bench/README.md)."""
 
     def __init__(self, engine: Engine, admission: AdmissionConfig, loop: asyncio.AbstractEventLoop,
                  deliver: Callable[[Batch], None], followed: Followed) -> None:  # fmt: skip
