@@ -218,6 +218,9 @@ class DurableEngine:
     def submit_unsynced(self, commands: Buffer) -> tuple[EventBuffer, int]:
         """Journals and applies a batch without waiting for its sync: (events, last seq). None
         of the events may reach anyone before `durable_seq` covers the last seq."""
+    def snapshot_due_within(self, commands: int) -> bool:
+        """Whether applying `commands` more commands now would start a snapshot (a copy of the
+        engine before `submit_unsynced` returns)."""
     @property
     def durable_seq(self) -> int:
         """The last seq a journal sync covers."""

@@ -535,6 +535,13 @@ class Engine:
         events, last_seq = self._core.submit_unsynced(buffer.data)
         return np.frombuffer(memoryview(events), dtype=wire.EVENT_DTYPE), last_seq
 
+    def snapshot_due_within(self, commands: int) -> bool:
+        """Whether `submit_unsynced` of that many commands now would also copy the engine for a
+        snapshot before it returns (durable engines; in memory, never)."""
+        if not isinstance(self._core, _core.DurableEngine):
+            return False
+        return self._core.snapshot_due_within(commands)
+
     @property
     def is_durable(self) -> bool:
         """Whether commands go through a journal here (`Engine(data_dir=...)`, not a zone's replica)."""

@@ -14,9 +14,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from pyexchange import Engine, JournalUnavailable, OutcomeUnknown, _core, cli
+from pyexchange import Engine, JournalUnavailable, OutcomeUnknown, _core, cli, wire
 
 BTC = "BTC-USDT"
 
@@ -106,6 +107,27 @@ def test_the_journal_reports_its_group_commits_newest_last(data_dir: Path) -> No
     # One command a call: one round each; the market's rounds ended 20 ms before the session's.
     assert ages_us[first - 1] - ages_us[first] >= 20_000
     assert [records for _, _, records in rounds[first:]] == [1] * (last - first)
+
+
+def test_snapshot_due_within_says_which_batch_will_start_the_next_snapshot(data_dir: Path) -> None:
+    """`snapshot_due_within(n)`: whether `submit_unsynced` of n commands now would snapshot (the
+    event loop hands such a batch to a worker thread): true exactly when the batch reaches
+    `snapshot_every_commands` since the last snapshot."""
+    with Engine(data_dir, snapshot_every_commands=10) as eng:
+        eng.add_asset("USDT")
+        deposits = np.zeros(8 - eng.seq, dtype=wire.COMMAND_DTYPE)
+        deposits["kind"], deposits["account"], deposits["size_lots"] = wire.DEPOSIT, 1, 5
+        deposits["ts_ns"] = time.time_ns()
+        eng.submit_unsynced(deposits)
+        assert eng.seq == 8
+        assert not eng.snapshot_due_within(1) and eng.snapshot_due_within(2)
+        _events, last_seq = eng.submit_unsynced(deposits[:2])
+        assert last_seq == 10
+        deadline = time.monotonic() + 5
+        while not list((data_dir / "snapshots").glob("*.snap")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [p.name for p in (data_dir / "snapshots").glob("*.snap")] == [f"{10:020}.snap"]
+        assert not eng.snapshot_due_within(9) and eng.snapshot_due_within(10)
 
 
 def test_a_retry_after_a_restart_returns_the_original_acceptance(data_dir: Path) -> None:

@@ -331,6 +331,9 @@ class SyncOnCue(StalledEngine):
         self.seq += len(records)
         return np.zeros(0, dtype=wire.EVENT_DTYPE), self.seq
 
+    def snapshot_due_within(self, commands: int) -> bool:
+        return False
+
     def durable_wake_fd(self) -> int:
         return self.wake_fd
 
@@ -379,6 +382,64 @@ def test_the_loop_sequencer_delivers_a_batch_only_once_a_sync_covers_it() -> Non
         syncing.join()
         assert engine.seq == 4 and [list(b.records["kind"]) for b in delivered[2:]] == [[wire.PLACE]]
     finally:
+        loop.close()
+        os.close(engine.wake_fd)
+
+
+class SnapshotOnCue(SyncOnCue):
+    """`SyncOnCue` whose next batch starts a snapshot when the test says: its `submit_unsynced`
+    then copies the engine until the test lets it go (`copied`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshot_next = False
+        self.copying, self.copied = threading.Event(), threading.Event()
+        self.threads: list[str] = []  # which thread applied each batch
+
+    def snapshot_due_within(self, commands: int) -> bool:
+        return self.snapshot_next
+
+    def submit_unsynced(self, records: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], int]:
+        self.threads.append(threading.current_thread().name)
+        if self.snapshot_next:
+            self.snapshot_next = False
+            self.copying.set()
+            assert self.copied.wait(5)
+        return super().submit_unsynced(records)
+
+
+def test_the_loop_sequencer_applies_a_batch_that_starts_a_snapshot_off_the_loop() -> None:
+    """The engine's copy for a snapshot happens from a worker thread: the loop serves on
+    meanwhile, what is queued then waits for the next batch, and deliveries keep batch order."""
+    engine = SnapshotOnCue()
+    delivered: list[Batch] = []
+    loop = asyncio.new_event_loop()
+    sequencer = LoopSequencer(engine, load(None).admission, loop, delivered.append, NobodyFollows())  # type: ignore[arg-type]
+
+    def turns(n: int = 3) -> None:
+        for _ in range(n):
+            loop.run_until_complete(asyncio.sleep(0))
+
+    sequencer.start()
+    try:
+        engine.snapshot_next = True
+        sequencer.enqueue(Command(wire.PLACE, 1, 0))
+        turns()
+        assert engine.copying.wait(5)
+        sequencer.enqueue(Command(wire.CANCEL, 1, 0, order_id=7))  # while the worker copies
+        turns()  # the loop turns: it is not held by the copy
+        assert engine.seq == 0 and sequencer.queued() == (0, 1), "the cancel waits for the engine"
+        engine.copied.set()
+        deadline = time.monotonic() + 5
+        while engine.seq < 2 and time.monotonic() < deadline:
+            turns(1)
+        assert engine.threads[0].startswith("pyexchange-snapshot-batch") and engine.threads[1] == "MainThread"
+        engine.sync()
+        turns()
+        assert [list(b.records["kind"]) for b in delivered] == [[wire.PLACE], [wire.CANCEL]]
+    finally:
+        engine.copied.set()
+        sequencer.stop()
         loop.close()
         os.close(engine.wake_fd)
 

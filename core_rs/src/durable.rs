@@ -426,6 +426,15 @@ impl DurableEngine {
         })
     }
 
+    /// Whether applying `commands` more commands now would start a snapshot, which copies the
+    /// engine before `sequence_records` returns: for a caller that must not wait that long on its
+    /// own thread (an event loop).
+    pub fn snapshot_due_within(&self, commands: u64) -> bool {
+        let every = self.config.snapshot_every_commands;
+        let s = self.lock();
+        every > 0 && s.engine.seq() + commands - s.seq_of_last_snapshot >= every
+    }
+
     fn snapshot_if_due(&self, s: &mut Sequencer) {
         let every = self.config.snapshot_every_commands;
         if every > 0 && s.engine.seq() - s.seq_of_last_snapshot >= every {

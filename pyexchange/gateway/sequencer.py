@@ -38,6 +38,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -346,11 +347,11 @@ class LoopSequencer(Sequencer):
     flusher wakes the loop through an eventfd once a sync covers a batch (`_synced`), and only
     then are its results delivered: nothing that is not durable reaches the views or a client.
 
-    Admission as for the thread: "the batch in the engine" is the oldest applied batch not yet
-    synced. A snapshot due (every `snapshot_every_commands`) copies the engine inside
-    `submit_unsynced`, so the loop waits for that copy, where only the thread's queue did
-    before: milliseconds, tens of them at a million live orders, and the first snapshot of a
-    process that loaded none about half a second there (bench/README.md)."""
+    Admission as for the thread: "the batch in the engine" is the oldest batch applied and not
+    yet synced. A batch that starts a snapshot (every `snapshot_every_commands`) copies the
+    engine before `submit_unsynced` returns, tens of ms on a big book and about half a second
+    for the first snapshot of a process that loaded none (bench/README.md): that batch goes to
+    the engine from a worker thread, and the loop serves on while the next batch gathers."""
 
     def __init__(self, engine: Engine, admission: AdmissionConfig, loop: asyncio.AbstractEventLoop,
                  deliver: Callable[[Batch], None], followed: Followed) -> None:  # fmt: skip
@@ -358,6 +359,8 @@ class LoopSequencer(Sequencer):
         self._flush_scheduled = False
         self._unsynced: deque[tuple[int, Batch]] = deque()  # (when applied, ns; the batch), by seq
         self._wake_fd: int | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyexchange-snapshot-batch")
+        self._snapshotting: Future[Batch] | None = None  # the batch the worker applies, if any
 
     def start(self) -> None:
         if self._engine.is_durable:
@@ -368,8 +371,12 @@ class LoopSequencer(Sequencer):
         """Applies what is queued and delivers what a sync covers within `STOP_SYNC_WAIT_S`."""
         with self._cond:
             self._stopping = True
+        if (running := self._snapshotting) is not None:
+            running.exception()  # waits for it
+            self._snapshotted(running)
         while self._cancels or self._orders:
             self._flush()
+        self._worker.shutdown()
         deadline = time.monotonic() + STOP_SYNC_WAIT_S
         while self._unsynced and self._engine.durable_seq < self._unsynced[-1][1].last_seq:
             if time.monotonic() > deadline:
@@ -387,19 +394,36 @@ class LoopSequencer(Sequencer):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self._snapshotting is not None:
+            return  # the engine is the worker's until its batch is applied; `_applied` flushes next
         with self._cond:
             commands = self._take_queued()
-            if self._cancels or self._orders:  # more than a batch: the rest at the next turn
-                self._queued()
         if not commands:
             return
-        batch = self._execute(commands)
-        if batch.error is not None or batch.last_seq <= self._engine.durable_seq:  # refused, or in memory
+        if self._engine.snapshot_due_within(len(commands)) and not self._stopping:
+            self._busy_since_ns = self._unsynced[0][0] if self._unsynced else time.monotonic_ns()
+            self._snapshotting = running = self._worker.submit(self._execute, commands)
+            running.add_done_callback(lambda done: self._loop.call_soon_threadsafe(self._snapshotted, done))
+            return
+        self._applied(self._execute(commands))
+
+    def _snapshotted(self, done: Future[Batch]) -> None:
+        if done is self._snapshotting:  # (`stop` may have taken it already)
+            self._snapshotting = None
+            self._applied(done.result())
+
+    def _applied(self, batch: Batch) -> None:
+        """After a batch is applied: delivered now if it failed or is already durable (in memory),
+        else once a sync covers it; then the next batch, if more is queued."""
+        if batch.error is not None or batch.last_seq <= self._engine.durable_seq:
             self._deliver(batch)
         else:
             self._unsynced.append((time.monotonic_ns(), batch))
             self._engine.wake_when_durable(batch.last_seq)
         self._busy_since_ns = self._unsynced[0][0] if self._unsynced else 0
+        with self._cond:
+            if self._cancels or self._orders:  # more than a batch, or queued meanwhile
+                self._queued()
 
     def _submit(self, records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         events, _last_seq = self._engine.submit_unsynced(records)
