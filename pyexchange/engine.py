@@ -518,10 +518,8 @@ class Engine:
         The whole batch is checked before any of it is applied: a bad record raises
         `ValueError` and applies nothing.
         """
-        if commands.dtype != wire.COMMAND_DTYPE:
-            raise ValueError(f"commands must have dtype wire.COMMAND_DTYPE, not {commands.dtype}")
-        buffer = np.ascontiguousarray(commands).view(np.uint8)
-        return np.frombuffer(memoryview(self._core.submit(buffer.data)), dtype=wire.EVENT_DTYPE)  # a view, no copy
+        events = self._core.submit(_command_buffer(commands))
+        return np.frombuffer(memoryview(events), dtype=wire.EVENT_DTYPE)  # a view, no copy
 
     def submit_unsynced(self, commands: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], int]:
         """`submit` without waiting for the journal's sync, for a caller that must not block (an
@@ -529,10 +527,7 @@ class Engine:
         of the events may reach anyone (`wake_when_durable`). In memory a batch is final at once."""
         if not isinstance(self._core, _core.DurableEngine):
             return self.submit(commands), self.seq
-        if commands.dtype != wire.COMMAND_DTYPE:
-            raise ValueError(f"commands must have dtype wire.COMMAND_DTYPE, not {commands.dtype}")
-        buffer = np.ascontiguousarray(commands).view(np.uint8)
-        events, last_seq = self._core.submit_unsynced(buffer.data)
+        events, last_seq = self._core.submit_unsynced(_command_buffer(commands))
         return np.frombuffer(memoryview(events), dtype=wire.EVENT_DTYPE), last_seq
 
     def snapshot_due_within(self, commands: int) -> bool:
@@ -689,10 +684,7 @@ class Engine:
 
     def propose(self, commands: np.ndarray[Any, Any]) -> tuple[int, int, np.ndarray[Any, Any]]:
         """`submit` through Raft: (log index, first command's seq, `wire.EVENT_DTYPE` events)."""
-        if commands.dtype != wire.COMMAND_DTYPE:
-            raise ValueError(f"commands must have dtype wire.COMMAND_DTYPE, not {commands.dtype}")
-        buffer = np.ascontiguousarray(commands).view(np.uint8)
-        index, first_seq, events = self._zone().propose(buffer.data)
+        index, first_seq, events = self._zone().propose(_command_buffer(commands))
         return index, first_seq, np.frombuffer(events, dtype=wire.EVENT_DTYPE)
 
     def zone_status(self) -> dict[str, Any]:
@@ -721,6 +713,13 @@ class Engine:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _command_buffer(commands: np.ndarray[Any, Any]) -> memoryview:
+    """The bytes of a batch of `wire.COMMAND_DTYPE` records, as the core reads them in place."""
+    if commands.dtype != wire.COMMAND_DTYPE:
+        raise ValueError(f"commands must have dtype wire.COMMAND_DTYPE, not {commands.dtype}")
+    return np.ascontiguousarray(commands).view(np.uint8).data
 
 
 def _code(names: tuple[str, ...], value: str, what: str) -> int:

@@ -1,9 +1,9 @@
 """One zone's trading service behind the gateway: the durable engine, the sequencer, the
 derived views, market data feeds, risk checks and the pushes to WebSocket subscribers.
 
-Everything here except a cluster zone's sequencer thread runs on the event loop, so the views need no
-locks: a batch's results are applied to the views, then pushed, then the waiting requests
-are answered, in that order, so that a client that hears "placed" can query its order.
+Everything here except a cluster zone's sequencer thread runs on the event loop, so the views
+need no locks: a batch's results are applied to the views, then pushed, then the waiting
+requests are answered, in that order, so that a client that hears "placed" can query its order.
 """
 
 from __future__ import annotations

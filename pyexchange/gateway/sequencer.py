@@ -197,9 +197,10 @@ class Sequencer:
         self.batches = 0
         self.commands = 0
         self.refused = 0
-        self._thread = threading.Thread(target=self._run, name="pyexchange-sequencer", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pyexchange-sequencer", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -207,7 +208,8 @@ class Sequencer:
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
 
     def queued(self) -> tuple[int, int]:
         return len(self._orders), len(self._cancels)
@@ -358,12 +360,13 @@ class LoopSequencer(Sequencer):
         super().__init__(engine, admission, loop, deliver, followed)
         self._flush_scheduled = False
         self._unsynced: deque[tuple[int, Batch]] = deque()  # (when applied, ns; the batch), by seq
+        self._durable = engine.is_durable  # else (in memory) a batch is final once applied
         self._wake_fd: int | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyexchange-snapshot-batch")
         self._snapshotting: Future[Batch] | None = None  # the batch the worker applies, if any
 
     def start(self) -> None:
-        if self._engine.is_durable:
+        if self._durable:
             self._wake_fd = self._engine.durable_wake_fd()
             self._loop.add_reader(self._wake_fd, self._synced)
 
@@ -413,9 +416,9 @@ class LoopSequencer(Sequencer):
             self._applied(done.result())
 
     def _applied(self, batch: Batch) -> None:
-        """After a batch is applied: delivered now if it failed or is already durable (in memory),
-        else once a sync covers it; then the next batch, if more is queued."""
-        if batch.error is not None or batch.last_seq <= self._engine.durable_seq:
+        """After a batch is applied: delivered now if it failed or the engine is in memory, else
+        once a sync covers it; then the next batch, if more is queued."""
+        if batch.error is not None or not self._durable:
             self._deliver(batch)
         else:
             self._unsynced.append((time.monotonic_ns(), batch))

@@ -70,6 +70,29 @@ impl PyDurableEngine {
         Ok(self.engine()?.read(f))
     }
 
+    /// Journals and applies a batch of command records with the GIL released: its events and
+    /// its last seq, once the batch is durable if `wait_durable`.
+    fn sequence(&self, py: Python<'_>, commands: &PyBuffer<u8>, wait_durable: bool) -> PyResult<(EventBuffer, u64)> {
+        let batch = Batch::of(commands)?;
+        let durable = self.engine()?;
+        let sequenced = py.detach(move || -> Result<(Vec<EventRecord>, u64), DurableError> {
+            // SAFETY: `commands` stays exported until this returns; the caller does not write
+            // to the batch meanwhile (as for `Engine.submit`).
+            unsafe {
+                batch.with_records(|records| {
+                    let mut events = pooled_events(records.len() + records.len() / 4);
+                    let last_seq = durable.sequence_records(records, &mut events)?;
+                    if wait_durable {
+                        durable.wait_durable(last_seq)?;
+                    }
+                    Ok((events, last_seq))
+                })
+            }
+        });
+        let (events, last_seq) = sequenced.map_err(py_error)?;
+        Ok((EventBuffer { events }, last_seq))
+    }
+
     /// Executes with the GIL released; the events as record bytes.
     fn run<'py>(&self, py: Python<'py>, ts_ns: i64, command: Command) -> PyResult<Bound<'py, PyBytes>> {
         let durable = self.engine()?;
@@ -124,19 +147,7 @@ engine_methods!(PyDurableEngine, [], {
     /// Journals and applies a batch of command records with the GIL released; returns the
     /// events once the whole batch is durable. A bad record applies nothing.
     fn submit(&self, py: Python<'_>, commands: PyBuffer<u8>) -> PyResult<EventBuffer> {
-        let batch = Batch::of(&commands)?;
-        let durable = self.engine()?;
-        let events = py.detach(move || -> Result<Vec<EventRecord>, DurableError> {
-            // SAFETY: `commands` stays exported until this returns; the caller does not write
-            // to the batch meanwhile (as for `Engine.submit`).
-            unsafe {
-                batch.with_records(|records| {
-                    let mut events = pooled_events(records.len() + records.len() / 4);
-                    durable.execute_records(records, &mut events).map(|()| events)
-                })
-            }
-        });
-        Ok(EventBuffer { events: events.map_err(py_error)? })
+        self.sequence(py, &commands, true).map(|(events, _)| events)
     }
 
     /// The first half of `submit`, for a caller that must not block until the sync (an event
@@ -144,19 +155,7 @@ engine_methods!(PyDurableEngine, [], {
     /// its last seq at once. None of those events may reach anyone before `durable_seq`
     /// covers that seq (`wake_when_durable`). A bad record applies nothing.
     fn submit_unsynced(&self, py: Python<'_>, commands: PyBuffer<u8>) -> PyResult<(EventBuffer, u64)> {
-        let batch = Batch::of(&commands)?;
-        let durable = self.engine()?;
-        let sequenced = py.detach(move || -> Result<(Vec<EventRecord>, u64), DurableError> {
-            // SAFETY: as in `submit`.
-            unsafe {
-                batch.with_records(|records| {
-                    let mut events = pooled_events(records.len() + records.len() / 4);
-                    durable.sequence_records(records, &mut events).map(|last_seq| (events, last_seq))
-                })
-            }
-        });
-        let (events, last_seq) = sequenced.map_err(py_error)?;
-        Ok((EventBuffer { events }, last_seq))
+        self.sequence(py, &commands, false)
     }
 
     /// Whether applying `commands` more commands now would start a snapshot, which copies the
