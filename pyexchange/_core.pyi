@@ -1,7 +1,7 @@
 """The compiled engine (`core_rs`, PyO3). Integers in, integers out; `pyexchange.Engine`
 is the convenient face. Event records are `wire.EVENT_DTYPE` bytes (88 bytes each)."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
 from typing import Any, final
 
@@ -23,6 +23,7 @@ __all__ = [
     "JournalUnavailable",
     "NotLeader",
     "OutcomeUnknown",
+    "PlaceReader",
     "ReplicaStopped",
     "ZoneEngine",
     "journal_records",
@@ -39,6 +40,23 @@ EVENT_KINDS: list[str]
 REASONS: list[str]
 ORDER_STATES: list[str]
 MARKET_STATES: list[str]
+
+@final
+class PlaceReader:
+    """The fast path of `gateway.requests.place`: the `PlaceIntent` of a well-formed order
+    whose fields are all strings, or None (the Python reading decides)."""
+
+    def __new__(
+        cls,
+        instruments: list[tuple[str, Any, str, str, str]],
+        place_intent: Callable[..., Any],
+        decimal: Callable[[str], Any],
+        sides: Sequence[str],
+        order_types: Sequence[str],
+        stp_modes: Sequence[str],
+        default_stp: str,
+    ) -> PlaceReader: ...
+    def read(self, body: object) -> Any | None: ...
 
 @final
 class EventBuffer(Buffer):

@@ -180,6 +180,7 @@ class Exchange:
         self.books = {inst.symbol: BookFeed(BOOK_DEPTH_TRACKED) for inst in engine.instruments()}
         self.risk = RiskChecks(config.risk)
         self.instruments = {inst.symbol: inst for inst in engine.instruments()}
+        self.read_place = requests.PlaceReader(self.instruments)
         self._subscribers: Subscribers = _Nobody()
         self._sequencer: Sequencer | None = None
         self._pending_places: dict[int, int] = {}
@@ -697,7 +698,7 @@ def start_op(exchange: Exchange, account: int, op: str, item: Any) -> dict[str, 
     or the step on its way. A bad item or a refusal is its own `sCode`, not an exception."""
     try:
         if op == "place":
-            step = exchange.place(account, requests.place(item, exchange.instruments))
+            step = exchange.place(account, exchange.read_place(item))
         elif op == "cancel":
             step = exchange.cancel(account, requests.order_ref(item, exchange.instruments))
         else:

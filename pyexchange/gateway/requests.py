@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from pyexchange import wire
+from pyexchange import _core, wire
 from pyexchange.engine import Instrument
 from pyexchange.gateway import okx
 
@@ -22,6 +22,7 @@ CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")  # ASCII digits only: no sign, exponent, space or '_'
 ORDER_TYPES = ("limit", "market", "post_only", "fok", "ioc")
 STP_MODES = ("cancel_maker", "cancel_taker", "cancel_both")
+STP_DEFAULT = "cancel_maker"
 NUMBER_CHARS_MAX = 40
 STEPS_MAX = 1 << 62  # ticks and lots past this are refused here; the engine's own limits are lower
 ORDER_ID_MAX = (1 << 63) - 1
@@ -166,7 +167,7 @@ def place(body: Any, instruments: Mapping[str, Instrument]) -> PlaceIntent:
         raise error("tdMode", f'{td_mode!r}: spot trading here is cash only (tdMode "cash")')
     side = _choice(body, "side", wire.SIDES)
     order_type = _choice(body, "ordType", ORDER_TYPES)
-    stp = _choice(body, "stpMode", STP_MODES, default="cancel_maker")
+    stp = _choice(body, "stpMode", STP_MODES, default=STP_DEFAULT)
     size = _number(body, "sz")
     assert size is not None
     size_lots = _steps(size, inst.lot_size, "sz", "lot size")
@@ -189,6 +190,21 @@ def place(body: Any, instruments: Mapping[str, Instrument]) -> PlaceIntent:
     return PlaceIntent(
         inst, side, order_type, price, size, price_ticks, size_lots, client_order_id(body), stp, tag[:16]
     )
+
+
+class PlaceReader:
+    """`place`, with a fast path in Rust (`_core.PlaceReader`) for the orders it is sure of:
+    a well-formed order whose fields are all strings gets the same `PlaceIntent` in a fifth of
+    the time; anything else, and every error, is read by `place`."""
+
+    def __init__(self, instruments: Mapping[str, Instrument]) -> None:
+        self._instruments = instruments
+        specs = [(symbol, inst, format(inst.tick_size, "f"), format(inst.lot_size, "f"), format(inst.min_size, "f"))
+                 for symbol, inst in instruments.items()]  # fmt: skip
+        self.fast = _core.PlaceReader(specs, PlaceIntent, Decimal, wire.SIDES, ORDER_TYPES, STP_MODES, STP_DEFAULT)
+
+    def __call__(self, body: Any) -> PlaceIntent:
+        return self.fast.read(body) or place(body, self._instruments)
 
 
 def order_ref(body: Any, instruments: Mapping[str, Instrument]) -> OrderRef:
