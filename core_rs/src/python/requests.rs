@@ -24,7 +24,7 @@ const BASE_CCY: &str = "base_ccy";
 const BUY: &str = "buy";
 
 /// A plain decimal, `digits` × 10^-`scale`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy)]
 struct Plain {
     digits: u128,
     scale: u32,
