@@ -32,11 +32,7 @@ struct Plain {
 
 /// `[0-9]+(\.[0-9]+)?` of at most `DIGITS_MAX` digits, as the Python reading's `DECIMAL`.
 fn plain(text: &str) -> Option<Plain> {
-    let (whole, fraction) = match text.split_once('.') {
-        Some((whole, fraction)) => (whole, Some(fraction)),
-        None => (text, None),
-    };
-    let fraction = fraction.unwrap_or("");
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
     if whole.is_empty() || text.ends_with('.') || whole.len() + fraction.len() > DIGITS_MAX {
         return None;
     }
@@ -84,9 +80,12 @@ fn text<'py>(body: &Bound<'py, PyDict>, field: &Bound<'py, PyString>) -> Result<
     Ok(Some(value))
 }
 
+/// A field's allowed values, each with the Python string an intent carries.
+type Names = Vec<(String, Py<PyString>)>;
+
 /// The one of `allowed` that `value` is.
-fn choice<'a>(value: &str, allowed: &'a [Py<PyString>], py: Python<'_>) -> Option<&'a Py<PyString>> {
-    allowed.iter().find(|name| name.bind(py).to_str().is_ok_and(|name| name == value))
+fn choice<'a>(value: &str, allowed: &'a Names) -> Option<&'a Py<PyString>> {
+    allowed.iter().find(|(name, _)| name == value).map(|(_, name)| name)
 }
 
 fn client_order_id_ok(value: &str) -> bool {
@@ -121,9 +120,9 @@ pub(super) struct PlaceReader {
     instruments: HashMap<String, Spec>,
     place_intent: Py<PyAny>,
     decimal: Py<PyAny>,
-    sides: Vec<Py<PyString>>,
-    order_types: Vec<Py<PyString>>,
-    stp_modes: Vec<Py<PyString>>,
+    sides: Names,
+    order_types: Names,
+    stp_modes: Names,
     default_stp: Py<PyString>,
     empty: Py<PyString>,
     fields: Fields,
@@ -160,7 +159,15 @@ impl PlaceReader {
             };
             specs.insert(symbol, spec);
         }
-        let strings = |names: Vec<String>| names.iter().map(|name| PyString::new(py, name).unbind()).collect();
+        let strings = |names: Vec<String>| {
+            names
+                .into_iter()
+                .map(|name| {
+                    let object = PyString::new(py, &name).unbind();
+                    (name, object)
+                })
+                .collect()
+        };
         let field = |name: &str| PyString::intern(py, name).unbind();
         Ok(Self {
             instruments: specs,
@@ -236,10 +243,14 @@ impl PlaceReader {
         if required(&f.td_mode)?.to_str().ok()? != CASH {
             return None;
         }
-        let side = choice(required(&f.side)?.to_str().ok()?, &self.sides, py)?;
-        let order_type = choice(required(&f.ord_type)?.to_str().ok()?, &self.order_types, py)?;
+        let side_field = required(&f.side)?;
+        let side_text = side_field.to_str().ok()?;
+        let side = choice(side_text, &self.sides)?;
+        let order_type_field = required(&f.ord_type)?;
+        let order_type_text = order_type_field.to_str().ok()?;
+        let order_type = choice(order_type_text, &self.order_types)?;
         let stp = match field(&f.stp_mode)? {
-            Some(stp) => choice(stp.to_str().ok()?, &self.stp_modes, py)?,
+            Some(stp) => choice(stp.to_str().ok()?, &self.stp_modes)?,
             None => &self.default_stp,
         };
         let size = required(&f.sz)?;
@@ -248,12 +259,11 @@ impl PlaceReader {
         if less(size_plain, spec.min_size)? {
             return None;
         }
-        let (price, price_ticks) = if order_type.bind(py).to_str().ok()? == MARKET {
+        let (price, price_ticks) = if order_type_text == MARKET {
             // As the Python reading: a market buy must say its size is in the base currency.
-            let is_buy = side.bind(py).to_str().ok()? == BUY;
             match field(&f.tgt_ccy)? {
                 Some(target) if target.to_str().ok()? == BASE_CCY => {}
-                None if !is_buy => {}
+                None if side_text != BUY => {}
                 _ => return None,
             }
             (None, 0)
