@@ -70,6 +70,7 @@ class Connection:
 
     async def pump(self) -> None:
         queued = self._queued
+        loop = asyncio.get_running_loop()  # once: on CPython 3.11 each call is a getpid system call
         while True:
             while queued:
                 text = queued.popleft()
@@ -78,7 +79,7 @@ class Connection:
                                       "reason": "send queue full: the client reads too slowly"})  # fmt: skip
                     return
                 await self._send({"type": "websocket.send", "text": text})
-            self._wake = asyncio.get_running_loop().create_future()
+            self._wake = loop.create_future()
             await self._wake
 
 
