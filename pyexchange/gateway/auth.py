@@ -54,18 +54,20 @@ class Authenticator:
             raise okx.OkxError(okx.KEY_INVALID, "Invalid OK-ACCESS-KEY")
         if not _same(sign(key.secret, timestamp + method + request_path + body), signature):
             raise okx.OkxError(okx.SIGNATURE_INVALID, "Invalid Sign")
-        if not await self._passphrase_ok(key, passphrase):
+        known = self.keys.remembered(key, passphrase)  # (no coroutine on every request for the usual case)
+        if not (known if known is not None else await self._passphrase_checked(key, passphrase)):
             raise okx.OkxError(okx.PASSPHRASE_INCORRECT, "OK-ACCESS-PASSPHRASE incorrect")
         if method != "GET":
             self._once(signature, sent_ms)
         return key
 
     async def _passphrase_ok(self, key: ApiKey, passphrase: str) -> bool:
-        """scrypt is slow on purpose (tens of ms), so it runs off the event loop; a passphrase
-        once accepted is remembered and checked at once."""
+        """A passphrase once accepted is remembered and checked at once; else `_passphrase_checked`."""
         known = self.keys.remembered(key, passphrase)
-        if known is not None:
-            return known
+        return known if known is not None else await self._passphrase_checked(key, passphrase)
+
+    async def _passphrase_checked(self, key: ApiKey, passphrase: str) -> bool:
+        """scrypt is slow on purpose (tens of ms), so it runs off the event loop."""
         ticket = (key.api_key, hashlib.sha256(passphrase.encode()).digest())
         running = self._checking.get(ticket)
         if running is None:

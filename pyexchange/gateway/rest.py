@@ -10,6 +10,7 @@ order with `sCode`/`sMsg`.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -40,11 +41,12 @@ async def private(request: Request) -> ApiKey:
     return await _signer(request.app.state.auth, request.scope, request.headers, await request.body())
 
 
-async def _signer(auth: Authenticator, scope: Scope, headers: Mapping[str, str], body: bytes) -> ApiKey:
-    """The key that signed this request (`auth.Authenticator.rest`); `headers` by lowercase name."""
+def _signer(auth: Authenticator, scope: Scope, headers: Mapping[str, str], body: bytes) -> Awaitable[ApiKey]:
+    """The key that signed this request (`auth.Authenticator.rest`); `headers` by lowercase name.
+    (The check itself is what the caller awaits: no coroutine of its own on every request.)"""
     query = scope["query_string"].decode("utf-8", errors="replace")
     path = scope["path"] + (f"?{query}" if query else "")  # a route's own path: nothing to escape
-    return await auth.rest(headers, scope["method"], path, body.decode("utf-8", errors="replace"))
+    return auth.rest(headers, scope["method"], path, body.decode("utf-8", errors="replace"))
 
 
 Ex = Annotated[Exchange, Depends(ex)]
@@ -297,10 +299,7 @@ EntryEndpoint = Callable[[Scope, bytes], Awaitable[Response]]
 
 
 def _entry_route(op: str, *, batch: bool) -> EntryEndpoint:
-    async def endpoint(scope: Scope, body: bytes) -> Response:
-        return await _entry(scope, body, op, batch=batch)
-
-    return endpoint
+    return functools.partial(_entry, op=op, batch=batch)  # (not a wrapper: no coroutine of its own per request)
 
 
 def _as_route(endpoint: EntryEndpoint) -> Callable[[Request], Awaitable[Response]]:
