@@ -29,6 +29,7 @@ __all__ = [
     "journal_records",
     "journal_replay",
     "journal_verify",
+    "okx_signature_ok",
 ]
 
 COMMAND_RECORD_BYTES: int
@@ -388,3 +389,7 @@ def journal_records(
     data_dir: str | PathLike[str], from_seq: int, limit: int
 ) -> list[tuple[int, str, int, int, str, bytes]]:
     """Up to `limit` records from `from_seq`: (seq, file, offset, ts_ns, command, payload)."""
+
+def okx_signature_ok(secret: str, timestamp: str, method: str, request_path: str, body: str, sent: str) -> bool:
+    """Whether `sent` is Base64(HMAC-SHA256(secret, timestamp + method + request_path + body)),
+    compared in constant time."""

@@ -234,6 +234,7 @@ macro_rules! engine_methods {
 
 mod durable;
 mod requests;
+mod signature;
 mod zone;
 
 /// Events the lean calls may queue before `take_events` must drain them.
@@ -593,6 +594,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<EventBuffer>()?;
     durable::register(m)?;
     requests::register(m)?;
+    signature::register(m)?;
     zone::register(m)?;
     m.add("COMMAND_RECORD_BYTES", COMMAND_RECORD_BYTES)?;
     m.add("EVENT_RECORD_BYTES", EVENT_RECORD_BYTES)?;

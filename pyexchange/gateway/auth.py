@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
 
+from pyexchange import _core
 from pyexchange.accounts import ApiKey, KeyStore
 from pyexchange.gateway import okx
 
@@ -25,9 +26,9 @@ WS_LOGIN_PATH = "/users/self/verify"
 
 
 def sign(secret: str, prehash: str) -> str:
-    # Not `hmac.digest`: its one-shot HMAC lets go of the GIL (CPython 3.11), so every signed
-    # request handed the GIL to the sequencer thread and waited to get it back; `hmac.new`
-    # keeps it for messages this short.
+    """OKX's signature of `prehash`, as a client makes it (the gateway checks signatures with
+    `_core.okx_signature_ok`). `hmac.new`, not `hmac.digest`, whose one-shot HMAC lets go of
+    the GIL (CPython 3.11): a client in the server's process would hand it to the sequencer."""
     return base64.b64encode(hmac.new(secret.encode(), prehash.encode(), hashlib.sha256).digest()).decode()
 
 
@@ -52,7 +53,7 @@ class Authenticator:
         key = self.keys.get(api_key)
         if key is None:
             raise okx.OkxError(okx.KEY_INVALID, "Invalid OK-ACCESS-KEY")
-        if not _same(sign(key.secret, timestamp + method + request_path + body), signature):
+        if not _core.okx_signature_ok(key.secret, timestamp, method, request_path, body, signature):
             raise okx.OkxError(okx.SIGNATURE_INVALID, "Invalid Sign")
         known = self.keys.remembered(key, passphrase)  # (no coroutine on every request for the usual case)
         if not (known if known is not None else await self._passphrase_checked(key, passphrase)):
@@ -92,7 +93,7 @@ class Authenticator:
         key = self.keys.get(fields["apiKey"])
         if key is None:
             raise okx.OkxError("60005", "Invalid OK-ACCESS-KEY")
-        if not _same(sign(key.secret, fields["timestamp"] + "GET" + WS_LOGIN_PATH), fields["sign"]):
+        if not _core.okx_signature_ok(key.secret, fields["timestamp"], "GET", WS_LOGIN_PATH, "", fields["sign"]):
             raise okx.OkxError("60007", "Invalid sign")
         if not await self._passphrase_ok(key, fields["passphrase"]):
             raise okx.OkxError("60024", "Wrong passphrase")
@@ -111,11 +112,6 @@ class Authenticator:
         if signature in self._seen:
             raise okx.OkxError(okx.SIGNATURE_INVALID, "Invalid Sign: this signed request was already received (replay)")
         self._seen[signature] = max(sent_ms + self.window_ms, now_ms)
-
-
-def _same(expected: str, sent: str) -> bool:
-    """A constant-time comparison that also takes a signature with non-ASCII characters."""
-    return hmac.compare_digest(expected.encode(), sent.encode("utf-8", errors="surrogateescape"))
 
 
 def signed_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
