@@ -109,6 +109,16 @@ async def _ws_order_entry(server: Server) -> None:
         await ws.send(json.dumps({"op": "cancel-order", "id": "c1", "args": [{"instId": BTC, "clOrdId": "ws1"}]}))
         canceled, pushed = await _answer_and_push(ws, "c1")
         assert canceled["data"][0]["ordId"] == order_id and pushed["data"][0]["state"] == "canceled"
+        # An op of several steps on their way is answered once, when its last step is.
+        batch = [{**order, "px": px} for px in ("22000", "22100", "bad", "22200")]
+        await ws.send(json.dumps({"op": "batch-orders", "id": "b2", "args": batch}))
+        while (answer := await _recv(ws)).get("id") != "b2":
+            assert answer.get("arg", {}).get("channel") == "orders"
+        assert [d["sCode"] for d in answer["data"]] == ["0", "0", "51000", "0"]
+        assert len({d["ordId"] for d in answer["data"]}) == 4  # three orders and the refusal's ""
+        await ws.send("ping")
+        while (after := await _recv(ws)) != "pong":
+            assert after.get("id") != "b2", "answered twice"
     assert (
         _rest(server, 1, "GET", f"/api/v5/trade/order?instId={BTC}&ordId={order_id}").json()["data"][0]["state"]
         == "canceled"
