@@ -298,10 +298,6 @@ async def _entry(scope: Scope, body: bytes, op: str, *, batch: bool) -> Response
 EntryEndpoint = Callable[[Scope, bytes], Awaitable[Response]]
 
 
-def _entry_route(op: str, *, batch: bool) -> EntryEndpoint:
-    return functools.partial(_entry, op=op, batch=batch)  # (not a wrapper: no coroutine of its own per request)
-
-
 def _as_route(endpoint: EntryEndpoint) -> Callable[[Request], Awaitable[Response]]:
     """An entry endpoint as a route's (which only the OpenAPI schema and other methods' 405 use:
     `app.OrderEntry` answers the POSTs first)."""
@@ -326,7 +322,9 @@ ENTRY_ROUTES = (
 ENTRY_ENDPOINTS: dict[str, EntryEndpoint] = {}
 for _path, _name, _op, _many, _fields, _required in ENTRY_ROUTES:
     _schema = _order_body_schema(_fields, _required)
-    ENTRY_ENDPOINTS[router.prefix + _path] = _endpoint = _entry_route(_op, batch=_many)
+    # A partial, not a wrapper: no coroutine of its own per request.
+    _endpoint: EntryEndpoint = functools.partial(_entry, op=_op, batch=_many)
+    ENTRY_ENDPOINTS[router.prefix + _path] = _endpoint
     router.add_api_route(_path, _as_route(_endpoint), methods=["POST"], name=_name,
                          operation_id=f"{_name}_api_v5{_path.replace('/', '_').replace('-', '_')}_post",
                          openapi_extra=_list_of(_schema) if _many else _schema)  # fmt: skip
