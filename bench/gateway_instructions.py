@@ -106,7 +106,7 @@ def _ws_round(exchange: Exchange, _workdir: Path, _kind: str) -> Round:
         messages = list(itertools.islice(orders, path.ORDERS_PER_ROUND))
         for start in range(0, len(messages), BATCH_MESSAGES):
             for text, session in zip(messages[start : start + BATCH_MESSAGES], itertools.cycle(sessions)):
-                await session.handle(text)
+                session.handle(text)
             exchange.sequencer.step()
             for _ in range(2):  # the futures' callbacks, then the answers they send
                 await asyncio.sleep(0)

@@ -87,7 +87,7 @@ class Gateway:
         answers = self.answers
         answers.all_in, answers.expected = asyncio.Event(), answers.count + len(messages)
         for text, session in zip(messages, itertools.cycle(self.sessions)):
-            await session.handle(text)
+            session.handle(text)
         await asyncio.wait_for(answers.all_in.wait(), 30)
 
 

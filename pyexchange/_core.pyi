@@ -30,6 +30,7 @@ __all__ = [
     "journal_replay",
     "journal_verify",
     "okx_signature_ok",
+    "websocket_frames",
 ]
 
 COMMAND_RECORD_BYTES: int
@@ -393,3 +394,10 @@ def journal_records(
 def okx_signature_ok(secret: str, timestamp: str, method: str, request_path: str, body: str, sent: str) -> bool:
     """Whether `sent` is Base64(HMAC-SHA256(secret, timestamp + method + request_path + body)),
     compared in constant time."""
+
+def websocket_frames(
+    buffer: bytes, payload_bytes_max: int
+) -> tuple[list[tuple[int, bool, bytes]], int, tuple[int, str] | None]:
+    """The whole client frames at the start of `buffer`, each (opcode, fin, unmasked payload);
+    the bytes they took; and the close code and reason if the next frame breaks RFC 6455 or
+    declares a payload over `payload_bytes_max` (the frames before it are returned)."""

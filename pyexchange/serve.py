@@ -98,9 +98,7 @@ def create_demo_accounts(data_dir: Path, engine: Engine, config: Config) -> list
 
 
 def serve(data_dir: str, config_path: str | None, host: str | None, port: int | None) -> int:
-    import uvicorn
-
-    from pyexchange.gateway.app import create_app
+    from pyexchange.gateway.app import create_app, run
     from pyexchange.gateway.auth import Authenticator
     from pyexchange.gateway.exchange import Exchange
 
@@ -115,8 +113,7 @@ def serve(data_dir: str, config_path: str | None, host: str | None, port: int | 
     app = create_app(exchange, auth)
     _announce(zone, host, port, replayed)
     try:
-        # No access log: at level warning its lines are never shown, yet uvicorn would build each.
-        uvicorn.run(app, host=host, port=port, log_level="warning", ws_max_size=1 << 20, access_log=False)
+        run(app, host, port)
     finally:
         zone.engine.close()
     return 0

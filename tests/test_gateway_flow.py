@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from pyexchange import Engine, wire
 from pyexchange.config import AdmissionConfig, load
-from pyexchange.gateway import okx, ws
+from pyexchange.gateway import okx
 from pyexchange.gateway.app import BODY_BYTES_MAX, OrderEntry
 from pyexchange.gateway.exchange import REPLY_SWEEP_S, Exchange, LoopLag, ReplyDeadlines
 from pyexchange.gateway.sequencer import Batch, Command, LoopSequencer, Overloaded, Sequencer, command_bounds
@@ -486,37 +486,6 @@ def test_the_loop_sequencer_on_a_durable_engine_delivers_what_its_journal_synced
     assert all(durable >= last for last, durable in seen)
 
 
-def test_a_connection_that_reads_too_slowly_is_closed_with_4030_after_what_was_queued(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """`ws.Connection`: its send queue is bounded; the message that finds it full is dropped and
-    so is every later one, the oldest queued gives way to the close (4030), and the messages
-    before it still go out in order."""
-    monkeypatch.setattr(ws, "SEND_QUEUE_MESSAGES_MAX", 3)
-    sent: list[dict[str, Any]] = []
-    client_reads = asyncio.Event()
-
-    async def send(message: dict[str, Any]) -> None:
-        await client_reads.wait()
-        sent.append(message)
-
-    async def scenario() -> None:
-        conn = ws.Connection(send, private=False)
-        pump = asyncio.create_task(conn.pump())
-        conn.send("m0")
-        await asyncio.sleep(0)  # the pump takes m0 and waits for the client
-        for n in range(1, 6):
-            conn.send(f"m{n}")
-        assert conn.overflowed
-        client_reads.set()
-        await asyncio.wait_for(pump, 5)
-
-    asyncio.run(scenario())
-    assert sent == [{"type": "websocket.send", "text": text} for text in ("m0", "m2", "m3")] + [
-        {"type": "websocket.close", "code": 4030, "reason": "send queue full: the client reads too slowly"}
-    ]
-
-
 def test_sequencer_step_runs_one_batch_on_the_calling_thread() -> None:
     """`Sequencer.step` (for the instruction-count benchmark): with the thread not started, each
     step applies what is queued, cancels first, and delivers it at once; with nothing queued it
@@ -634,7 +603,7 @@ def test_websocket_ops_in_flight_are_bounded_and_each_is_answered_when_its_reply
         session = Session(exchange, Hub(), None, conn)  # type: ignore[arg-type]
         try:
             for i in range(OPS_IN_FLIGHT_MAX + 1):
-                await session.handle(json.dumps({"id": f"o{i}", "op": "order", "args": [order]}))
+                session.handle(json.dumps({"id": f"o{i}", "op": "order", "args": [order]}))
             assert session.ops_in_flight == OPS_IN_FLIGHT_MAX
             assert [(m["id"], m["code"]) for m in conn.sent] == [(f"o{OPS_IN_FLIGHT_MAX}", okx.RATE_LIMITED)]
             deadline = time.monotonic() + 5
@@ -740,8 +709,8 @@ def test_loop_lag_ignores_one_stall_but_not_a_loop_that_stays_behind() -> None:
 def test_order_entry_answers_its_paths_and_passes_everything_else_on(caplog: pytest.LogCaptureFixture) -> None:
     """`app.OrderEntry`: a POST to an entry path goes to its endpoint with the whole body (sent
     in parts here); an `OkxError` there becomes the OKX envelope with its HTTP status; anything
-    else is logged and answered as the app's 500 handler answers it (50026); a WebSocket to a
-    socket path goes to its endpoint; every other request reaches the app behind it."""
+    else is logged and answered as the app's 500 handler answers it (50026); every other
+    request reaches the app behind it."""
 
     async def placed(_scope: Any, body: bytes) -> okx.OrjsonResponse:
         return okx.answer([{"sCode": "0", "body": body.decode()}])
@@ -753,18 +722,12 @@ def test_order_entry_answers_its_paths_and_passes_everything_else_on(caplog: pyt
         raise KeyError("a bug")
 
     passed_on: list[tuple[str, str, str]] = []
-    sockets_served: list[str] = []
-
-    async def socket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        sockets_served.append(scope["path"])
-        await okx.answer([{"socket": scope["path"]}])(scope, receive, send)
 
     async def app_behind(scope: dict[str, Any], receive: Any, send: Any) -> None:
         passed_on.append((scope["type"], scope.get("method", ""), scope["path"]))
         await okx.answer([])(scope, receive, send)
 
-    entry = OrderEntry(app_behind, {"/placed": placed, "/refused": refused, "/broken": broken},
-                       {"/socket": socket_app})  # fmt: skip
+    entry = OrderEntry(app_behind, {"/placed": placed, "/refused": refused, "/broken": broken})
 
     Answer = tuple[int, dict[str, Any], dict[bytes, bytes]]
 
@@ -797,15 +760,12 @@ def test_order_entry_answers_its_paths_and_passes_everything_else_on(caplog: pyt
         # Sent in parts without a Content-Length (Admission checks that one): refused past the limit.
         status, body, _ = await call("POST", "/placed", body=(b"[" * (BODY_BYTES_MAX // 2),) * 3)
         assert (status, body["code"]) == (413, "51000") and "larger than" in body["msg"]
-        status, body, _ = await call("", "/socket", "websocket")
-        assert (status, body["data"]) == (200, [{"socket": "/socket"}])
-        assert passed_on == [] and sockets_served == ["/socket"]
+        assert passed_on == []
         for method, path, kind in [("GET", "/placed", "http"), ("POST", "/other", "http"), ("PUT", "/refused", "http"),
-                                   ("", "/placed", "websocket"), ("GET", "/socket", "http")]:  # fmt: skip
+                                   ("", "/placed", "websocket")]:  # fmt: skip
             status, body, _ = await call(method, path, kind)
             assert (status, body["code"]) == (200, "0")
         assert passed_on == [("http", "GET", "/placed"), ("http", "POST", "/other"), ("http", "PUT", "/refused"),
-                             ("websocket", "", "/placed"), ("http", "GET", "/socket")]  # fmt: skip
-        assert sockets_served == ["/socket"]
+                             ("websocket", "", "/placed")]  # fmt: skip
 
     asyncio.run(scenario())

@@ -235,6 +235,7 @@ macro_rules! engine_methods {
 mod durable;
 mod requests;
 mod signature;
+mod websocket;
 mod zone;
 
 /// Events the lean calls may queue before `take_events` must drain them.
@@ -595,6 +596,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     durable::register(m)?;
     requests::register(m)?;
     signature::register(m)?;
+    websocket::register(m)?;
     zone::register(m)?;
     m.add("COMMAND_RECORD_BYTES", COMMAND_RECORD_BYTES)?;
     m.add("EVENT_RECORD_BYTES", EVENT_RECORD_BYTES)?;

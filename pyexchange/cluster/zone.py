@@ -184,9 +184,7 @@ def ensure_market(engine: Engine, config: Config, shared_dir: Path) -> None:
 
 
 def run_zone(config_path: str) -> int:
-    import uvicorn
-
-    from pyexchange.gateway.app import create_app
+    from pyexchange.gateway.app import create_app, run
     from pyexchange.gateway.auth import Authenticator
     from pyexchange.gateway.exchange import Exchange
     from pyexchange.gateway.operator import operator_token
@@ -212,8 +210,7 @@ def run_zone(config_path: str) -> int:
               f"gateway http://{zone.host}:{zone.port} (REST /api/v5, WebSocket /ws/v5, cluster /cluster/v1), "
               f"data in {zone.data_dir}")  # fmt: skip
         sys.stdout.flush()
-        # No access log: at level warning its lines are never shown, yet uvicorn would build each.
-        uvicorn.run(app, host=zone.host, port=zone.port, log_level="warning", ws_max_size=1 << 20, access_log=False)
+        run(app, zone.host, zone.port)
     finally:
         engine.close()
     return 0

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pyexchange.gateway import cluster_api, okx, operator, rest, ws
 from pyexchange.gateway.auth import Authenticator
 from pyexchange.gateway.exchange import Exchange
+from pyexchange.gateway.websocket import WebSocketProtocol
 
 log = logging.getLogger("pyexchange.gateway")
 GC_FREEZE_EVERY_S = 1.0
@@ -44,14 +45,14 @@ def create_app(exchange: Exchange, auth: Authenticator) -> Gateway:
     hub = ws.Hub()
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         exchange.start(asyncio.get_running_loop(), hub)
         tasks = [asyncio.create_task(exchange.run_dead_man_switches()), asyncio.create_task(exchange.watch_loop_lag()),
                  asyncio.create_task(keep_gc_pauses_short())]  # fmt: skip
         if exchange.link is not None:
             tasks.append(asyncio.create_task(exchange.link.watch_leadership()))  # restarts the ramp on a failover
         try:
-            yield
+            yield {"exchange": exchange, "hub": hub, "auth": auth}  # the WebSocket sessions' (`WebSocketProtocol`)
         finally:
             for task in tasks:
                 task.cancel()
@@ -71,9 +72,17 @@ def create_app(exchange: Exchange, auth: Authenticator) -> Gateway:
     add_routers(app, (rest.router, operator.router) + ((cluster_api.router,) if exchange.link else ()))
     _add_error_handlers(app)
     admission = exchange.config.admission
-    app.front = Admission(OrderEntry(app.serve_routed, rest.ENTRY_ENDPOINTS, ws.ENDPOINTS),
+    app.front = Admission(OrderEntry(app.serve_routed, rest.ENTRY_ENDPOINTS),
                           limit=admission.requests_in_flight_max, retry_after_s=admission.retry_after_s)  # fmt: skip
     return app
+
+
+def run(app: Gateway, host: str, port: int) -> None:
+    """Serves `app` with uvicorn, which hands the WebSocket endpoints to `WebSocketProtocol`. No
+    access log: at level warning its lines are never shown, yet uvicorn would build each."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="warning", ws=WebSocketProtocol, access_log=False)
 
 
 def add_routers(app: FastAPI, routers: tuple[APIRouter, ...]) -> None:
@@ -134,22 +143,19 @@ class Admission:
 
 
 class OrderEntry:
-    """Serves the hot paths ahead of FastAPI's middleware and routing: REST order entry (`POST
-    /api/v5/trade/order` and the other entry routes) and the WebSocket endpoints (`/ws/v5/...`,
-    where order entry also happens). A REST order goes straight to its endpoint with its body:
-    no request object, no middleware, no route matching, no dependency solving, which cost a
+    """Serves REST order entry (`POST /api/v5/trade/order` and the other entry routes) ahead of
+    FastAPI's middleware and routing: a REST order goes straight to its endpoint with its body.
+    No request object, no middleware, no route matching, no dependency solving, which cost a
     REST order more than the gateway's own work on it (py-spy under load). The endpoints answer
     errors as the app's handlers would (an unexpected one: logged, 500 with 50026), and the
-    entry routes stay in the router for the OpenAPI schema and other methods' 405. A WebSocket
-    endpoint has no route at all: FastAPI would add nothing to it."""
+    entry routes stay in the router for the OpenAPI schema and other methods' 405. (The
+    WebSocket endpoints are not the app's: `run` has uvicorn hand them to
+    `websocket.WebSocketProtocol`.)"""
 
-    def __init__(self, app: ASGIApp, endpoints: dict[str, rest.EntryEndpoint], sockets: dict[str, ASGIApp]) -> None:
-        self.app, self.endpoints, self.sockets = app, endpoints, sockets
+    def __init__(self, app: ASGIApp, endpoints: dict[str, rest.EntryEndpoint]) -> None:
+        self.app, self.endpoints = app, endpoints
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and (socket_app := self.sockets.get(scope["path"])) is not None:
-            await socket_app(scope, receive, send)
-            return
         endpoint = self.endpoints.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if endpoint is None:
             await self.app(scope, receive, send)

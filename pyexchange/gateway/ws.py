@@ -8,79 +8,50 @@
 - Private: `login`, then channels `orders` and `account`, and order entry (`order`,
   `batch-orders`, `cancel-order`, `batch-cancel-orders`, `amend-order`).
 
-Each connection has a bounded send queue. A client that does not read fast enough is
-disconnected (code 4030) rather than allowed to grow the server's memory or to miss a
-book update silently. Pushes happen on the event loop right after a batch is durable.
+The protocol itself (frames, flow control, the slow reader's close) is `websocket.py`'s.
+Pushes happen on the event loop right after a batch is durable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import logging
 import time
 import uuid
-from collections import deque
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pyexchange.accounts import ApiKey
 from pyexchange.gateway import okx
 from pyexchange.gateway.exchange import Exchange, Pending, start_op
 
-SEND_QUEUE_MESSAGES_MAX = 4096
-SLOW_READER_CLOSE_CODE = 4030
 MESSAGE_BYTES_MAX = 64 * 1024
 OPS_BATCH_MAX = 20
 OPS_IN_FLIGHT_MAX = 256
 PUBLIC_CHANNELS = ("books", "books5", "bbo-tbt", "trades", "tickers", "call-auction-details")
 PRIVATE_CHANNELS = ("orders", "account")
-log = logging.getLogger("pyexchange.ws")
+
+
+class Socket(Protocol):
+    """Where a connection's messages go (`websocket.WebSocketProtocol`)."""
+
+    def send_text(self, payload: bytes) -> None: ...
 
 
 class Connection:
-    """One client's connection: what is sent to it waits in a bounded queue that `pump` writes
-    out. A deque and one future to wake the pump, not an `asyncio.Queue`, whose Python-level
-    bookkeeping (unfinished tasks, getters, putters) cost each message a few µs."""
+    """One client's connection as its session and the hub see it: who it is, what it is
+    subscribed to, and `send`, which serializes a message for the socket to write (or queue
+    while the client reads too slowly)."""
 
-    def __init__(self, send: Send, private: bool) -> None:
-        self._send, self.private = send, private
+    def __init__(self, socket: Socket, private: bool) -> None:
+        self._socket, self.private = socket, private
         self.conn_id = uuid.uuid4().hex[:8]
         self.key: ApiKey | None = None
         self.args: dict[tuple[str, str], dict[str, Any]] = {}
-        self._queued: deque[str | None] = deque()  # None: close the connection (it read too slowly)
-        self._wake: asyncio.Future[None] | None = None  # the pump waits on it while nothing is queued
-        self.overflowed = False
 
-    def send(self, message: dict[str, Any] | str) -> None:
-        if self.overflowed:
-            return
-        if len(self._queued) >= SEND_QUEUE_MESSAGES_MAX:
-            self.overflowed = True
-            log.warning("connection %s reads too slowly: disconnecting it", self.conn_id)
-            self._queued.popleft()  # the oldest queued gives way to the close
-            self._queued.append(None)
-        else:
-            self._queued.append(message if isinstance(message, str) else orjson.dumps(message).decode())
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
-
-    async def pump(self) -> None:
-        queued = self._queued
-        loop = asyncio.get_running_loop()  # once: on CPython 3.11 each call is a getpid system call
-        while True:
-            while queued:
-                text = queued.popleft()
-                if text is None:
-                    await self._send({"type": "websocket.close", "code": SLOW_READER_CLOSE_CODE,
-                                      "reason": "send queue full: the client reads too slowly"})  # fmt: skip
-                    return
-                await self._send({"type": "websocket.send", "text": text})
-            self._wake = loop.create_future()
-            await self._wake
+    def send(self, message: dict[str, Any] | bytes) -> None:
+        self._socket.send_text(message if isinstance(message, bytes) else orjson.dumps(message))
 
 
 class Hub:
@@ -113,7 +84,7 @@ class Hub:
     def publish(self, channel: str, key: str, data: list[dict[str, Any]], action: str | None = None) -> None:
         """Sends `data` to every subscriber; a message is serialized once per distinct `arg`
         (public subscribers of a channel usually share one)."""
-        texts: dict[bytes, str] = {}
+        texts: dict[bytes, bytes] = {}
         for conn in list(self._subs.get((channel, key), ())):
             arg = conn.args[(channel, key)]
             rows = data
@@ -128,7 +99,7 @@ class Hub:
                 message: dict[str, Any] = {"arg": arg, "data": rows}
                 if action is not None:
                     message["action"] = action
-                text = texts[arg_key] = orjson.dumps(message).decode()
+                text = texts[arg_key] = orjson.dumps(message)
             conn.send(text)
 
 
@@ -146,40 +117,42 @@ class Session:
         self.exchange, self.hub, self.auth, self.conn = exchange, hub, auth, conn
         self.ops_in_flight = 0
 
-    async def handle(self, text: str) -> None:
+    def handle(self, text: str) -> Coroutine[Any, Any, None] | None:
+        """Handles one message; what is still to be awaited before the next (a login), if any."""
         if text == "ping":
-            self.conn.send("pong")
-            return
+            self.conn.send(b"pong")
+            return None
         if len(text) > MESSAGE_BYTES_MAX:
             self.conn.send(_error(self.conn, "60012", f"Illegal request: longer than {MESSAGE_BYTES_MAX} bytes"))
-            return
+            return None
         try:
             message = orjson.loads(text)
         except (orjson.JSONDecodeError, RecursionError):
             self.conn.send(_error(self.conn, "60012", f"Illegal request: {text[:200]}"))
-            return
+            return None
         if not isinstance(message, dict):
             self.conn.send(_error(self.conn, "60012", f"Illegal request: {text[:200]}"))
-            return
+            return None
         op, args, op_id = message.get("op"), message.get("args"), message.get("id")
         if op_id is not None and (not isinstance(op_id, str) or len(op_id) > 32):
             self.conn.send(_error(self.conn, "60012", "Illegal request: id must be a string of up to 32 characters"))
-            return
+            return None
         if not isinstance(args, list) or not args or not all(isinstance(a, dict) for a in args):
             self.conn.send(_error(self.conn, "60013", "Invalid args: a non-empty list of objects", op_id))
-            return
-        await self._dispatch(str(op), args, op_id)
+            return None
+        return self._dispatch(str(op), args, op_id)
 
-    async def _dispatch(self, op: str, args: list[dict[str, Any]], op_id: str | None) -> None:
+    def _dispatch(self, op: str, args: list[dict[str, Any]], op_id: str | None) -> Coroutine[Any, Any, None] | None:
+        if op == "login":
+            return self._login(args[0])
         if op in ("subscribe", "unsubscribe"):
             for arg in args:
                 self._subscribe(arg, subscribe=op == "subscribe")
-        elif op == "login":
-            await self._login(args[0])
         elif op in ORDER_OPS:
             self._order_op(op, args, op_id)
         else:
             self.conn.send(_error(self.conn, "60012", f"Illegal request: unknown op {op[:40]!r}", op_id))
+        return None
 
     async def _login(self, arg: dict[str, Any]) -> None:
         if not self.conn.private:
@@ -301,37 +274,6 @@ ORDER_OPS = {
 }  # fmt: skip
 
 
-async def serve(scope: Scope, receive: Receive, send: Send, *, private: bool) -> None:
-    """One connection, an ASGI app on the protocol's own messages: Starlette's `WebSocket` would
-    check its states around every message (about 5% of a WebSocket order's loop time). A binary
-    frame is read as UTF-8 text, as OKX's JSON is."""
-    if (await receive())["type"] != "websocket.connect":
-        return
-    await send({"type": "websocket.accept"})
-    state = scope["app"].state
-    hub: Hub = state.hub
-    conn = Connection(send, private)
-    session = Session(state.exchange, hub, state.auth, conn)
-    pump = asyncio.create_task(conn.pump())
-    try:
-        while not pump.done():
-            message = await receive()
-            if message["type"] != "websocket.receive":  # websocket.disconnect
-                break
-            text = message.get("text")
-            if text is None:
-                text = (message.get("bytes") or b"").decode(errors="replace")
-            await session.handle(text)
-    finally:
-        hub.drop(conn)
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await pump
-
-
-# The endpoints by path, for `app.OrderEntry`, which serves them before FastAPI's routing.
-ENDPOINTS: dict[str, ASGIApp] = {
-    "/ws/v5/public": functools.partial(serve, private=False),
-    "/ws/v5/business": functools.partial(serve, private=False),  # where OKX clients look for some channels
-    "/ws/v5/private": functools.partial(serve, private=True),
-}
+# The endpoints, which `websocket.WebSocketProtocol` serves once uvicorn hands them over
+# (`/ws/v5/business` is where OKX clients look for some channels).
+ENDPOINT_PATHS = frozenset({"/ws/v5/public", "/ws/v5/business", "/ws/v5/private"})
