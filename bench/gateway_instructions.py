@@ -5,9 +5,9 @@ shared 2-core VM move by 10% and more within minutes; this count repeats within 
     python -m bench.gateway_instructions [--path ws]      # the count (needs valgrind, about 1.5 min)
     python -m bench.gateway_instructions --wall 20         # µs per request over 20 rounds, no valgrind
 
-The paths are `bench/test_gateway_path.py`'s: `ws`, logged-in sessions handle `op: order`
-messages (JSON, checks, risk, the sequencer's batch on the in-memory engine, the views, the
-answers); `rest`, the whole application handles signed `POST /api/v5/trade/order` requests
+The paths are `bench/test_gateway_path.py`'s: `ws`, logged-in connections take `op: order`
+frames (the frame, JSON, checks, risk, the sequencer's batch on the in-memory engine, the
+views, the answers' frames); `rest`, the whole application handles signed `POST /api/v5/trade/order` requests
 (a task each, as uvicorn runs them: admission, order entry, the signature, then as `ws`);
 `trivial`, the same application answers `GET /api/v5/public/time` (FastAPI's middleware and
 routing: the ceiling that REST order entry is measured against). They are made
@@ -45,7 +45,7 @@ from pyexchange.config import load
 from pyexchange.gateway.app import GC_GEN2_AFTER_GEN1_COLLECTIONS
 from pyexchange.gateway.exchange import Exchange
 from pyexchange.gateway.sequencer import Sequencer
-from pyexchange.gateway.ws import Hub, Session
+from pyexchange.gateway.ws import Hub
 from pyexchange.serve import configure
 
 BATCH_MESSAGES = 100
@@ -97,22 +97,20 @@ Round = tuple[Callable[[], Awaitable[None]], Callable[[], tuple[int, int]]]
 
 
 def _ws_round(exchange: Exchange, _workdir: Path, _kind: str) -> Round:
-    """Logged-in sessions handle `op: order` messages, a batch every `BATCH_MESSAGES`."""
-    answers = path.Answers()
-    sessions = [Session(exchange, Hub(), None, answers) for _ in range(path.SESSIONS)]  # type: ignore[arg-type]
+    """Logged-in connections take `op: order` frames, a batch every `BATCH_MESSAGES`."""
+    sockets = path.Sockets(exchange, path.SESSIONS)
     orders = path._orders()
 
     async def one_round() -> None:
         messages = list(itertools.islice(orders, path.ORDERS_PER_ROUND))
         for start in range(0, len(messages), BATCH_MESSAGES):
-            for text, session in zip(messages[start : start + BATCH_MESSAGES], itertools.cycle(sessions)):
-                session.handle(text)
+            sockets.send(messages[start : start + BATCH_MESSAGES])
             exchange.sequencer.step()
             for _ in range(2):  # the futures' callbacks, then the answers they send
                 await asyncio.sleep(0)
         gc.freeze()
 
-    return one_round, lambda: (answers.count, answers.failed)
+    return one_round, lambda: (sockets.count, sockets.failed)
 
 
 def _rest_round(exchange: Exchange, workdir: Path, kind: str) -> Round:

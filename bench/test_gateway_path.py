@@ -1,6 +1,7 @@
-"""pytest-benchmark of the gateway's own WebSocket order-entry path, in process: a logged-in
-session (`ws.Session`) handles `order` messages from the text frame on (JSON, checks, risk,
-the sequencer thread, the engine, the views, the answer), against the engine's own decimal
+"""pytest-benchmark of the gateway's own WebSocket order-entry path, in process: logged-in
+connections (`websocket.WebSocketProtocol`, on counting transports) handle `order` messages
+from the bytes of the frame to the bytes of the answer (the frame, JSON, checks, risk, the
+sequencer thread, the engine, the views, the answer), against the engine's own decimal
 call (`Engine.place`) placing the same orders in the same run: the ratio is what the gateway
 costs an order over the engine's Python entry point. And REST order entry through the whole
 application (`create_app`, called as uvicorn calls it: a task a request, signed `POST
@@ -26,6 +27,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import struct
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +46,8 @@ from pyexchange.gateway.app import Gateway as App
 from pyexchange.gateway.app import create_app, keep_gc_pauses_short
 from pyexchange.gateway.auth import Authenticator, sign
 from pyexchange.gateway.exchange import Exchange
-from pyexchange.gateway.ws import Hub, Session
+from pyexchange.gateway.websocket import WebSocketProtocol
+from pyexchange.gateway.ws import Hub
 from pyexchange.serve import configure
 
 ORDERS_PER_ROUND = 1_000
@@ -54,41 +57,20 @@ ACCOUNT = 1
 BUY_TICKS, SELL_TICKS = (200_000, 290_000), (310_000, 400_000)  # 20,000.0-29,000.0 and 31,000.0-40,000.0
 
 
-class Answers:
-    """Logged-in private connections (all the sessions') that count what is sent to them."""
-
-    def __init__(self) -> None:
-        self.private, self.key, self.conn_id = True, SimpleNamespace(account=ACCOUNT), "bench"
-        self.count, self.failed = 0, 0
-        self.all_in: asyncio.Event | None = None
-        self.expected = 0
-
-    def send(self, message: dict[str, Any] | str) -> None:
-        self.count += 1
-        if isinstance(message, dict) and message.get("code") != "0":
-            self.failed += 1
-
-        if self.count == self.expected and self.all_in is not None:
-            self.all_in.set()
-
-
 @dataclasses.dataclass
 class Gateway:
     runner: asyncio.Runner
     exchange: Exchange
-    sessions: list[Session]
-    answers: Answers
+    sockets: Sockets
 
     def round_trip(self, messages: list[str]) -> None:
-        """Hands every message to the session, then waits until each is answered."""
         self.runner.run(self._round_trip(messages))
 
     async def _round_trip(self, messages: list[str]) -> None:
-        answers = self.answers
-        answers.all_in, answers.expected = asyncio.Event(), answers.count + len(messages)
-        for text, session in zip(messages, itertools.cycle(self.sessions)):
-            session.handle(text)
-        await asyncio.wait_for(answers.all_in.wait(), 30)
+        sockets = self.sockets
+        sockets.all_in, sockets.expected = asyncio.Event(), sockets.count + len(messages)
+        sockets.send(messages)
+        await asyncio.wait_for(sockets.all_in.wait(), 30)
 
 
 def _exchange(tmp_path: Path) -> Exchange:
@@ -98,6 +80,51 @@ def _exchange(tmp_path: Path) -> Exchange:
     configure(engine, config)
     _fund(engine)
     return Exchange(config, tmp_path, engine)
+
+
+class Sockets:
+    """Logged-in private connections as the server has them (`WebSocketProtocol`, past the
+    upgrade) on transports that count the answers written to them: the path from the bytes of
+    a frame to the bytes of its answer. The client masks with zeros, so it costs nothing."""
+
+    def __init__(self, exchange: Exchange, connections: int) -> None:
+        self.count, self.failed = 0, 0
+        self.all_in: asyncio.Event | None = None
+        self.expected = 0
+        state, server_state = {"exchange": exchange, "hub": Hub(), "auth": None}, SimpleNamespace(connections=set())
+        self.protocols = [WebSocketProtocol(None, server_state, state) for _ in range(connections)]
+        for protocol in self.protocols:
+            protocol.connection_made(self)  # type: ignore[arg-type]  # the transport's write is this one
+            protocol.data_received(UPGRADE)
+            assert protocol.session is not None
+            protocol.session.conn.key = SimpleNamespace(account=ACCOUNT)  # type: ignore[assignment]
+        self.count, self.failed = 0, 0  # the handshakes' answers
+
+    def send(self, texts: list[str]) -> None:
+        """Each text as a frame a client sends, the connections taking turns."""
+        for text, protocol in zip(texts, itertools.cycle(self.protocols)):
+            payload = text.encode()
+            length = len(payload)
+            head = bytes((0x81, 0x80 | length)) if length < 126 else struct.pack("!BBH", 0x81, 0x80 | 126, length)
+            protocol.data_received(head + b"\0\0\0\0" + payload)
+
+    def write(self, data: bytes) -> None:
+        self.count += 1
+        if b'"code":"0"' not in data:
+            self.failed += 1
+        if self.count == self.expected and self.all_in is not None:
+            self.all_in.set()
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def _sockets(exchange: Exchange) -> Sockets:
+    return Sockets(exchange, SESSIONS)  # the protocol is made on the loop, as uvicorn makes it
+
+
+UPGRADE = (b"GET /ws/v5/private HTTP/1.1\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+           b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n")  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -116,11 +143,10 @@ def _running(exchange: Exchange) -> Iterator[asyncio.Runner]:
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
     exchange = _exchange(tmp_path)
-    answers = Answers()
     with _running(exchange) as runner:
-        sessions = [Session(exchange, Hub(), None, answers) for _ in range(SESSIONS)]  # type: ignore[arg-type]
-        yield Gateway(runner, exchange, sessions, answers)
-    assert answers.failed == 0, f"{answers.failed} answers were not a success"
+        sockets = runner.run(_sockets(exchange))
+        yield Gateway(runner, exchange, sockets)
+    assert sockets.failed == 0, f"{sockets.failed} answers were not a success"
 
 
 def _bench_config(tmp_path: Path) -> Path:
@@ -153,7 +179,7 @@ def test_websocket_order(benchmark: Any, gateway: Gateway) -> None:
     orders = _orders()
     benchmark.pedantic(lambda: gateway.round_trip(list(itertools.islice(orders, ORDERS_PER_ROUND))),
                        rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS)  # fmt: skip
-    assert gateway.answers.count == (ROUNDS + WARMUP_ROUNDS) * ORDERS_PER_ROUND
+    assert gateway.sockets.count == (ROUNDS + WARMUP_ROUNDS) * ORDERS_PER_ROUND
 
 
 @pytest.mark.benchmark(group="1,000 orders through the gateway")
