@@ -171,6 +171,22 @@ def test_a_client_that_reads_too_slowly_is_closed_with_4030_after_what_was_queue
     asyncio.run(never_reads())
 
 
+def test_shutdown_drops_a_client_that_does_not_read_its_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn waits at shutdown until every connection ended: one whose buffer never drains is
+    dropped `CLOSE_TIMEOUT_S` after its 1012."""
+    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT_S", 0.05)
+
+    async def scenario() -> None:
+        protocol, transport = _opened()
+        protocol.shutdown()
+        assert transport.written == [websocket.close_frame(1012, "the server is restarting")]
+        assert transport.closed and not transport.aborted  # closed once the buffer drains, which it never does
+        await asyncio.sleep(0.2)
+        assert transport.aborted
+
+    asyncio.run(scenario())
+
+
 # ---- a real server ----
 
 

@@ -154,10 +154,12 @@ class WebSocketProtocol(asyncio.Protocol):
             self.transport.write(queued)
 
     def shutdown(self) -> None:
-        """uvicorn's call at shutdown: close (1012), without waiting for the client."""
+        """uvicorn's call at shutdown: close (1012) without waiting for the client's close, and
+        drop a client that does not even read it (uvicorn waits for every connection to end)."""
         if self.session is not None and not self._close_sent:
             self._send_close(1012, "the server is restarting")
         self._end()
+        self._abort_after(CLOSE_TIMEOUT_S)
 
     # ---- what the session calls ----
 
