@@ -106,7 +106,13 @@ fn decode_client_order(r: &mut Reader<'_>) -> Result<((u64, ClientOrderId), Clie
 impl Engine {
     /// The snapshot body of the current state.
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut w = Writer::default();
+        self.snapshot_after(Vec::new())
+    }
+
+    /// `head` followed by the snapshot body of the current state, in the one buffer (a
+    /// replica's snapshot file puts its own header first: no copy of the body behind it).
+    pub fn snapshot_after(&self, head: Vec<u8>) -> Vec<u8> {
+        let mut w = Writer { bytes: head };
         w.u32(SNAPSHOT_FORMAT);
         w.u64(self.seq);
         w.i64(self.ts_ns);

@@ -12,6 +12,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
+use std::io;
+
+use super::state_machine::snapshot_bytes;
+use super::SnapshotMeta;
 use crate::command::Command;
 use crate::spare::SpareEngine;
 use crate::wire::{CommandRecord, EventRecord};
@@ -29,13 +33,14 @@ pub(super) enum ShadowWork {
     Command { ts_ns: i64, command: Command },
     /// The state after the entry at this index is a checkpoint: hash it.
     Checkpoint(u64),
-    /// A snapshot of the state at this point: its bytes (`Engine::snapshot`) and digest.
-    Snapshot(tokio::sync::oneshot::Sender<TakenSnapshot>),
+    /// A snapshot of the state at this point, for the Raft snapshot `meta` describes: its
+    /// bytes (header, then `Engine::snapshot`) and digest.
+    Snapshot { meta: SnapshotMeta, reply: tokio::sync::oneshot::Sender<io::Result<TakenSnapshot>> },
     /// The replica's state was replaced or the shadow fell behind: continue from this copy.
     Reset(Box<Engine>),
 }
 
-/// A snapshot's engine bytes and the state digest they restore to.
+/// A snapshot's bytes (its header, then the engine's) and the state digest they restore to.
 pub(super) type TakenSnapshot = (Vec<u8>, [u8; 32]);
 
 /// Counts shared by both ends.
@@ -103,9 +108,12 @@ impl ShadowFeed {
 
     /// Asks for a snapshot of the state the replica has now (the shadow takes it once it got
     /// there); None while the shadow is out of step.
-    pub(super) fn snapshot(&mut self) -> Option<tokio::sync::oneshot::Receiver<TakenSnapshot>> {
+    pub(super) fn snapshot(
+        &mut self,
+        meta: SnapshotMeta,
+    ) -> Option<tokio::sync::oneshot::Receiver<io::Result<TakenSnapshot>>> {
         let (reply, taken) = tokio::sync::oneshot::channel();
-        self.send(ShadowWork::Snapshot(reply));
+        self.send(ShadowWork::Snapshot { meta, reply });
         self.in_step.then_some(taken)
     }
 
@@ -159,9 +167,9 @@ impl Shadow {
                 let overtaken = self.queued.checkpoints.fetch_sub(1, Ordering::AcqRel) > 1;
                 (!overtaken).then(|| (index, self.engine.state_digest()))
             }
-            ShadowWork::Snapshot(reply) => {
+            ShadowWork::Snapshot { meta, reply } => {
                 // Nobody waits any more if the builder was dropped: nothing to do then.
-                let _unwanted = reply.send((self.engine.snapshot(), self.engine.state_digest()));
+                let _unwanted = reply.send(snapshot_bytes(&self.engine, meta));
                 None
             }
             ShadowWork::Reset(engine) => {

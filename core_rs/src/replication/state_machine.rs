@@ -309,13 +309,16 @@ fn io_error(error: impl std::fmt::Display) -> io::Error {
     io::Error::other(error.to_string())
 }
 
-fn encode_snapshot(header: &SnapshotHeader, engine_body: &[u8]) -> io::Result<Vec<u8>> {
-    let head = postcard::to_stdvec(header).map_err(io_error)?;
-    let mut bytes = Vec::with_capacity(4 + head.len() + engine_body.len());
+/// A snapshot of `engine` for the Raft snapshot `meta` describes: its bytes (the header's
+/// length, the header, then the engine's bytes, written after the header in the one buffer)
+/// and the state digest.
+pub(super) fn snapshot_bytes(engine: &Engine, meta: SnapshotMeta) -> io::Result<TakenSnapshot> {
+    let state_digest = engine.state_digest();
+    let head = postcard::to_stdvec(&SnapshotHeader { meta, state_digest }).map_err(io_error)?;
+    let mut bytes = Vec::with_capacity(4 + head.len());
     bytes.extend_from_slice(&(head.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&head);
-    bytes.extend_from_slice(engine_body);
-    Ok(bytes)
+    Ok((engine.snapshot_after(bytes), state_digest))
 }
 
 /// A snapshot's header and the engine snapshot bytes after it.
@@ -397,7 +400,7 @@ fn keep_shadow(mut shadow: Shadow, work: &mpsc::Receiver<ShadowWork>, replica: &
 #[derive(Debug)]
 enum SnapshotSource {
     /// The shadow's answer (it serializes the state at the entry the builder was made at).
-    Shadow(tokio::sync::oneshot::Receiver<TakenSnapshot>),
+    Shadow(tokio::sync::oneshot::Receiver<io::Result<TakenSnapshot>>),
     /// A copy taken under the replica's lock (the shadow was out of step).
     Copy(Box<Engine>),
 }
@@ -424,23 +427,24 @@ impl RaftSnapshotBuilder<ZoneRaft> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<ZoneSnapshot, io::Error> {
         let source = self.source.take().ok_or_else(|| io_error("this builder already built its snapshot"))?;
         let (meta, store, spare) = (self.meta.clone(), self.store.clone(), self.spare.clone());
-        let (body, state_digest) = match source {
+        let (bytes, state_digest) = match source {
             SnapshotSource::Shadow(taken) => {
-                taken.await.map_err(|_| io_error("the shadow engine ended before it took the snapshot"))?
+                taken.await.map_err(|_| io_error("the shadow engine ended before it took the snapshot"))??
             }
-            SnapshotSource::Copy(engine) => tokio::task::spawn_blocking(move || {
-                let taken = (engine.snapshot(), engine.state_digest());
-                spare.keep(*engine);
-                taken
-            })
-            .await
-            .map_err(io_error)?,
+            SnapshotSource::Copy(engine) => {
+                let meta = meta.clone();
+                tokio::task::spawn_blocking(move || {
+                    let taken = snapshot_bytes(&engine, meta);
+                    spare.keep(*engine);
+                    taken
+                })
+                .await
+                .map_err(io_error)??
+            }
         };
         tokio::task::spawn_blocking(move || {
-            let header = SnapshotHeader { meta, state_digest };
-            let bytes = encode_snapshot(&header, &body)?;
-            store.write(snapshot_seq(&header.meta), header.state_digest, &bytes).map_err(io_error)?;
-            Ok(Snapshot { meta: header.meta, snapshot: io::Cursor::new(bytes) })
+            store.write(snapshot_seq(&meta), state_digest, &bytes).map_err(io_error)?;
+            Ok(Snapshot { meta, snapshot: io::Cursor::new(bytes) })
         })
         .await
         .map_err(io_error)?
@@ -478,7 +482,7 @@ impl RaftStateMachine<ZoneRaft> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let mut state = self.replica.lock();
         let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone() };
-        let source = match state.shadow.snapshot() {
+        let source = match state.shadow.snapshot(meta.clone()) {
             Some(taken) => SnapshotSource::Shadow(taken),
             None => SnapshotSource::Copy(Box::new(state.spare.copy_of(&state.engine))),
         };
@@ -675,12 +679,15 @@ mod tests {
         let (mut state, mut shadow, work) = state();
         apply_entries(&mut state, 1..=3);
         let asked_at = state.engine.state_digest();
-        let taken = state.shadow.snapshot().expect("the shadow is in step");
+        let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone() };
+        let taken = state.shadow.snapshot(meta.clone()).expect("the shadow is in step");
         apply_entries(&mut state, 4..=6);
         run_shadow(&mut state, &mut shadow, &work);
-        let (body, digest) = taken.blocking_recv().expect("the shadow answered");
+        let (bytes, digest) = taken.blocking_recv().expect("the shadow answered").expect("the snapshot encodes");
         assert_eq!(digest, asked_at);
-        assert_eq!(Engine::restore(&body).expect("the body restores").state_digest(), asked_at);
+        let (header, engine) = decode_snapshot(&bytes).expect("the bytes decode, the engine checked");
+        assert_eq!((header.meta, header.state_digest), (meta, asked_at));
+        assert_eq!(engine.state_digest(), asked_at);
         assert_ne!(state.engine.state_digest(), asked_at, "the replica moved on meanwhile");
     }
 
@@ -700,7 +707,8 @@ mod tests {
         let interval_ns = period * 1_000_000;
         apply_entries_every(&mut state, 1..=period, interval_ns);
         assert_eq!(state.checkpoint_sent, None, "the shadow is out of step, its queue full");
-        assert!(state.shadow.snapshot().is_none(), "a snapshot is then copied, not asked of the shadow");
+        let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone() };
+        assert!(state.shadow.snapshot(meta).is_none(), "a snapshot is then copied, not asked of the shadow");
         run_shadow(&mut state, &mut shadow, &work);
         assert!(state.checkpoints.is_empty());
         apply_entries_every(&mut state, period + 1..=2 * period, interval_ns);
