@@ -50,7 +50,9 @@ CLOSE_TIMEOUT_S = 10.0
 SLOW_READER_CLOSE_CODE = 4030
 ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-CLOSE_CODES_RECEIVABLE = frozenset(range(1000, 1012)) - {1004, 1005, 1006} | frozenset(range(3000, 5000))
+# What a client's close may carry: the codes IANA registered for the protocol (1004-1006 are
+# never sent), and those of libraries and applications.
+CLOSE_CODES_RECEIVABLE = frozenset(range(1000, 1015)) - {1004, 1005, 1006} | frozenset(range(3000, 5000))
 log = logging.getLogger("pyexchange.ws")
 
 
