@@ -69,8 +69,8 @@ def _is_int(value: Any) -> bool:
 class AdmissionRamp:
     """The ramp of new orders after a start or a failover (see the module doc)."""
 
-    __slots__ = ("_allowed_units", "_bucket", "_burst_orders", "_points_ns", "_start_ns", "admitted", "refused",
-                 "restarts")  # fmt: skip
+    __slots__ = ("_allowed_units", "_bucket", "_burst_orders", "_end_ns", "_points_ns", "_start_ns", "admitted",
+                 "refused", "restarts")  # fmt: skip
 
     def __init__(self, points: Sequence[tuple[int, int]], burst_orders: int, start_ns: int) -> None:
         """`points` as `check_points` returns them; `start_ns` (monotonic) starts the first ramp."""
@@ -84,18 +84,21 @@ class AdmissionRamp:
         for (t0, r0), (t1, r1) in itertools.pairwise(self._points_ns):
             allowed.append(allowed[-1] + _piece_units(t0, r0, t1, r1, t1))
         self._allowed_units: Final = tuple(allowed)
-        self._start_ns = start_ns
+        self._start_ns = self._end_ns = 0
+        self._set_start(start_ns)
         self._bucket = TokenBuckets(Decimal(1), burst_orders)
         self.admitted = self.refused = self.restarts = 0
 
     def restart(self, now_ns: int) -> None:
         """Starts the curve again from 0 s with a full bucket (a start, a failover)."""
-        self._start_ns = now_ns
+        self._set_start(now_ns)
         self._bucket = TokenBuckets(Decimal(1), self._burst_orders)
         self.restarts += 1
 
     def admit(self, now_ns: int) -> bool:
         """Takes a token for one new order if the ramp has one; True past the ramp's end."""
+        if now_ns >= self._end_ns:  # what every order asks once the ramp is over
+            return True
         clock = self._curve_clock(now_ns)
         if clock is None:
             return True
@@ -127,6 +130,10 @@ class AdmissionRamp:
     def check_invariants(self) -> None:
         self._bucket.check_invariants()
         assert all(a < b for a, b in itertools.pairwise(self._allowed_units)), "the curve's clock must increase"
+
+    def _set_start(self, start_ns: int) -> None:
+        self._start_ns = start_ns
+        self._end_ns = start_ns + (self._points_ns[-1][0] if self._points_ns else 0)
 
     def _piece(self, elapsed_ns: int) -> int | None:
         """The index of the point that starts the piece of the curve at `elapsed_ns`; None past the end."""

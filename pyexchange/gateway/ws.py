@@ -15,6 +15,7 @@ Pushes happen on the event loop right after a batch is durable.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import Coroutine
@@ -137,7 +138,7 @@ class Session:
         if op_id is not None and (not isinstance(op_id, str) or len(op_id) > 32):
             self.conn.send(_error(self.conn, "60012", "Illegal request: id must be a string of up to 32 characters"))
             return None
-        if not isinstance(args, list) or not args or not all(isinstance(a, dict) for a in args):
+        if not isinstance(args, list) or not args or not all(map(isinstance, args, itertools.repeat(dict))):
             self.conn.send(_error(self.conn, "60013", "Invalid args: a non-empty list of objects", op_id))
             return None
         return self._dispatch(str(op), args, op_id)
@@ -232,15 +233,17 @@ class Session:
                                   "operations of this connection are in flight", op_id))  # fmt: skip
             return
         steps = [start_op(self.exchange, self.conn.key.account, ORDER_OPS[op], arg) for arg in args]
-        waiting = sum(isinstance(step, Pending) for step in steps)
-        if not waiting:
-            self.answer_op(op, op_id, steps, in_us)
-            return
-        self.ops_in_flight += 1
-        in_flight = _OpInFlight(self, op, op_id, steps, in_us, waiting)
+        in_flight = None
         for step in steps:
             if isinstance(step, Pending):
+                if in_flight is None:
+                    in_flight = _OpInFlight(self, op, op_id, steps, in_us)
+                in_flight.waiting += 1  # (a done future's callback runs later, not now)
                 step.future.add_done_callback(in_flight)
+        if in_flight is None:
+            self.answer_op(op, op_id, steps, in_us)
+        else:
+            self.ops_in_flight += 1
 
     def answer_op(self, op: str, op_id: str | None, steps: list[dict[str, str] | Pending], in_us: int) -> None:
         data = [step.answer() if isinstance(step, Pending) else step for step in steps]
@@ -257,9 +260,9 @@ class _OpInFlight:
     __slots__ = ("in_us", "op", "op_id", "session", "steps", "waiting")
 
     def __init__(self, session: Session, op: str, op_id: str | None, steps: list[dict[str, str] | Pending],
-                 in_us: int, waiting: int) -> None:  # fmt: skip
+                 in_us: int) -> None:  # fmt: skip
         self.session, self.op, self.op_id, self.steps, self.in_us = session, op, op_id, steps, in_us
-        self.waiting = waiting  # steps not done yet
+        self.waiting = 0  # steps not done yet
 
     def __call__(self, _step_done: asyncio.Future[Any]) -> None:
         self.waiting -= 1
