@@ -39,7 +39,8 @@ test: lint test-rust test-python  ## install, lint and run every test (Rust and 
 
 test-long: install  ## the property, differential, crash and fault tests with many more cases (an hour)
 	PROPTEST_CASES=50000 DURABLE_KILL_ITERATIONS=200 cargo test --profile release-test
-	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_differential.py tests/test_place_reader.py tests/test_signature.py
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_differential.py tests/test_place_reader.py tests/test_signature.py \
+		tests/test_websocket.py
 	CRASH_ITERATIONS=50 $(PY) -m pytest -q tests/test_crash.py
 	DRILL_ROUNDS=50 $(PY) -m pytest -q tests/test_cluster_faults.py
 

@@ -27,6 +27,7 @@ from pyexchange.gateway import websocket
 from pyexchange.gateway.websocket import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT
 
 Parsed = tuple[list[tuple[int, bool, bytes]], int, int | None]
+EXAMPLES_MAX = 20_000 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 1_000
 
 
 def reference_frames(buffer: bytes, payload_bytes_max: int) -> Parsed:
@@ -73,7 +74,7 @@ def client_frames(draw: st.DrawFn) -> bytes:
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-@settings(max_examples=1000)
+@settings(max_examples=EXAMPLES_MAX, deadline=None)
 @given(st.lists(client_frames(), max_size=6), st.integers(0, 400), st.data())
 def test_frames_read_in_rust_are_the_websockets_librarys(frames: list[bytes], payload_bytes_max: int,
                                                          data: st.DataObject) -> None:  # fmt: skip
