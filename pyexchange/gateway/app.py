@@ -95,10 +95,10 @@ def add_routers(app: FastAPI, routers: tuple[APIRouter, ...]) -> None:
 
 
 class Gateway(FastAPI):
-    """The FastAPI application, with a front that every HTTP request and WebSocket passes first
-    (`front`: admission, then the hot paths): only what the front does not serve itself goes
-    on to FastAPI's middleware and routing (`serve_routed`). Lifespan events go straight to
-    FastAPI."""
+    """The FastAPI application, with a front that every HTTP request passes first (`front`:
+    admission, then REST order entry): only what the front does not serve itself goes on to
+    FastAPI's middleware and routing (`serve_routed`). Lifespan events go straight to FastAPI;
+    the WebSocket endpoints never reach the app (`run`)."""
 
     front: ASGIApp
 
