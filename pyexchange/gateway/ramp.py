@@ -84,7 +84,6 @@ class AdmissionRamp:
         for (t0, r0), (t1, r1) in itertools.pairwise(self._points_ns):
             allowed.append(allowed[-1] + _piece_units(t0, r0, t1, r1, t1))
         self._allowed_units: Final = tuple(allowed)
-        self._start_ns = self._end_ns = 0
         self._set_start(start_ns)
         self._bucket = TokenBuckets(Decimal(1), burst_orders)
         self.admitted = self.refused = self.restarts = 0

@@ -9,10 +9,9 @@
 //! its state (apply waits for that one copy) and feeds it again. A checkpoint reached while
 //! a later one is already queued is not hashed: digests never pile up.
 
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
-
-use std::io;
 
 use super::state_machine::snapshot_bytes;
 use super::SnapshotMeta;
