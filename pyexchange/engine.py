@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -39,8 +38,6 @@ DEFAULT_STP = "cancel_maker"
 DEFAULT_AUCTION_BAND_BPS = 1000
 _U64_LIMIT = 1 << 64
 _CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_EVENT_STRUCT = struct.Struct("<QqQQQQQQQQIBBBB")
-assert _EVENT_STRUCT.size == wire.EVENT_DTYPE.itemsize
 
 Number = str | int | Decimal
 
@@ -342,7 +339,7 @@ class Engine:
         return max(self._clock() if ts_ns is None else ts_ns, self._core.ts_ns)
 
     def _events(self, records: bytes) -> list[Event]:
-        return [Event(r, self) for r in _EVENT_STRUCT.iter_unpack(records)]
+        return [Event(r, self) for r in wire.EVENT_STRUCT.iter_unpack(records)]
 
     # ---- configuration ----
 
@@ -512,8 +509,9 @@ class Engine:
         code = wire.MARKET_STATES.index(state)
         return self._events(self._core.set_market_state(self._ts_ns(ts_ns), inst.instrument_id, code, auction_band_bps))
 
-    def submit(self, commands: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """Applies a batch of `wire.COMMAND_DTYPE` records; returns `wire.EVENT_DTYPE` records.
+    def submit(self, commands: np.ndarray[Any, Any] | bytes) -> np.ndarray[Any, Any]:
+        """Applies a batch of `wire.COMMAND_DTYPE` records (or their bytes, `wire.COMMAND_STRUCT`
+        packed); returns `wire.EVENT_DTYPE` records.
 
         The whole batch is checked before any of it is applied: a bad record raises
         `ValueError` and applies nothing.
@@ -521,7 +519,7 @@ class Engine:
         events = self._core.submit(_command_buffer(commands))
         return np.frombuffer(memoryview(events), dtype=wire.EVENT_DTYPE)  # a view, no copy
 
-    def submit_unsynced(self, commands: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], int]:
+    def submit_unsynced(self, commands: np.ndarray[Any, Any] | bytes) -> tuple[np.ndarray[Any, Any], int]:
         """`submit` without waiting for the journal's sync, for a caller that must not block (an
         event loop): (events, the batch's last seq). Until `durable_seq` reaches that seq, none
         of the events may reach anyone (`wake_when_durable`). In memory a batch is final at once."""
@@ -682,7 +680,7 @@ class Engine:
             raise ValueError("this engine is not a zone's replica; that needs Engine(data_dir, zone=...)")
         return self._core
 
-    def propose(self, commands: np.ndarray[Any, Any]) -> tuple[int, int, np.ndarray[Any, Any]]:
+    def propose(self, commands: np.ndarray[Any, Any] | bytes) -> tuple[int, int, np.ndarray[Any, Any]]:
         """`submit` through Raft: (log index, first command's seq, `wire.EVENT_DTYPE` events)."""
         index, first_seq, events = self._zone().propose(_command_buffer(commands))
         return index, first_seq, np.frombuffer(events, dtype=wire.EVENT_DTYPE)
@@ -715,8 +713,11 @@ class Engine:
         self.close()
 
 
-def _command_buffer(commands: np.ndarray[Any, Any]) -> memoryview:
-    """The bytes of a batch of `wire.COMMAND_DTYPE` records, as the core reads them in place."""
+def _command_buffer(commands: np.ndarray[Any, Any] | bytes) -> memoryview | bytes:
+    """The bytes of a batch of `wire.COMMAND_DTYPE` records, as the core reads them in place
+    (bytes as they are: the core refuses a length that is not a whole number of records)."""
+    if isinstance(commands, bytes):
+        return commands
     if commands.dtype != wire.COMMAND_DTYPE:
         raise ValueError(f"commands must have dtype wire.COMMAND_DTYPE, not {commands.dtype}")
     return np.ascontiguousarray(commands).view(np.uint8).data

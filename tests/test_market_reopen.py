@@ -236,10 +236,10 @@ def test_views_replayed_over_a_seeded_state_learn_when_it_began() -> None:
     records = np.zeros(1, dtype=wire.COMMAND_DTYPE)
     records[0] = (7_000_000_000, 0, 0, 0, 1000, 0, wire.SET_MARKET_STATE, 0, wire.MARKET_STATES.index("halted"), 0, b"")
     first_seq = engine.seq + 1
-    events = engine.submit(records).copy()
+    events = engine.submit(records)
     views = Views(engine.instruments())
     views.markets[BTC].state = engine.market_state(BTC)  # seeded: halted, since not known
-    views.apply(collect(engine, records, first_seq, events))
+    views.apply(collect(engine, records.tobytes(), first_seq, events))
     assert (views.markets[BTC].state, views.markets[BTC].since_ms) == ("halted", 7_000)
 
 

@@ -246,9 +246,9 @@ class Exchange:
     def _replay(self, replica: Engine, payloads: list[bytes], first_seq: int) -> None:
         if not payloads:
             return
-        records = np.frombuffer(b"".join(payloads), dtype=wire.COMMAND_DTYPE)
+        records = b"".join(payloads)
         assert replica.seq + 1 == first_seq, (replica.seq, first_seq)
-        events = replica.submit(records).copy()
+        events = replica.submit(records)
         self.views.apply(collect(replica, records, first_seq, events))
 
     def start(self, loop: asyncio.AbstractEventLoop, subscribers: Subscribers) -> None:
@@ -327,7 +327,7 @@ class Exchange:
                 future.set_result(events)
 
     def _push(self, batch: Batch, changed: list[OrderView], trades: list[tuple[str, Trade]]) -> None:
-        ts_ms = int(batch.records[0]["ts_ns"]) // 1_000_000
+        ts_ms = wire.COMMAND_STRUCT.unpack_from(batch.records)[0] // 1_000_000
         subs = self._subscribers
         self._books_stale.update(batch.instruments - batch.books.keys())
         for symbol, book in batch.books.items():

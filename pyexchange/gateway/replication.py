@@ -89,8 +89,8 @@ class Follower:
             return
         _, index, first_seq, _last_seq, records, events, refused = item
         if refused is None and records:
-            batch = collect(self._engine, np.frombuffer(records, dtype=wire.COMMAND_DTYPE), first_seq,
-                            np.frombuffer(events, dtype=wire.EVENT_DTYPE), self._followed)  # fmt: skip
+            batch = collect(self._engine, records, first_seq, np.frombuffer(events, dtype=wire.EVENT_DTYPE),
+                            self._followed)  # fmt: skip
             self._loop.call_soon_threadsafe(self._deliver, batch)
         self._advance(index)
 

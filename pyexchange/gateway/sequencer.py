@@ -89,9 +89,10 @@ class Command:
 
 @dataclass(slots=True)
 class Batch:
-    """A durable batch: its commands (as records), the events of each, and the state it left."""
+    """A durable batch: its commands (as records, `wire.COMMAND_STRUCT` packed), the events of
+    each, and the state it left."""
 
-    records: np.ndarray[Any, Any]
+    records: bytes
     events: list[list[Event]]
     orders: dict[int, Order] = field(default_factory=dict)
     books: dict[str, dict[str, list[tuple[Any, Any]]]] = field(default_factory=dict)
@@ -103,28 +104,28 @@ class Batch:
     last_seq: int = 0  # the seq of the batch's last command (0: not applied)
 
 
-def records_of(commands: list[Command], ts_ns: int) -> np.ndarray[Any, Any]:
-    records = np.zeros(len(commands), dtype=wire.COMMAND_DTYPE)
-    for i, c in enumerate(commands):
-        records[i] = (ts_ns, c.account, c.order_id, c.price_ticks, c.size_lots, c.instrument_id, c.kind, c.side,
-                      c.order_type, c.stp, c.client_order_id)  # fmt: skip
-    return records
+def records_of(commands: list[Command], ts_ns: int) -> bytes:
+    """The commands' records, stamped `ts_ns` (bytes: a batch is often a few commands, and a
+    numpy array would cost more to make than `struct` costs per record)."""
+    pack = wire.COMMAND_STRUCT.pack
+    return b"".join([pack(ts_ns, c.account, c.order_id, c.price_ticks, c.size_lots, c.instrument_id, c.kind,
+                          c.side, c.order_type, c.stp, c.client_order_id) for c in commands])  # fmt: skip
 
 
-def command_bounds(events: np.ndarray[Any, Any], first_seq: int, commands: int) -> list[int]:
+def command_bounds(events: list[Event], first_seq: int, commands: int) -> list[int]:
     """Where each command's events start in `events` (and where the last one's end): the
     commands of a batch are numbered from `first_seq`, and every event carries its seq.
 
     In plain Python: numpy's `searchsorted` and `arange` let go of the GIL even for a few
     elements, and a thread that lets go of it mid-batch may wait for a busy event loop to
     hand it back (up to the 5 ms switch interval) before the batch is answered."""
-    seqs = events["seq"].tolist()
+    seqs = [event.seq for event in events]
     return [bisect.bisect_left(seqs, seq) for seq in range(first_seq, first_seq + commands + 1)]
 
 
 def collect(
     engine: Engine,
-    records: np.ndarray[Any, Any],
+    records: bytes,
     first_seq: int,
     events: np.ndarray[Any, Any],
     followed: Followed | None = None,
@@ -133,9 +134,10 @@ def collect(
     touched, read from the engine now; also the books and balances it changed that someone
     follows (reading 400 levels costs most of a small batch)."""
     decoded = engine.decode_events(events)
-    bounds = command_bounds(events, first_seq, len(records))
-    per_command = [decoded[bounds[i] : bounds[i + 1]] for i in range(len(records))]
-    batch = Batch(records, per_command, last_seq=first_seq + len(records) - 1)
+    commands = len(records) // wire.COMMAND_STRUCT.size
+    bounds = command_bounds(decoded, first_seq, commands)
+    per_command = [decoded[bounds[i] : bounds[i + 1]] for i in range(commands)]
+    batch = Batch(records, per_command, last_seq=first_seq + commands - 1)
     accounts: set[int] = set()
     instruments: set[str] = set()
     for event in decoded:
@@ -308,13 +310,11 @@ class Sequencer:
         batch.commands = commands
         return batch
 
-    def _submit(self, records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    def _submit(self, records: bytes) -> np.ndarray[Any, Any]:
         """The batch's events, once it is durable."""
-        return self._engine.submit(records).copy()
+        return self._engine.submit(records)
 
-    def _propose(
-        self, records: np.ndarray[Any, Any], commands: list[Command], views_caught_up: Callable[[int], bool]
-    ) -> Batch:
+    def _propose(self, records: bytes, commands: list[Command], views_caught_up: Callable[[int], bool]) -> Batch:
         try:
             index, first_seq, events = self._engine.propose(records)
         except NotLeader as error:
@@ -324,18 +324,18 @@ class Sequencer:
         except ValueError as error:  # a bug of ours: the gateway validates every field first
             log.exception("the replicas refused a batch")
             return self._failed(records, commands, f"internal error, nothing was done: {error}")
-        bounds = command_bounds(events, first_seq, len(records))
+        decoded = self._engine.decode_events(events)
+        bounds = command_bounds(decoded, first_seq, len(commands))
         for i, command in enumerate(commands):
             if command.forwarded:
                 command.raw_events = events[bounds[i] : bounds[i + 1]].tobytes()
         if not views_caught_up(index):
             log.warning("the views have not caught up with entry %d: answering anyway", index)
-        decoded = self._engine.decode_events(events)
-        per_command = [decoded[bounds[i] : bounds[i + 1]] for i in range(len(records))]
+        per_command = [decoded[bounds[i] : bounds[i + 1]] for i in range(len(commands))]
         return Batch(records, per_command, commands=commands, answers_only=True)
 
     @staticmethod
-    def _failed(records: np.ndarray[Any, Any], commands: list[Command], msg: str) -> Batch:
+    def _failed(records: bytes, commands: list[Command], msg: str) -> Batch:
         return Batch(records, [[] for _ in commands], commands=commands,
                      error=okx.OkxError(okx.SERVICE_UNAVAILABLE, msg))  # fmt: skip
 
@@ -428,9 +428,9 @@ class LoopSequencer(Sequencer):
             if self._cancels or self._orders:  # more than a batch, or queued meanwhile
                 self._queued()
 
-    def _submit(self, records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    def _submit(self, records: bytes) -> np.ndarray[Any, Any]:
         events, _last_seq = self._engine.submit_unsynced(records)
-        return events.copy()
+        return events
 
     def _synced(self) -> None:
         assert self._wake_fd is not None

@@ -93,9 +93,9 @@ class Views:
         trades: list[tuple[str, Trade]] = []
         markets: list[str] = []
         touched_ms: dict[int, int] = {}  # order id -> time of the last event that named it
-        # The records by column: a numpy record for each command would cost more than the view of its order.
-        kinds, cids = batch.records["kind"].tolist(), batch.records["client_order_id"].tolist()
-        client_ids = [cid.decode() if kind == wire.PLACE else "" for kind, cid in zip(kinds, cids, strict=True)]
+        records = wire.COMMAND_STRUCT.iter_unpack(batch.records)
+        client_ids = [client_order_id.rstrip(b"\0").decode() if kind == wire.PLACE else ""
+                      for *_, kind, _side, _order_type, _stp, client_order_id in records]  # fmt: skip
         for client_id, events in zip(client_ids, batch.events, strict=True):
             fills_seen = 0
             for event in events:
