@@ -13,14 +13,13 @@ Invariants (`check_invariants`):
   are the same thing, so an account without a bucket has a full one.
 - tracked buckets are ordered by the time they were last touched, oldest first, and none was
   touched more than `fill_ns` ago (the time an empty bucket takes to fill): such a bucket is full
-  and is forgotten, from the oldest end, on every `take`. So the number tracked is at most the
+  and is forgotten, from the oldest end, by the next `take`. So the number tracked is at most the
   number of accounts that asked for a token within the last `fill_ns` (burst / rate seconds).
 - a bucket never holds debt: an attempt without a whole token takes nothing.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from decimal import Decimal
 from fractions import Fraction
 from typing import Final
@@ -31,7 +30,8 @@ NS_PER_S: Final = 1_000_000_000
 class TokenBuckets:
     """One token bucket per account, all with the same rate and capacity."""
 
-    __slots__ = ("_buckets", "_capacity_units", "_clock_ns", "_fill_ns", "_refill_units_per_ns", "_token_units")
+    __slots__ = ("_buckets", "_capacity_units", "_clock_ns", "_fill_ns", "_forget_from_ns", "_refill_units_per_ns",
+                 "_token_units")  # fmt: skip
 
     def __init__(self, rate_per_s: Decimal, capacity_tokens: int) -> None:
         rate = Fraction(rate_per_s)
@@ -42,19 +42,29 @@ class TokenBuckets:
         self._capacity_units: Final = capacity_tokens * self._token_units
         self._fill_ns: Final = -(-self._capacity_units // self._refill_units_per_ns)
         self._clock_ns: int | None = None
-        # account -> (level_units, touched_ns), oldest touch first
-        self._buckets: OrderedDict[int, tuple[int, int]] = OrderedDict()
+        # account -> (level_units, touched_ns), oldest touch first (insertion order: `take` re-inserts)
+        self._buckets: dict[int, tuple[int, int]] = {}
+        # No tracked bucket is full before then: the oldest touch plus `fill_ns`, or earlier (the
+        # oldest may have been touched again since), so the walk in `_forget_full` runs only then.
+        self._forget_from_ns = 0
 
     def take(self, account: int, now_ns: int) -> bool:
         """Takes one token from the account's bucket if it holds a whole one; says whether it did."""
-        now_ns = self._advance(now_ns)
-        self._forget_full(now_ns)
-        level_units = self._level_units(account, now_ns)
+        if self._clock_ns is None or now_ns > self._clock_ns:
+            self._clock_ns = now_ns
+        else:
+            now_ns = self._clock_ns
+        if now_ns >= self._forget_from_ns:
+            self._forget_full(now_ns)
+        bucket = self._buckets.pop(account, None)
+        if bucket is None:
+            level_units = self._capacity_units
+        else:
+            level_units = min(self._capacity_units, bucket[0] + (now_ns - bucket[1]) * self._refill_units_per_ns)
         taken = level_units >= self._token_units
         if taken:
             level_units -= self._token_units
-        self._buckets[account] = (level_units, now_ns)
-        self._buckets.move_to_end(account)
+        self._buckets[account] = (level_units, now_ns)  # the newest touch: last
         return taken
 
     def tracked(self) -> int:
@@ -73,26 +83,19 @@ class TokenBuckets:
             _require(self._clock_ns is not None and touched_ns <= self._clock_ns, "a bucket was touched in the future")
             if self._clock_ns is not None:
                 _require(touched_ns + self._fill_ns > self._clock_ns, f"bucket of account {account} should be gone")
+            forgotten_ns = touched_ns + self._fill_ns
+            _require(self._forget_from_ns <= forgotten_ns, f"bucket of account {account} would stay when full")
             touched_prev_ns = touched_ns
-
-    def _advance(self, now_ns: int) -> int:
-        if self._clock_ns is None or now_ns > self._clock_ns:
-            self._clock_ns = now_ns
-        return self._clock_ns
 
     def _forget_full(self, now_ns: int) -> None:
         while self._buckets:
-            _, (_, touched_ns) = next(iter(self._buckets.items()))
+            oldest = next(iter(self._buckets))
+            touched_ns = self._buckets[oldest][1]
             if touched_ns + self._fill_ns > now_ns:
+                self._forget_from_ns = touched_ns + self._fill_ns
                 return
-            self._buckets.popitem(last=False)
-
-    def _level_units(self, account: int, now_ns: int) -> int:
-        bucket = self._buckets.get(account)
-        if bucket is None:
-            return self._capacity_units
-        level_units, touched_ns = bucket
-        return min(self._capacity_units, level_units + (now_ns - touched_ns) * self._refill_units_per_ns)
+            del self._buckets[oldest]
+        self._forget_from_ns = now_ns + self._fill_ns  # no bucket: the next is touched now or later
 
 
 def _require(condition: bool, what: str) -> None:
