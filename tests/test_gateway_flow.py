@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import websockets
 from hypothesis import given
@@ -716,13 +717,13 @@ def test_order_entry_answers_its_paths_and_passes_everything_else_on(caplog: pyt
     else is logged and answered as the app's 500 handler answers it (50026); every other
     request reaches the app behind it."""
 
-    async def placed(_scope: Any, body: bytes) -> okx.OrjsonResponse:
-        return okx.answer([{"sCode": "0", "body": body.decode()}])
+    async def placed(_scope: Any, body: bytes) -> bytes:
+        return orjson.dumps(okx.envelope([{"sCode": "0", "body": body.decode()}]))
 
-    async def refused(_scope: Any, _body: bytes) -> okx.OrjsonResponse:
+    async def refused(_scope: Any, _body: bytes) -> bytes:
         raise okx.OkxError(okx.RATE_LIMITED, "slow down", retry_after_s=1)
 
-    async def broken(_scope: Any, _body: bytes) -> okx.OrjsonResponse:
+    async def broken(_scope: Any, _body: bytes) -> bytes:
         raise KeyError("a bug")
 
     passed_on: list[tuple[str, str, str]] = []
@@ -754,8 +755,11 @@ def test_order_entry_answers_its_paths_and_passes_everything_else_on(caplog: pyt
         return start["status"], json.loads(body["body"]), dict(start["headers"])
 
     async def scenario() -> None:
-        status, body, _ = await call("POST", "/placed")
+        status, body, headers = await call("POST", "/placed")
         assert (status, body["data"]) == (200, [{"sCode": "0", "body": '{"a": 1}'}])
+        # The headers Starlette's JSON responses have (the endpoint's answer is sent as it is).
+        answer = okx.answer(body["data"])
+        assert headers == dict(answer.raw_headers) and headers[b"content-type"] == b"application/json"
         status, body, headers = await call("POST", "/refused")
         assert (status, body["code"], body["msg"], headers[b"retry-after"]) == (429, "50011", "slow down", b"1")
         status, body, _ = await call("POST", "/broken")

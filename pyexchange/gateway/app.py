@@ -34,6 +34,7 @@ GC_GEN2_AFTER_GEN1_COLLECTIONS = 1_000_000  # never, in practice: gen2 is frozen
 BODY_BYTES_MAX = 64 * 1024  # a batch of 20 orders is about 4 KiB
 ALWAYS_ADMITTED = ("/api/v5/trade/cancel-order", "/api/v5/trade/cancel-batch-orders")
 UNEXPECTED = okx.OkxError("50026", "System error, please try again later", http_status=500)
+JSON_CONTENT_TYPE = okx.JSON_MEDIA_TYPE.encode()
 
 
 def _error_response(error: okx.OkxError) -> Response:
@@ -161,12 +162,17 @@ class OrderEntry:
             await self.app(scope, receive, send)
             return
         try:
-            response = await endpoint(scope, await _body(receive))
+            answer = await endpoint(scope, await _body(receive))
         except okx.OkxError as error:
             response = _error_response(error)
         except Exception:
             log.exception("unexpected error")
             response = _error_response(UNEXPECTED)
+        else:  # as Starlette's `Response` sends it
+            headers = [(b"content-length", b"%d" % len(answer)), (b"content-type", JSON_CONTENT_TYPE)]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": answer})
+            return
         await response(scope, receive, send)
 
 

@@ -20,6 +20,7 @@ from pyexchange.gateway.market_data import decimal_str
 # General and authentication errors (OKX "Error Code" list, REST section 50000-50114).
 BODY_EMPTY = "50000"
 SERVICE_UNAVAILABLE = "50001"
+JSON_MEDIA_TYPE = "application/json"
 JSON_INVALID = "50002"
 REQUEST_TIMEOUT = "50004"
 RATE_LIMITED = "50011"
@@ -127,7 +128,7 @@ class OrjsonResponse(Response):
     """JSON by orjson: answers are plain dicts and lists of strings, rendered without a model.
     The default response class of the app and of each of its routers (see `app.add_routers`)."""
 
-    media_type = "application/json"
+    media_type = JSON_MEDIA_TYPE
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)

@@ -279,7 +279,8 @@ def _batch(body: Any) -> list[Any]:
     return body
 
 
-async def _entry(scope: Scope, body: bytes, op: str, *, batch: bool) -> Response:
+async def _entry(scope: Scope, body: bytes, op: str, *, batch: bool) -> bytes:
+    """The answer's JSON (status 200), or an `OkxError` to answer."""
     app = scope["app"]
     key = await _signer(app.state.auth, scope, signed_headers(scope["headers"]), body)
     exchange: Exchange = app.state.exchange
@@ -291,11 +292,12 @@ async def _entry(scope: Scope, body: bytes, op: str, *, batch: bool) -> Response
         raise okx.OkxError(okx.RATE_LIMITED, outcomes[0]["sMsg"], retry_after_s=exchange.config.admission.retry_after_s)
     if not batch and outcomes[0]["sCode"] in (okx.SERVICE_UNAVAILABLE, okx.REQUEST_TIMEOUT):
         raise okx.OkxError(outcomes[0]["sCode"], outcomes[0]["sMsg"])
-    return okx.answer(outcomes, *okx.batch_code(outcomes, single=not batch))
+    return orjson.dumps(okx.envelope(outcomes, *okx.batch_code(outcomes, single=not batch)))
 
 
-# An order-entry endpoint: the request's scope and whole body in, the answer out (`app.OrderEntry`).
-EntryEndpoint = Callable[[Scope, bytes], Awaitable[Response]]
+# An order-entry endpoint: the request's scope and whole body in, the JSON of its 200 answer out
+# (`app.OrderEntry` sends it as it is: no response object on every order).
+EntryEndpoint = Callable[[Scope, bytes], Awaitable[bytes]]
 
 
 def _as_route(endpoint: EntryEndpoint) -> Callable[[Request], Awaitable[Response]]:
@@ -303,7 +305,7 @@ def _as_route(endpoint: EntryEndpoint) -> Callable[[Request], Awaitable[Response
     `app.OrderEntry` answers the POSTs first)."""
 
     async def route(request: Request) -> Response:
-        return await endpoint(request.scope, await request.body())
+        return Response(await endpoint(request.scope, await request.body()), media_type=okx.JSON_MEDIA_TYPE)
 
     return route
 
