@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime
+from typing import NoReturn
 
 from pyexchange import _core
 from pyexchange.accounts import ApiKey, KeyStore
@@ -37,6 +38,7 @@ class Authenticator:
         self.keys = keys
         self.window_ms = window_s * 1000
         self._seen: OrderedDict[str, int] = OrderedDict()  # signature -> when it expires (ms)
+        self._forget_from_ms = 0  # no signature expires before then (when the oldest expires)
         # (api key, passphrase digest) -> the scrypt check under way: concurrent requests of a
         # key new to this zone (a client failing over to it) share one check, not one each.
         self._checking: dict[tuple[str, bytes], asyncio.Future[bool]] = {}
@@ -44,10 +46,11 @@ class Authenticator:
     async def rest(self, headers: Mapping[str, str], method: str, request_path: str, body: str) -> ApiKey:
         """The key that signed this request, or an `OkxError` (50102-50113) saying why not.
         `headers`: looked up by lowercase name (Starlette's `Headers`, or `signed_headers`)."""
-        api_key = _header(headers, "OK-ACCESS-KEY", okx.KEY_HEADER_EMPTY)
-        signature = _header(headers, "OK-ACCESS-SIGN", okx.SIGN_HEADER_EMPTY)
-        timestamp = _header(headers, "OK-ACCESS-TIMESTAMP", okx.TIMESTAMP_HEADER_EMPTY)
-        passphrase = _header(headers, "OK-ACCESS-PASSPHRASE", okx.PASSPHRASE_HEADER_EMPTY)
+        api_key = headers.get("ok-access-key") or _missing("OK-ACCESS-KEY", okx.KEY_HEADER_EMPTY)
+        signature = headers.get("ok-access-sign") or _missing("OK-ACCESS-SIGN", okx.SIGN_HEADER_EMPTY)
+        timestamp = headers.get("ok-access-timestamp") or _missing("OK-ACCESS-TIMESTAMP", okx.TIMESTAMP_HEADER_EMPTY)
+        passphrase = headers.get("ok-access-passphrase") or _missing("OK-ACCESS-PASSPHRASE",
+                                                                     okx.PASSPHRASE_HEADER_EMPTY)  # fmt: skip
         sent_ms = _iso_ms(timestamp)
         self._check_window(sent_ms)
         key = self.keys.get(api_key)
@@ -107,8 +110,10 @@ class Authenticator:
 
     def _once(self, signature: str, sent_ms: int) -> None:
         now_ms = time.time_ns() // 1_000_000
-        while self._seen and (next(iter(self._seen.values())) < now_ms or len(self._seen) >= SEEN_SIGNATURES_MAX):
-            self._seen.popitem(last=False)
+        if now_ms > self._forget_from_ms or len(self._seen) >= SEEN_SIGNATURES_MAX:
+            while self._seen and (next(iter(self._seen.values())) < now_ms or len(self._seen) >= SEEN_SIGNATURES_MAX):
+                self._seen.popitem(last=False)
+            self._forget_from_ms = next(iter(self._seen.values())) if self._seen else now_ms
         if signature in self._seen:
             raise okx.OkxError(okx.SIGNATURE_INVALID, "Invalid Sign: this signed request was already received (replay)")
         self._seen[signature] = max(sent_ms + self.window_ms, now_ms)
@@ -124,11 +129,8 @@ def signed_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return found
 
 
-def _header(headers: Mapping[str, str], name: str, code: str) -> str:
-    value = headers.get(name.lower())
-    if not value:
-        raise okx.OkxError(code, f"Request header {name} can not be empty")
-    return value
+def _missing(name: str, code: str) -> NoReturn:
+    raise okx.OkxError(code, f"Request header {name} can not be empty")
 
 
 def _iso_ms(timestamp: str) -> int:
