@@ -1,7 +1,7 @@
 """The compiled engine (`core_rs`, PyO3). Integers in, integers out; `pyexchange.Engine`
 is the convenient face. Event records are `wire.EVENT_DTYPE` bytes (88 bytes each)."""
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any, final
 
@@ -29,6 +29,7 @@ __all__ = [
     "journal_records",
     "journal_replay",
     "journal_verify",
+    "okx_access_headers",
     "okx_signature_ok",
     "websocket_frames",
 ]
@@ -390,6 +391,13 @@ def journal_records(
     data_dir: str | PathLike[str], from_seq: int, limit: int
 ) -> list[tuple[int, str, int, int, str, bytes]]:
     """Up to `limit` records from `from_seq`: (seq, file, offset, ts_ns, command, payload)."""
+
+def okx_access_headers(
+    raw: Iterable[tuple[bytes, bytes]],
+) -> tuple[str | None, str | None, str | None, str | None, int | None]:
+    """The first `ok-access-key`, `-sign`, `-timestamp` and `-passphrase` of a request's ASGI
+    headers (Latin-1), None for one absent; and the timestamp in Unix ms if it is of the form
+    `YYYY-MM-DDTHH:MM:SS.sssZ` (else None: `datetime.fromisoformat` reads it)."""
 
 def okx_signature_ok(secret: str, timestamp: str, method: str, request_path: str, body: str, sent: str) -> bool:
     """Whether `sent` is Base64(HMAC-SHA256(secret, timestamp + method + request_path + body)),

@@ -35,6 +35,7 @@ mod snapshot;
 mod spare;
 mod state;
 mod threads;
+pub mod timestamp;
 pub mod websocket;
 pub mod wire;
 

@@ -15,7 +15,7 @@ import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 from pyexchange import _core
@@ -23,6 +23,11 @@ from pyexchange.accounts import ApiKey, KeyStore
 from pyexchange.gateway import okx
 
 SEEN_SIGNATURES_MAX = 100_000
+UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MS = timedelta(milliseconds=1)
+# A request's `OK-ACCESS-*` headers: key, sign, timestamp, passphrase, and the timestamp in
+# Unix ms if `_core.okx_access_headers` read it (`iso_ms` reads the others).
+AccessHeaders = tuple[str | None, str | None, str | None, str | None, int | None]
 WS_LOGIN_PATH = "/users/self/verify"
 
 
@@ -43,15 +48,16 @@ class Authenticator:
         # key new to this zone (a client failing over to it) share one check, not one each.
         self._checking: dict[tuple[str, bytes], asyncio.Future[bool]] = {}
 
-    async def rest(self, headers: Mapping[str, str], method: str, request_path: str, body: str) -> ApiKey:
+    async def rest(self, access: AccessHeaders, method: str, request_path: str, body: str) -> ApiKey:
         """The key that signed this request, or an `OkxError` (50102-50113) saying why not.
-        `headers`: looked up by lowercase name (Starlette's `Headers`, or `signed_headers`)."""
-        api_key = headers.get("ok-access-key") or _missing("OK-ACCESS-KEY", okx.KEY_HEADER_EMPTY)
-        signature = headers.get("ok-access-sign") or _missing("OK-ACCESS-SIGN", okx.SIGN_HEADER_EMPTY)
-        timestamp = headers.get("ok-access-timestamp") or _missing("OK-ACCESS-TIMESTAMP", okx.TIMESTAMP_HEADER_EMPTY)
-        passphrase = headers.get("ok-access-passphrase") or _missing("OK-ACCESS-PASSPHRASE",
-                                                                     okx.PASSPHRASE_HEADER_EMPTY)  # fmt: skip
-        sent_ms = _iso_ms(timestamp)
+        `access`: the request's `OK-ACCESS-*` headers (`_core.okx_access_headers`)."""
+        api_key, signature, timestamp, passphrase, sent_ms = access
+        api_key = api_key or _missing("OK-ACCESS-KEY", okx.KEY_HEADER_EMPTY)
+        signature = signature or _missing("OK-ACCESS-SIGN", okx.SIGN_HEADER_EMPTY)
+        timestamp = timestamp or _missing("OK-ACCESS-TIMESTAMP", okx.TIMESTAMP_HEADER_EMPTY)
+        passphrase = passphrase or _missing("OK-ACCESS-PASSPHRASE", okx.PASSPHRASE_HEADER_EMPTY)
+        if sent_ms is None:  # not the usual form
+            sent_ms = iso_ms(timestamp)
         self._check_window(sent_ms)
         key = self.keys.get(api_key)
         if key is None:
@@ -119,21 +125,13 @@ class Authenticator:
         self._seen[signature] = max(sent_ms + self.window_ms, now_ms)
 
 
-def signed_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The `OK-ACCESS-*` headers of an ASGI request (names lowercase, as ASGI gives them; the
-    first of a repeated one, as Starlette's `Headers.get`), read in one pass."""
-    found: dict[str, str] = {}
-    for name, value in raw:
-        if name.startswith(b"ok-access-"):
-            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
-    return found
-
-
 def _missing(name: str, code: str) -> NoReturn:
     raise okx.OkxError(code, f"Request header {name} can not be empty")
 
 
-def _iso_ms(timestamp: str) -> int:
+def iso_ms(timestamp: str) -> int:
+    """Unix ms of an ISO 8601 timestamp with a time zone (floored: no float rounding), as
+    `_core.okx_access_headers` reads the usual form."""
     try:
         when = datetime.fromisoformat(timestamp)
     except ValueError:
@@ -141,4 +139,4 @@ def _iso_ms(timestamp: str) -> int:
                            "e.g. 2020-12-08T09:08:57.715Z") from None  # fmt: skip
     if when.tzinfo is None:
         raise okx.OkxError(okx.TIMESTAMP_INVALID, "Invalid OK-ACCESS-TIMESTAMP: it needs a time zone (Z)")
-    return int(when.timestamp() * 1000)
+    return (when - UNIX_EPOCH) // ONE_MS

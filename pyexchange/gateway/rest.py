@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
@@ -20,9 +20,10 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.types import Scope
 
+from pyexchange import _core
 from pyexchange.accounts import ApiKey
 from pyexchange.gateway import okx, requests
-from pyexchange.gateway.auth import Authenticator, signed_headers
+from pyexchange.gateway.auth import Authenticator
 from pyexchange.gateway.exchange import Exchange, run_ops
 from pyexchange.gateway.views import OrderView, fill_json, order_json, trade_json
 
@@ -38,15 +39,16 @@ async def ex(request: Request) -> Exchange:
 
 
 async def private(request: Request) -> ApiKey:
-    return await _signer(request.app.state.auth, request.scope, request.headers, await request.body())
+    return await _signer(request.app.state.auth, request.scope, await request.body())
 
 
-def _signer(auth: Authenticator, scope: Scope, headers: Mapping[str, str], body: bytes) -> Awaitable[ApiKey]:
-    """The key that signed this request (`auth.Authenticator.rest`); `headers` by lowercase name.
-    (The check itself is what the caller awaits: no coroutine of its own on every request.)"""
+def _signer(auth: Authenticator, scope: Scope, body: bytes) -> Awaitable[ApiKey]:
+    """The key that signed this request (`auth.Authenticator.rest`). (The check itself is what
+    the caller awaits: no coroutine of its own on every request.)"""
     query = scope["query_string"].decode("utf-8", errors="replace")
     path = scope["path"] + (f"?{query}" if query else "")  # a route's own path: nothing to escape
-    return auth.rest(headers, scope["method"], path, body.decode("utf-8", errors="replace"))
+    access = _core.okx_access_headers(scope["headers"])
+    return auth.rest(access, scope["method"], path, body.decode("utf-8", errors="replace"))
 
 
 Ex = Annotated[Exchange, Depends(ex)]
@@ -282,7 +284,7 @@ def _batch(body: Any) -> list[Any]:
 async def _entry(scope: Scope, body: bytes, op: str, *, batch: bool) -> bytes:
     """The answer's JSON (status 200), or an `OkxError` to answer."""
     app = scope["app"]
-    key = await _signer(app.state.auth, scope, signed_headers(scope["headers"]), body)
+    key = await _signer(app.state.auth, scope, body)
     exchange: Exchange = app.state.exchange
     parsed = _json(body)
     items = _batch(parsed) if batch else [parsed]
