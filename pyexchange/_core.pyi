@@ -60,6 +60,11 @@ class PlaceReader:
         default_stp: str,
     ) -> PlaceReader: ...
     def read(self, body: object) -> Any | None: ...
+    def read_json(self, body: bytes) -> Any | None:
+        """`read` of an order's JSON text (a REST body), with no dict in between."""
+    def read_order_op(self, message: str) -> tuple[str | None, Any] | None:
+        """A WebSocket message that is exactly an `order` op of one order: (its id, the intent);
+        None for anything else (the session reads it)."""
 
 @final
 class EventBuffer(Buffer):

@@ -3,14 +3,18 @@ speeds up (`requests.place`), the reference: for any body, when the fast path an
 Python reading must give the very same intent (same instrument, same strings, same decimals
 digit for digit, same ticks and lots); when the fast path declines, the Python reading answers
 (and its errors are the gateway's). And well-formed orders, which are what clients send, must
-take the fast path, or it would speed up nothing."""
+take the fast path, or it would speed up nothing. The same for the fast path that reads the
+JSON text itself (a REST body, a WebSocket `order` op's whole message), against what the
+gateway reads from that text without it (`orjson`, then the session's checks and `place`)."""
 
 from __future__ import annotations
 
+import json
 import os
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -194,3 +198,107 @@ def test_the_reader_raises_the_python_readings_error() -> None:
         READER(body)
     assert (caught.value.code, caught.value.msg) == (okx.PARAMETER_ERROR, "Parameter px error: 100.05 is not a "
                                                      "multiple of the tick size 0.1")  # fmt: skip
+
+
+def _gateway_reading(raw: bytes) -> requests.PlaceIntent | None:
+    """What the gateway reads from a body without the JSON fast path."""
+    try:
+        return _python_reading(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _exactly_if(intent: requests.PlaceIntent | None) -> tuple[Any, ...] | None:
+    return None if intent is None else _exactly(intent)
+
+
+@SETTINGS
+@given(near_good_orders())
+def test_the_json_fast_path_answers_only_what_the_gateway_reads_alike(body: Any) -> None:
+    raw = json.dumps(body).encode()  # (not orjson: it refuses integers past 64 bits; NaN stays NaN)
+    fast = READER.fast.read_json(raw)
+    if fast is not None:
+        assert _exactly(fast) == _exactly_if(_gateway_reading(raw)), f"the JSON fast path took {raw!r}"
+        assert _exactly(fast) == _exactly_if(READER.fast.read(orjson.loads(raw)))
+
+
+@SETTINGS
+@given(good_orders(), st.sampled_from([{}, {"reduceOnly": False, "ccy": None, "attach": [{"px": 1}]}]))
+def test_well_formed_json_orders_take_the_json_fast_path(body: dict[str, Any], others: dict[str, Any]) -> None:
+    """Fields it does not read, of any type, change nothing."""
+    raw = json.dumps({**others, **body}).encode()
+    fast = READER.fast.read_json(raw)
+    assert fast is not None, f"the JSON fast path declined {raw!r}"
+    assert _exactly(fast) == _exactly_if(_gateway_reading(raw))
+
+
+LIMIT = b'"instId": "BTC-USDT", "tdMode": "cash", "ordType": "limit", "sz": "0.001", "side": "buy"'
+
+
+@pytest.mark.parametrize(
+    ("raw", "side"),
+    [
+        (b"{" + LIMIT + b', "px": "100", "side": "sell"}', "sell"),  # a repeated key counts by its last value
+        (b'{"instId": "BTC\\u002dUSDT", "tdMode": "c\\u0061sh", "ordType": "limit", "sz": "0.001", "side": "buy", '
+         b'"px": "100", "\\u0063lOrdId": "a1"}', "buy"),  # escapes, in values and in keys
+        (b" \n{" + LIMIT + b', "px": "100"}\t', "buy"),
+        (b"{" + LIMIT + b', "px": 100}', None),  # a JSON number
+        (b"{" + LIMIT + b', "px": "100"', None),  # not JSON
+        (b"{" + LIMIT + b', "px": "1\xff"}', None),  # not UTF-8
+        (b"{" + LIMIT + b', "px": "100", "tag": "\\ud800"}', None),  # a lone surrogate
+        (b"[{" + LIMIT + b', "px": "100"}]', None),
+        (b"", None),
+    ],
+)  # fmt: skip
+def test_json_the_fast_path_reads_and_leaves(raw: bytes, side: str | None) -> None:
+    fast = READER.fast.read_json(raw)
+    assert (None if fast is None else fast.side) == side
+    if fast is not None:
+        assert _exactly(fast) == _exactly_if(_gateway_reading(raw))
+        assert fast.instrument.symbol == "BTC-USDT" and fast.client_order_id in ("", "a1")
+
+
+def _session_reading(message: str) -> tuple[str | None, requests.PlaceIntent] | None:
+    """(id, intent) if the session takes `message` as an `order` op whose order `place` reads."""
+    try:
+        parsed = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict) or parsed.get("op") != "order":
+        return None
+    op_id, args = parsed.get("id"), parsed.get("args")
+    if op_id is not None and (not isinstance(op_id, str) or len(op_id) > 32):
+        return None
+    if not isinstance(args, list) or len(args) != 1 or not isinstance(args[0], dict):
+        return None
+    intent = _python_reading(args[0])
+    return None if intent is None else (op_id, intent)
+
+
+OP_IDS = st.one_of(st.none(), st.text(max_size=34), st.integers(), st.just(""))
+OPS = st.sampled_from(["order", "batch-orders", "cancel-order", "Order", "order "])
+ORDER_OPS = st.fixed_dictionaries(
+    {"op": OPS, "args": st.one_of(st.lists(near_good_orders(), max_size=2), st.just([]), TEXT_JUNK)},
+    optional={"id": OP_IDS, "expTime": st.one_of(st.text(max_size=5), st.integers())},
+)
+
+
+@SETTINGS
+@given(ORDER_OPS)
+def test_the_order_op_fast_path_answers_only_what_the_session_reads_alike(op: dict[str, Any]) -> None:
+    message = json.dumps(op)
+    fast = READER.fast.read_order_op(message)
+    if fast is not None:
+        reference = _session_reading(message)
+        assert reference is not None, f"the fast path took {message!r}, which the session does not read so"
+        assert fast[0] == reference[0] and _exactly(fast[1]) == _exactly(reference[1])
+
+
+@SETTINGS
+@given(good_orders(), st.one_of(st.none(), st.from_regex(r"[a-z0-9]{0,32}", fullmatch=True)))
+def test_well_formed_order_ops_take_the_fast_path(order: dict[str, Any], op_id: str | None) -> None:
+    message = json.dumps({"op": "order", "args": [order]} | ({} if op_id is None else {"id": op_id}))
+    fast = READER.fast.read_order_op(message)
+    assert fast is not None, f"the fast path declined {message!r}"
+    reference = _session_reading(message)
+    assert reference is not None and fast[0] == reference[0] and _exactly(fast[1]) == _exactly(reference[1])

@@ -700,10 +700,12 @@ class Exchange:
 
 def start_op(exchange: Exchange, account: int, op: str, item: Any) -> dict[str, str] | Pending:
     """Starts one order-entry step (`place`, `cancel`, `amend`): OKX's per-order answer at once,
-    or the step on its way. A bad item or a refusal is its own `sCode`, not an exception."""
+    or the step on its way. A bad item or a refusal is its own `sCode`, not an exception. (A
+    `place` item may be its intent already, read by the fast path from the request's JSON.)"""
     try:
         if op == "place":
-            step = exchange.place(account, exchange.read_place(item))
+            placing = item if isinstance(item, requests.PlaceIntent) else exchange.read_place(item)
+            step = exchange.place(account, placing)
         elif op == "cancel":
             step = exchange.cancel(account, requests.order_ref(item, exchange.instruments))
         else:

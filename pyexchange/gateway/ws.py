@@ -126,6 +126,10 @@ class Session:
         if len(text) > MESSAGE_BYTES_MAX:
             self.conn.send(_error(self.conn, "60012", f"Illegal request: longer than {MESSAGE_BYTES_MAX} bytes"))
             return None
+        if (order := self.exchange.read_place.fast.read_order_op(text)) is not None:  # the usual order op
+            op_id, intent = order
+            self._order_op("order", [intent], op_id)
+            return None
         try:
             message = orjson.loads(text)
         except (orjson.JSONDecodeError, RecursionError):
@@ -218,9 +222,10 @@ class Session:
                 {"arg": arg, "data": [self.exchange.balance_json(account, self.exchange.balances(account), now_ms)]}
             )
 
-    def _order_op(self, op: str, args: list[dict[str, Any]], op_id: str | None) -> None:
-        """Starts an order-entry op; it is answered when its last step is (a done callback, not a
-        task: a client may have many ops in flight, answered as their batches are durable)."""
+    def _order_op(self, op: str, args: list[Any], op_id: str | None) -> None:
+        """Starts an order-entry op (`args`: its objects, or the intent the fast path read); it is
+        answered when its last step is (a done callback, not a task: a client may have many ops
+        in flight, answered as their batches are durable)."""
         in_us = time.time_ns() // 1000
         if not self.conn.private or self.conn.key is None:
             self.conn.send(_error(self.conn, "60011", "Please log in", op_id))

@@ -6,11 +6,19 @@
 //! `instId`, a long tag, a number of more than `DIGITS_MAX` digits) is `None`, and the Python
 //! reading answers it, with its error message. `tests/test_place_reader.py` holds the two to
 //! the same intents. An order costs it about a quarter of what the Python reading does.
+//!
+//! It reads the JSON text itself too (`read_json`, and a WebSocket `order` op's whole message,
+//! `read_order_op`), so that the common order never becomes a Python dict: the same fields, by
+//! the same rules, from a JSON object (a repeated key counts by its last value, as in `orjson`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::fmt;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 
 /// Longer numbers are left to the Python reading (its `Decimal`s round past 28 digits).
 const DIGITS_MAX: usize = 24;
@@ -22,6 +30,9 @@ const MARKET: &str = "market";
 const CASH: &str = "cash";
 const BASE_CCY: &str = "base_ccy";
 const BUY: &str = "buy";
+const ORDER_OP: &str = "order";
+/// A WebSocket op's `id`, at most (characters).
+const OP_ID_CHARS_MAX: usize = 32;
 
 /// A plain decimal, `digits` × 10^-`scale`.
 #[derive(Clone, Copy)]
@@ -100,18 +111,33 @@ struct Spec {
     min_size: Plain,
 }
 
-/// Field names, made Python strings once.
-struct Fields {
-    inst_id: Py<PyString>,
-    td_mode: Py<PyString>,
-    side: Py<PyString>,
-    ord_type: Py<PyString>,
-    stp_mode: Py<PyString>,
-    sz: Py<PyString>,
-    px: Py<PyString>,
-    tgt_ccy: Py<PyString>,
-    tag: Py<PyString>,
-    cl_ord_id: Py<PyString>,
+/// The fields an order is read from (the others are ignored, as by the Python reading).
+#[derive(Clone, Copy)]
+enum Field {
+    InstId,
+    TdMode,
+    Side,
+    OrdType,
+    StpMode,
+    Sz,
+    Px,
+    TgtCcy,
+    Tag,
+    ClOrdId,
+}
+
+const FIELDS: usize = 10;
+const FIELD_NAMES: [&str; FIELDS] =
+    ["instId", "tdMode", "side", "ordType", "stpMode", "sz", "px", "tgtCcy", "tag", "clOrdId"];
+
+/// An order's fields as text; None for one that is missing, null or "" (the Python reading's
+/// `_text`). An order with one of them there but not a string is left to the Python reading.
+struct Texts<'t>([Option<&'t str>; FIELDS]);
+
+impl<'t> Texts<'t> {
+    fn get(&self, field: Field) -> Option<&'t str> {
+        self.0[field as usize]
+    }
 }
 
 #[pyclass(module = "pyexchange._core", frozen)]
@@ -125,7 +151,8 @@ pub(super) struct PlaceReader {
     stp_modes: Names,
     default_stp: Py<PyString>,
     empty: Py<PyString>,
-    fields: Fields,
+    /// `FIELD_NAMES` as Python strings, made once.
+    field_names: [Py<PyString>; FIELDS],
 }
 
 #[pymethods]
@@ -168,7 +195,6 @@ impl PlaceReader {
                 })
                 .collect()
         };
-        let field = |name: &str| PyString::intern(py, name).unbind();
         Ok(Self {
             instruments: specs,
             place_intent,
@@ -178,31 +204,72 @@ impl PlaceReader {
             stp_modes: strings(stp_modes),
             default_stp: PyString::new(py, &default_stp).unbind(),
             empty: PyString::new(py, "").unbind(),
-            fields: Fields {
-                inst_id: field("instId"),
-                td_mode: field("tdMode"),
-                side: field("side"),
-                ord_type: field("ordType"),
-                stp_mode: field("stpMode"),
-                sz: field("sz"),
-                px: field("px"),
-                tgt_ccy: field("tgtCcy"),
-                tag: field("tag"),
-                cl_ord_id: field("clOrdId"),
-            },
+            field_names: FIELD_NAMES.map(|name| PyString::intern(py, name).unbind()),
         })
     }
 
     /// The `PlaceIntent` of `body`, or None: the Python reading decides.
     fn read<'py>(&self, py: Python<'py>, body: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
         let Ok(body) = body.cast::<PyDict>() else { return Ok(None) };
-        let Some(read) = self.read_fields(py, body) else { return Ok(None) };
+        let mut found: [Option<Bound<'py, PyString>>; FIELDS] = Default::default();
+        for (slot, name) in found.iter_mut().zip(&self.field_names) {
+            let Ok(value) = text(body, name.bind(py)) else { return Ok(None) };
+            *slot = value;
+        }
+        let mut texts = [None; FIELDS];
+        for (slot, value) in texts.iter_mut().zip(&found) {
+            if let Some(value) = value {
+                let Ok(value) = value.to_str() else { return Ok(None) };
+                *slot = Some(value);
+            }
+        }
+        self.intent(py, &Texts(texts))
+    }
+
+    /// `read` of an order's JSON text (a request's body), without a dict in between.
+    fn read_json<'py>(&self, py: Python<'py>, body: &[u8]) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Ok(order) = serde_json::from_slice::<JsonOrder<'_>>(body) else { return Ok(None) };
+        match order.texts() {
+            Some(texts) => self.intent(py, &texts),
+            None => Ok(None),
+        }
+    }
+
+    /// A WebSocket message that is an `order` op of one order read whole: (its id, the
+    /// intent), or None, when the session reads it (as anything else that is not exactly
+    /// `{"id": <up to 32 characters>, "op": "order", "args": [<an order read takes>]}`, the id
+    /// optional).
+    fn read_order_op<'py>(
+        &self,
+        py: Python<'py>,
+        message: &str,
+    ) -> PyResult<Option<(Option<String>, Bound<'py, PyAny>)>> {
+        let Ok(op) = serde_json::from_str::<JsonOrderOp<'_>>(message) else { return Ok(None) };
+        let op_id = match op.id {
+            JsonText::Absent => None,
+            JsonText::Text(id) if id.chars().count() <= OP_ID_CHARS_MAX => Some(id.into_owned()),
+            _ => return Ok(None),
+        };
+        let (JsonText::Text(name), Some([order])) = (&op.op, op.args.as_deref()) else { return Ok(None) };
+        let Some(texts) = order.texts().filter(|_| name == ORDER_OP) else { return Ok(None) };
+        Ok(self.intent(py, &texts)?.map(|intent| (op_id, intent)))
+    }
+}
+
+impl PlaceReader {
+    /// The intent of an order's fields, if the fast path is sure of it.
+    fn intent<'py>(&self, py: Python<'py>, texts: &Texts<'_>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(read) = self.read_fields(texts) else { return Ok(None) };
         let decimal = self.decimal.bind(py);
-        let price = match &read.price {
+        let price = match read.price {
             Some(text) => decimal.call1((text,))?,
             None => py.None().into_bound(py),
         };
-        let size = decimal.call1((&read.size,))?;
+        let size = decimal.call1((read.size,))?;
+        let text_or_empty = |text: Option<&str>| match text {
+            Some(text) => PyString::new(py, text),
+            None => self.empty.bind(py).clone(),
+        };
         let intent = self.place_intent.bind(py).call1((
             read.spec.instrument.bind(py),
             read.side.bind(py),
@@ -211,79 +278,209 @@ impl PlaceReader {
             size,
             read.price_ticks,
             read.size_lots,
-            read.client_order_id,
+            text_or_empty(read.client_order_id),
             read.stp.bind(py),
-            read.tag,
+            text_or_empty(read.tag),
         ))?;
         Ok(Some(intent))
     }
-}
 
-/// What `read` found, before it builds the intent.
-struct Read<'a, 'py> {
-    spec: &'a Spec,
-    side: &'a Py<PyString>,
-    order_type: &'a Py<PyString>,
-    stp: &'a Py<PyString>,
-    price: Option<Bound<'py, PyString>>,
-    size: Bound<'py, PyString>,
-    price_ticks: u64,
-    size_lots: u64,
-    client_order_id: Bound<'py, PyString>,
-    tag: Bound<'py, PyString>,
-}
-
-impl PlaceReader {
-    fn read_fields<'a, 'py>(&'a self, py: Python<'py>, body: &Bound<'py, PyDict>) -> Option<Read<'a, 'py>> {
-        let f = &self.fields;
-        let field = |name: &Py<PyString>| text(body, name.bind(py)).ok();
-        let required = |name: &Py<PyString>| field(name).flatten();
-        let symbol = required(&f.inst_id)?;
-        let spec = self.instruments.get(symbol.to_str().ok()?)?;
-        if required(&f.td_mode)?.to_str().ok()? != CASH {
+    fn read_fields<'a, 't>(&'a self, texts: &Texts<'t>) -> Option<Read<'a, 't>> {
+        let spec = self.instruments.get(texts.get(Field::InstId)?)?;
+        if texts.get(Field::TdMode)? != CASH {
             return None;
         }
-        let side_field = required(&f.side)?;
-        let side_text = side_field.to_str().ok()?;
+        let side_text = texts.get(Field::Side)?;
         let side = choice(side_text, &self.sides)?;
-        let order_type_field = required(&f.ord_type)?;
-        let order_type_text = order_type_field.to_str().ok()?;
+        let order_type_text = texts.get(Field::OrdType)?;
         let order_type = choice(order_type_text, &self.order_types)?;
-        let stp = match field(&f.stp_mode)? {
-            Some(stp) => choice(stp.to_str().ok()?, &self.stp_modes)?,
+        let stp = match texts.get(Field::StpMode) {
+            Some(stp) => choice(stp, &self.stp_modes)?,
             None => &self.default_stp,
         };
-        let size = required(&f.sz)?;
-        let size_plain = plain(size.to_str().ok()?).filter(|size| size.digits > 0)?;
+        let size = texts.get(Field::Sz)?;
+        let size_plain = plain(size).filter(|size| size.digits > 0)?;
         let size_lots = steps(size_plain, spec.lot)?;
         if less(size_plain, spec.min_size)? {
             return None;
         }
         let (price, price_ticks) = if order_type_text == MARKET {
             // As the Python reading: a market buy must say its size is in the base currency.
-            match field(&f.tgt_ccy)? {
-                Some(target) if target.to_str().ok()? == BASE_CCY => {}
+            match texts.get(Field::TgtCcy) {
+                Some(BASE_CCY) => {}
                 None if side_text != BUY => {}
                 _ => return None,
             }
             (None, 0)
         } else {
-            let price = required(&f.px)?;
-            let price_plain = plain(price.to_str().ok()?).filter(|price| price.digits > 0)?;
-            let ticks = steps(price_plain, spec.tick)?;
-            (Some(price), ticks)
+            let price = texts.get(Field::Px)?;
+            let price_plain = plain(price).filter(|price| price.digits > 0)?;
+            (Some(price), steps(price_plain, spec.tick)?)
         };
-        let tag = match field(&f.tag)? {
-            Some(tag) if tag.to_str().ok()?.chars().count() <= TAG_CHARS_MAX => tag,
-            Some(_) => return None,
-            None => self.empty.bind(py).clone(),
-        };
-        let client_order_id = match field(&f.cl_ord_id)? {
-            Some(cid) if client_order_id_ok(cid.to_str().ok()?) => cid,
-            Some(_) => return None,
-            None => self.empty.bind(py).clone(),
-        };
+        let tag = texts.get(Field::Tag);
+        if tag.is_some_and(|tag| tag.chars().count() > TAG_CHARS_MAX) {
+            return None;
+        }
+        let client_order_id = texts.get(Field::ClOrdId);
+        if client_order_id.is_some_and(|cid| !client_order_id_ok(cid)) {
+            return None;
+        }
         Some(Read { spec, side, order_type, stp, price, size, price_ticks, size_lots, client_order_id, tag })
+    }
+}
+
+/// What `read_fields` found, before the intent is built.
+struct Read<'a, 't> {
+    spec: &'a Spec,
+    side: &'a Py<PyString>,
+    order_type: &'a Py<PyString>,
+    stp: &'a Py<PyString>,
+    price: Option<&'t str>,
+    size: &'t str,
+    price_ticks: u64,
+    size_lots: u64,
+    client_order_id: Option<&'t str>,
+    tag: Option<&'t str>,
+}
+
+/// A JSON value where the Python reading wants text: text, nothing (missing or null), or
+/// something else (which leaves the order to the Python reading).
+#[derive(Default)]
+enum JsonText<'j> {
+    #[default]
+    Absent,
+    Text(Cow<'j, str>),
+    Other,
+}
+
+impl JsonText<'_> {
+    /// Whether it is the text `wanted` (an object's key is read as a `JsonText`: borrowed from
+    /// the message unless it has escapes).
+    fn is(&self, wanted: &str) -> bool {
+        matches!(self, JsonText::Text(text) if text == wanted)
+    }
+}
+
+impl<'de: 'j, 'j> Deserialize<'de> for JsonText<'j> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = JsonText<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(JsonText::Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(JsonText::Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(JsonText::Absent)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(JsonText::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(JsonText::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(JsonText::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(JsonText::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(JsonText::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(JsonText::Other)
+            }
+        }
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+/// A JSON object read as an order: its `FIELD_NAMES` fields, the last of a repeated one.
+struct JsonOrder<'j>([JsonText<'j>; FIELDS]);
+
+impl JsonOrder<'_> {
+    /// Its `Texts`; None if a field is there but not a string.
+    fn texts(&self) -> Option<Texts<'_>> {
+        let mut texts = [None; FIELDS];
+        for (slot, value) in texts.iter_mut().zip(&self.0) {
+            match value {
+                JsonText::Absent => {}
+                JsonText::Text(text) if text.is_empty() => {}
+                JsonText::Text(text) => *slot = Some(text.as_ref()),
+                JsonText::Other => return None,
+            }
+        }
+        Some(Texts(texts))
+    }
+}
+
+impl<'de: 'j, 'j> Deserialize<'de> for JsonOrder<'j> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OrderVisitor;
+        impl<'de> Visitor<'de> for OrderVisitor {
+            type Value = JsonOrder<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields: [JsonText<'de>; FIELDS] = Default::default();
+                while let Some(key) = map.next_key::<JsonText<'de>>()? {
+                    match FIELD_NAMES.iter().position(|name| key.is(name)) {
+                        Some(at) => fields[at] = map.next_value()?,
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(JsonOrder(fields))
+            }
+        }
+        deserializer.deserialize_map(OrderVisitor)
+    }
+}
+
+/// A WebSocket message read as an order-entry op: `id`, `op` and `args` (any other key ignored,
+/// as by the session; the last of a repeated one).
+#[derive(Default)]
+struct JsonOrderOp<'j> {
+    id: JsonText<'j>,
+    op: JsonText<'j>,
+    args: Option<Vec<JsonOrder<'j>>>,
+}
+
+impl<'de: 'j, 'j> Deserialize<'de> for JsonOrderOp<'j> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OpVisitor;
+        impl<'de> Visitor<'de> for OpVisitor {
+            type Value = JsonOrderOp<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut op = JsonOrderOp::default();
+                while let Some(key) = map.next_key::<JsonText<'de>>()? {
+                    if key.is("id") {
+                        op.id = map.next_value()?;
+                    } else if key.is("op") {
+                        op.op = map.next_value()?;
+                    } else if key.is("args") {
+                        op.args = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(op)
+            }
+        }
+        deserializer.deserialize_map(OpVisitor)
     }
 }
 
