@@ -287,7 +287,11 @@ async def _entry(scope: Scope, body: bytes, op: str, *, batch: bool) -> bytes:
     key = await _signer(app.state.auth, scope, body)
     exchange: Exchange = app.state.exchange
     intent = exchange.read_place.fast.read_json(body) if op == "place" and not batch else None
-    items = [intent] if intent is not None else _batch(_json(body)) if batch else [_json(body)]
+    if intent is not None:  # the usual order, read from its JSON by the fast path
+        items = [intent]
+    else:
+        parsed = _json(body)
+        items = _batch(parsed) if batch else [parsed]
     outcomes = await run_ops(exchange, key.account, op, items)
     codes = {o["sCode"] for o in outcomes}
     if codes == {okx.RATE_LIMITED}:
