@@ -294,6 +294,15 @@ def test_the_order_op_fast_path_answers_only_what_the_session_reads_alike(op: di
         assert fast[0] == reference[0] and _exactly(fast[1]) == _exactly(reference[1])
 
 
+def test_an_order_op_must_be_an_object() -> None:
+    """A JSON array is no op, even with an op's values in an op's order (as a derived serde
+    struct would read it)."""
+    order = {"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "sz": "0.001", "px": "100"}
+    assert READER.fast.read_order_op(json.dumps({"id": "a", "op": "order", "args": [order]})) is not None
+    assert READER.fast.read_order_op(json.dumps(["a", "order", [order]])) is None
+    assert READER.fast.read_json(json.dumps(list(order.values())).encode()) is None
+
+
 @SETTINGS
 @given(good_orders(), st.one_of(st.none(), st.from_regex(r"[a-z0-9]{0,32}", fullmatch=True)))
 def test_well_formed_order_ops_take_the_fast_path(order: dict[str, Any], op_id: str | None) -> None:

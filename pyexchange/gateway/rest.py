@@ -286,7 +286,7 @@ async def _entry(scope: Scope, body: bytes, op: str, *, batch: bool) -> bytes:
     app = scope["app"]
     key = await _signer(app.state.auth, scope, body)
     exchange: Exchange = app.state.exchange
-    intent = exchange.read_place.fast.read_json(body) if op == "place" and not batch else None
+    intent = exchange.read_place.read_json(body) if op == "place" and not batch else None
     if intent is not None:  # the usual order, read from its JSON by the fast path
         items = [intent]
     else:

@@ -126,7 +126,7 @@ class Session:
         if len(text) > MESSAGE_BYTES_MAX:
             self.conn.send(_error(self.conn, "60012", f"Illegal request: longer than {MESSAGE_BYTES_MAX} bytes"))
             return None
-        if (order := self.exchange.read_place.fast.read_order_op(text)) is not None:  # the usual order op
+        if (order := self.exchange.read_place.read_order_op(text)) is not None:  # the usual order op
             op_id, intent = order
             self._order_op("order", [intent], op_id)
             return None

@@ -448,7 +448,8 @@ impl<'de: 'j, 'j> Deserialize<'de> for JsonOrder<'j> {
 }
 
 /// A WebSocket message read as an order-entry op: `id`, `op` and `args` (any other key ignored,
-/// as by the session; the last of a repeated one).
+/// as by the session; the last of a repeated one). Read by hand, as `JsonOrder` is, not derived:
+/// a derived struct would also take a JSON array as its fields in order, which is no op.
 #[derive(Default)]
 struct JsonOrderOp<'j> {
     id: JsonText<'j>,
