@@ -622,8 +622,8 @@ class Engine:
 
     def preallocate(self, live_orders: int = 1 << 16) -> None:
         """Allocates and touches the engine's memory for `live_orders` live orders and for all
-        retained closed orders now (about 45 MB), so that no later command waits on the
-        allocator or a page fault — what a deployment does at start. Changes no state."""
+        retained closed orders now (about 100 MB; 390 MB for 1,000,000), so that no later command
+        waits on the allocator or a page fault — what a deployment does at start. Changes no state."""
         if live_orders < 0:
             raise ValueError("live_orders must be >= 0")
         if not isinstance(self._core, _core.Engine):

@@ -91,6 +91,37 @@ def test_restart_recovers_the_state_of_an_in_memory_engine_fed_the_same_commands
     reopened.close()
 
 
+def test_snapshots_of_a_growing_book_restore_the_same_state(data_dir: Path) -> None:
+    """A book past 65,536 live orders gets a spare laid out ahead in the background (room for
+    twice its orders), and later snapshots copy into it: each snapshot restores to the state,
+    and so does a restart from the newest."""
+    memory = Engine(clock=Clock())
+    with Engine(data_dir, clock=Clock(), snapshot_every_commands=50_000) as durable:
+        for eng in (memory, durable):
+            setup_market(eng)
+            for account in (1, 2, 3):
+                eng.deposit(account=account, asset="USDT", amount="100000000")
+                eng.deposit(account=account, asset="BTC", amount="1000")
+        inst = durable.instrument(BTC).instrument_id
+        for first in range(0, 200_000, 10_000):
+            places = np.zeros(10_000, dtype=wire.COMMAND_DTYPE)
+            i = np.arange(first, first + 10_000)
+            places["kind"], places["account"], places["instrument"] = wire.PLACE, 1 + i % 3, inst
+            places["side"], places["order_type"], places["size_lots"] = i % 2, wire.ORDER_TYPES.index("limit"), 1
+            places["price_ticks"] = np.where(i % 2 == 0, 200_000 + i % 50_000, 400_000 + i % 50_000)
+            places["client_order_id"] = [f"g{k}".encode() for k in i]
+            places["ts_ns"] = 1_800_000_000_000_000_000 + first
+            np.testing.assert_array_equal(durable.submit(places), memory.submit(places))
+            time.sleep(0.05)  # a layout takes about 20 ms at these sizes
+        assert durable._core.live_orders() == 200_000
+        assert durable.state_hash() == memory.state_hash()
+        durable.check_invariants()
+    assert len(list((data_dir / "snapshots").glob("*.snap"))) == 3  # the newest three of four
+    with Engine(data_dir) as reopened:
+        assert reopened.recovery()["snapshot_seq"] is not None
+        assert reopened.state_hash() == memory.state_hash()
+
+
 def test_the_journal_reports_its_group_commits_newest_last(data_dir: Path) -> None:
     with Engine(data_dir, snapshot_every_commands=0) as eng:
         setup_market(eng)

@@ -325,10 +325,11 @@ fn prime(engine: &DurableEngine, commands: &[CommandRecord]) -> usize {
 }
 
 /// The pause a snapshot costs order entry (copying the state under the sequencer's lock, as
-/// `DurableEngine::snapshot` does): into fresh memory (the first snapshot after opening) and
-/// into the engine the previous snapshot restored (every later one); and the whole snapshot
-/// (serialize, restore to hash, write, fsync, rename), on a book of `live_orders` resting
-/// orders with client order ids and a full ring of closed orders.
+/// `DurableEngine::snapshot` does): into fresh memory (the first snapshot after opening), into
+/// memory laid out for it (the first, opened with `spare_live_orders`) and into the engine the
+/// previous snapshot restored (every later one); and the whole snapshot (serialize, restore to
+/// hash, write, fsync, rename), on a book of `live_orders` resting orders with client order
+/// ids and a full ring of closed orders.
 fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
     let engine = open_market(dir, SyncMode::NoFsyncUnsafeBenchmarkOnly, &Commands::synthetic(0));
     let closed = core_rs::limits::ORDERS_CLOSED_RETAINED_MAX as u64;
@@ -381,6 +382,13 @@ fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
     let copy = engine.read(core_rs::Engine::clone);
     let pause = started.elapsed();
     drop(copy);
+    // The first snapshot of an engine opened with `spare_live_orders`: into memory laid out.
+    let mut laid_out = core_rs::Engine::default();
+    laid_out.preallocate(live_orders as usize);
+    let started = Instant::now();
+    engine.read(|e| laid_out.clone_from(e));
+    let pause_into_laid_out = started.elapsed();
+    drop(laid_out);
     // Later snapshots copy into the engine the previous one restored (its memory laid out).
     let mut spare = core_rs::Engine::restore(&engine.read(core_rs::Engine::snapshot)).expect("the body restores");
     let started = Instant::now();
@@ -401,6 +409,7 @@ fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
         "body_bytes": body_bytes,
         "pause_ms": pause.as_secs_f64() * 1e3,
         "pause_into_spare_ms": pause_into_spare.as_secs_f64() * 1e3,
+        "pause_into_laid_out_ms": pause_into_laid_out.as_secs_f64() * 1e3,
         "state_digest_ms": digest_elapsed.as_secs_f64() * 1e3,
         "snapshot_total_ms": whole.as_secs_f64() * 1e3,
     })

@@ -140,8 +140,8 @@ pub struct DurableEngine {
     /// The background snapshot writer, if one is running or finished unjoined.
     snapshot_thread: Mutex<Option<SnapshotThread>>,
     /// The engine the last snapshot restored to check its body, or at opening the snapshot
-    /// recovery started from: the next snapshot copies the state into its memory, which
-    /// shortens the pause several times over.
+    /// recovery started from, or one laid out ahead of a growing book: the next snapshot copies
+    /// the state into its memory, which shortens the pause several times over.
     spare: SpareEngine,
     config: DurableConfig,
 }
@@ -437,6 +437,9 @@ impl DurableEngine {
 
     fn snapshot_if_due(&self, s: &mut Sequencer) {
         let every = self.config.snapshot_every_commands;
+        if every > 0 {
+            self.spare.lay_out_ahead(s.engine.live_orders());
+        }
         if every > 0 && s.engine.seq() - s.seq_of_last_snapshot >= every {
             let mut running = self.snapshot_thread.lock().unwrap_or_else(PoisonError::into_inner);
             if running.as_ref().is_none_or(JoinHandle::is_finished) {

@@ -217,7 +217,15 @@ impl Clone for ClientOrders {
 
     fn clone_from(&mut self, source: &Self) {
         let ClientOrders { shards } = source;
-        self.shards.clone_from(shards);
+        for (shard, from) in self.shards.iter_mut().zip(shards) {
+            if shard.is_empty() && shard.capacity() >= from.len() {
+                // Laid out ahead (`reserve`), probably for more buckets than `from` has, which
+                // `clone_from` would give back for fresh memory of `from`'s size.
+                shard.extend(from.iter().map(|(key, known)| (*key, *known)));
+            } else {
+                shard.clone_from(from);
+            }
+        }
     }
 }
 
@@ -252,6 +260,31 @@ impl ClientOrders {
 
     fn len(&self) -> usize {
         self.shards.iter().map(|shard| shard.len()).sum()
+    }
+
+    /// Room for `known` orders in all, mapped (so no insert or copy into it meets a page fault):
+    /// each shard's share with an eighth to spare, written once and cleared.
+    fn reserve(&mut self, known: usize) {
+        let per_shard = known / CLIENT_ORDER_SHARDS + known / CLIENT_ORDER_SHARDS / 8;
+        let filler = ClientOrder {
+            order_id: 0,
+            seq: 0,
+            ts_ns: 0,
+            price_ticks: 0,
+            size_lots: 0,
+            accepted_price_ticks: 0,
+            instrument: 0,
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            stp: Stp::CancelMaker,
+        };
+        for shard in &mut self.shards {
+            if shard.is_empty() && shard.capacity() < per_shard {
+                shard.reserve(per_shard);
+                shard.extend((0..per_shard as u64).map(|account| ((account, NO_CLIENT_ORDER_ID), filler)));
+                shard.clear();
+            }
+        }
     }
 }
 
@@ -425,6 +458,7 @@ impl OrderStore {
             *entry = std::hint::black_box(*entry);
         }
         self.closed.preallocate(ORDERS_CLOSED_RETAINED_MAX + 1, template);
+        self.client_orders.reserve(live_orders + ORDERS_CLOSED_RETAINED_MAX);
         if self.closed_index.slots.is_empty() {
             // Not all zeros, so the allocator cannot hand out lazily mapped zero pages.
             self.closed_index.slots = vec![(0, u64::MAX); CLOSED_INDEX_SLOTS];
@@ -873,6 +907,19 @@ pub(crate) mod tests {
             assert_eq!(copy.get(&key(i)).map(|known| known.order_id), expected);
         }
         assert_eq!(copy.iter().count(), orders.iter().count());
+        // Into a store laid out ahead: the same entries, in the memory reserved (none moved).
+        let mut laid_out = ClientOrders::default();
+        laid_out.reserve(2 * entries as usize);
+        assert!(laid_out.shards.iter().all(|shard| shard.is_empty()), "laid out, nothing kept");
+        let capacities: Vec<usize> = laid_out.shards.iter().map(|shard| shard.capacity()).collect();
+        laid_out.clone_from(&orders);
+        assert_eq!(laid_out.shards.iter().map(|shard| shard.capacity()).collect::<Vec<_>>(), capacities);
+        let entries_of = |store: &ClientOrders| {
+            let mut all: Vec<(ClientOrderKey, u64)> = store.iter().map(|(key, known)| (*key, known.order_id)).collect();
+            all.sort_unstable();
+            all
+        };
+        assert_eq!(entries_of(&laid_out), entries_of(&orders));
     }
 
     #[test]
