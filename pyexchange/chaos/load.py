@@ -251,10 +251,13 @@ class OrderLoad:
         self.request_timeout_s, self.drain_s, self.connections_max = request_timeout_s, drain_s, connections_max
         self._records: list[OrderRecord] = []
 
-    def in_flight(self) -> int:
-        """Ops of the run under way that were sent and have no definite answer yet (another
-        thread may ask: a drill waits for some before it kills a zone)."""
-        return sum(r.attempts > 0 and r.outcome == PENDING for r in self._records)
+    def in_flight(self, sent_ms_ago_min: float = 0) -> int:
+        """Ops of the run under way that were sent at least `sent_ms_ago_min` ago and have no
+        definite answer yet (another thread may ask: a test waits for some before it kills a
+        zone). An op counts from its first attempt, before its request is written: only some
+        time after that is the request surely at the server."""
+        sent_before_ns = time.monotonic_ns() - int(sent_ms_ago_min * 1_000_000)
+        return sum(r.attempts > 0 and r.outcome == PENDING and r.send_ns <= sent_before_ns for r in self._records)
 
     def plan(self) -> list[PlannedOp]:
         """Every op of the run, in launch order; the same for the same parameters and seed."""
