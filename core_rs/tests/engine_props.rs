@@ -260,18 +260,17 @@ fn a_snapshot_body_takes_exactly_the_memory_it_reserved() {
     assert_eq!(body.len(), body.capacity());
 }
 
-proptest! {
-    // Fewer cases: laying out an engine maps about 100 MB (the retained closed orders' room).
-    #![proptest_config(ProptestConfig::with_cases(cases() / 30))]
-
-    /// The first snapshot of an engine opened with `spare_live_orders` copies the state into an
-    /// engine laid out by `preallocate` and holding none: the copy must be the original.
-    #[test]
-    fn a_copy_into_a_laid_out_engine_continues_identically(
-        commands in prop::collection::vec(command(), 1..160),
-        cut in 0usize..160,
-        live_orders in 0usize..64,
-    ) {
+/// A snapshot of a growing book copies the state into an engine laid out ahead by `preallocate`
+/// and holding none: the copy must be the original. A runner of its own: `PROPTEST_CASES`
+/// overrides a `proptest!` block's cases, and a case here maps about 100 MB (the retained
+/// closed orders' room), so a long run takes a hundredth of its cases (at least 10).
+#[test]
+fn a_copy_into_a_laid_out_engine_continues_identically() {
+    let config =
+        ProptestConfig { cases: (cases() / 100).max(10), failure_persistence: None, ..ProptestConfig::default() };
+    let strategy = (prop::collection::vec(command(), 1..160), 0usize..160, 0usize..64);
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let outcome = runner.run(&strategy, |(commands, cut, live_orders)| {
         let cut = cut.min(commands.len());
         let (mut original, _) = run(&commands[..cut]);
         let mut copy = Engine::default();
@@ -284,5 +283,9 @@ proptest! {
         }
         prop_assert_eq!(copy.snapshot(), original.snapshot());
         copy.check_invariants().map_err(TestCaseError::fail)?;
+        Ok(())
+    });
+    if let Err(failure) = outcome {
+        panic!("{failure}");
     }
 }
