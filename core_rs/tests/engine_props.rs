@@ -83,6 +83,18 @@ fn run(commands: &[Command]) -> (Engine, usize) {
 }
 
 /// 300 cases by default; `PROPTEST_CASES=N` for a long run (`make test-long`).
+/// `copy` (made of `original`) is the original, indexes and all: the same hash and snapshot,
+/// and the same events and state after `rest`.
+fn continues_identically(mut copy: Engine, mut original: Engine, rest: &[Command]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(copy.state_hash(), original.state_hash());
+    prop_assert_eq!(copy.snapshot(), original.snapshot());
+    for command in rest {
+        prop_assert_eq!(apply(&mut copy, command), apply(&mut original, command));
+    }
+    prop_assert_eq!(copy.snapshot(), original.snapshot());
+    copy.check_invariants().map_err(TestCaseError::fail)
+}
+
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(300)
 }
@@ -121,16 +133,10 @@ proptest! {
         cut in 0usize..160,
     ) {
         let cut = cut.min(commands.len());
-        let (mut original, _) = run(&commands[..cut]);
+        let (original, _) = run(&commands[..cut]);
         let (mut copy, _) = run(&earlier);
         copy.clone_from(&original);
-        prop_assert_eq!(copy.state_hash(), original.state_hash());
-        prop_assert_eq!(copy.snapshot(), original.snapshot());
-        for command in &commands[cut..] {
-            prop_assert_eq!(apply(&mut copy, command), apply(&mut original, command));
-        }
-        prop_assert_eq!(copy.snapshot(), original.snapshot());
-        copy.check_invariants().map_err(TestCaseError::fail)?;
+        continues_identically(copy, original, &commands[cut..])?;
     }
 
     #[test]
@@ -272,18 +278,11 @@ fn a_copy_into_a_laid_out_engine_continues_identically() {
     let mut runner = proptest::test_runner::TestRunner::new(config);
     let outcome = runner.run(&strategy, |(commands, cut, live_orders)| {
         let cut = cut.min(commands.len());
-        let (mut original, _) = run(&commands[..cut]);
+        let (original, _) = run(&commands[..cut]);
         let mut copy = Engine::default();
         copy.preallocate(live_orders);
         copy.clone_from(&original);
-        prop_assert_eq!(copy.state_hash(), original.state_hash());
-        prop_assert_eq!(copy.snapshot(), original.snapshot());
-        for command in &commands[cut..] {
-            prop_assert_eq!(apply(&mut copy, command), apply(&mut original, command));
-        }
-        prop_assert_eq!(copy.snapshot(), original.snapshot());
-        copy.check_invariants().map_err(TestCaseError::fail)?;
-        Ok(())
+        continues_identically(copy, original, &commands[cut..])
     });
     if let Err(failure) = outcome {
         panic!("{failure}");
