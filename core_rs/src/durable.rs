@@ -437,10 +437,11 @@ impl DurableEngine {
 
     fn snapshot_if_due(&self, s: &mut Sequencer) {
         let every = self.config.snapshot_every_commands;
-        if every > 0 {
-            self.spare.lay_out_ahead(s.engine.live_orders());
+        if every == 0 {
+            return;
         }
-        if every > 0 && s.engine.seq() - s.seq_of_last_snapshot >= every {
+        self.spare.lay_out_ahead(s.engine.live_orders());
+        if s.engine.seq() - s.seq_of_last_snapshot >= every {
             let mut running = self.snapshot_thread.lock().unwrap_or_else(PoisonError::into_inner);
             if running.as_ref().is_none_or(JoinHandle::is_finished) {
                 if let Some(finished) = running.take() {

@@ -75,11 +75,15 @@ impl SpareEngine {
 
     fn offer(&self, engine: Engine, room: usize) {
         let mut slot = self.lock();
-        if slot.engine.is_none() || room >= slot.room {
-            slot.engine = Some(engine);
-            slot.room = room;
-            self.room.store(room, Ordering::Relaxed);
+        if slot.engine.is_some() && room < slot.room {
+            return; // `engine` is freed after the lock is let go
         }
+        let replaced = slot.engine.replace(engine);
+        slot.room = room;
+        self.room.store(room, Ordering::Relaxed);
+        // Freeing hundreds of MB takes a while: not while a snapshot's copy may wait for the lock.
+        drop(slot);
+        drop(replaced);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
