@@ -245,8 +245,8 @@ class DurableEngine:
         """Journals and applies a batch without waiting for its sync: (events, last seq). None
         of the events may reach anyone before `durable_seq` covers the last seq."""
     def snapshot_due_within(self, commands: int) -> bool:
-        """Whether applying `commands` more commands now would start a snapshot (a copy of the
-        engine before `submit_unsynced` returns)."""
+        """Whether applying `commands` more commands now would start a snapshot (which copies the
+        engine before `submit_unsynced` returns if the shadow engine is out of step)."""
     @property
     def durable_seq(self) -> int:
         """The last seq a journal sync covers."""

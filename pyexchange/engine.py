@@ -529,8 +529,9 @@ class Engine:
         return np.frombuffer(memoryview(events), dtype=wire.EVENT_DTYPE), last_seq
 
     def snapshot_due_within(self, commands: int) -> bool:
-        """Whether `submit_unsynced` of that many commands now would also copy the engine for a
-        snapshot before it returns (durable engines; in memory, never)."""
+        """Whether `submit_unsynced` of that many commands now would start a snapshot, which
+        copies the engine before it returns if the shadow engine is out of step (durable
+        engines; in memory, never)."""
         if not isinstance(self._core, _core.DurableEngine):
             return False
         return self._core.snapshot_due_within(commands)

@@ -324,15 +324,21 @@ fn prime(engine: &DurableEngine, commands: &[CommandRecord]) -> usize {
     primed
 }
 
-/// The pause a snapshot costs order entry (copying the state under the sequencer's lock, as
-/// `DurableEngine::snapshot` does): into fresh memory (the first snapshot after opening), into
-/// memory laid out for it (the first, opened with `spare_live_orders`) and into the engine the
-/// previous snapshot restored (every later one); and the whole snapshot (serialize, restore to
-/// hash, write, fsync, rename), on a book of `live_orders` resting orders with client order
-/// ids and a full ring of closed orders.
+/// The pause a snapshot costs order entry, on a book of `live_orders` resting orders with
+/// client order ids and a full ring of closed orders: a periodic one, which the shadow engine
+/// serializes (the batch of one command that starts it, against the batch of one before it);
+/// and a copy of the state under the sequencer's lock, as a snapshot takes while the shadow is
+/// out of step, into fresh memory, into memory laid out by `Engine::preallocate` and into the
+/// spare a copy left. Then the whole snapshot (serialize, restore to hash, write, fsync, rename).
 fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
-    let engine = open_market(dir, SyncMode::NoFsyncUnsafeBenchmarkOnly, &Commands::synthetic(0));
+    let commands = Commands::synthetic(0);
     let closed = core_rs::limits::ORDERS_CLOSED_RETAINED_MAX as u64;
+    let mut config = DurableConfig::new(dir);
+    config.journal.sync = SyncMode::NoFsyncUnsafeBenchmarkOnly;
+    // Due at the second command after the book is built.
+    let built = (commands.configuration.len() + commands.setup.len()) as u64 + live_orders + 2 * closed;
+    config.snapshot_every_commands = built + 2;
+    let engine = open_configured(config, &commands);
     let place = |i: u64, side: Side, price_ticks: u64| {
         let mut client_order_id = NO_CLIENT_ORDER_ID;
         client_order_id[..8].copy_from_slice(&i.to_le_bytes());
@@ -377,19 +383,26 @@ fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
         engine.execute_records(chunk, &mut Vec::new()).expect("closed orders");
     }
     assert_eq!(engine.read(core_rs::Engine::live_orders) as u64, live_orders, "every resting order rests");
+    assert_eq!(engine.read(core_rs::Engine::seq), built, "no snapshot due yet");
     let body_bytes = engine.read(|e| e.snapshot().len());
+    let one_batch = |i: u64| {
+        let started = Instant::now();
+        engine.execute_records(&[place(live_orders + closed + i, Side::Buy, 4_000)], &mut Vec::new()).expect("one");
+        started.elapsed()
+    };
+    let (before_shadow_snapshot, shadow_snapshot) = (one_batch(0), one_batch(1));
     let started = Instant::now();
     let copy = engine.read(core_rs::Engine::clone);
     let pause = started.elapsed();
     drop(copy);
-    // The first snapshot of an engine opened with `spare_live_orders`: into memory laid out.
+    // Into memory laid out by `preallocate`.
     let mut laid_out = core_rs::Engine::default();
     laid_out.preallocate(live_orders as usize);
     let started = Instant::now();
     engine.read(|e| laid_out.clone_from(e));
     let pause_into_laid_out = started.elapsed();
     drop(laid_out);
-    // Later snapshots copy into the engine the previous one restored (its memory laid out).
+    // Into the memory of an earlier copy (here a restored engine).
     let mut spare = core_rs::Engine::restore(&engine.read(core_rs::Engine::snapshot)).expect("the body restores");
     let started = Instant::now();
     engine.read(|e| spare.clone_from(e));
@@ -407,6 +420,8 @@ fn snapshot_pause(dir: &Path, live_orders: u64) -> Value {
         "live_orders": live_orders,
         "closed_orders": closed,
         "body_bytes": body_bytes,
+        "shadow_snapshot_batch_ms": shadow_snapshot.as_secs_f64() * 1e3,
+        "batch_before_ms": before_shadow_snapshot.as_secs_f64() * 1e3,
         "pause_ms": pause.as_secs_f64() * 1e3,
         "pause_into_spare_ms": pause_into_spare.as_secs_f64() * 1e3,
         "pause_into_laid_out_ms": pause_into_laid_out.as_secs_f64() * 1e3,

@@ -14,13 +14,15 @@
 //! - A retry (`Engine::place_retry`) is answered with the original acceptance once that is
 //!   durable, without a new command.
 //! - One engine per data directory (a lock file).
-//! - Recovery is the newest valid snapshot plus the journal after it (`open`); a snapshot is
-//!   a copy of the state taken under the lock (order entry pauses only for the copy) and
-//!   serialized, restored (for its state hash) and written by a background thread, once its
-//!   sequence number is durable.
+//! - Recovery is the newest valid snapshot plus the journal after it (`open`). Snapshots come
+//!   from a shadow engine (`shadow.rs`) on a thread of its own, fed the records applied:
+//!   it serializes the state at the seq the snapshot was due at, and order entry does not
+//!   wait. A background thread restores the body (for its state hash) and writes it once its
+//!   sequence number is durable. Only while the shadow is out of step (it fell far behind)
+//!   does a snapshot copy the state under the lock.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,7 @@ use crate::journal::{
     self, DurableCallback, JournalConfig, JournalError, JournalStatus, JournalWriter, Recovery, SkippedSnapshot,
     SnapshotStore, TailRepair,
 };
+use crate::shadow::{shadow_of, ShadowFeed};
 use crate::spare::SpareEngine;
 use crate::wire::{decode_command, encode_command, CommandRecord, EventRecord, COMMAND_RECORD_BYTES};
 
@@ -126,6 +129,16 @@ struct Sequencer {
     engine: Engine,
     payload: Vec<u8>,
     seq_of_last_snapshot: u64,
+    /// What periodic snapshots are taken from (none when snapshots are only on demand).
+    shadow: Option<ShadowFeed>,
+}
+
+/// Where a snapshot's state comes from.
+enum SnapshotSource {
+    /// The shadow's serialization of the state at the snapshot's seq.
+    Shadow(mpsc::Receiver<Vec<u8>>),
+    /// A copy taken under the lock.
+    Copy(Box<Engine>),
 }
 
 #[derive(Debug)]
@@ -139,9 +152,8 @@ pub struct DurableEngine {
     snapshots: Arc<SnapshotStore>,
     /// The background snapshot writer, if one is running or finished unjoined.
     snapshot_thread: Mutex<Option<SnapshotThread>>,
-    /// The engine the last snapshot restored to check its body, or at opening the snapshot
-    /// recovery started from, or one laid out ahead of a growing book: the next snapshot copies
-    /// the state into its memory, which shortens the pause several times over.
+    /// Memory for the copies of the state a snapshot takes while the shadow is out of step,
+    /// and for the shadow's resyncs.
     spare: SpareEngine,
     config: DurableConfig,
 }
@@ -182,14 +194,19 @@ enum Replayed {
 /// Recovers the journal and applies its records after the engine's seq, in one pass over the
 /// files and two threads: one reads and checks the journal (CRCs, sequence, the torn tail)
 /// and groups trading records into chunks, the other applies them through the batch path.
-/// Returns what the journal held and how many records were applied.
-fn recover_and_replay(dir: &Path, engine: &mut Engine) -> Result<(Recovery, u64), DurableError> {
+/// Returns what the journal held and how many records were applied. What is applied goes to
+/// `shadow` too.
+fn recover_and_replay(
+    dir: &Path,
+    engine: &mut Engine,
+    shadow: Option<&mut ShadowFeed>,
+) -> Result<(Recovery, u64), DurableError> {
     let from = engine.seq() + 1;
     let (chunks, chunks_to_apply) = std::sync::mpsc::sync_channel::<Replayed>(REPLAY_CHUNKS_AHEAD);
     let (spent, spent_to_refill) = std::sync::mpsc::channel::<Vec<CommandRecord>>();
     let (recovery, replayed) = std::thread::scope(|scope| {
         let reader = scope.spawn(move || read_for_replay(dir, from, &chunks, &spent_to_refill));
-        let applied = apply_replayed(engine, &chunks_to_apply, &spent);
+        let applied = apply_replayed(engine, shadow, &chunks_to_apply, &spent);
         // An apply error drops the receiver, which stops the reader at its next send.
         drop(chunks_to_apply);
         let read = reader.join().expect("the replay reader does not panic");
@@ -264,6 +281,7 @@ fn read_for_replay(
 /// Applies what the reader sends; returns how many records it applied.
 fn apply_replayed(
     engine: &mut Engine,
+    mut shadow: Option<&mut ShadowFeed>,
     chunks: &std::sync::mpsc::Receiver<Replayed>,
     spent: &std::sync::mpsc::Sender<Vec<CommandRecord>>,
 ) -> Result<u64, DurableError> {
@@ -285,10 +303,16 @@ fn apply_replayed(
             Replayed::Records { records, .. } => {
                 let applied = engine.apply_records(records, &mut events);
                 applied.map_err(|e| failed(format!("in the {} records from here: {e}", records.len())))?;
+                if let Some(shadow) = shadow.as_deref_mut() {
+                    shadow.records(records.clone());
+                }
             }
             Replayed::Configuration { payload, .. } => {
                 let (ts_ns, command) = decode_command(payload).map_err(&failed)?;
                 engine.apply(ts_ns, &command, &mut events).map_err(|e| failed(e.to_string()))?;
+                if let Some(shadow) = shadow.as_deref_mut() {
+                    shadow.command(ts_ns, command);
+                }
             }
         }
         if let Replayed::Records { records, .. } = chunk {
@@ -310,7 +334,9 @@ impl DurableEngine {
         let snapshots = Arc::new(SnapshotStore::new(&dir));
         let mut report = OpenReport::default();
         let (mut engine, snapshot_body) = restore_newest_snapshot(&snapshots, &mut report)?;
-        let (recovery, replayed) = recover_and_replay(&dir, &mut engine)?;
+        let spare = SpareEngine::default();
+        let mut shadow = (config.snapshot_every_commands > 0).then(|| start_shadow(snapshot_body, &spare));
+        let (recovery, replayed) = recover_and_replay(&dir, &mut engine, shadow.as_mut())?;
         report.tail_repaired = recovery.tail_repaired.clone();
         report.replayed = replayed;
         if engine.seq() < recovery.last_seq {
@@ -324,26 +350,16 @@ impl DurableEngine {
             JournalWriter::open(config.journal.clone(), &recovery, engine.seq() + 1).map_err(DurableError::Journal)?;
         report.recovery_time = started.elapsed();
         let seq_of_last_snapshot = report.snapshot.as_ref().map_or(0, |(seq, _)| *seq);
-        let sequencer = Sequencer { engine, payload: Vec::new(), seq_of_last_snapshot };
+        let sequencer = Sequencer { engine, payload: Vec::new(), seq_of_last_snapshot, shadow };
         let durable = DurableEngine {
             _lock: lock,
             sequencer: Mutex::new(sequencer),
             writer: Arc::new(writer),
             snapshots,
             snapshot_thread: Mutex::new(None),
-            spare: SpareEngine::default(),
+            spare,
             config,
         };
-        if let Some(body) = snapshot_body {
-            // The first snapshot after opening (after a restart, when the burst comes) copies
-            // into memory laid out too: the snapshot just loaded, restored once more aside.
-            let spare = durable.spare.clone();
-            std::thread::spawn(move || {
-                if let Ok(engine) = Engine::restore(&body) {
-                    spare.keep(engine);
-                }
-            });
-        }
         Ok((durable, report))
     }
 
@@ -377,6 +393,9 @@ impl DurableEngine {
             let seq = s.engine.seq() + 1;
             self.writer.append(seq, &s.payload).map_err(unavailable)?;
             s.engine.apply(ts_ns, command, &mut events).expect("checked above");
+            if let Some(shadow) = &mut s.shadow {
+                shadow.command(ts_ns, command.clone());
+            }
             self.snapshot_if_due(s);
             seq
         };
@@ -404,6 +423,9 @@ impl DurableEngine {
         let journaled = journaled as usize;
         let failure = appended.err().map(unavailable);
         s.engine.apply_checked_records(&records[..journaled], out);
+        if let Some(shadow) = s.shadow.as_mut().filter(|_| journaled > 0) {
+            shadow.records(records[..journaled].to_vec());
+        }
         self.snapshot_if_due(s);
         match failure {
             None => Ok(s.engine.seq()),
@@ -427,8 +449,8 @@ impl DurableEngine {
     }
 
     /// Whether applying `commands` more commands now would start a snapshot, which copies the
-    /// engine before `sequence_records` returns: for a caller that must not wait that long on its
-    /// own thread (an event loop).
+    /// engine before `sequence_records` returns if the shadow is out of step: for a caller that
+    /// must not wait that long on its own thread (an event loop).
     pub fn snapshot_due_within(&self, commands: u64) -> bool {
         let every = self.config.snapshot_every_commands;
         let s = self.lock();
@@ -437,11 +459,7 @@ impl DurableEngine {
 
     fn snapshot_if_due(&self, s: &mut Sequencer) {
         let every = self.config.snapshot_every_commands;
-        if every == 0 {
-            return;
-        }
-        self.spare.lay_out_ahead(s.engine.live_orders());
-        if s.engine.seq() - s.seq_of_last_snapshot >= every {
+        if every > 0 && s.engine.seq() - s.seq_of_last_snapshot >= every {
             let mut running = self.snapshot_thread.lock().unwrap_or_else(PoisonError::into_inner);
             if running.as_ref().is_none_or(JoinHandle::is_finished) {
                 if let Some(finished) = running.take() {
@@ -454,11 +472,11 @@ impl DurableEngine {
         }
     }
 
-    /// Serializes the state now (order entry waits only for this) and writes it in the
-    /// background once its seq is durable.
+    /// Snapshots the state now: the shadow serializes it, or order entry waits for a copy
+    /// (see `snapshot_source`); a background thread writes it once its seq is durable.
     fn start_snapshot(&self, s: &mut Sequencer) -> SnapshotThread {
         let seq = s.engine.seq();
-        let copy = self.spare.copy_of(&s.engine);
+        let source = self.snapshot_source(s);
         s.seq_of_last_snapshot = seq;
         let store = Arc::clone(&self.snapshots);
         let writer = Arc::clone(&self.writer);
@@ -467,14 +485,22 @@ impl DurableEngine {
         let retain_journal = self.config.retain_journal;
         std::thread::spawn(move || {
             crate::threads::give_way_to_order_entry();
-            let body = copy.snapshot();
-            drop(copy);
+            let body = match source {
+                SnapshotSource::Shadow(body) => body.recv().map_err(|_| {
+                    DurableError::Recovery(format!("snapshot {seq}: the shadow engine ended before it serialized"))
+                })?,
+                SnapshotSource::Copy(copy) => {
+                    let body = copy.snapshot();
+                    spare.keep(*copy);
+                    body
+                }
+            };
             // The state hash comes from the body restored: it proves the body restores before
             // it is trusted.
             let restored =
                 Engine::restore(&body).map_err(|e| DurableError::Recovery(format!("snapshot {seq}: {e}")))?;
             let digest = restored.state_digest();
-            spare.keep(restored);
+            drop(restored);
             writer.wait_durable(seq, ack_timeout).map_err(DurableError::Journal)?;
             let path = store.write(seq, digest, &body).map_err(DurableError::Journal)?;
             // The journal before the oldest snapshot kept is no longer needed for recovery,
@@ -486,6 +512,20 @@ impl DurableEngine {
             }
             Ok((seq, path))
         })
+    }
+
+    /// The state now, for a snapshot: the shadow serializes it once it got there; while it is
+    /// out of step and still catching up, or with no shadow (snapshots only on demand), a
+    /// copy under the lock, which order entry waits for. A shadow out of step that caught up
+    /// is resynced first (a copy too).
+    fn snapshot_source(&self, s: &mut Sequencer) -> SnapshotSource {
+        if let Some(shadow) = &mut s.shadow {
+            let (body, taken) = mpsc::sync_channel(1);
+            if shadow.resync(&s.engine) && shadow.visit(move |engine| drop(body.send(engine.snapshot()))) {
+                return SnapshotSource::Shadow(taken);
+            }
+        }
+        SnapshotSource::Copy(Box::new(self.spare.copy_of(&s.engine)))
     }
 
     /// Takes a snapshot now and waits until it is written; returns its seq and file.
@@ -530,6 +570,29 @@ impl DurableEngine {
         let writer = Arc::try_unwrap(self.writer).expect("no snapshot thread holds the writer after its join");
         writer.close().map_err(DurableError::Journal)
     }
+}
+
+/// The shadow periodic snapshots are taken from, on a thread of its own: it restores the
+/// snapshot recovery started from (`snapshot_body`; none: a new engine) beside the replay,
+/// then takes what the replay and order entry apply, so opening waits for no copy. It ends
+/// when its feed is dropped, with the engine. A shadow whose thread did not start is gone
+/// from the first item on: snapshots then copy the state.
+fn start_shadow(snapshot_body: Option<Vec<u8>>, spare: &SpareEngine) -> ShadowFeed {
+    let (feed, mut shadow, work) = shadow_of(Engine::new(), spare);
+    let keep = move || {
+        crate::threads::give_way_to_order_entry();
+        if let Some(body) = snapshot_body {
+            // Opening restored this body already; should it fail here, the shadow is gone.
+            let Ok(engine) = Engine::restore(&body) else { return };
+            drop(body);
+            shadow.start_from(engine);
+        }
+        for item in work {
+            let _no_checkpoints_here = shadow.take(item);
+        }
+    };
+    let _gone_if_not_started = std::thread::Builder::new().name("durable-shadow".into()).spawn(keep);
+    feed
 }
 
 /// Takes the data directory's lock, or says who must be holding it.

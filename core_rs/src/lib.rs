@@ -31,6 +31,7 @@ pub mod limits;
 pub mod matching;
 mod pages;
 pub mod replication;
+mod shadow;
 mod snapshot;
 mod spare;
 mod state;

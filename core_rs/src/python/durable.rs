@@ -159,7 +159,8 @@ engine_methods!(PyDurableEngine, [], {
     }
 
     /// Whether applying `commands` more commands now would start a snapshot, which copies the
-    /// engine before `submit_unsynced` returns (tens of ms on a big book).
+    /// engine before `submit_unsynced` returns (tens of ms on a big book) if the shadow engine
+    /// is out of step.
     fn snapshot_due_within(&self, commands: u64) -> PyResult<bool> {
         Ok(self.engine()?.snapshot_due_within(commands))
     }

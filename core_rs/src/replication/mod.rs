@@ -20,7 +20,6 @@
 pub mod log_store;
 pub mod network;
 pub mod node;
-mod shadow;
 pub mod state_machine;
 
 use std::fmt;

@@ -33,10 +33,10 @@ use openraft::storage::{EntryResponder, RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::shadow::{shadow_of, Shadow, ShadowFeed, ShadowWork, TakenSnapshot};
 use super::{Applied, Entry, LogId, Proposal, SnapshotMeta, StoredMembership, ZoneId, ZoneRaft};
 use crate::codec::hex;
 use crate::journal::SnapshotStore;
+use crate::shadow::{shadow_of, Shadow, ShadowFeed, ShadowWork};
 use crate::spare::SpareEngine;
 use crate::wire::{command_bytes, command_records, decode_command, event_bytes, CommandRecord, EventRecord};
 use crate::Engine;
@@ -309,10 +309,13 @@ fn io_error(error: impl std::fmt::Display) -> io::Error {
     io::Error::other(error.to_string())
 }
 
+/// A snapshot's bytes and the state digest they restore to.
+type TakenSnapshot = (Vec<u8>, [u8; 32]);
+
 /// A snapshot of `engine` for the Raft snapshot `meta` describes: its bytes (the header's
 /// length, the header, then the engine's bytes, written after the header in the one buffer)
 /// and the state digest.
-pub(super) fn snapshot_bytes(engine: &Engine, meta: SnapshotMeta) -> io::Result<TakenSnapshot> {
+fn snapshot_bytes(engine: &Engine, meta: SnapshotMeta) -> io::Result<TakenSnapshot> {
     let state_digest = engine.state_digest();
     let head = postcard::to_stdvec(&SnapshotHeader { meta, state_digest }).map_err(io_error)?;
     let mut bytes = Vec::with_capacity(4 + head.len());
@@ -351,7 +354,7 @@ impl StateMachine {
             None => (Engine::new(), None, StoredMembership::default()),
         };
         let spare = SpareEngine::default();
-        let (feed, shadow, work) = shadow_of(&engine, &spare);
+        let (feed, shadow, work) = shadow_of(spare.copy_of(&engine), &spare);
         let state = ReplicaState {
             engine,
             last_applied,
@@ -403,6 +406,19 @@ enum SnapshotSource {
     Shadow(tokio::sync::oneshot::Receiver<io::Result<TakenSnapshot>>),
     /// A copy taken under the replica's lock (the shadow was out of step).
     Copy(Box<Engine>),
+}
+
+/// The state the replica has now, for the Raft snapshot `meta` describes: the shadow serializes
+/// it once it got there, or, while the shadow is out of step, a copy.
+fn snapshot_source(state: &mut ReplicaState, meta: SnapshotMeta) -> SnapshotSource {
+    let (reply, taken) = tokio::sync::oneshot::channel();
+    // Nobody waits any more if the builder was dropped: nothing to do then.
+    let serialize = move |engine: &Engine| drop(reply.send(snapshot_bytes(engine, meta)));
+    if state.shadow.visit(serialize) {
+        SnapshotSource::Shadow(taken)
+    } else {
+        SnapshotSource::Copy(Box::new(state.spare.copy_of(&state.engine)))
+    }
 }
 
 /// Builds a snapshot of the state at the entry it was made at; serializing and writing happen
@@ -482,12 +498,8 @@ impl RaftStateMachine<ZoneRaft> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let mut state = self.replica.lock();
         let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone() };
-        let source = match state.shadow.snapshot(meta.clone()) {
-            Some(taken) => SnapshotSource::Shadow(taken),
-            None => SnapshotSource::Copy(Box::new(state.spare.copy_of(&state.engine))),
-        };
         SnapshotBuilder {
-            source: Some(source),
+            source: Some(snapshot_source(&mut state, meta.clone())),
             meta,
             store: self.replica.snapshots.clone(),
             spare: state.spare.clone(),
@@ -557,7 +569,7 @@ mod tests {
     fn state() -> (ReplicaState, Shadow, mpsc::Receiver<ShadowWork>) {
         let engine = Engine::new();
         let spare = SpareEngine::default();
-        let (feed, shadow, work) = shadow_of(&engine, &spare);
+        let (feed, shadow, work) = shadow_of(spare.copy_of(&engine), &spare);
         let state = ReplicaState {
             engine,
             last_applied: None,
@@ -680,7 +692,9 @@ mod tests {
         apply_entries(&mut state, 1..=3);
         let asked_at = state.engine.state_digest();
         let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone() };
-        let taken = state.shadow.snapshot(meta.clone()).expect("the shadow is in step");
+        let SnapshotSource::Shadow(taken) = snapshot_source(&mut state, meta.clone()) else {
+            panic!("the shadow is in step: it takes the snapshot");
+        };
         apply_entries(&mut state, 4..=6);
         run_shadow(&mut state, &mut shadow, &work);
         let (bytes, digest) = taken.blocking_recv().expect("the shadow answered").expect("the snapshot encodes");
@@ -702,13 +716,14 @@ mod tests {
     #[test]
     fn a_shadow_that_fell_behind_is_resynced_by_a_copy_at_the_first_checkpoint_after_it_caught_up() {
         // Entry i is stamped i ms: a period of `period` ms outlasts the shadow's queue.
-        let period = super::super::shadow::QUEUED_MAX as u64 + 100;
+        let period = crate::shadow::QUEUED_MAX as u64 + 100;
         let (mut state, mut shadow, work) = state();
         let interval_ns = period * 1_000_000;
         apply_entries_every(&mut state, 1..=period, interval_ns);
         assert_eq!(state.checkpoint_sent, None, "the shadow is out of step, its queue full");
         let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone() };
-        assert!(state.shadow.snapshot(meta).is_none(), "a snapshot is then copied, not asked of the shadow");
+        let source = snapshot_source(&mut state, meta);
+        assert!(matches!(source, SnapshotSource::Copy(_)), "a snapshot is then copied, not asked of the shadow");
         run_shadow(&mut state, &mut shadow, &work);
         assert!(state.checkpoints.is_empty());
         apply_entries_every(&mut state, period + 1..=2 * period, interval_ns);
