@@ -610,15 +610,29 @@ class Engine:
     def order(self, account: int, order_id: int) -> Order | None:
         """An order of this account, live or recently closed; None if unknown."""
         found = self._core.order(_id(account, "account"), _id(order_id, "order_id"))
-        if found is None:
-            return None
+        return None if found is None else self._order(found)
+
+    def orders(self, keys: list[tuple[int, int]]) -> list[Order | None]:
+        """`order` of each (account, order_id), read in one call (the gateway reads every
+        order a batch touched)."""
+        try:
+            found = self._core.orders(keys)
+        except (OverflowError, TypeError):
+            for account, order_id in keys:
+                _id(account, "account"), _id(order_id, "order_id")  # raises ValueError, naming the bad one
+            raise
+        order = self._order
+        return [None if each is None else order(each) for each in found]
+
+    def _order(self, found: tuple[int, int, int, int, int, int, int, int, int, int, int, bytes]) -> Order:
         (oid, acct, instrument_id, side, order_type, stp, state, price_ticks, size_lots,
          filled_lots, filled_price_lots, cl_id) = found  # fmt: skip
         inst = self._instrument_by_id[instrument_id]
+        lot = inst.lot_size
         return Order(
             oid, acct, inst.symbol, wire.SIDES[side], wire.ORDER_TYPES[order_type], wire.STP_MODES[stp],
-            _core.ORDER_STATES[state], inst.price(price_ticks), inst.size(size_lots), inst.size(filled_lots),
-            _average_price(inst, filled_price_lots, filled_lots), bytes(cl_id).decode() or None,
+            _core.ORDER_STATES[state], price_ticks * inst.tick_size, size_lots * lot, filled_lots * lot,
+            _average_price(inst, filled_price_lots, filled_lots), cl_id.decode() or None,
         )  # fmt: skip
 
     def preallocate(self, live_orders: int = 1 << 16) -> None:

@@ -258,6 +258,8 @@ def check_same_state(real, reference, order_ids) -> None:
         assert order_view(real_order) == order_view(reference_order), (account, order_id)
         if reference_order is not None:
             check_same_average_price(real_order, reference_order)
+    keys = [(account, order_id) for order_id, account in itertools.product(order_ids, ACCOUNTS)]
+    assert real.orders(keys) == [real.order(account=account, order_id=order_id) for account, order_id in keys]
 
 
 def real_engine():

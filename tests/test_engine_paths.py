@@ -181,6 +181,8 @@ def test_bad_ids_raise_everywhere() -> None:
         lambda: eng.deposit(account=1.5, asset="USDT", amount="1"),  # type: ignore[arg-type]
         lambda: eng.balance(account=-1, asset="USDT"),
         lambda: eng.order(account=1, order_id=-1),
+        lambda: eng.orders([(1, 1), (1, -1)]),
+        lambda: eng.orders([(2**64, 1)]),
     ):
         with pytest.raises(ValueError, match="must be an integer"):
             call()

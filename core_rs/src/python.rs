@@ -197,6 +197,11 @@ macro_rules! engine_methods {
                 self.read(|e| order_tuple(e, account, order_id))
             }
 
+            /// `order` of each (account, order_id), read at one point of the sequence.
+            fn orders(&self, keys: Vec<(u64, u64)>) -> PyResult<Vec<Option<OrderTuple>>> {
+                self.read(|e| keys.iter().map(|&(account, order_id)| order_tuple(e, account, order_id)).collect())
+            }
+
             fn instrument_id(&self, symbol: &str) -> PyResult<Option<u32>> {
                 self.read(|e| e.instrument_id(symbol))
             }

@@ -140,6 +140,7 @@ def collect(
     batch = Batch(records, per_command, last_seq=first_seq + commands - 1)
     accounts: set[int] = set()
     instruments: set[str] = set()
+    touched: dict[int, int] = {}  # order id -> account, in the order the events name them
     for event in decoded:
         if event.account is not None:
             accounts.add(event.account)
@@ -148,9 +149,12 @@ def collect(
         if event.kind == "fill":
             assert event.maker_account is not None and event.maker_order_id is not None
             accounts.add(event.maker_account)
-            _touch(engine, batch.orders, event.maker_account, event.maker_order_id)
+            touched.setdefault(event.maker_order_id, event.maker_account)
         if event.order_id is not None and event.kind != "rejected" and event.account is not None:
-            _touch(engine, batch.orders, event.account, event.order_id)
+            touched.setdefault(event.order_id, event.account)
+    if touched:
+        orders = engine.orders([(account, order_id) for order_id, account in touched.items()])
+        batch.orders = {order.order_id: order for order in orders if order is not None}
     batch.instruments = instruments
     if followed is None:
         return batch
@@ -162,13 +166,6 @@ def collect(
         if followed.balances_followed(account):
             batch.balances[account] = {asset: engine.balance(account, asset) for asset in assets}
     return batch
-
-
-def _touch(engine: Engine, orders: dict[int, Order], account: int, order_id: int) -> None:
-    if order_id not in orders:
-        order = engine.order(account, order_id)
-        if order is not None:
-            orders[order_id] = order
 
 
 class Sequencer:
