@@ -17,7 +17,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,21 +93,15 @@ class _Nobody:
         return None
 
 
-@dataclass(slots=True)
-class Outcome:
-    """The answer to one order-entry request: OKX's per-order fields. Not frozen: one per order,
-    and a frozen dataclass takes three times as long to build."""
+Answer = dict[str, str]  # OKX's per-order fields of an order-entry step
 
-    s_code: str
-    s_msg: str
-    order_id: str = ""
-    client_order_id: str = ""
-    tag: str = ""
-    ts_ms: int = field(default_factory=lambda: _now_ms())
 
-    def json(self) -> dict[str, str]:
-        return {"ordId": self.order_id, "clOrdId": self.client_order_id, "tag": self.tag, "ts": str(self.ts_ms),
-                "sCode": self.s_code, "sMsg": self.s_msg}  # fmt: skip
+def answer(s_code: str, s_msg: str, order_id: str = "", client_order_id: str = "", tag: str = "",
+           ts_ms: int | None = None) -> Answer:  # fmt: skip
+    """One order-entry step's answer (`ts_ms`: now if not given). A dict straight away, not an
+    object turned into one: one per order."""
+    return {"ordId": order_id, "clOrdId": client_order_id, "tag": tag, "ts": str(_now_ms() if ts_ms is None else ts_ms),
+            "sCode": s_code, "sMsg": s_msg}  # fmt: skip
 
 
 def _now_ms() -> int:
@@ -121,17 +115,16 @@ class Pending:
     add a done callback to `future` and call `answer` (no task for each step)."""
 
     future: asyncio.Future[list[Event]]
-    outcome: Callable[[list[Event]], Outcome]
-    shape: Callable[[Outcome], dict[str, str]] = Outcome.json
+    answer_of: Callable[[list[Event]], Answer]
 
-    def answer(self) -> dict[str, str]:
+    def answer(self) -> Answer:
         """The answer, once `future` is done."""
         try:
-            return self.shape(self.outcome(self.future.result()))
+            return self.answer_of(self.future.result())
         except (okx.OkxError, Overloaded) as error:  # no answer in time, the batch failed, the leader refused
             return refusal_json(error)
 
-    async def answered(self) -> dict[str, str]:
+    async def answered(self) -> Answer:
         # Not `contextlib.suppress`: two more objects for the collector to walk while the step waits.
         try:  # noqa: SIM105
             await self.future
@@ -140,11 +133,11 @@ class Pending:
         return self.answer()
 
 
-def refusal_json(error: okx.OkxError | Overloaded) -> dict[str, str]:
+def refusal_json(error: okx.OkxError | Overloaded) -> Answer:
     """A refused order-entry step as its per-order answer."""
     if isinstance(error, Overloaded):
-        return Outcome(okx.RATE_LIMITED, f"Rate limit reached: {error}").json()
-    return Outcome(error.code, error.msg).json()
+        return answer(okx.RATE_LIMITED, f"Rate limit reached: {error}")
+    return answer(error.code, error.msg)
 
 
 class ReplyDeadlines:
@@ -444,7 +437,7 @@ class Exchange:
         self._reply_deadlines.add(loop, future)
         return future
 
-    def place(self, account: int, intent: PlaceIntent) -> Outcome | Pending:
+    def place(self, account: int, intent: PlaceIntent) -> Answer | Pending:
         """Places an order: its outcome at once (a retry, a risk rejection), or on its way."""
         cid = intent.client_order_id
         known = self.views.order_of(account, None, cid) if cid else None
@@ -457,7 +450,7 @@ class Exchange:
             open_orders=open_orders, now_ns=time.monotonic_ns(),
         )  # fmt: skip
         if rejection is not None:
-            return Outcome(rejection.code, rejection.msg, "", cid, intent.tag, _now_ms())
+            return answer(rejection.code, rejection.msg, "", cid, intent.tag)
         command = Command(
             wire.PLACE, account, intent.instrument.instrument_id, side=wire.SIDES.index(intent.side),
             order_type=wire.ORDER_TYPES.index(intent.order_type),
@@ -466,7 +459,7 @@ class Exchange:
         )  # fmt: skip
         return Pending(self._submit(command), functools.partial(self._placed, account, intent))
 
-    def _placed(self, account: int, intent: PlaceIntent, events: list[Event]) -> Outcome:
+    def _placed(self, account: int, intent: PlaceIntent, events: list[Event]) -> Answer:
         cid, first = intent.client_order_id, events[0]
         if first.kind == "rejected":
             assert first.reason is not None
@@ -475,15 +468,15 @@ class Exchange:
                 if known is not None:
                     return self._retry_outcome(known, intent)
             code, msg = okx.reason_error(first.reason)
-            return Outcome(code, msg, "", cid, intent.tag, first.ts_ns // 1_000_000)
-        return Outcome("0", "Order placed", str(first.order_id), cid, intent.tag, first.ts_ns // 1_000_000)
+            return answer(code, msg, "", cid, intent.tag, first.ts_ns // 1_000_000)
+        return answer("0", "Order placed", str(first.order_id), cid, intent.tag, first.ts_ns // 1_000_000)
 
     @staticmethod
-    def _retry_outcome(known: OrderView, intent: PlaceIntent) -> Outcome:
+    def _retry_outcome(known: OrderView, intent: PlaceIntent) -> Answer:
         if not intent.same_order(known.order):
             code, msg = okx.reason_error("order_client_order_id_in_use")
-            return Outcome(code, msg, "", intent.client_order_id, intent.tag, _now_ms())
-        return Outcome("0", "Order placed (a retry: the original order)", str(known.order.order_id),
+            return answer(code, msg, "", intent.client_order_id, intent.tag)
+        return answer("0", "Order placed (a retry: the original order)", str(known.order.order_id),
                        intent.client_order_id, intent.tag, known.c_time_ms)  # fmt: skip
 
     def _resolve(self, account: int, ref: OrderRef) -> OrderView | None:
@@ -492,13 +485,13 @@ class Exchange:
             return None
         return view
 
-    def cancel(self, account: int, ref: OrderRef) -> Outcome | Pending:
+    def cancel(self, account: int, ref: OrderRef) -> Answer | Pending:
         rejection = self.risk.check_cancel(account=account, instrument=ref.instrument.symbol)
         if rejection is not None:
-            return Outcome(rejection.code, rejection.msg, str(ref.order_id or ""), ref.client_order_id or "")
+            return answer(rejection.code, rejection.msg, str(ref.order_id or ""), ref.client_order_id or "")
         return self._on_order(account, ref, wire.CANCEL)
 
-    def amend(self, account: int, intent: AmendIntent) -> Outcome | Pending:
+    def amend(self, account: int, intent: AmendIntent) -> Answer | Pending:
         ref = intent.ref
         known = self._resolve(account, ref)
         rejection = self.risk.check_amend(
@@ -508,19 +501,19 @@ class Exchange:
             side=known.order.side if known else None,
         )  # fmt: skip
         if rejection is not None:
-            return Outcome(rejection.code, rejection.msg, str(ref.order_id or ""), ref.client_order_id or "")
+            return answer(rejection.code, rejection.msg, str(ref.order_id or ""), ref.client_order_id or "")
         return self._on_order(account, ref, wire.AMEND, intent.new_price_ticks, intent.new_size_lots)
 
     def _on_order(
         self, account: int, ref: OrderRef, kind: int, price_ticks: int = 0, size_lots: int = 0
-    ) -> Outcome | Pending:
+    ) -> Answer | Pending:
         """A cancel or an amend of the order `ref` names (by id or client order id)."""
         view = self._resolve(account, ref)
         order_id = view.order.order_id if view is not None else ref.order_id
         cid = view.client_order_id if view is not None else ref.client_order_id or ""
         if order_id is None:
             code, msg = okx.reason_error("matching_unknown_order")
-            return Outcome(code, msg, "", cid)
+            return answer(code, msg, "", cid)
         command = Command(kind, account, ref.instrument.instrument_id, order_id=order_id, price_ticks=price_ticks,
                           size_lots=size_lots)  # fmt: skip
         return Pending(self._submit(command), functools.partial(_order_changed, order_id, cid))
@@ -698,39 +691,41 @@ class Exchange:
         }  # fmt: skip
 
 
-def start_op(exchange: Exchange, account: int, op: str, item: Any) -> dict[str, str] | Pending:
+def start_op(exchange: Exchange, account: int, op: str, item: Any) -> Answer | Pending:
     """Starts one order-entry step (`place`, `cancel`, `amend`): OKX's per-order answer at once,
     or the step on its way. A bad item or a refusal is its own `sCode`, not an exception. (A
     `place` item may be its intent already, read by the fast path from the request's JSON.)"""
     try:
         if op == "place":
             placing = item if isinstance(item, requests.PlaceIntent) else exchange.read_place(item)
-            step = exchange.place(account, placing)
-        elif op == "cancel":
-            step = exchange.cancel(account, requests.order_ref(item, exchange.instruments))
-        else:
-            intent = requests.amend(item, exchange.instruments)
-            step = exchange.amend(account, intent)
-            shape = functools.partial(_amend_json, intent.request_id)
-            if isinstance(step, Outcome):
-                return shape(step)
-            step.shape = shape
+            return exchange.place(account, placing)
+        if op == "cancel":
+            return exchange.cancel(account, requests.order_ref(item, exchange.instruments))
+        intent = requests.amend(item, exchange.instruments)
+        step = exchange.amend(account, intent)
     except (okx.OkxError, Overloaded) as error:
         return refusal_json(error)
-    return step.json() if isinstance(step, Outcome) else step
+    if isinstance(step, Pending):
+        step.answer_of = functools.partial(_amended, intent.request_id, step.answer_of)
+        return step
+    return _amend_json(intent.request_id, step)
 
 
-def _amend_json(request_id: str, outcome: Outcome) -> dict[str, str]:
-    answer = outcome.json()
-    del answer["tag"]
-    answer["reqId"] = request_id
-    return answer
+def _amended(request_id: str, answer_of: Callable[[list[Event]], Answer], events: list[Event]) -> Answer:
+    return _amend_json(request_id, answer_of(events))
 
 
-def _order_changed(order_id: int, cid: str, events: list[Event]) -> Outcome:
+def _amend_json(request_id: str, step_answer: Answer) -> Answer:
+    """An amend's answer: OKX's amend fields (no tag; the request id)."""
+    del step_answer["tag"]
+    step_answer["reqId"] = request_id
+    return step_answer
+
+
+def _order_changed(order_id: int, cid: str, events: list[Event]) -> Answer:
     first = events[0]
     code, msg = okx.reason_error(first.reason or "") if first.kind == "rejected" else ("0", "")
-    return Outcome(code, msg, str(order_id), cid, "", first.ts_ns // 1_000_000)
+    return answer(code, msg, str(order_id), cid, "", first.ts_ns // 1_000_000)
 
 
 async def run_ops(exchange: Exchange, account: int, op: str, items: list[Any]) -> list[dict[str, str]]:
