@@ -203,6 +203,27 @@ def test_band_edges_pass_and_one_step_outside_is_refused(reference: Decimal, pct
         assert result is None or result.code == "51006"
 
 
+@SETTINGS
+@given(
+    orders=st.lists(
+        st.tuples(
+            st.sampled_from(["buy", "sell"]),
+            st.decimals(min_value=Decimal(80), max_value=Decimal(120), places=1),  # price
+            st.sampled_from([Decimal(100), Decimal("100.0"), Decimal("104.5"), Decimal(95), None]),  # reference
+        ),
+        max_size=30,
+    )
+)
+def test_band_decisions_do_not_depend_on_the_orders_before(orders: list[tuple[str, Decimal, Decimal | None]]) -> None:
+    """The band's edges are kept between orders of the same reference price; each decision is
+    still the one a fresh `RiskChecks` makes."""
+    checks = RiskChecks(config(price_band_pct="5", orders_burst_per_account=1000))
+    for side, price, reference in orders:
+        fresh_checks = RiskChecks(config(price_band_pct="5", orders_burst_per_account=1000))
+        args = dict(instrument=ETH, side=side, price=price, reference_price=reference)
+        assert reason(place(checks, **args)) == reason(place(fresh_checks, **args)), (side, price, reference)
+
+
 def test_band_message_names_the_band_and_the_reference() -> None:
     refused = place(fresh(), price=Decimal(41000))
     assert refused is not None

@@ -35,6 +35,7 @@ from pyexchange.gateway.replication import Follower, LeaderLink
 from pyexchange.gateway.requests import AmendIntent, OrderRef, PlaceIntent
 from pyexchange.gateway.sequencer import (
     BOOK_DEPTH_TRACKED,
+    PRIORITY_KINDS,
     Batch,
     Command,
     LoopSequencer,
@@ -391,7 +392,7 @@ class Exchange:
     def _submit(self, command: Command) -> asyncio.Future[list[Event]]:
         """Sends `command` on its way (queued here, or to the leader's zone); the future of its
         events. Refusals are raised at once."""
-        if self.halted is not None and command.kind not in (wire.CANCEL, wire.CANCEL_ALL, wire.SET_MARKET_STATE):
+        if self.halted is not None and command.kind not in PRIORITY_KINDS:
             raise okx.OkxError(okx.SERVICE_UNAVAILABLE, f"Trading is halted: {self.halted}; cancels are taken",
                                http_status=503, retry_after_s=1)  # fmt: skip
         if self.link is None:
@@ -421,9 +422,8 @@ class Exchange:
         """Queues `command` for this zone's sequencer (a single zone, or the leader's); the future
         of its events, failed with 50004 if no answer comes within `admission.reply_timeout_ms`.
         Refusals (`Overloaded`) are raised at once."""
-        cancel = command.kind in (wire.CANCEL, wire.CANCEL_ALL, wire.SET_MARKET_STATE)  # never refused for lag
         lag_ms = self.loop_lag.behind_ms
-        if not cancel and lag_ms > self.config.admission.queue_delay_ms_max:
+        if lag_ms > self.config.admission.queue_delay_ms_max and command.kind not in PRIORITY_KINDS:  # (cancels: never)
             raise Overloaded(f"the gateway is {lag_ms:.0f} ms behind (admission.queue_delay_ms_max)")
         if command.kind in RAMPED_KINDS and not self.ramp.admit(now_ns := time.monotonic_ns()):
             raise Overloaded(f"new orders ramp up after a restart or failover: {self.ramp.rate_per_s(now_ns)} "
@@ -440,9 +440,10 @@ class Exchange:
     def place(self, account: int, intent: PlaceIntent) -> Answer | Pending:
         """Places an order: its outcome at once (a retry, a risk rejection), or on its way."""
         cid = intent.client_order_id
-        known = self.views.order_of(account, None, cid) if cid else None
-        if known is not None:
-            return self._retry_outcome(known, intent)
+        if cid and (account, cid) in self.views.by_client_id:  # (looked up first: most orders are new)
+            known = self.views.order_of(account, None, cid)
+            if known is not None:
+                return self._retry_outcome(known, intent)
         open_orders = len(self.views.open_by_account.get(account, ())) + self._pending_places.get(account, 0)
         rejection = self.risk.check_place(
             account=account, instrument=intent.instrument.symbol, side=intent.side, order_type=intent.order_type,

@@ -105,7 +105,10 @@ def answer(data: list[Any], code: str = "0", msg: str = "") -> OrjsonResponse:
 def batch_code(outcomes: list[dict[str, str]], *, single: bool) -> tuple[str, str]:
     """(code, msg) of an order-entry answer from its per-order `sCode`s: "0" all placed, "1"
     all failed, "2" some failed (REST and WebSocket alike)."""
-    failed = sum(o["sCode"] != "0" for o in outcomes)
+    failed = 0
+    for outcome in outcomes:  # (not `sum` of a generator: most answers have one outcome)
+        if outcome["sCode"] != "0":
+            failed += 1
     if failed == 0:
         return "0", ""
     if failed == len(outcomes):

@@ -53,6 +53,8 @@ BATCH_COMMANDS_MAX = 4096
 STOP_SYNC_WAIT_S = 10.0
 STOP_SYNC_POLL_S = 0.001
 BOOK_DEPTH_TRACKED = 400
+# Cancels and market-state commands: their own queue, first in every batch, never refused for delay.
+PRIORITY_KINDS = frozenset({wire.CANCEL, wire.CANCEL_ALL, wire.SET_MARKET_STATE})
 log = logging.getLogger("pyexchange.sequencer")
 
 
@@ -223,7 +225,7 @@ class Sequencer:
         with self._lock:
             if self._stopping:
                 raise Overloaded("the server is shutting down")
-            if command.kind in (wire.CANCEL, wire.CANCEL_ALL, wire.SET_MARKET_STATE):
+            if command.kind in PRIORITY_KINDS:
                 if len(self._cancels) >= self._admission.cancels_queued_max:
                     self._refuse(f"{len(self._cancels)} cancels are queued (admission.cancels_queued_max)")
                 self._cancels.append(command)
@@ -239,8 +241,9 @@ class Sequencer:
     def _admit_order(self, now_ns: int) -> None:
         if len(self._orders) >= self._admission.orders_queued_max:
             self._refuse(f"{len(self._orders)} orders are queued (admission.orders_queued_max)")
-        waited_ns = max(now_ns - self._orders[0].enqueued_ns if self._orders else 0,
-                        now_ns - self._busy_since_ns if self._busy_since_ns else 0)  # fmt: skip
+        waited_ns = now_ns - self._orders[0].enqueued_ns if self._orders else 0
+        if self._busy_since_ns and now_ns - self._busy_since_ns > waited_ns:  # (not `max`: a builtin call costs more)
+            waited_ns = now_ns - self._busy_since_ns
         if waited_ns > self._delay_ns_max:
             self._refuse(f"the engine is {waited_ns // 1_000_000} ms behind (admission.queue_delay_ms_max "
                          f"{self._admission.queue_delay_ms_max})")  # fmt: skip

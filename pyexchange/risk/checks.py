@@ -60,13 +60,16 @@ _EXACT: Final = Context(prec=200, traps=[Inexact])
 class RiskChecks:
     """Pre-trade checks for every account and instrument of one zone, plus the operator's switches."""
 
-    __slots__ = ("_blocked", "_buckets", "_config", "_states")
+    __slots__ = ("_band_edges", "_blocked", "_buckets", "_config", "_states")
 
     def __init__(self, config: RiskConfig) -> None:
         self._config: Final = config
         self._blocked: set[int] = set()
         self._states: dict[str, str] = {}  # only instruments not in MARKET_STATE_DEFAULT
         self._buckets: Final = TokenBuckets(config.orders_per_second_per_account, config.orders_burst_per_account)
+        # (reference price, its band's low and high edges x 100): the reference changes at a trade, and
+        # the orders in between are checked against the same edges.
+        self._band_edges: tuple[Decimal, Decimal, Decimal] | None = None
 
     def check_place(
         self,
@@ -86,13 +89,16 @@ class RiskChecks:
         limits = self._limits(instrument)
         _check_place_args(side, order_type, price, size)
         market = order_type == "market"
+        # The kill switch and the market state pass at a glance for most orders (not blocked, continuous).
+        if account in self._blocked or instrument in self._states:
+            rejection = self._check_blocked(account) or self._check_state(instrument, order_type)
+            if rejection is not None:
+                return rejection
         return (
-            self._check_blocked(account)
-            or self._check_state(instrument, order_type)
-            or self._check_rate(account, now_ns)
+            self._check_rate(account, now_ns)
             or _check_size(instrument, limits, size, market=market)
             or _check_notional(instrument, limits, reference_price if market else price, size, market=market)
-            or _check_band(self._config.price_band_pct, side, price, reference_price)
+            or self._check_band(side, price, reference_price)
             or self._check_open_orders(account, open_orders)
         )
 
@@ -125,7 +131,7 @@ class RiskChecks:
             or self._check_rate(account, now_ns)
             or (_check_size(instrument, limits, new_size, market=False) if new_size is not None else None)
             or (_check_notional(instrument, limits, price, size, market=False) if changed else None)
-            or _check_band(self._config.price_band_pct, side, new_price, reference_price)
+            or self._check_band(side, new_price, reference_price)
         )
 
     def check_cancel(self, *, account: int, instrument: str) -> RiskRejection | None:
@@ -206,6 +212,33 @@ class RiskChecks:
             f"amends per second, with bursts of up to {config.orders_burst_per_account}",
         )
 
+    def _check_band(
+        self, side: str | None, price: Decimal | None, reference_price: Decimal | None
+    ) -> RiskRejection | None:
+        """OKX's price limit: a buy may not be priced above the reference + pct, a sell not below the
+        reference - pct (the side that could sweep the book); a passive order far from the market is
+        fine. Without a side (an amend of an order whose side is unknown) both edges apply."""
+        if price is None or reference_price is None:
+            return None
+        edges = self._band_edges
+        if edges is None or edges[0] != reference_price:
+            band_pct = self._config.price_band_pct
+            low_x100 = _EXACT.multiply(reference_price, _EXACT.subtract(100, band_pct))
+            high_x100 = _EXACT.multiply(reference_price, _EXACT.add(100, band_pct))
+            self._band_edges = edges = (reference_price, low_x100, high_x100)
+        _, low_x100, high_x100 = edges
+        price_x100 = _EXACT.multiply(price, 100)
+        if (side == "sell" or price_x100 <= high_x100) and (side == "buy" or low_x100 <= price_x100):
+            return None
+        band_pct = self._config.price_band_pct
+        with localcontext(_DISPLAY):
+            low, high = reference_price * (100 - band_pct) / 100, reference_price * (100 + band_pct) / 100
+        return reject(
+            "risk_price_outside_band",
+            f"Order price {_show(price)} is not within the price limit (max buy price: {_show(high)}, min sell "
+            f"price: {_show(low)}; ±{_show(band_pct)}% of the reference price {_show(reference_price)})",
+        )
+
     def _check_open_orders(self, account: int, open_orders: int) -> RiskRejection | None:
         open_orders_max = self._config.open_orders_per_account_max
         if open_orders < open_orders_max:
@@ -254,28 +287,6 @@ def _check_notional(
         "risk_order_notional_above_max.market" if market else "risk_order_notional_above_max",
         f"Order notional {_show(notional)} ({_show(size)} at {at}{_show(price)}) is above the maximum order "
         f"notional {_show(notional_max)} for {instrument}",
-    )
-
-
-def _check_band(
-    band_pct: Decimal, side: str | None, price: Decimal | None, reference_price: Decimal | None
-) -> RiskRejection | None:
-    """OKX's price limit: a buy may not be priced above the reference + pct, a sell not below the
-    reference - pct (the side that could sweep the book); a passive order far from the market is
-    fine. Without a side (an amend of an order whose side is unknown) both edges apply."""
-    if price is None or reference_price is None:
-        return None
-    price_x100 = _EXACT.multiply(price, 100)
-    low_x100 = _EXACT.multiply(reference_price, _EXACT.subtract(100, band_pct))
-    high_x100 = _EXACT.multiply(reference_price, _EXACT.add(100, band_pct))
-    if (side == "sell" or price_x100 <= high_x100) and (side == "buy" or low_x100 <= price_x100):
-        return None
-    with localcontext(_DISPLAY):
-        low, high = reference_price * (100 - band_pct) / 100, reference_price * (100 + band_pct) / 100
-    return reject(
-        "risk_price_outside_band",
-        f"Order price {_show(price)} is not within the price limit (max buy price: {_show(high)}, min sell "
-        f"price: {_show(low)}; ±{_show(band_pct)}% of the reference price {_show(reference_price)})",
     )
 
 
