@@ -34,7 +34,15 @@ from pyexchange.config import AdmissionConfig, load
 from pyexchange.gateway import okx
 from pyexchange.gateway.app import BODY_BYTES_MAX, OrderEntry
 from pyexchange.gateway.exchange import REPLY_SWEEP_S, Exchange, LoopLag, ReplyDeadlines
-from pyexchange.gateway.sequencer import Batch, Command, LoopSequencer, Overloaded, Sequencer, command_bounds
+from pyexchange.gateway.sequencer import (
+    BATCH_COMMANDS_MAX,
+    Batch,
+    Command,
+    LoopSequencer,
+    Overloaded,
+    Sequencer,
+    command_bounds,
+)
 from pyexchange.gateway.ws import Hub
 from tests.gateway_server import Server, running_server
 
@@ -519,6 +527,25 @@ def test_sequencer_step_runs_one_batch_on_the_calling_thread() -> None:
         assert (sequencer.batches, sequencer.commands) == (1, 2)  # counted, and the engine free again
         sequencer.step()
         assert len(delivered) == 1
+    finally:
+        loop.close()
+
+
+def test_a_batch_takes_at_most_batch_commands_max_cancels_first_in_queue_order() -> None:
+    admission = dataclasses.replace(load(None).admission, orders_queued_max=3 * BATCH_COMMANDS_MAX,
+                                    cancels_queued_max=3 * BATCH_COMMANDS_MAX)  # fmt: skip
+    loop = asyncio.new_event_loop()
+    sequencer = Sequencer(Engine(), admission, loop, lambda _batch: None, NobodyFollows())  # type: ignore[arg-type]
+    try:
+        cancels = [Command(wire.CANCEL, 1, 0, order_id=i) for i in range(BATCH_COMMANDS_MAX // 2)]
+        places = [Command(wire.PLACE, 1, 0, price_ticks=i) for i in range(BATCH_COMMANDS_MAX - 10)]
+        for command in [*places, *cancels]:
+            sequencer.enqueue(command)
+        with sequencer._lock:
+            first, second, third = (sequencer._take_queued() for _ in range(3))
+        assert first == cancels + places[: BATCH_COMMANDS_MAX - len(cancels)]
+        assert second == places[BATCH_COMMANDS_MAX - len(cancels) :]
+        assert third == [] and sequencer.queued() == (0, 0)
     finally:
         loop.close()
 

@@ -265,6 +265,9 @@ class Sequencer:
         """The next batch of what is queued, cancels first (called holding `_cond`)."""
         taken: list[Command] = []
         for queue in (self._cancels, self._orders):
+            if len(queue) <= BATCH_COMMANDS_MAX - len(taken):  # all of it (the usual case: one call)
+                taken += queue
+                queue.clear()
             while queue and len(taken) < BATCH_COMMANDS_MAX:
                 taken.append(queue.popleft())
         return taken

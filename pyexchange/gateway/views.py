@@ -13,6 +13,7 @@ is the private fill of both orders.
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +29,10 @@ FILLS_PER_ACCOUNT_MAX = 2_000
 TRADES_PER_INSTRUMENT_MAX = 1_000
 FILLS_PER_COMMAND_MAX = 1_000_000
 OPEN_STATES = ("live", "partially_filled")
+ZERO = Decimal(0)
+# A command record's kind and client order id only (`wire.COMMAND_STRUCT`, the other fields skipped).
+_KIND_AND_CLIENT_ID = struct.Struct("<44xB3x32s")
+assert _KIND_AND_CLIENT_ID.size == wire.COMMAND_STRUCT.size
 
 
 @dataclass(slots=True)
@@ -93,9 +98,9 @@ class Views:
         trades: list[tuple[str, Trade]] = []
         markets: list[str] = []
         touched_ms: dict[int, int] = {}  # order id -> time of the last event that named it
-        records = wire.COMMAND_STRUCT.iter_unpack(batch.records)
-        client_ids = [client_order_id.rstrip(b"\0").decode() if kind == wire.PLACE else ""
-                      for *_, kind, _side, _order_type, _stp, client_order_id in records]  # fmt: skip
+        place = wire.PLACE
+        client_ids = [client_order_id.rstrip(b"\0").decode() if kind == place else ""
+                      for kind, client_order_id in _KIND_AND_CLIENT_ID.iter_unpack(batch.records)]  # fmt: skip
         for client_id, events in zip(client_ids, batch.events, strict=True):
             fills_seen = 0
             for event in events:
@@ -158,8 +163,11 @@ class Views:
             return
         inst = self.instruments[order.instrument]
         t = event.ts_ns // 1_000_000
-        self.orders[event.order_id] = OrderView(order, cid, t, t, Decimal(0), inst.quote.name)
-        self.open_by_account.setdefault(event.account, {})[event.order_id] = None
+        self.orders[event.order_id] = OrderView(order, cid, t, t, ZERO, inst.quote.name)
+        open_orders = self.open_by_account.get(event.account)
+        if open_orders is None:
+            open_orders = self.open_by_account[event.account] = {}
+        open_orders[event.order_id] = None
         if cid:
             self.by_client_id[(event.account, cid)] = event.order_id
 
