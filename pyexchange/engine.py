@@ -118,6 +118,10 @@ class Instrument:
         return lots * self.lot_size
 
 
+_EVENT_KINDS, _REASONS, _SIDES = wire.EVENT_KINDS, wire.REASONS, wire.SIDES
+_SIDE_NONE, _MARKET_STATE = wire.SIDE_NONE, wire.MARKET_STATE
+
+
 class Event:
     """One event of a command; fields that do not apply to its kind are None."""
 
@@ -130,38 +134,44 @@ class Event:
     def __init__(self, record: tuple[int, ...], engine: Engine) -> None:
         (seq, ts_ns, order_id, account, maker_id, maker_account, price_ticks, size_lots,
          taker_fee, maker_fee, where, kind, reason, side, is_asset) = record  # fmt: skip
+        # Every slot is set once (one per event: the gateway decodes every event it answers).
         self.seq, self.ts_ns = seq, ts_ns
         self.account: int | None = account
-        self.kind = wire.EVENT_KINDS[kind]
-        self.reason = wire.REASONS[reason] or None
+        self.kind = kind_name = _EVENT_KINDS[kind]
+        self.reason = _REASONS[reason] or None
         self.order_id = order_id or None
-        self.side = None if side == wire.SIDE_NONE else wire.SIDES[side]
-        is_fill = self.kind == "fill"
-        self.maker_order_id = maker_id if is_fill else None
-        self.taker_order_id = order_id if is_fill else None
-        self.maker_account = maker_account if is_fill else None
-        self.taker_account = account if is_fill else None
-        self.asset = self.instrument = self.price = self.size = None
-        self.maker_fee = self.taker_fee = None
+        self.side = None if side == _SIDE_NONE else _SIDES[side]
         self.imbalance: Decimal | None = None
         self.market_state: str | None = None
-        if kind >= wire.MARKET_STATE:
+        is_fill = kind_name == "fill"
+        self.maker_order_id: int | None = maker_id if is_fill else None
+        self.taker_order_id: int | None = order_id if is_fill else None
+        self.maker_account: int | None = maker_account if is_fill else None
+        self.taker_account: int | None = account if is_fill else None
+        if kind >= _MARKET_STATE:
+            self.asset = self.maker_fee = self.taker_fee = None
             self._market(engine._instrument_by_id[where], order_id, price_ticks, size_lots)
             return
         if is_asset:
             asset = engine._asset_by_id.get(where)
             self.asset = asset.name if asset else None
             self.size = asset.amount(size_lots) if asset else None
+            self.instrument = self.price = self.maker_fee = self.taker_fee = None
             return
+        self.asset = None
         inst = engine._instrument_by_id.get(where)
-        self.instrument = inst.symbol if inst else None
-        if inst is None or self.kind == "rejected":
+        if inst is None or kind_name == "rejected":
+            self.instrument = None if inst is None else inst.symbol
+            self.price = self.size = self.maker_fee = self.taker_fee = None
             return
-        self.price = inst.price(price_ticks) if price_ticks else None
-        self.size = inst.size(size_lots)
+        self.instrument = inst.symbol
+        self.price = price_ticks * inst.tick_size if price_ticks else None
+        self.size = size_lots * inst.lot_size
         if is_fill:
-            self.maker_fee = inst.quote.amount(maker_fee)
-            self.taker_fee = inst.quote.amount(taker_fee)
+            quote = inst.quote
+            self.maker_fee, self.taker_fee = quote.amount(maker_fee), quote.amount(taker_fee)
+        else:
+            self.maker_fee = self.taker_fee = None
 
     def _market(self, inst: Instrument, order_id: int, price_ticks: int, size_lots: int) -> None:
         """The market events: `market_state` (the state, the reference price), `auction` (the
@@ -169,7 +179,7 @@ class Event:
         self.instrument, self.order_id, self.account = inst.symbol, None, None
         self.price = inst.price(price_ticks) if price_ticks else None
         if self.kind == "market_state":
-            self.market_state = wire.MARKET_STATES[order_id]
+            self.market_state, self.size = wire.MARKET_STATES[order_id], None
             return
         self.size = inst.size(size_lots)
         if self.kind == "auction":

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pyexchange import AuctionFigures, Engine, wire
+from pyexchange.engine import Event
 
 BTC = "BTC-USDT"
 
@@ -143,3 +144,23 @@ def test_a_durable_engine_keeps_its_states_and_a_crossed_auction_book_across_a_r
         opened = again.set_market_state(BTC, "continuous")
         assert [e.kind for e in opened] == ["fill", "fill", "uncross", "market_state"]
         again.check_invariants()
+
+
+def test_every_event_of_every_kind_has_every_field() -> None:
+    """Each event sets each of its fields (None where the kind has none): decoding takes a path
+    per kind, and a field one path forgot would raise only when read."""
+    eng = _market()
+    events = eng.deposit(4, "USDT", "1000")
+    events += _limit(eng, 1, "buy", "30000", "0.5")
+    events += _limit(eng, 2, "sell", "30000", "0.2")  # a fill
+    resting = _limit(eng, 1, "buy", "29000", "0.5")
+    events += resting + eng.amend(1, BTC, order_id=resting[0].order_id, new_size="0.4")
+    events += eng.cancel(1, BTC, order_id=resting[0].order_id)
+    events += eng.place(account=2, instrument=BTC, side="sell", order_type="ioc", price="30000", size="0.5")
+    events += eng.cancel(1, BTC, order_id=10**9)  # rejected
+    events += eng.set_market_state(BTC, "call_auction")
+    events += _limit(eng, 1, "buy", "30010", "1") + _limit(eng, 2, "sell", "29990", "0.4")
+    events += eng.set_market_state(BTC, "continuous")
+    assert {event.kind for event in events} == set(wire.EVENT_KINDS) - {""}
+    for event in events:
+        assert all(hasattr(event, name) for name in Event.__slots__), repr(event)
