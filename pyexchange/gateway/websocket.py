@@ -60,10 +60,15 @@ def frame(opcode: int, payload: bytes) -> bytes:
     """A whole, unmasked frame, as a server sends it."""
     length = len(payload)
     if length < 126:
-        return bytes((0x80 | opcode, length)) + payload
+        return _SHORT_HEADS[opcode][length] + payload
     if length < 1 << 16:
         return struct.pack("!BBH", 0x80 | opcode, 126, length) + payload
     return struct.pack("!BBQ", 0x80 | opcode, 127, length) + payload
+
+
+# The two bytes that start a whole frame of each opcode and of each length under 126.
+_SHORT_HEADS = {opcode: [bytes((0x80 | opcode, length)) for length in range(126)]
+                for opcode in (OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG)}  # fmt: skip
 
 
 def close_frame(code: int, reason: str) -> bytes:

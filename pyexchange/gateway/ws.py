@@ -25,7 +25,7 @@ import orjson
 
 from pyexchange.accounts import ApiKey
 from pyexchange.gateway import okx
-from pyexchange.gateway.exchange import Exchange, Pending, start_op
+from pyexchange.gateway.exchange import Answer, Exchange, Pending, start_op
 
 MESSAGE_BYTES_MAX = 64 * 1024
 OPS_BATCH_MAX = 20
@@ -237,21 +237,26 @@ class Session:
             self.conn.send(_error(self.conn, okx.RATE_LIMITED, f"Rate limit reached: {OPS_IN_FLIGHT_MAX} "
                                   "operations of this connection are in flight", op_id))  # fmt: skip
             return
-        steps = [start_op(self.exchange, self.conn.key.account, ORDER_OPS[op], arg) for arg in args]
+        exchange, account, step_kind = self.exchange, self.conn.key.account, ORDER_OPS[op]
+        steps: list[Answer | Pending] = []
         in_flight = None
-        for step in steps:
+        for arg in args:  # every step started before any is answered (a done future's callback runs later)
+            step = start_op(exchange, account, step_kind, arg)
+            steps.append(step)
             if isinstance(step, Pending):
                 if in_flight is None:
                     in_flight = _OpInFlight(self, op, op_id, steps, in_us)
-                in_flight.waiting += 1  # (a done future's callback runs later, not now)
+                in_flight.waiting += 1
                 step.future.add_done_callback(in_flight)
         if in_flight is None:
             self.answer_op(op, op_id, steps, in_us)
         else:
             self.ops_in_flight += 1
 
-    def answer_op(self, op: str, op_id: str | None, steps: list[dict[str, str] | Pending], in_us: int) -> None:
-        data = [step.answer() if isinstance(step, Pending) else step for step in steps]
+    def answer_op(self, op: str, op_id: str | None, steps: list[Answer | Pending], in_us: int) -> None:
+        data = []
+        for step in steps:  # (a loop, not a comprehension: most ops have one step)
+            data.append(step.answer() if isinstance(step, Pending) else step)
         code, msg = okx.batch_code(data, single=not op.startswith("batch"))
         self.conn.send({"id": op_id or "", "op": op, "data": data, "code": code, "msg": msg, "inTime": str(in_us),
                         "outTime": str(time.time_ns() // 1000)})  # fmt: skip
@@ -264,7 +269,7 @@ class _OpInFlight:
 
     __slots__ = ("in_us", "op", "op_id", "session", "steps", "waiting")
 
-    def __init__(self, session: Session, op: str, op_id: str | None, steps: list[dict[str, str] | Pending],
+    def __init__(self, session: Session, op: str, op_id: str | None, steps: list[Answer | Pending],
                  in_us: int) -> None:  # fmt: skip
         self.session, self.op, self.op_id, self.steps, self.in_us = session, op, op_id, steps, in_us
         self.waiting = 0  # steps not done yet
