@@ -119,6 +119,7 @@ class Instrument:
 
 
 _EVENT_KINDS, _REASONS, _SIDES = wire.EVENT_KINDS, wire.REASONS, wire.SIDES
+_ORDER_TYPES, _STP_MODES, _ORDER_STATES = wire.ORDER_TYPES, wire.STP_MODES, _core.ORDER_STATES
 _SIDE_NONE, _MARKET_STATE = wire.SIDE_NONE, wire.MARKET_STATE
 
 
@@ -220,9 +221,13 @@ class Order(NamedTuple):
     client_order_id: str | None
 
 
-def _average_price(inst: Instrument, filled_price_lots: int, filled_lots: int) -> Decimal | None:
-    if filled_lots == 0:
-        return None
+# An `Order` made from its fields' tuple: its class's own `__new__` is a Python function (the
+# gateway reads every order a batch touched).
+_new_order = tuple.__new__
+
+
+def _average_price(inst: Instrument, filled_price_lots: int, filled_lots: int) -> Decimal:
+    """The average price of `filled_lots` (not 0) filled for `filled_price_lots` tick-lots."""
     if filled_price_lots % filled_lots == 0:  # one price, or prices averaging to a tick: no fraction
         return _plain(filled_price_lots // filled_lots * inst.tick_size)
     exact = Fraction(filled_price_lots, filled_lots) * Fraction(inst.tick_size)
@@ -639,11 +644,11 @@ class Engine:
          filled_lots, filled_price_lots, cl_id) = found  # fmt: skip
         inst = self._instrument_by_id[instrument_id]
         lot = inst.lot_size
-        return Order(
-            oid, acct, inst.symbol, wire.SIDES[side], wire.ORDER_TYPES[order_type], wire.STP_MODES[stp],
-            _core.ORDER_STATES[state], price_ticks * inst.tick_size, size_lots * lot, filled_lots * lot,
-            _average_price(inst, filled_price_lots, filled_lots), cl_id.decode() or None,
-        )  # fmt: skip
+        return _new_order(Order, (
+            oid, acct, inst.symbol, _SIDES[side], _ORDER_TYPES[order_type], _STP_MODES[stp], _ORDER_STATES[state],
+            price_ticks * inst.tick_size, size_lots * lot, filled_lots * lot,
+            _average_price(inst, filled_price_lots, filled_lots) if filled_lots else None, cl_id.decode() or None,
+        ))  # fmt: skip
 
     def preallocate(self, live_orders: int = 1 << 16) -> None:
         """Allocates and touches the engine's memory for `live_orders` live orders and for all

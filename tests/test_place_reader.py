@@ -140,9 +140,9 @@ def _python_reading(body: Any) -> requests.PlaceIntent | None:
 
 
 def _exactly(intent: requests.PlaceIntent) -> tuple[Any, ...]:
-    """Every field with its type, decimals by their digits (`Decimal("1.0") == Decimal("1")`)."""
-    return tuple((type(v), str(v) if isinstance(v, Decimal) else id(v) if v is intent.instrument else v)
-                 for v in intent)  # fmt: skip
+    """Its type, then every field with its type, decimals by their digits (`Decimal("1.0") == Decimal("1")`)."""
+    return (type(intent), *((type(v), str(v) if isinstance(v, Decimal) else id(v) if v is intent.instrument else v)
+                            for v in intent))  # fmt: skip
 
 
 @SETTINGS

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyString, PyTuple};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
@@ -145,6 +145,8 @@ pub(super) struct PlaceReader {
     /// Looked up by symbol, never iterated.
     instruments: HashMap<String, Spec>,
     place_intent: Py<PyAny>,
+    /// `tuple.__new__`: builds a `PlaceIntent` (a named tuple) without its Python `__new__`.
+    tuple_new: Py<PyAny>,
     decimal: Py<PyAny>,
     sides: Names,
     order_types: Names,
@@ -198,6 +200,7 @@ impl PlaceReader {
         Ok(Self {
             instruments: specs,
             place_intent,
+            tuple_new: py.get_type::<PyTuple>().getattr("__new__")?.unbind(),
             decimal,
             sides: strings(sides),
             order_types: strings(order_types),
@@ -270,7 +273,7 @@ impl PlaceReader {
             Some(text) => PyString::new(py, text),
             None => self.empty.bind(py).clone(),
         };
-        let intent = self.place_intent.bind(py).call1((
+        let fields = (
             read.spec.instrument.bind(py),
             read.side.bind(py),
             read.order_type.bind(py),
@@ -281,7 +284,8 @@ impl PlaceReader {
             text_or_empty(read.client_order_id),
             read.stp.bind(py),
             text_or_empty(read.tag),
-        ))?;
+        );
+        let intent = self.tuple_new.bind(py).call1((self.place_intent.bind(py), fields))?;
         Ok(Some(intent))
     }
 
