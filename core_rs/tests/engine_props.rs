@@ -207,6 +207,25 @@ fn a_client_order_id_entry_enters_the_state_hash() {
 }
 
 #[test]
+fn the_closed_orders_and_the_order_they_closed_in_enter_the_state_hash() {
+    // Orders placed and canceled leave the books and the balances as they were: only the
+    // ring of closed orders tells these engines apart.
+    let closed = |sizes: [u64; 2], cancel_order: [usize; 2]| {
+        let mut engine = market(2, 3_000_000);
+        let ids =
+            sizes.map(|size_lots| apply(&mut engine, &common::limit(1, 0, Side::Buy, 100, size_lots))[0].order_id);
+        for at in cancel_order {
+            let cancel = Command::Cancel { account: 1, instrument: 0, order_id: ids[at] };
+            assert_eq!(apply(&mut engine, &cancel)[0].kind, EventKind::Canceled.code());
+        }
+        assert_eq!(engine.live_orders(), 0);
+        engine.state_hash()
+    };
+    assert_ne!(closed([1, 2], [0, 1]), closed([1, 3], [0, 1]), "a closed order's size");
+    assert_ne!(closed([1, 2], [0, 1]), closed([1, 2], [1, 0]), "the order they closed in");
+}
+
+#[test]
 fn configuration_commands_survive_their_journal_encoding() {
     let engine = market(1, 1);
     let snapshot_engine = Engine::restore(&engine.snapshot()).unwrap();

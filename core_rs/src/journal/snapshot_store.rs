@@ -25,8 +25,9 @@ use std::path::{Path, PathBuf};
 use super::{sync_dir, JournalError};
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PYXSNAP1";
-/// 2 since the state hash takes live orders as a multiset (version 1's hash walked the levels).
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// 2 since the state hash takes live orders as a multiset (version 1's hash walked the levels);
+/// 3 since it takes the closed orders through their XXH3-128.
+pub const SNAPSHOT_VERSION: u32 = 3;
 pub const SNAPSHOT_HEADER_BYTES: usize = 72;
 /// Snapshots kept by default: the newest, and two to fall back on if it is damaged.
 pub const SNAPSHOTS_RETAINED_DEFAULT: usize = 3;
