@@ -68,6 +68,10 @@ SIDE_NONE = 0xFF
 SIDES = ("buy", "sell")
 ORDER_TYPES = ("limit", "market", "ioc", "fok", "post_only")
 STP_MODES = ("cancel_maker", "cancel_taker", "cancel_both", "none")
+# The code of each name above, for a command built from names (one dict lookup an order).
+SIDE_CODES = {name: code for code, name in enumerate(SIDES)}
+ORDER_TYPE_CODES = {name: code for code, name in enumerate(ORDER_TYPES)}
+STP_CODES = {name: code for code, name in enumerate(STP_MODES)}
 EVENT_KINDS = (
     "", "accepted", "rejected", "fill", "canceled", "expired", "amended", "deposited", "market_state", "auction",
     "uncross",

@@ -61,10 +61,6 @@ OKX_INSTRUMENT_STATE = {"continuous": "live", "halted": "suspend", "cancel_only"
 OKX_AUCTION_STATE = {"continuous": "normal", "halted": "halted", "cancel_only": "cancelOrder",
                      "pre_open": "prepareStart", "call_auction": "callAuction"}  # fmt: skip
 RAMPED_KINDS = (wire.PLACE, wire.AMEND)  # new orders: the admission ramp's (cancels never are)
-# The engine's codes of a side, an order type and a self-trade prevention mode.
-_SIDE_CODES = {name: code for code, name in enumerate(wire.SIDES)}
-_ORDER_TYPE_CODES = {name: code for code, name in enumerate(wire.ORDER_TYPES)}
-_STP_CODES = {name: code for code, name in enumerate(wire.STP_MODES)}
 
 
 class LoopLag:
@@ -456,7 +452,8 @@ class Exchange:
         )  # fmt: skip
         if rejection is not None:
             return answer(rejection.code, rejection.msg, "", cid, intent.tag)
-        side, order_type, stp = _SIDE_CODES[intent.side], _ORDER_TYPE_CODES[intent.order_type], _STP_CODES[intent.stp]
+        side, order_type = wire.SIDE_CODES[intent.side], wire.ORDER_TYPE_CODES[intent.order_type]
+        stp = wire.STP_CODES[intent.stp]
         # Positional, in `Command`'s field order: keywords cost a dataclass's __init__ 0.6 µs an order.
         command = Command(wire.PLACE, account, intent.instrument.instrument_id, side, order_type, stp,
                           intent.price_ticks, intent.size_lots, 0, cid.encode())  # fmt: skip
