@@ -30,6 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pyexchange import Engine, wire
+from pyexchange.cli import huge_page_env
 from pyexchange.config import AdmissionConfig, load
 from pyexchange.gateway import okx
 from pyexchange.gateway.app import BODY_BYTES_MAX, OrderEntry
@@ -153,6 +154,51 @@ async def _answer_and_push(ws: Any, op_id: str) -> tuple[dict[str, Any], dict[st
         elif message.get("arg", {}).get("channel") == "orders":
             push = message
     return answer, push
+
+
+def test_the_server_runs_again_in_its_own_process_with_glibc_asking_for_huge_pages(server: Server) -> None:
+    environ = Path(f"/proc/{server.process.pid}/environ").read_bytes().split(b"\0")
+    assert b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in environ  # the pid it was started with, started again
+
+
+def test_huge_page_env_adds_the_tunable_once_and_keeps_an_operator_s_choice() -> None:
+    assert huge_page_env({"HOME": "/root"}) == {"HOME": "/root", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+    assert huge_page_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}) == {
+        "GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    }
+    assert huge_page_env({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}) is None  # started again already
+    assert huge_page_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0"}) is None  # turned off
+
+
+HUGE_BLOCK_PROBE = """
+import ctypes
+block = bytearray(64 << 20)  # more than glibc's mmap threshold: a mapping of its own, written here
+address = ctypes.addressof((ctypes.c_char * len(block)).from_buffer(block))
+inside = False
+for line in open("/proc/self/smaps"):
+    head = line.split()[0]
+    if "-" in head and not head.endswith(":"):
+        low, high = (int(x, 16) for x in head.split("-"))
+        inside = low <= address < high
+    elif inside and head == "AnonHugePages:":
+        print(line.split()[1])  # kB
+"""
+
+
+@pytest.mark.skipif(not Path("/sys/kernel/mm/transparent_hugepage/enabled").exists()
+                    or "[madvise]" not in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text(),
+                    reason="transparent huge pages are not in madvise mode here")  # fmt: skip
+def test_glibc_backs_a_server_s_big_allocations_with_huge_pages_in_the_environment_it_gets() -> None:
+    def huge_kb(env: dict[str, str]) -> int:
+        done = subprocess.run([sys.executable, "-c", HUGE_BLOCK_PROBE], env=env, capture_output=True, text=True,
+                              check=True)  # fmt: skip
+        return int(done.stdout)
+
+    plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    huge_env = huge_page_env(plain)
+    assert huge_env is not None
+    assert huge_kb(plain) == 0
+    assert huge_kb(huge_env) >= 32 << 10
 
 
 def test_kill_switch_blocks_cancels_and_survives_a_restart(tmp_path: Path) -> None:
