@@ -37,6 +37,9 @@ Method:
 - **The disk's share.** For each order step, the journal's own group commits of the measured
   window (`GET /operator/v1/journal`): how many, and the p50 and p99 of their write-and-sync
   times.
+- **The server's own stalls.** For each step, how late the server's event loop ran its timer
+  ticks (one every 20 ms) over the measured window (`GET /operator/v1/loop`): p99 and max. A
+  latency tail that the loop's ticks do not show came from elsewhere (the client, the machine).
 
 Results go to `bench/results/gateway.json` and a summary to stdout.
 """
@@ -217,12 +220,21 @@ class Server:
     def journal_window(self, seconds: int) -> dict[str, Any]:
         """The journal's group commits of the last `seconds`: how many, and the percentiles of
         their write-and-sync times (`GET /operator/v1/journal`)."""
+        window: dict[str, Any] = self._operator_get(f"/operator/v1/journal?seconds={seconds}")["window"]
+        return window
+
+    def loop_window(self, seconds: int) -> dict[str, Any]:
+        """How late the server's event loop ran its timer ticks over the last `seconds`
+        (`GET /operator/v1/loop`): a stall of the server's own thread is a late tick."""
+        return self._operator_get(f"/operator/v1/loop?seconds={seconds}")
+
+    def _operator_get(self, path: str) -> dict[str, Any]:
         token = (self.data_dir / "operator-token").read_text().strip()
-        request = urllib.request.Request(f"http://{HOST}:{self.port}/operator/v1/journal?seconds={seconds}",
-                                         headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        headers = {"Authorization": f"Bearer {token}"}
+        request = urllib.request.Request(f"http://{HOST}:{self.port}{path}", headers=headers)
         with urllib.request.urlopen(request, timeout=10) as answer:
-            window: dict[str, Any] = json.loads(answer.read())["data"][0]["window"]
-            return window
+            data: dict[str, Any] = json.loads(answer.read())["data"][0]
+            return data
 
     def snapshots(self) -> list[str]:
         return sorted(str(p.relative_to(self.data_dir)) for p in self.data_dir.rglob("*") if "snap" in p.name)
@@ -694,12 +706,14 @@ class LoadProcesses:
         time.sleep(spec["measure_s"])
         server1, machine1, wall_s = self.server.cpu_ticks(), machine_ticks(), time.monotonic() - wall0
         journal = self.server.journal_window(math.ceil(spec["measure_s"])) if spec["kind"] != "time" else None
+        loop_late = self.server.loop_window(math.ceil(spec["measure_s"]))
         parts = [pipe.recv() for pipe in self.pipes]
         for part in parts:
             if "failed" in part:
                 raise RuntimeError(f"a load process failed:\n{part['failed']}")
         step = summarize(spec, parts, cpu_use(server0, server1, machine0, machine1, wall_s, parts))
         step["journal_syncs"] = journal
+        step["loop_late"] = loop_late
         return step
 
     def close(self) -> None:
@@ -809,8 +823,8 @@ def print_step(step: dict[str, Any]) -> None:
           f"  server cpu: loop {step['server_loop_cpu_pct']:3.0f}% ({step['server_loop_cpu_us_per_ok']:4.0f} us/ok)"
           f" others {step['server_other_threads_cpu_pct']:3.0f}% ({step['server_other_cpu_us_per_ok']:4.0f} us/ok)"
           f" load {step['load_cpu_pct']:3.0f}% machine {step['machine_busy_pct']:3.0f}% steal "
-          f"{step['machine_steal_pct']:2.0f}%{_syncs(step['journal_syncs'])}  errors {errors}{flag}",
-          flush=True)  # fmt: skip
+          f"{step['machine_steal_pct']:2.0f}%{_syncs(step['journal_syncs'])}{_late(step['loop_late'])}"
+          f"  errors {errors}{flag}", flush=True)  # fmt: skip
 
 
 def _syncs(journal: dict[str, Any] | None) -> str:
@@ -818,6 +832,10 @@ def _syncs(journal: dict[str, Any] | None) -> str:
         return ""
     return (f"  journal {journal['syncs']:,} syncs, p50 {journal['sync_us_p50'] / 1000:.2f} "
             f"p99 {journal['sync_us_p99'] / 1000:.2f} ms")  # fmt: skip
+
+
+def _late(loop: dict[str, Any]) -> str:
+    return f"  loop ticks late p99 {loop['late_ms_p99']:.1f} max {loop['late_ms_max']:.1f} ms" if loop["ticks"] else ""
 
 
 def warm_keys(server: Server, accounts: list[dict[str, Any]]) -> float:
@@ -910,7 +928,8 @@ def judge(phases: dict[str, Any]) -> tuple[dict[str, float], list[dict[str, Any]
          "met": ratios["rest_orders_vs_trivial"] >= TARGET_ORDERS_VS_TRIVIAL},
         {"target": f"REST p99 < {TARGET_REST_P99_MS} ms at half the maximum rate",
          "measured": f"p99 {half['p99_ms']:.1f} ms at {half['offered_per_s']:,}/s offered, "
-                     f"{half['achieved_per_s']:,.0f}/s achieved;{_syncs(half['journal_syncs'])}",
+                     f"{half['achieved_per_s']:,.0f}/s achieved;{_syncs(half['journal_syncs'])}"
+                     f"{_late(half['loop_late'])}",
          "met": half["p99_ms"] < TARGET_REST_P99_MS and not half["overloaded"]},
         {"target": f"WebSocket order entry >= {TARGET_WS_VS_REST:.0f}x REST's throughput (op `order`)",
          "measured": f"{ratios['ws_orders_vs_rest_orders']:.2f}x ({ws:,.0f} / {rest:,.0f} per s)",

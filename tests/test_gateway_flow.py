@@ -774,14 +774,39 @@ def test_accounts_and_keys_made_by_the_operator_commands_trade(tmp_path: Path) -
 def test_loop_lag_ignores_one_stall_but_not_a_loop_that_stays_behind() -> None:
     lag = LoopLag(window_ticks=5)
     for late_ms in (0.5, 900.0, 0.4, 0.3):  # one stall: the machine, not the gateway
-        lag.record(late_ms)
+        lag.record(late_ms, 0)
     assert lag.behind_ms < 1
     for late_ms in (300.0, 320.0, 310.0):  # three late ticks of the last five: overloaded
-        lag.record(late_ms)
+        lag.record(late_ms, 0)
     assert lag.behind_ms == 300.0
     for late_ms in (0.2, 0.1, 0.3):
-        lag.record(late_ms)
+        lag.record(late_ms, 0)
     assert lag.behind_ms == 0.3
+
+
+def test_loop_lag_window_holds_the_ticks_of_the_last_seconds_only() -> None:
+    lag = LoopLag(window_ticks=3)
+    assert lag.window(5, 0) == {"seconds": 5, "ticks": 0, "behind_ms": 0.0, "late_ms_p50": None,
+                                "late_ms_p99": None, "late_ms_max": None}  # fmt: skip
+    second_ns = 1_000_000_000
+    lag.record(500.0, 0)  # older than the window asked for below
+    for i in range(100):
+        lag.record(float(i), 20 * second_ns + i * 10_000_000)  # 0..99 ms late, over one second
+    window = lag.window(5, 21 * second_ns)
+    assert window == {"seconds": 5, "ticks": 100, "behind_ms": 98.0, "late_ms_p50": 49.0, "late_ms_p99": 98.0,
+                      "late_ms_max": 99.0}  # fmt: skip
+    assert lag.window(21, 21 * second_ns)["late_ms_max"] == 500.0
+
+
+def test_the_operator_sees_how_late_the_loop_ran(server: Server) -> None:
+    headers = {"Authorization": f"Bearer {(server.data_dir / 'operator-token').read_text().strip()}"}
+    time.sleep(0.2)  # ten ticks at the least
+    window = httpx.get(server.base_url + "/operator/v1/loop?seconds=5", headers=headers).json()["data"][0]
+    assert window["seconds"] == 5 and window["ticks"] >= 5
+    assert 0 <= window["late_ms_p50"] <= window["late_ms_p99"] <= window["late_ms_max"]
+    assert httpx.get(server.base_url + "/operator/v1/loop").status_code == 401
+    wrong = httpx.get(server.base_url + "/operator/v1/loop?seconds=0", headers=headers)
+    assert (wrong.status_code, wrong.json()["code"]) == (400, "51000")
 
 
 def test_order_entry_answers_its_paths_and_passes_everything_else_on(caplog: pytest.LogCaptureFixture) -> None:

@@ -51,6 +51,7 @@ REPLAY_CHUNK_RECORDS = 4096
 DEAD_MAN_TICK_S = 0.5
 LOOP_LAG_TICK_S = 0.02
 LOOP_LAG_WINDOW_TICKS = 5
+LOOP_LAG_TICKS_KEPT = 16_384  # 5.5 minutes of ticks, for the operator (`LoopLag.window`)
 REPLY_SWEEP_S = 0.1
 KIND_OFFSET = wire.COMMAND_DTYPE.fields["kind"][1]  # type: ignore[index]
 TRADING_KINDS = (wire.PLACE, wire.CANCEL, wire.AMEND, wire.CANCEL_ALL, wire.DEPOSIT, wire.SET_MARKET_STATE)
@@ -73,10 +74,22 @@ class LoopLag:
     def __init__(self, window_ticks: int = LOOP_LAG_WINDOW_TICKS) -> None:
         self._late_ms: deque[float] = deque([0.0] * window_ticks, maxlen=window_ticks)
         self.behind_ms = 0.0
+        self._kept: deque[tuple[int, float]] = deque(maxlen=LOOP_LAG_TICKS_KEPT)  # (tick's ns, late ms)
 
-    def record(self, late_ms: float) -> None:
+    def record(self, late_ms: float, now_ns: int) -> None:
         self._late_ms.append(late_ms)
         self.behind_ms = statistics.median(self._late_ms)
+        self._kept.append((now_ns, late_ms))
+
+    def window(self, seconds: int, now_ns: int) -> dict[str, Any]:
+        """The ticks of the last `seconds` (of the `LOOP_LAG_TICKS_KEPT` newest): how many, and
+        how late they ran (nearest-rank percentiles, ms): a stall of the loop is a late tick."""
+        late_ms = [late for at_ns, late in self._kept if now_ns - at_ns <= seconds * 1_000_000_000]
+        ranks: list[float | None] = [None] * 3
+        if late_ms:
+            ranks = [round(float(v), 1) for v in np.percentile(late_ms, [50, 99, 100], method="inverted_cdf")]
+        return {"seconds": seconds, "ticks": len(late_ms), "behind_ms": round(self.behind_ms, 1),
+                **dict(zip(("late_ms_p50", "late_ms_p99", "late_ms_max"), ranks, strict=True))}  # fmt: skip
 
 
 class Subscribers(Protocol):
@@ -385,7 +398,8 @@ class Exchange:
         while True:
             started = time.monotonic()
             await asyncio.sleep(LOOP_LAG_TICK_S)
-            self.loop_lag.record((time.monotonic() - started - LOOP_LAG_TICK_S) * 1000)
+            now = time.monotonic()
+            self.loop_lag.record((now - started - LOOP_LAG_TICK_S) * 1000, int(now * 1e9))
 
     # ---- order entry ----
 

@@ -21,6 +21,10 @@ phase.
 `GET /operator/v1/journal?seconds=60` gives the journal's health and counters, and its group
 commits of the last `seconds` (of the 16,384 newest): how many, the records they held, and the
 percentiles of their write-and-sync times, the disk's share of every acknowledgement.
+
+`GET /operator/v1/loop?seconds=60` says how late the event loop ran its timer ticks (one every
+20 ms) over the last `seconds`: a stall of the gateway's own thread shows as a late tick, and
+`behind_ms` is what admission refuses new orders by (`admission.queue_delay_ms_max`).
 """
 
 from __future__ import annotations
@@ -145,6 +149,11 @@ async def journal(exchange: Operator, seconds: Annotated[int, Query(ge=1, le=360
     window = {"seconds": seconds, "syncs": len(sync_us), "records": sum(r[2] for r in rounds),
               **dict(zip(("sync_us_p50", "sync_us_p99", "sync_us_max"), nearest_rank, strict=True))}  # fmt: skip
     return okx.envelope([{**exchange.engine.journal_status(), "window": window}])
+
+
+@router.get("/loop")
+async def loop(exchange: Operator, seconds: Annotated[int, Query(ge=1, le=3600)] = 60) -> dict[str, Any]:
+    return okx.envelope([exchange.loop_lag.window(seconds, time.monotonic_ns())])
 
 
 def _instruments(exchange: Exchange, body: dict[str, Any]) -> list[str]:
