@@ -51,7 +51,7 @@ REPLAY_CHUNK_RECORDS = 4096
 DEAD_MAN_TICK_S = 0.5
 LOOP_LAG_TICK_S = 0.02
 LOOP_LAG_WINDOW_TICKS = 5
-LOOP_LAG_TICKS_KEPT = 16_384  # 5.5 minutes of ticks, for the operator (`LoopLag.window`)
+LOOP_LAG_TICKS_KEPT = 16_384  # 5.5 minutes of ticks, for the operator (`GET /operator/v1/loop`)
 REPLY_SWEEP_S = 0.1
 KIND_OFFSET = wire.COMMAND_DTYPE.fields["kind"][1]  # type: ignore[index]
 TRADING_KINDS = (wire.PLACE, wire.CANCEL, wire.AMEND, wire.CANCEL_ALL, wire.DEPOSIT, wire.SET_MARKET_STATE)
@@ -81,15 +81,9 @@ class LoopLag:
         self.behind_ms = statistics.median(self._late_ms)
         self._kept.append((now_ns, late_ms))
 
-    def window(self, seconds: int, now_ns: int) -> dict[str, Any]:
-        """The ticks of the last `seconds` (of the `LOOP_LAG_TICKS_KEPT` newest): how many, and
-        how late they ran (nearest-rank percentiles, ms): a stall of the loop is a late tick."""
-        late_ms = [late for at_ns, late in self._kept if now_ns - at_ns <= seconds * 1_000_000_000]
-        ranks: list[float | None] = [None] * 3
-        if late_ms:
-            ranks = [round(float(v), 1) for v in np.percentile(late_ms, [50, 99, 100], method="inverted_cdf")]
-        return {"seconds": seconds, "ticks": len(late_ms), "behind_ms": round(self.behind_ms, 1),
-                **dict(zip(("late_ms_p50", "late_ms_p99", "late_ms_max"), ranks, strict=True))}  # fmt: skip
+    def late_ms_since(self, since_ns: int) -> list[float]:
+        """How late each tick ran from `since_ns` on (of the `LOOP_LAG_TICKS_KEPT` newest)."""
+        return [late_ms for at_ns, late_ms in self._kept if at_ns >= since_ns]
 
 
 class Subscribers(Protocol):
@@ -396,10 +390,10 @@ class Exchange:
         """Measures how late the event loop runs a timer: when it is late, the gateway itself
         is the bottleneck, and new orders are refused (admission) rather than queued."""
         while True:
-            started = time.monotonic()
+            started_ns = time.monotonic_ns()
             await asyncio.sleep(LOOP_LAG_TICK_S)
-            now = time.monotonic()
-            self.loop_lag.record((now - started - LOOP_LAG_TICK_S) * 1000, int(now * 1e9))
+            now_ns = time.monotonic_ns()
+            self.loop_lag.record((now_ns - started_ns) / 1e6 - LOOP_LAG_TICK_S * 1000, now_ns)
 
     # ---- order entry ----
 

@@ -45,7 +45,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from pyexchange.accounts import fsync_directory, write_json_atomically
 from pyexchange.gateway import okx
-from pyexchange.gateway.exchange import Exchange
+from pyexchange.gateway.exchange import Exchange, LoopLag
 
 TOKEN_FILE = "operator-token"
 BLOCKED_FILE = "blocked-accounts.json"
@@ -143,17 +143,32 @@ async def journal(exchange: Operator, seconds: Annotated[int, Query(ge=1, le=360
                            http_status=404)  # fmt: skip
     rounds = [r for r in exchange.engine.recent_sync_rounds() if r[0] <= seconds * 1_000_000]
     sync_us = [r[1] for r in rounds]
-    nearest_rank = [None] * 3
-    if sync_us:
-        nearest_rank = np.percentile(sync_us, [50, 99, 100], method="inverted_cdf").astype(int).tolist()
+    figures = [None if v is None else int(v) for v in nearest_ranks(sync_us)]
     window = {"seconds": seconds, "syncs": len(sync_us), "records": sum(r[2] for r in rounds),
-              **dict(zip(("sync_us_p50", "sync_us_p99", "sync_us_max"), nearest_rank, strict=True))}  # fmt: skip
+              **dict(zip(("sync_us_p50", "sync_us_p99", "sync_us_max"), figures, strict=True))}  # fmt: skip
     return okx.envelope([{**exchange.engine.journal_status(), "window": window}])
 
 
 @router.get("/loop")
 async def loop(exchange: Operator, seconds: Annotated[int, Query(ge=1, le=3600)] = 60) -> dict[str, Any]:
-    return okx.envelope([exchange.loop_lag.window(seconds, time.monotonic_ns())])
+    return okx.envelope([loop_window(exchange.loop_lag, seconds, time.monotonic_ns())])
+
+
+def loop_window(lag: LoopLag, seconds: int, now_ns: int) -> dict[str, Any]:
+    """The loop's ticks of the last `seconds`: how many, and how late they ran (ms); a stall of
+    the loop is a late tick."""
+    late_ms = lag.late_ms_since(now_ns - seconds * 1_000_000_000)
+    figures = [None if v is None else round(v, 1) for v in nearest_ranks(late_ms)]
+    return {"seconds": seconds, "ticks": len(late_ms), "behind_ms": round(lag.behind_ms, 1),
+            **dict(zip(("late_ms_p50", "late_ms_p99", "late_ms_max"), figures, strict=True))}  # fmt: skip
+
+
+def nearest_ranks(values: list[int] | list[float]) -> list[float] | list[None]:
+    """The p50, p99 and max of `values` by nearest rank (figures that occurred), or Nones."""
+    if not values:
+        return [None] * 3
+    ranks: list[float] = np.percentile(values, [50, 99, 100], method="inverted_cdf").tolist()
+    return ranks
 
 
 def _instruments(exchange: Exchange, body: dict[str, Any]) -> list[str]:

@@ -47,7 +47,9 @@ def graded_routes(shards: int, routes: int) -> list[int]:
     2 ** (i / shards), rounded by largest remainder, so their shares spread over one doubling.
     Each shard's routes are spread evenly over the list, so that keys whose hashes run in
     sequence (order ids) reach every shard at its own rate, not in turns."""
-    quotas = [routes * 2 ** (i / shards) / sum(2 ** (j / shards) for j in range(shards)) for i in range(shards)]
+    weights = [2 ** (i / shards) for i in range(shards)]
+    total = sum(weights)
+    quotas = [routes * weight / total for weight in weights]
     counts = [int(quota) for quota in quotas]
     for i in sorted(range(shards), key=lambda i: counts[i] - quotas[i])[: routes - sum(counts)]:
         counts[i] += 1
