@@ -327,7 +327,7 @@ class Exchange:
             else:
                 future.set_result(events)
 
-    def _push(self, batch: Batch, changed: list[OrderView], trades: list[tuple[str, Trade]]) -> None:
+    def _push(self, batch: Batch, changed: dict[int, int], trades: list[tuple[str, Trade]]) -> None:
         ts_ms = wire.COMMAND_STRUCT.unpack_from(batch.records)[0] // 1_000_000
         subs = self._subscribers
         self._books_stale.update(batch.instruments - batch.books.keys())
@@ -340,9 +340,9 @@ class Exchange:
             for channel in ("books5", "bbo-tbt"):
                 if subs.has(channel, symbol):
                     subs.publish(channel, symbol, [self.top_json(symbol, channel, ts_ms)])
-        for view in changed:
-            if subs.has("orders", str(view.order.account)):
-                subs.publish("orders", str(view.order.account), [order_json(view)])
+        for order_id, account in changed.items():
+            if subs.has("orders", str(account)) and (view := self.views.view(order_id)) is not None:
+                subs.publish("orders", str(account), [order_json(view)])
         for account, balances in batch.balances.items():
             subs.publish("account", str(account), [self.balance_json(account, balances, ts_ms)])
         by_symbol: dict[str, list[dict[str, str]]] = {}

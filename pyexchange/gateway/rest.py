@@ -375,7 +375,7 @@ def _orders(exchange: Exchange, ids: Iterable[int], inst_id: str | None, ord_typ
     symbol = _instrument(exchange, inst_id) if inst_id else None
     found = []
     for order_id in ids:
-        view = exchange.views.orders.get(order_id)
+        view = exchange.views.view(order_id)
         if view is None:
             continue
         o = view.order
