@@ -57,9 +57,14 @@ NO_ADMISSION_DELAYS = {"queue_delay_ms_max = 250": "queue_delay_ms_max = 10_000_
                        "reply_timeout_ms = 5000": "reply_timeout_ms = 20_000_000"}  # fmt: skip
 
 
-async def run_rounds(rounds: int, kind: str = "ws") -> float:
-    """Runs the warm-up and `rounds` measured rounds of `kind` (`PATHS`); µs per request of the
-    measured ones."""
+def _freeze(_round: int) -> None:
+    gc.freeze()
+
+
+async def run_rounds(rounds: int, kind: str = "ws", after_round: Callable[[int], None] = _freeze) -> float:
+    """Runs the warm-up and `rounds` measured rounds of `kind` (`PATHS`), calling `after_round`
+    with each round's number (from 1, warm-up included; by default it freezes the heap, as the
+    server does every second); µs per request of the measured ones."""
     workdir = Path(tempfile.mkdtemp(prefix="gateway-instructions-"))
     try:
         config_path = path._bench_config(workdir)
@@ -76,13 +81,16 @@ async def run_rounds(rounds: int, kind: str = "ws") -> float:
         with mock.patch.object(Sequencer, "start"):  # its steps run here, in order
             exchange.start(asyncio.get_running_loop(), Hub())
         one_round, answered = (_ws_round if kind == "ws" else _rest_round)(exchange, workdir, kind)
+        done = itertools.count(1)
         for _ in range(WARMUP_ROUNDS):
             await one_round()
+            after_round(next(done))
         gen0, gen1, _gen2 = gc.get_threshold()
         gc.set_threshold(gen0, gen1, GC_GEN2_AFTER_GEN1_COLLECTIONS)
         start_ns = time.perf_counter_ns()
         for _ in range(rounds):
             await one_round()
+            after_round(next(done))
         us_per_request = (time.perf_counter_ns() - start_ns) / 1000 / (rounds * path.ORDERS_PER_ROUND)
         expected = (WARMUP_ROUNDS + rounds) * path.ORDERS_PER_ROUND
         count, failed = answered()
@@ -108,7 +116,6 @@ def _ws_round(exchange: Exchange, _workdir: Path, _kind: str) -> Round:
             exchange.sequencer.step()
             for _ in range(2):  # the futures' callbacks, then the answers they send
                 await asyncio.sleep(0)
-        gc.freeze()
 
     return one_round, lambda: (sockets.count, sockets.failed)
 
@@ -130,7 +137,6 @@ def _rest_round(exchange: Exchange, workdir: Path, kind: str) -> Round:
                 await asyncio.sleep(0)
             exchange.sequencer.step()
             await asyncio.gather(*tasks)
-        gc.freeze()
 
     def answered() -> tuple[int, int]:
         return len(rest.answers), len(path.failures(rest.answers))
