@@ -203,7 +203,8 @@ def test_the_views_answer_as_the_engine_and_the_events_say(batches: list[list[tu
     and forgotten (more closed orders than the views keep): each order's view is the engine's
     order, with the fees, times and last fill its events give; the open and closed lists and
     the client order ids follow."""
-    engine, views = _engine(), Views(_engine().instruments())
+    engine = _engine()
+    views = Views(engine.instruments())
     expected = _Expected(closed_max=6)
     for n, batch in enumerate(batches):
         commands: list[tuple[int, ...]] = []

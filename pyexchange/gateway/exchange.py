@@ -341,8 +341,9 @@ class Exchange:
                 if subs.has(channel, symbol):
                     subs.publish(channel, symbol, [self.top_json(symbol, channel, ts_ms)])
         for order_id, account in changed.items():
-            if subs.has("orders", str(account)) and (view := self.views.view(order_id)) is not None:
-                subs.publish("orders", str(account), [order_json(view)])
+            key = str(account)
+            if subs.has("orders", key) and (view := self.views.view(order_id)) is not None:
+                subs.publish("orders", key, [order_json(view)])
         for account, balances in batch.balances.items():
             subs.publish("account", str(account), [self.balance_json(account, balances, ts_ms)])
         by_symbol: dict[str, list[dict[str, str]]] = {}

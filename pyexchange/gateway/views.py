@@ -260,6 +260,7 @@ class Views:
         if public:
             self._trade(event.instrument, trade)
         maker_side = "sell" if event.side == "buy" else "buy"
+        trade_id_text = str(trade_id)
         for account, order_id, side, fee, maker in (
             (event.taker_account, event.taker_order_id, event.side, event.taker_fee, False),
             (event.maker_account, event.maker_order_id, maker_side, event.maker_fee, True),
@@ -269,9 +270,9 @@ class Views:
             if record is None:
                 continue
             self._orders[order_id] = (*record[:_FEE], record[_FEE] + fee, record[_FEE_CCY], t, event.price, event.size,
-                                      str(trade_id), record[_LISTED_OPEN])  # fmt: skip
+                                      trade_id_text, record[_LISTED_OPEN])  # fmt: skip
             fills = self.fills.setdefault(account, deque(maxlen=FILLS_PER_ACCOUNT_MAX))
-            fills.append(Fill(account, event.instrument, str(trade_id), order_id, record[_CLIENT_ID], side,
+            fills.append(Fill(account, event.instrument, trade_id_text, order_id, record[_CLIENT_ID], side,
                               event.price, event.size, fee, record[_FEE_CCY], maker, t))  # fmt: skip
         return trade
 
