@@ -24,7 +24,9 @@ __all__ = [
     "NotLeader",
     "OutcomeUnknown",
     "PlaceReader",
+    "PrivateViews",
     "ReplicaStopped",
+    "TouchedOrders",
     "ZoneEngine",
     "journal_records",
     "journal_replay",
@@ -72,6 +74,32 @@ class EventBuffer(Buffer):
 
     def __len__(self) -> int:
         """Number of events."""
+
+@final
+class TouchedOrders:
+    """The orders a batch touched as the engine had them right after it (`read_batch`)."""
+
+    def __len__(self) -> int: ...
+
+_OrderFields = tuple[int, int, int, int, int, int, int, int, int, int, int, bytes]
+
+@final
+class PrivateViews:
+    """The gateway's private views (orders, client order ids, fills), in integers."""
+
+    def __new__(
+        cls, closed_orders_max: int, fills_per_account_max: int, fills_per_command_max: int
+    ) -> PrivateViews: ...
+    def apply(self, records: bytes, events: bytes, first_seq: int, touched: TouchedOrders) -> dict[int, int]: ...
+    def order(
+        self, order_id: int
+    ) -> tuple[_OrderFields, bytes, int, int, int, tuple[int, int, int, int] | None, bool] | None: ...
+    def order_id_of(self, account: int, client_order_id: str) -> int | None: ...
+    def open_count(self, account: int) -> int: ...
+    def open_ids(self, account: int) -> list[int]: ...
+    def closed_ids(self, account: int) -> list[int]: ...
+    def fills(self, account: int) -> list[tuple[int, int, int, bytes, int, int, int, int, bool, int]]: ...
+    def __len__(self) -> int: ...
 
 @final
 class Engine:
@@ -163,6 +191,10 @@ class Engine:
         self, keys: list[tuple[int, int]]
     ) -> list[tuple[int, int, int, int, int, int, int, int, int, int, int, bytes] | None]:
         """`order` of each (account, order_id), read at one point of the sequence."""
+    def read_batch(self, events: bytes) -> tuple[TouchedOrders, list[int], list[int], bool]:
+        """What the views and the gateway read right after a batch is applied, from its event
+        records: (the orders they name, the accounts they concern, the instruments they may
+        have changed, whether any is public)."""
     def instrument_id(self, symbol: str) -> int | None: ...
     def asset_id(self, name: str) -> int | None: ...
     def assets(self) -> list[tuple[str, int]]:
@@ -266,6 +298,7 @@ class DurableEngine:
     def orders(
         self, keys: list[tuple[int, int]]
     ) -> list[tuple[int, int, int, int, int, int, int, int, int, int, int, bytes] | None]: ...
+    def read_batch(self, events: bytes) -> tuple[TouchedOrders, list[int], list[int], bool]: ...
     def instrument_id(self, symbol: str) -> int | None: ...
     def asset_id(self, name: str) -> int | None: ...
     def assets(self) -> list[tuple[str, int]]:
@@ -375,6 +408,7 @@ class ZoneEngine:
     def orders(
         self, keys: list[tuple[int, int]]
     ) -> list[tuple[int, int, int, int, int, int, int, int, int, int, int, bytes] | None]: ...
+    def read_batch(self, events: bytes) -> tuple[TouchedOrders, list[int], list[int], bool]: ...
     def instrument_id(self, symbol: str) -> int | None: ...
     def asset_id(self, name: str) -> int | None: ...
     def assets(self) -> list[tuple[str, int]]: ...

@@ -221,9 +221,23 @@ class Order(NamedTuple):
     client_order_id: str | None
 
 
-# An `Order` made from its fields' tuple: its class's own `__new__` is a Python function (the
-# gateway reads every order a batch touched).
+# An order as `_core` gives it: (id, account, instrument id, side, order type, stp and state codes,
+# price ticks, size lots, filled lots, filled price-lots, client order id).
+OrderFields = tuple[int, int, int, int, int, int, int, int, int, int, int, bytes]
+# An `Order` made from its fields' tuple: its class's own `__new__` is a Python function.
 _new_order = tuple.__new__
+
+
+def order_of_fields(inst: Instrument, found: OrderFields) -> Order:
+    """An order of `inst` from its fields as `_core` gives them."""
+    (oid, acct, _instrument_id, side, order_type, stp, state, price_ticks, size_lots,
+     filled_lots, filled_price_lots, cl_id) = found  # fmt: skip
+    lot = inst.lot_size
+    return _new_order(Order, (
+        oid, acct, inst.symbol, _SIDES[side], _ORDER_TYPES[order_type], _STP_MODES[stp], _ORDER_STATES[state],
+        price_ticks * inst.tick_size, size_lots * lot, filled_lots * lot,
+        _average_price(inst, filled_price_lots, filled_lots) if filled_lots else None, cl_id.decode() or None,
+    ))  # fmt: skip
 
 
 def _average_price(inst: Instrument, filled_price_lots: int, filled_lots: int) -> Decimal:
@@ -577,9 +591,10 @@ class Engine:
             return np.empty(0, dtype=wire.EVENT_DTYPE)  # durable engines have no lean calls
         return np.frombuffer(memoryview(self._core.take_events()), dtype=wire.EVENT_DTYPE)
 
-    def decode_events(self, events: np.ndarray[Any, Any]) -> list[Event]:
-        """Event objects (with decimals) for event records from `submit` or `take_events`."""
-        return self._events(np.ascontiguousarray(events).tobytes())
+    def decode_events(self, events: np.ndarray[Any, Any] | bytes) -> list[Event]:
+        """Event objects (with decimals) for event records from `submit` or `take_events` (or
+        their bytes)."""
+        return self._events(events if isinstance(events, bytes) else np.ascontiguousarray(events).tobytes())
 
     # ---- queries ----
 
@@ -639,16 +654,17 @@ class Engine:
         order = self._order
         return [None if each is None else order(each) for each in found]
 
-    def _order(self, found: tuple[int, int, int, int, int, int, int, int, int, int, int, bytes]) -> Order:
-        (oid, acct, instrument_id, side, order_type, stp, state, price_ticks, size_lots,
-         filled_lots, filled_price_lots, cl_id) = found  # fmt: skip
-        inst = self._instrument_by_id[instrument_id]
-        lot = inst.lot_size
-        return _new_order(Order, (
-            oid, acct, inst.symbol, _SIDES[side], _ORDER_TYPES[order_type], _STP_MODES[stp], _ORDER_STATES[state],
-            price_ticks * inst.tick_size, size_lots * lot, filled_lots * lot,
-            _average_price(inst, filled_price_lots, filled_lots) if filled_lots else None, cl_id.decode() or None,
-        ))  # fmt: skip
+    def _order(self, found: OrderFields) -> Order:
+        return order_of_fields(self._instrument_by_id[found[2]], found)
+
+    def read_batch(self, events: bytes) -> tuple[_core.TouchedOrders, list[int], list[str], bool]:
+        """What the gateway reads right after a batch is applied, from its event records
+        (`wire.EVENT_STRUCT` packed): the orders they name as the engine has them now (for
+        `gateway.views.Views.apply`), the accounts they concern, the instruments whose book or
+        trades they may have changed, and whether any event is public (a fill, an uncross, a
+        market event)."""
+        touched, accounts, instrument_ids, public = self._core.read_batch(events)
+        return touched, accounts, [self._instrument_by_id[i].symbol for i in instrument_ids], public
 
     def preallocate(self, live_orders: int = 1 << 16) -> None:
         """Allocates and touches the engine's memory for `live_orders` live orders and for all

@@ -308,8 +308,11 @@ class StalledEngine:
         self.seq += len(records) // wire.COMMAND_STRUCT.size
         return np.zeros(0, dtype=wire.EVENT_DTYPE)
 
-    def decode_events(self, events: np.ndarray[Any, Any]) -> list[Any]:
+    def decode_events(self, events: bytes) -> list[Any]:
         return []
+
+    def read_batch(self, events: bytes) -> tuple[None, list[int], list[str], bool]:
+        return None, [], [], False
 
     def asset_names(self) -> list[str]:
         return []

@@ -1,18 +1,14 @@
-"""The views: what they answer about orders, against the engine and the events (a differential
-test); that their orders cost the garbage collector nothing; and their big indexes
-(`GradedDict`): a dict's answers, and growth spread over time."""
+"""The views: what they answer about orders and fills, against the engine and the events (a
+differential test), and that their orders cost the garbage collector nothing. (The growth of
+their big indexes is tested in Rust: `core_rs/src/views.rs`.)"""
 
 from __future__ import annotations
 
 import gc
-import itertools
-import sys
-from collections.abc import Hashable, Iterable
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,17 +16,8 @@ from pyexchange import Engine, wire
 from pyexchange.engine import Event
 from pyexchange.gateway import views as views_module
 from pyexchange.gateway.sequencer import collect
-from pyexchange.gateway.views import (
-    FILLS_PER_COMMAND_MAX,
-    GRADED_ROUTES,
-    GRADED_SHARDS,
-    GradedDict,
-    OrderView,
-    Views,
-    graded_routes,
-)
+from pyexchange.gateway.views import FILLS_PER_COMMAND_MAX, Fill, OrderView, Views
 
-KEYS = st.one_of(st.integers(-(2**70), 2**70), st.tuples(st.integers(0, 3), st.text(max_size=3)))
 BTC = "BTC-USDT"
 ACCOUNTS = (1, 2, 3)
 # A place (account, side, price ticks, lots, order type, with a client order id) or a cancel (of the
@@ -40,70 +27,6 @@ PLACES = st.tuples(st.just("place"), st.sampled_from(ACCOUNTS), st.sampled_from(
                    st.booleans())  # fmt: skip
 CANCELS = st.tuples(st.just("cancel"), st.integers(0, 60))
 BATCHES = st.lists(st.lists(st.one_of(PLACES, PLACES, CANCELS), min_size=1, max_size=4), max_size=25)
-OPS = st.lists(st.tuples(st.sampled_from(["set", "setdefault", "get", "in", "pop"]), KEYS, st.integers()), max_size=300)
-
-
-@settings(max_examples=300, deadline=None)
-@given(OPS)
-def test_a_graded_dict_answers_as_a_dict(ops: list[tuple[str, Hashable, int]]) -> None:
-    graded: GradedDict[Hashable, int] = GradedDict()
-    model: dict[Hashable, int] = {}
-    for op, key, value in ops:
-        if op == "set":
-            graded[key] = model[key] = value
-        elif op == "setdefault":
-            assert graded.setdefault(key, value) == model.setdefault(key, value)
-        elif op == "get":
-            assert graded.get(key) == model.get(key)
-        elif op == "in":
-            assert (key in graded) == (key in model)
-        else:
-            assert graded.pop(key) == model.pop(key, None)
-    assert sorted(map(repr, (item for shard in graded.shards for item in shard.items()))) == sorted(
-        map(repr, model.items())
-    )
-
-
-def test_the_routes_give_each_shard_its_own_share_growing_by_one_doubling() -> None:
-    routes = graded_routes(GRADED_SHARDS, GRADED_ROUTES)
-    shares = [routes.count(shard) for shard in range(GRADED_SHARDS)]
-    assert len(routes) == GRADED_ROUTES
-    assert all(a < b for a, b in itertools.pairwise(shares))  # no two shards fill in step
-    assert 1.9 < shares[-1] / shares[0] < 2.0
-
-
-def _moved_by_growth(graded: GradedDict[Hashable, int], keys: Iterable[Hashable]) -> list[tuple[int, int]]:
-    """(entries before, entries copied) for each insertion that grew a shard's table."""
-    routes = graded_routes(GRADED_SHARDS, GRADED_ROUTES)
-    growths = []
-    for n, key in enumerate(keys):
-        shard = graded.shards[routes[hash(key) & (GRADED_ROUTES - 1)]]
-        size_bytes, entries = sys.getsizeof(shard), len(shard)
-        graded[key] = n
-        assert key in shard
-        if sys.getsizeof(shard) > size_bytes:
-            growths.append((n, entries))
-    return growths
-
-
-@pytest.mark.parametrize(
-    "keys",
-    [range(1, 300_001), ((7, f"client-{i}") for i in range(300_000))],
-    ids=["sequential order ids", "client order ids"],
-)
-def test_no_stretch_of_insertions_copies_a_quarter_of_the_entries(keys: Iterable[Hashable]) -> None:
-    """One dict copies all its entries in one insertion when it grows; shards split evenly by
-    hash fill in step and copy them all within a few hundred insertions. Graded shards grow
-    one at a time: no run of n/64 insertions (n entries at its start) copies n/4 entries.
-    (Client ids hash differently in every process: over 24 hash seeds the worst run copied
-    0.08-0.13 n; order ids, 0.04 n.)"""
-    growths = _moved_by_growth(GradedDict(), keys)
-    assert len(growths) > 5 * GRADED_SHARDS  # (every shard grew several times)
-    for start, _ in growths:
-        if start < 20_000:
-            continue  # (small tables: copies of a few hundred entries)
-        copied = sum(entries for n, entries in growths if start <= n < start + start // 64)
-        assert copied <= start // 4, f"{copied} entries copied in {start // 64} insertions from {start}"
 
 
 def _engine() -> Engine:
@@ -132,15 +55,16 @@ def _apply(engine: Engine, views: Views, commands: list[tuple[Any, ...]], ts_ns:
 class _Expected:
     """What the views should say about each order: the engine's order, and from the batches'
     events its fees, last fill, times, and whether it is open, closed or forgotten (the views
-    keep `closed_max` closed orders)."""
+    keep `closed_max` closed orders); and each account's fills (the views keep `fills_max`)."""
 
-    def __init__(self, closed_max: int) -> None:
-        self.closed_max = closed_max
+    def __init__(self, closed_max: int, fills_max: int) -> None:
+        self.closed_max, self.fills_max = closed_max, fills_max
         self.placed: list[tuple[int, int, str]] = []  # (account, order id, client order id), as accepted
         self.fees: dict[int, Decimal] = {}
         self.last_fill: dict[int, tuple[int, Decimal, Decimal, str]] = {}  # order id -> (ms, price, size, trade id)
         self.times_ms: dict[int, tuple[int, int]] = {}  # order id -> (placed, last named by an event)
         self.closed: list[int] = []
+        self.fills: dict[int, list[Fill]] = {}
 
     def follow(self, engine: Engine, commands: list[tuple[int, ...]], events: list[list[Event]], ts_ms: int) -> None:
         named: dict[int, None] = {}  # the orders the batch's events name, in that order (as the views see them)
@@ -167,11 +91,19 @@ class _Expected:
                 self.closed.append(order_id)
 
     def _fill(self, event: Event, trade_id: str, ts_ms: int) -> None:
-        assert event.price is not None and event.size is not None
-        for order_id, fee in ((event.taker_order_id, event.taker_fee), (event.maker_order_id, event.maker_fee)):
-            assert order_id is not None and fee is not None
+        assert event.instrument and event.price is not None and event.size is not None and event.side
+        cids = {order_id: cid for _account, order_id, cid in self.placed}
+        maker_side = "sell" if event.side == "buy" else "buy"
+        for account, order_id, side, fee, maker in (
+            (event.taker_account, event.taker_order_id, event.side, event.taker_fee, False),
+            (event.maker_account, event.maker_order_id, maker_side, event.maker_fee, True),
+        ):
+            assert account is not None and order_id is not None and fee is not None
             self.fees[order_id] += fee
             self.last_fill[order_id] = (ts_ms, event.price, event.size, trade_id)
+            fill = Fill(account, event.instrument, trade_id, order_id, cids[order_id], side, event.price, event.size,
+                        fee, "USDT", maker, ts_ms)  # fmt: skip
+            self.fills.setdefault(account, []).append(fill)
 
     def check(self, engine: Engine, views: Views) -> None:
         kept = set(self.closed[-self.closed_max :])
@@ -192,8 +124,10 @@ class _Expected:
             assert cid == "" or views.order_of(account, None, cid) == view
         for account in ACCOUNTS:
             mine = [order_id for acct, order_id, _ in self.placed if acct == account]
-            assert list(views.open_by_account.get(account, {})) == [i for i in mine if i not in self.closed]
-            assert list(views.closed_by_account.get(account, ())) == [i for i in self.closed if i in kept and i in mine]
+            assert views.open_ids(account) == [i for i in mine if i not in self.closed]
+            assert views.open_count(account) == len(views.open_ids(account))
+            assert views.closed_ids(account) == [i for i in self.closed if i in kept and i in mine]
+            assert views.fills(account) == self.fills.get(account, [])[-self.fills_max :]
 
 
 @settings(max_examples=150, deadline=None)
@@ -201,11 +135,11 @@ class _Expected:
 def test_the_views_answer_as_the_engine_and_the_events_say(batches: list[list[tuple[Any, ...]]]) -> None:
     """Orders placed, filled (as taker and maker, in the batch that placed them or later), canceled
     and forgotten (more closed orders than the views keep): each order's view is the engine's
-    order, with the fees, times and last fill its events give; the open and closed lists and
-    the client order ids follow."""
+    order, with the fees, times and last fill its events give; the open and closed lists, the
+    client order ids and each account's fills (more than the views keep) follow."""
     engine = _engine()
-    views = Views(engine.instruments())
-    expected = _Expected(closed_max=6)
+    expected = _Expected(closed_max=6, fills_max=5)
+    views = Views(engine.instruments(), closed_orders_max=expected.closed_max, fills_per_account_max=expected.fills_max)
     for n, batch in enumerate(batches):
         commands: list[tuple[int, ...]] = []
         for i, command in enumerate(batch):
@@ -217,9 +151,7 @@ def test_the_views_answer_as_the_engine_and_the_events_say(batches: list[list[tu
                 account, order_id, _cid = expected.placed[command[1] % len(expected.placed)]
                 commands.append((wire.CANCEL, account, order_id, 0, 0, 0, 0, b""))
         ts_ns = (n // 2 + 2) * 1_000_000_000  # two batches a millisecond: an order may change, its time not
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(views_module, "CLOSED_ORDERS_MAX", expected.closed_max)
-            events = _apply(engine, views, commands, ts_ns)
+        events = _apply(engine, views, commands, ts_ns)
         expected.follow(engine, commands, events, ts_ns // 1_000_000)
     expected.check(engine, views)
 
@@ -238,7 +170,7 @@ def test_the_views_orders_leave_the_garbage_collector_nothing_to_walk() -> None:
         commands = [(wire.PLACE, ACCOUNTS[i % 3], 0, 900 + i % 50, 1, wire.BUY, wire.LIMIT, f"o{n}x{i}".encode())
                     for i in range(100)]  # fmt: skip
         _apply(engine, views, commands, (n + 2) * 1_000_000_000)
-    assert len(views.open_by_account[1]) > orders // 3
+    assert views.open_count(1) > orders // 3
     gc.collect()
     grown = len(gc.get_objects()) - tracked_before
     assert grown < orders // 10, f"{grown} more objects tracked after {orders} orders"

@@ -37,6 +37,7 @@ mod spare;
 mod state;
 mod threads;
 pub mod timestamp;
+pub mod views;
 pub mod websocket;
 pub mod wire;
 

@@ -19,6 +19,7 @@ use crate::codes::{EventKind, MarketState, OrderType, Reason, Side, Stp};
 use crate::command::{AmendOrder, AssetSpec, ClientOrderId, Command, InstrumentSpec, PlaceOrder};
 use crate::engine::{Engine, EngineError};
 use crate::limits::CLIENT_ORDER_ID_BYTES;
+use crate::views::OrderFields;
 use crate::wire::{
     command_records, event_bytes, CommandRecord, EventRecord, WireError, COMMAND_RECORD_BYTES, EVENT_RECORD_BYTES,
 };
@@ -202,6 +203,16 @@ macro_rules! engine_methods {
                 self.read(|e| keys.iter().map(|&(account, order_id)| order_tuple(e, account, order_id)).collect())
             }
 
+            /// What the views and the gateway read right after a batch is applied, from its
+            /// event records (bytes): (the orders they name as `TouchedOrders`, the accounts
+            /// they concern, the instruments they may have changed, whether any is public).
+            fn read_batch(&self, events: &[u8]) -> PyResult<(crate::python::views::TouchedOrders, Vec<u64>, Vec<u32>, bool)> {
+                let events = crate::wire::event_records(events).map_err(PyValueError::new_err)?;
+                let reads = self.read(|e| crate::views::touched_orders(e, &events))?;
+                let touched = crate::python::views::TouchedOrders::new(reads.orders);
+                Ok((touched, reads.accounts.into_iter().collect(), reads.instruments.into_iter().collect(), reads.public))
+            }
+
             fn instrument_id(&self, symbol: &str) -> PyResult<Option<u32>> {
                 self.read(|e| e.instrument_id(symbol))
             }
@@ -240,6 +251,7 @@ macro_rules! engine_methods {
 mod durable;
 mod requests;
 mod signature;
+mod views;
 mod websocket;
 mod zone;
 
@@ -477,22 +489,29 @@ fn instrument_tuple(s: &InstrumentSpec) -> InstrumentTuple {
 }
 
 fn order_tuple(engine: &Engine, account: u64, order_id: u64) -> Option<OrderTuple> {
-    let o = engine.order(account, order_id)?;
-    let cl_len = o.client_order_id.iter().position(|&b| b == 0).unwrap_or(CLIENT_ORDER_ID_BYTES);
-    Some((
+    engine.order(account, order_id).map(|o| fields_tuple(&OrderFields::from(o)))
+}
+
+fn fields_tuple(o: &OrderFields) -> OrderTuple {
+    (
         o.id,
         o.account,
         o.instrument,
         o.side.code(),
-        o.order_type.code(),
-        o.stp.code(),
+        o.order_type,
+        o.stp,
         o.state.code(),
         o.price_ticks,
         o.size_lots,
-        o.filled_lots(),
+        o.filled_lots,
         o.filled_price_lots,
-        o.client_order_id[..cl_len].to_vec(),
-    ))
+        client_order_id_text(&o.client_order_id).to_vec(),
+    )
+}
+
+/// A client order id without its NUL padding.
+fn client_order_id_text(id: &ClientOrderId) -> &[u8] {
+    &id[..id.iter().position(|&b| b == 0).unwrap_or(CLIENT_ORDER_ID_BYTES)]
 }
 
 /// A caller's batch, handed to the thread that runs without the GIL.
@@ -601,6 +620,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     durable::register(m)?;
     requests::register(m)?;
     signature::register(m)?;
+    views::register(m)?;
     websocket::register(m)?;
     zone::register(m)?;
     m.add("COMMAND_RECORD_BYTES", COMMAND_RECORD_BYTES)?;

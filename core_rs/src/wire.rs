@@ -158,27 +158,48 @@ impl CommandRecord {
     }
 }
 
-/// Reinterprets bytes as command records, copying so the input needs no alignment.
-pub fn command_records(bytes: &[u8]) -> Result<Vec<CommandRecord>, WireError> {
-    if !bytes.len().is_multiple_of(COMMAND_RECORD_BYTES) {
-        return Err(WireError {
-            index: bytes.len() / COMMAND_RECORD_BYTES,
-            message: format!(
-                "batch of {} bytes is not a whole number of {COMMAND_RECORD_BYTES}-byte records",
-                bytes.len()
-            ),
-        });
+/// Plain records: `repr(C)`, made only of integers and byte arrays, with no padding, so that
+/// every bit pattern is a valid value.
+trait PlainRecord: Copy {}
+impl PlainRecord for CommandRecord {}
+impl PlainRecord for EventRecord {}
+
+/// Reinterprets whole records' bytes, copying so the input needs no alignment; None when the
+/// bytes are not a whole number of records.
+fn plain_records<T: PlainRecord>(bytes: &[u8]) -> Option<Vec<T>> {
+    let size = std::mem::size_of::<T>();
+    if !bytes.len().is_multiple_of(size) {
+        return None;
     }
-    let count = bytes.len() / COMMAND_RECORD_BYTES;
-    let mut records = Vec::<CommandRecord>::with_capacity(count);
-    // SAFETY: CommandRecord is repr(C), made only of integers and a byte array, with no
-    // padding (size asserted above), so every bit pattern is a valid value. The capacity was
-    // reserved for `count` records and exactly that many bytes are copied before set_len.
+    let count = bytes.len() / size;
+    let mut records = Vec::<T>::with_capacity(count);
+    // SAFETY: every bit pattern is a valid T (`PlainRecord`). The capacity was reserved for
+    // `count` records and exactly that many records' bytes are copied before set_len.
     unsafe {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), records.as_mut_ptr().cast::<u8>(), bytes.len());
         records.set_len(count);
     }
-    Ok(records)
+    Some(records)
+}
+
+/// Reinterprets bytes as command records, copying so the input needs no alignment.
+pub fn command_records(bytes: &[u8]) -> Result<Vec<CommandRecord>, WireError> {
+    plain_records(bytes).ok_or_else(|| WireError {
+        index: bytes.len() / COMMAND_RECORD_BYTES,
+        message: format!("batch of {} bytes is not a whole number of {COMMAND_RECORD_BYTES}-byte records", bytes.len()),
+    })
+}
+
+/// Reinterprets bytes as event records (a batch's, as `event_bytes` gave them), copying so the
+/// input needs no alignment. Each record's kind is checked.
+pub fn event_records(bytes: &[u8]) -> Result<Vec<EventRecord>, String> {
+    let records: Vec<EventRecord> = plain_records(bytes).ok_or_else(|| {
+        format!("events of {} bytes are not a whole number of {EVENT_RECORD_BYTES}-byte records", bytes.len())
+    })?;
+    match records.iter().position(|r| EventKind::from_code(r.kind).is_none()) {
+        Some(index) => Err(format!("event record {index}: unknown event kind {}", records[index].kind)),
+        None => Ok(records),
+    }
 }
 
 /// The bytes of command records (a Raft entry's batch), in one piece.

@@ -449,11 +449,9 @@ class Exchange:
     def place(self, account: int, intent: PlaceIntent) -> Answer | Pending:
         """Places an order: its outcome at once (a retry, a risk rejection), or on its way."""
         cid = intent.client_order_id
-        if cid and (account, cid) in self.views.by_client_id:  # (looked up first: most orders are new)
-            known = self.views.order_of(account, None, cid)
-            if known is not None:
-                return self._retry_outcome(known, intent)
-        open_orders = len(self.views.open_by_account.get(account, ())) + self._pending_places.get(account, 0)
+        if cid and (known := self.views.order_of(account, None, cid)) is not None:
+            return self._retry_outcome(known, intent)
+        open_orders = self.views.open_count(account) + self._pending_places.get(account, 0)
         rejection = self.risk.check_place(
             account=account, instrument=intent.instrument.symbol, side=intent.side, order_type=intent.order_type,
             price=intent.price, size=intent.size, reference_price=self.views.last_price.get(intent.instrument.symbol),

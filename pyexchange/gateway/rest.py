@@ -395,7 +395,7 @@ async def orders_pending(exchange: Ex, key: Key, instType: Q = None, instId: Q =
                          limit: Q = None) -> Response:  # fmt: skip
     if _inst_type(instType, required=False) not in (None, "SPOT"):
         return okx.answer([])
-    ids = reversed(list(exchange.views.open_by_account.get(key.account, {})))
+    ids = reversed(exchange.views.open_ids(key.account))
     views = _orders(exchange, ids, instId, ordType, state)
     return okx.answer([order_json(v) for v in _page(views, lambda v: v.order.order_id, after, before,
                                                     _limit(limit, 100, 100))])  # fmt: skip
@@ -410,7 +410,7 @@ async def orders_history(exchange: Ex, key: Key, instType: Q = None, instId: Q =
     if state not in (None, "", "canceled", "filled"):
         raise requests.error("state", f"{state[:20]!r} is not one of canceled, filled")
     begin_ms, end_ms = _int_param(begin, "begin"), _int_param(end, "end")
-    ids = sorted(exchange.views.closed_by_account.get(key.account, ()), reverse=True)
+    ids = sorted(exchange.views.closed_ids(key.account), reverse=True)
     views = [v for v in _orders(exchange, ids, instId, ordType, state or None)
              if (begin_ms is None or v.u_time_ms >= begin_ms)
              and (end_ms is None or v.u_time_ms <= end_ms)]  # fmt: skip
@@ -426,7 +426,7 @@ async def _fills(exchange: Exchange, key: ApiKey, inst_type: str | None, inst_id
     symbol = _instrument(exchange, inst_id) if inst_id else None
     order_id = _int_param(ord_id, "ordId")
     begin_ms, end_ms = _int_param(begin, "begin"), _int_param(end, "end")
-    fills = [f for f in reversed(exchange.views.fills.get(key.account, ()))
+    fills = [f for f in reversed(exchange.views.fills(key.account))
              if (symbol is None or f.instrument == symbol) and (order_id is None or f.order_id == order_id)
              and (begin_ms is None or f.ts_ms >= begin_ms) and (end_ms is None or f.ts_ms <= end_ms)]  # fmt: skip
     page = _page(fills, lambda f: int(f.trade_id), after, before, _limit(limit, 100, 100))

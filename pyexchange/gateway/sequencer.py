@@ -45,8 +45,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from pyexchange import JournalUnavailable, NotLeader, OutcomeUnknown, ReplicaStopped, wire
+from pyexchange._core import TouchedOrders
 from pyexchange.config import AdmissionConfig
-from pyexchange.engine import Engine, Event, Order
+from pyexchange.engine import Engine, Event
 from pyexchange.gateway import okx
 
 BATCH_COMMANDS_MAX = 4096
@@ -92,11 +93,13 @@ class Command:
 @dataclass(slots=True)
 class Batch:
     """A durable batch: its commands (as records, `wire.COMMAND_STRUCT` packed), the events of
-    each, and the state it left."""
+    each, and what it changed as read right after it was applied (`collect`)."""
 
     records: bytes
     events: list[list[Event]]
-    orders: dict[int, Order] = field(default_factory=dict)
+    event_records: bytes = b""  # the events as records (`wire.EVENT_STRUCT` packed), for the views
+    touched: TouchedOrders | None = None  # the orders its events name, as the engine had them
+    public: bool = False  # any fill, uncross or market event
     books: dict[str, dict[str, list[tuple[Any, Any]]]] = field(default_factory=dict)
     balances: dict[int, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
     commands: list[Command] = field(default_factory=list)
@@ -104,6 +107,10 @@ class Batch:
     error: okx.OkxError | None = None
     answers_only: bool = False  # in a zone: the follower keeps the views, this only answers
     last_seq: int = 0  # the seq of the batch's last command (0: not applied)
+
+    @property
+    def first_seq(self) -> int:
+        return self.last_seq - len(self.events) + 1
 
 
 def records_of(commands: list[Command], ts_ns: int) -> bytes:
@@ -135,36 +142,21 @@ def collect(
     """The events of each command of a batch applied from `first_seq` and the orders the batch
     touched, read from the engine now; also the books and balances it changed that someone
     follows (reading 400 levels costs most of a small batch)."""
-    decoded = engine.decode_events(events)
+    event_records = np.ascontiguousarray(events).tobytes()
+    decoded = engine.decode_events(event_records)
     commands = len(records) // wire.COMMAND_STRUCT.size
     bounds = command_bounds(decoded, first_seq, commands)
     per_command = [decoded[bounds[i] : bounds[i + 1]] for i in range(commands)]
-    batch = Batch(records, per_command, last_seq=first_seq + commands - 1)
-    accounts: set[int] = set()
-    instruments: set[str] = set()
-    touched: dict[int, int] = {}  # order id -> account, in the order the events name them
-    for event in decoded:
-        if event.account is not None:
-            accounts.add(event.account)
-        if event.instrument is not None and event.kind != "rejected":
-            instruments.add(event.instrument)
-        if event.kind == "fill":
-            assert event.maker_account is not None and event.maker_order_id is not None
-            accounts.add(event.maker_account)
-            touched.setdefault(event.maker_order_id, event.maker_account)
-        if event.order_id is not None and event.kind != "rejected" and event.account is not None:
-            touched.setdefault(event.order_id, event.account)
-    if touched:
-        orders = engine.orders([(account, order_id) for order_id, account in touched.items()])
-        batch.orders = {order.order_id: order for order in orders if order is not None}
-    batch.instruments = instruments
+    touched, accounts, instruments, public = engine.read_batch(event_records)
+    batch = Batch(records, per_command, event_records, touched, public, last_seq=first_seq + commands - 1)
+    batch.instruments = set(instruments)
     if followed is None:
         return batch
     for symbol in sorted(instruments):
         if followed.book_followed(symbol):
             batch.books[symbol] = engine.book(symbol, BOOK_DEPTH_TRACKED)
     assets = engine.asset_names()
-    for account in sorted(accounts):
+    for account in accounts:
         if followed.balances_followed(account):
             batch.balances[account] = {asset: engine.balance(account, asset) for asset in assets}
     return batch

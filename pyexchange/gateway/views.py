@@ -9,19 +9,22 @@ instrument are forgotten, oldest first. Trade ids are `seq * 1_000_000 + n` (the
 the command with that seq), so they are the same on every replay. A call auction's uncross
 is one public trade (its print, numbered after the uncross's fills), while each of its fills
 is the private fill of both orders.
+
+The private views (orders, client order ids, fills) are kept in Rust (`_core.PrivateViews`),
+as integers: following a batch in Python cost each WebSocket order about 3.5 µs of the event
+loop, and a million orders as Python objects held it 0.2 s at every full garbage collection
+(bench/README.md). Queries turn them into decimals and names here.
 """
 
 from __future__ import annotations
 
-import struct
 from collections import deque
-from collections.abc import Hashable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import NamedTuple
 
-from pyexchange import wire
-from pyexchange.engine import AuctionFigures, Event, Instrument, Order
+from pyexchange import _core, wire
+from pyexchange.engine import AuctionFigures, Event, Instrument, Order, order_of_fields
 from pyexchange.gateway.market_data import Candles, Trade
 from pyexchange.gateway.okx import dec
 from pyexchange.gateway.sequencer import Batch
@@ -31,73 +34,11 @@ FILLS_PER_ACCOUNT_MAX = 2_000
 TRADES_PER_INSTRUMENT_MAX = 1_000
 FILLS_PER_COMMAND_MAX = 1_000_000
 OPEN_STATES = ("live", "partially_filled")
-ZERO = Decimal(0)
-# A command record's kind and client order id only (`wire.COMMAND_STRUCT`, the other fields skipped).
-_KIND_AND_CLIENT_ID = struct.Struct("<44xB3x32s")
-assert _KIND_AND_CLIENT_ID.size == wire.COMMAND_STRUCT.size
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-GRADED_SHARDS = 64
-GRADED_ROUTES = 16_384  # a power of two, so that a key's route is its hash's low bits
-
-
-def graded_routes(shards: int, routes: int) -> list[int]:
-    """The shard of each route: shard i takes a share of the routes proportional to
-    2 ** (i / shards), rounded by largest remainder, so their shares spread over one doubling.
-    Each shard's routes are spread evenly over the list, so that keys whose hashes run in
-    sequence (order ids) reach every shard at its own rate, not in turns."""
-    weights = [2 ** (i / shards) for i in range(shards)]
-    total = sum(weights)
-    quotas = [routes * weight / total for weight in weights]
-    counts = [int(quota) for quota in quotas]
-    for i in sorted(range(shards), key=lambda i: counts[i] - quotas[i])[: routes - sum(counts)]:
-        counts[i] += 1
-    return [shard for _, shard in sorted(((k + 0.5) / count, shard) for shard, count in enumerate(counts)
-                                         for k in range(count))]  # fmt: skip
-
-
-_GRADED_ROUTE_SHARDS = graded_routes(GRADED_SHARDS, GRADED_ROUTES)
-
-
-class GradedDict(Generic[K, V]):
-    """A dict of up to millions of entries whose growth never holds the event loop long.
-
-    A dict that fills up copies its whole table into one twice the size within one insertion:
-    the views' orders and client order ids held the loop 263 ms in the batch that took them
-    past 699,050 orders, 731 ms past 1,398,101. Split evenly by hash, the shards would fill at
-    one rate and all double within a few hundred insertions of each other. Here shard i takes
-    keys in proportion to 2 ** (i / GRADED_SHARDS): at any size their tables stand at points
-    spread over one doubling, so they double at their own times, each moving at most about
-    1.4 / GRADED_SHARDS of the entries (and no run of n / 64 insertions copies n / 4 entries:
-    `tests/test_views.py`). As a dict, a shard's table is sized again for the entries it holds
-    when it next fills, so the memory follows the count as entries come and go."""
-
-    __slots__ = ("_by_route", "shards")
-
-    def __init__(self) -> None:
-        self.shards: list[dict[K, V]] = [{} for _ in range(GRADED_SHARDS)]
-        self._by_route = [self.shards[shard] for shard in _GRADED_ROUTE_SHARDS]
-
-    def get(self, key: K) -> V | None:
-        return self._by_route[hash(key) & (GRADED_ROUTES - 1)].get(key)
-
-    def __contains__(self, key: K) -> bool:
-        return key in self._by_route[hash(key) & (GRADED_ROUTES - 1)]
-
-    def __setitem__(self, key: K, value: V) -> None:
-        self._by_route[hash(key) & (GRADED_ROUTES - 1)][key] = value
-
-    def setdefault(self, key: K, value: V) -> V:
-        return self._by_route[hash(key) & (GRADED_ROUTES - 1)].setdefault(key, value)
-
-    def pop(self, key: K) -> V | None:
-        return self._by_route[hash(key) & (GRADED_ROUTES - 1)].pop(key, None)
 
 
 class OrderView(NamedTuple):
     """An order as the views know it: the engine's order and what the gateway adds. A snapshot,
-    built for each query from the record the views keep (`Views.view`)."""
+    built for each query (`Views.view`)."""
 
     order: Order
     client_order_id: str
@@ -109,25 +50,7 @@ class OrderView(NamedTuple):
     fill_px: Decimal | None = None
     fill_sz: Decimal | None = None
     trade_id: str = ""
-    listed_open: bool = True  # in `open_by_account`
-
-
-# The record the views keep for an order: the order's fields, then the rest of `OrderView`'s, in
-# one plain tuple. A plain tuple of numbers, strings and decimals is one the garbage collector
-# stops tracking at the first collection that sees it (a tuple inside it would keep it tracked
-# until a later one); an object of any class it tracks for life. As two such objects an order,
-# the server's full collection (`app.keep_gc_pauses_short`) held the event loop 0.7 s with a
-# million orders in the views, 0.2 s as a record (bench/README.md).
-_ORDER_FIELDS = len(Order._fields)
-_ACCOUNT = Order._fields.index("account")
-_CLIENT_ID, _C_TIME, _U_TIME, _FEE, _FEE_CCY, _FILL_TIME, _FILL_PX, _FILL_SZ, _TRADE_ID, _LISTED_OPEN = range(
-    _ORDER_FIELDS, _ORDER_FIELDS + len(OrderView._fields) - 1
-)
-_new_tuple = tuple.__new__  # (a named tuple's own `__new__` is a Python function)
-
-
-def _view(record: tuple[Any, ...]) -> OrderView:
-    return _new_tuple(OrderView, (_new_tuple(Order, record[:_ORDER_FIELDS]), *record[_CLIENT_ID:]))
+    listed_open: bool = True  # among the account's open orders
 
 
 @dataclass(slots=True)
@@ -157,14 +80,11 @@ class Fill:
 
 
 class Views:
-    def __init__(self, instruments: list[Instrument]) -> None:
+    def __init__(self, instruments: list[Instrument], closed_orders_max: int = CLOSED_ORDERS_MAX,
+                 fills_per_account_max: int = FILLS_PER_ACCOUNT_MAX) -> None:  # fmt: skip
         self.instruments = {inst.symbol: inst for inst in instruments}
-        self._orders: GradedDict[int, tuple[Any, ...]] = GradedDict()  # order id -> record (`_view`)
-        self.open_by_account: dict[int, dict[int, None]] = {}
-        self.closed_by_account: dict[int, deque[int]] = {}
-        self._closed: deque[int] = deque()
-        self.by_client_id: GradedDict[tuple[int, str], int] = GradedDict()
-        self.fills: dict[int, deque[Fill]] = {}
+        self._by_id = {inst.instrument_id: inst for inst in instruments}
+        self._private = _core.PrivateViews(closed_orders_max, fills_per_account_max, FILLS_PER_COMMAND_MAX)
         self.trades: dict[str, deque[Trade]] = {s: deque(maxlen=TRADES_PER_INSTRUMENT_MAX) for s in self.instruments}
         self.candles: dict[str, Candles] = {s: Candles() for s in self.instruments}
         self.last_price: dict[str, Decimal] = {}
@@ -174,37 +94,24 @@ class Views:
     def apply(self, batch: Batch) -> tuple[dict[int, int], list[tuple[str, Trade]], list[str]]:
         """Follows one batch; returns the orders it changed (order id -> account), its public trades
         and the instruments whose market state or indicative auction it changed (for pushes)."""
-        changed: dict[int, int] = {}
+        assert batch.touched is not None, "a batch read by `collect`"
+        changed = self._private.apply(batch.records, batch.event_records, batch.first_seq, batch.touched)
+        if not batch.public:
+            return changed, [], []
         trades: list[tuple[str, Trade]] = []
         markets: list[str] = []
-        touched_ms: dict[int, int] = {}  # order id -> time of the last event that named it
-        place = wire.PLACE
-        client_ids = [client_order_id.rstrip(b"\0").decode() if kind == place else ""
-                      for kind, client_order_id in _KIND_AND_CLIENT_ID.iter_unpack(batch.records)]  # fmt: skip
-        for client_id, events in zip(client_ids, batch.events, strict=True):
+        for events in batch.events:
             fills_seen = 0
             for event in events:
-                if event.kind == "accepted":
-                    self._accepted(event, client_id, batch.orders)
-                elif event.kind == "fill":
+                if event.kind == "fill":
                     # An uncross (its events end with the market state) prints one public trade.
-                    public = events[-1].kind != "market_state"
-                    trade = self._fill(event, fills_seen, public=public)
-                    if public:
-                        trades.append((event.instrument or "", trade))
+                    if events[-1].kind != "market_state":
+                        trades.append((event.instrument or "", self._fill_trade(event, fills_seen)))
                     fills_seen += 1
-                    touched_ms[event.maker_order_id or 0] = event.ts_ns // 1_000_000
                 elif event.kind == "uncross":
                     trades.append((event.instrument or "", self._print(event, fills_seen)))
                 elif event.kind in ("market_state", "auction"):
                     markets.append(self._market(event))
-                if event.order_id is not None:
-                    touched_ms[event.order_id] = event.ts_ns // 1_000_000
-        for order_id, order in batch.orders.items():
-            record = self._orders.get(order_id)
-            if record is not None:
-                self._update(order_id, record, order, touched_ms.get(order_id, record[_U_TIME]))
-                changed[order_id] = order.account
         return changed, trades, list(dict.fromkeys(markets))
 
     def _market(self, event: Event) -> str:
@@ -219,6 +126,14 @@ class Views:
             if market.state != "call_auction":
                 market.auction = None
         return event.instrument
+
+    def _fill_trade(self, event: Event, n: int) -> Trade:
+        """The public trade of a fill (the n-th of its command) in continuous trading."""
+        assert event.instrument and event.price is not None and event.size is not None and event.side
+        trade = Trade(trade_id=event.seq * FILLS_PER_COMMAND_MAX + n, ts_ms=event.ts_ns // 1_000_000,
+                      price=event.price, size=event.size, side=event.side)  # fmt: skip
+        self._trade(event.instrument, trade)
+        return trade
 
     def _print(self, event: Event, fills: int) -> Trade:
         """The one public trade of a call auction's uncross, at the auction price; its side is
@@ -235,82 +150,64 @@ class Views:
         self.candles[symbol].add_trade(trade.ts_ms, trade.price, trade.size)
         self.last_price[symbol], self.last_size[symbol] = trade.price, trade.size
 
-    def _accepted(self, event: Event, cid: str, orders: dict[int, Order]) -> None:
-        assert event.order_id is not None and event.account is not None
-        order = orders.get(event.order_id)
-        if order is None:
-            return
-        t = event.ts_ns // 1_000_000
-        record = (*order, cid, t, t, ZERO, self.instruments[order.instrument].quote.name, 0, None, None, "", True)
-        if self._orders.setdefault(event.order_id, record) is not record:
-            return  # known already
-        open_orders = self.open_by_account.get(event.account)
-        if open_orders is None:
-            open_orders = self.open_by_account[event.account] = {}
-        open_orders[event.order_id] = None
-        if cid:
-            self.by_client_id[(event.account, cid)] = event.order_id
-
-    def _fill(self, event: Event, n: int, *, public: bool) -> Trade:
-        assert event.instrument and event.price is not None and event.size is not None and event.side
-        assert n < FILLS_PER_COMMAND_MAX
-        trade_id = event.seq * FILLS_PER_COMMAND_MAX + n
-        t = event.ts_ns // 1_000_000
-        trade = Trade(trade_id=trade_id, ts_ms=t, price=event.price, size=event.size, side=event.side)
-        if public:
-            self._trade(event.instrument, trade)
-        maker_side = "sell" if event.side == "buy" else "buy"
-        trade_id_text = str(trade_id)
-        for account, order_id, side, fee, maker in (
-            (event.taker_account, event.taker_order_id, event.side, event.taker_fee, False),
-            (event.maker_account, event.maker_order_id, maker_side, event.maker_fee, True),
-        ):
-            assert account is not None and order_id is not None and fee is not None
-            record = self._orders.get(order_id)
-            if record is None:
-                continue
-            self._orders[order_id] = (*record[:_FEE], record[_FEE] + fee, record[_FEE_CCY], t, event.price, event.size,
-                                      trade_id_text, record[_LISTED_OPEN])  # fmt: skip
-            fills = self.fills.setdefault(account, deque(maxlen=FILLS_PER_ACCOUNT_MAX))
-            fills.append(Fill(account, event.instrument, trade_id_text, order_id, record[_CLIENT_ID], side,
-                              event.price, event.size, fee, record[_FEE_CCY], maker, t))  # fmt: skip
-        return trade
-
-    def _update(self, order_id: int, record: tuple[Any, ...], order: Order, u_time_ms: int) -> None:
-        """The order as the engine now has it, touched at `u_time_ms`; a closed order moves from
-        the account's open orders to its closed ones."""
-        closes = record[_LISTED_OPEN] and order.state not in OPEN_STATES
-        if not closes and record[_U_TIME] == u_time_ms and record[:_ORDER_FIELDS] == order:
-            return  # as it was (the usual case: an order this batch placed, resting)
-        self._orders[order_id] = (*order, record[_CLIENT_ID], record[_C_TIME], u_time_ms, *record[_FEE:_LISTED_OPEN],
-                                  record[_LISTED_OPEN] and not closes)  # fmt: skip
-        if closes:
-            self.open_by_account.get(order.account, {}).pop(order_id, None)
-            self.closed_by_account.setdefault(order.account, deque()).append(order_id)
-            self._closed.append(order_id)
-            while len(self._closed) > CLOSED_ORDERS_MAX:
-                self._forget(self._closed.popleft())
-
-    def _forget(self, order_id: int) -> None:
-        record = self._orders.pop(order_id)
-        if record is None:
-            return
-        account = record[_ACCOUNT]
-        closed = self.closed_by_account.get(account)
-        if closed and closed[0] == order_id:
-            closed.popleft()
-        if record[_CLIENT_ID]:
-            self.by_client_id.pop((account, record[_CLIENT_ID]))
+    # ---- queries ----
 
     def view(self, order_id: int) -> OrderView | None:
-        record = self._orders.get(order_id)
-        return None if record is None else _view(record)
+        found = self._private.order(order_id)
+        if found is None:
+            return None
+        fields, cid, c_time_ms, u_time_ms, fee_units, fill, listed_open = found
+        inst = self._by_id[fields[2]]
+        quote = inst.quote
+        view = OrderView(order_of_fields(inst, fields), cid.decode(), c_time_ms, u_time_ms, quote.amount(fee_units),
+                         quote.name, listed_open=listed_open)  # fmt: skip
+        if fill is None:
+            return view
+        fill_ms, price_ticks, lots, trade_id = fill
+        return view._replace(fill_time_ms=fill_ms, fill_px=inst.price(price_ticks), fill_sz=inst.size(lots),
+                             trade_id=str(trade_id))  # fmt: skip
 
     def order_of(self, account: int, order_id: int | None, client_order_id: str | None) -> OrderView | None:
         if order_id is None and client_order_id:
-            order_id = self.by_client_id.get((account, client_order_id))
-        record = self._orders.get(order_id) if order_id is not None else None
-        return _view(record) if record is not None and record[_ACCOUNT] == account else None
+            order_id = self._private.order_id_of(account, client_order_id)
+        view = self.view(order_id) if order_id is not None else None
+        return view if view is not None and view.order.account == account else None
+
+    def open_count(self, account: int) -> int:
+        return self._private.open_count(account)
+
+    def open_ids(self, account: int) -> list[int]:
+        """The account's open orders, oldest first."""
+        return self._private.open_ids(account)
+
+    def closed_ids(self, account: int) -> list[int]:
+        """The account's retained closed orders, in the order they closed."""
+        return self._private.closed_ids(account)
+
+    def fills(self, account: int) -> list[Fill]:
+        """The account's retained fills, oldest first."""
+        found = []
+        for (
+            instrument_id,
+            trade_id,
+            order_id,
+            cid,
+            side,
+            price_ticks,
+            lots,
+            fee_units,
+            maker,
+            ts_ms,
+        ) in self._private.fills(account):
+            inst = self._by_id[instrument_id]
+            found.append(Fill(account, inst.symbol, str(trade_id), order_id, cid.decode(), wire.SIDES[side],
+                              inst.price(price_ticks), inst.size(lots), inst.quote.amount(fee_units), inst.quote.name,
+                              maker, ts_ms))  # fmt: skip
+        return found
+
+    def orders_held(self) -> int:
+        """Orders the views hold (open, and closed ones not forgotten)."""
+        return len(self._private)
 
 
 def order_json(view: OrderView) -> dict[str, str]:
