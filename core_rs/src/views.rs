@@ -1,8 +1,8 @@
 //! The gateway's private views: each order as the gateway answers for it (the engine's order
 //! as its last durable batch left it, plus its times, fees and last fill), each account's open
 //! and closed orders, client order ids, and each account's fills. They follow durable batches
-//! in sequence order (`PrivateViews::apply`), from the batch's command records, its event
-//! records and the orders it touched as the engine had them right after it was applied
+//! in sequence order (`PrivateViews::apply`), from the batch's event records and the orders it
+//! touched as the engine had them right after it was applied
 //! (`touched_orders`).
 //!
 //! In Rust, not Python, for two reasons measured on the gateway's WebSocket order path
@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::hash::{BuildHasher, Hash};
+use std::ops::RangeInclusive;
 
 use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
 
@@ -24,7 +25,7 @@ use crate::book::orders::Order;
 use crate::codes::{EventKind, OrderState, Side};
 use crate::command::{ClientOrderId, NO_CLIENT_ORDER_ID};
 use crate::engine::Engine;
-use crate::wire::{CommandRecord, EventRecord, COMMAND_KIND_PLACE};
+use crate::wire::EventRecord;
 
 /// An order as the engine had it right after a batch (`touched_orders`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,9 +81,8 @@ pub struct LastFill {
 /// An order as the views know it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrderRecord {
+    /// Its client order id is the place command's (`NO_CLIENT_ORDER_ID`: placed without one).
     pub order: OrderFields,
-    /// The client order id of the place command ("none" for an order placed without one).
-    pub client_order_id: ClientOrderId,
     pub created_ms: i64,
     pub updated_ms: i64,
     /// Fees paid over its fills, in minor units of the instrument's quote asset.
@@ -147,15 +147,14 @@ impl PrivateViews {
         }
     }
 
-    /// Follows one durable batch: its commands (numbered from `first_seq`), their events, and
-    /// the orders the batch touched (`touched_orders`, read right after it was applied).
+    /// Follows one durable batch: the events of its commands (`seqs`) and the orders the batch
+    /// touched (`touched_orders`, read right after it was applied).
     /// Returns the orders whose views it changed, as (order id, account), in the order the
     /// events first name them.
     pub fn apply(
         &mut self,
-        commands: &[CommandRecord],
         events: &[EventRecord],
-        first_seq: u64,
+        seqs: RangeInclusive<u64>,
         touched: &[OrderFields],
     ) -> Result<Vec<(u64, u64)>, BatchMismatch> {
         let mut touched_at = FxHashMap::with_capacity_and_hasher(touched.len(), FxBuildHasher);
@@ -164,15 +163,12 @@ impl PrivateViews {
                 return Err(BatchMismatch(format!("order {} is touched twice", order.id)));
             }
         }
-        let last_seq = first_seq + commands.len() as u64;
-        if let Some(stray) = events.iter().find(|e| e.seq < first_seq || e.seq >= last_seq) {
-            return Err(BatchMismatch(format!("an event of seq {} in a batch of {first_seq}..{last_seq}", stray.seq)));
+        if let Some(stray) = events.iter().find(|e| !seqs.contains(&e.seq)) {
+            return Err(BatchMismatch(format!("an event of seq {} in the batch of seqs {seqs:?}", stray.seq)));
         }
-        let mut named_ms: FxHashMap<u64, i64> = FxHashMap::default(); // order id -> its last event's time
+        // Order id -> the time of the last event that names it.
+        let mut named_ms: FxHashMap<u64, i64> = FxHashMap::with_capacity_and_hasher(events.len(), FxBuildHasher);
         for group in events.chunk_by(|a, b| a.seq == b.seq) {
-            let command = &commands[(group[0].seq - first_seq) as usize];
-            let client_order_id =
-                if command.kind == COMMAND_KIND_PLACE { command.client_order_id } else { NO_CLIENT_ORDER_ID };
             let mut fills_seen = 0;
             for event in group {
                 let ts_ms = event.ts_ns.div_euclid(1_000_000);
@@ -180,7 +176,7 @@ impl PrivateViews {
                 match kind {
                     EventKind::Accepted => {
                         if let Some(&index) = touched_at.get(&event.order_id) {
-                            self.accepted(event, client_order_id, &touched[index], ts_ms);
+                            self.accepted(event, &touched[index], ts_ms);
                         }
                     }
                     EventKind::Fill => {
@@ -206,23 +202,19 @@ impl PrivateViews {
         Ok(changed)
     }
 
-    fn accepted(&mut self, event: &EventRecord, client_order_id: ClientOrderId, order: &OrderFields, ts_ms: i64) {
-        if self.orders.get(&event.order_id).is_some() {
-            return; // known already
-        }
+    fn accepted(&mut self, event: &EventRecord, order: &OrderFields, ts_ms: i64) {
         let record = OrderRecord {
             order: *order,
-            client_order_id,
             created_ms: ts_ms,
             updated_ms: ts_ms,
             fee_units: 0,
             last_fill: None,
             listed_open: true,
         };
-        self.orders.insert(event.order_id, record);
+        self.orders.insert(event.order_id, record); // (an order is accepted once)
         self.open_by_account.entry(event.account).or_default().insert(event.order_id);
-        if client_order_id != NO_CLIENT_ORDER_ID {
-            self.by_client_id.insert((event.account, client_order_id), event.order_id);
+        if order.client_order_id != NO_CLIENT_ORDER_ID {
+            self.by_client_id.insert((event.account, order.client_order_id), event.order_id);
         }
     }
 
@@ -243,7 +235,7 @@ impl PrivateViews {
                 instrument: event.instrument,
                 trade_id,
                 order_id,
-                client_order_id: record.client_order_id,
+                client_order_id: record.order.client_order_id,
                 side,
                 price_ticks: event.price_ticks,
                 lots: event.size_lots,
@@ -289,8 +281,8 @@ impl PrivateViews {
                 closed.pop_front();
             }
         }
-        if record.client_order_id != NO_CLIENT_ORDER_ID {
-            self.by_client_id.remove(&(account, record.client_order_id));
+        if record.order.client_order_id != NO_CLIENT_ORDER_ID {
+            self.by_client_id.remove(&(account, record.order.client_order_id));
         }
     }
 

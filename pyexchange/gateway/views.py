@@ -95,7 +95,7 @@ class Views:
         """Follows one batch; returns the orders it changed (order id -> account), its public trades
         and the instruments whose market state or indicative auction it changed (for pushes)."""
         assert batch.touched is not None, "a batch read by `collect`"
-        changed = self._private.apply(batch.records, batch.event_records, batch.first_seq, batch.touched)
+        changed = self._private.apply(batch.event_records, batch.first_seq, batch.last_seq, batch.touched)
         if not batch.public:
             return changed, [], []
         trades: list[tuple[str, Trade]] = []

@@ -9,7 +9,7 @@ use super::{client_order_id_text, fields_tuple, OrderTuple};
 use crate::command::{ClientOrderId, NO_CLIENT_ORDER_ID};
 use crate::limits::CLIENT_ORDER_ID_BYTES;
 use crate::views::{FillRecord, Limits, OrderFields, PrivateViews};
-use crate::wire::{command_records, event_records};
+use crate::wire::event_records;
 
 /// The orders a batch touched as the engine had them right after it (`read_batch`), for
 /// `PrivateViews.apply` once the batch is durable.
@@ -55,21 +55,20 @@ impl PyPrivateViews {
         Ok(PyPrivateViews { views: PrivateViews::new(limits) })
     }
 
-    /// Follows one durable batch: its command records and event records (bytes), the seq of
-    /// its first command, and the orders it touched (`read_batch`). Returns {order id:
-    /// account} of the orders whose views it changed, in the order the events name them.
+    /// Follows one durable batch: its event records (bytes), the seqs of its first and last
+    /// commands, and the orders it touched (`read_batch`). Returns {order id: account} of the
+    /// orders whose views it changed, in the order the events name them.
     fn apply<'py>(
         &mut self,
         py: Python<'py>,
-        records: &[u8],
         events: &[u8],
         first_seq: u64,
+        last_seq: u64,
         touched: &TouchedOrders,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let commands = command_records(records).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let events = event_records(events).map_err(PyValueError::new_err)?;
         let changed =
-            self.views.apply(&commands, &events, first_seq, &touched.orders).map_err(|e| PyValueError::new_err(e.0))?;
+            self.views.apply(&events, first_seq..=last_seq, &touched.orders).map_err(|e| PyValueError::new_err(e.0))?;
         let answer = PyDict::new(py);
         for (order_id, account) in changed {
             answer.set_item(order_id, account)?;
@@ -80,7 +79,7 @@ impl PyPrivateViews {
     fn order(&self, order_id: u64) -> Option<OrderViewTuple<'_>> {
         let r = self.views.order(order_id)?;
         let fill = r.last_fill.map(|f| (f.ts_ms, f.price_ticks, f.lots, f.trade_id));
-        let cid = client_order_id_text(&r.client_order_id);
+        let cid = client_order_id_text(&r.order.client_order_id);
         Some((fields_tuple(&r.order), cid, r.created_ms, r.updated_ms, r.fee_units, fill, r.listed_open))
     }
 
