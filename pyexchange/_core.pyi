@@ -2,6 +2,7 @@
 is the convenient face. Event records are `wire.EVENT_DTYPE` bytes (88 bytes each)."""
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from os import PathLike
 from typing import Any, final
 
@@ -19,7 +20,9 @@ __all__ = [
     "STP_MODES",
     "DurableEngine",
     "Engine",
+    "Event",
     "EventBuffer",
+    "EventDecoder",
     "JournalUnavailable",
     "NotLeader",
     "OutcomeUnknown",
@@ -74,6 +77,69 @@ class EventBuffer(Buffer):
 
     def __len__(self) -> int:
         """Number of events."""
+
+@final
+class Event:
+    """One event of a command; fields that do not apply to its kind are None."""
+
+    FIELDS: list[str]
+    @property
+    def seq(self) -> int: ...
+    @property
+    def ts_ns(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def account(self) -> int | None: ...
+    @property
+    def order_id(self) -> int | None: ...
+    @property
+    def side(self) -> str | None: ...
+    @property
+    def maker_order_id(self) -> int | None: ...
+    @property
+    def taker_order_id(self) -> int | None: ...
+    @property
+    def maker_account(self) -> int | None: ...
+    @property
+    def taker_account(self) -> int | None: ...
+    @property
+    def instrument(self) -> str | None: ...
+    @property
+    def asset(self) -> str | None: ...
+    @property
+    def price(self) -> Decimal | None: ...
+    @property
+    def size(self) -> Decimal | None: ...
+    @property
+    def imbalance(self) -> Decimal | None: ...
+    @property
+    def market_state(self) -> str | None: ...
+    @property
+    def maker_fee(self) -> Decimal | None: ...
+    @property
+    def taker_fee(self) -> Decimal | None: ...
+
+@final
+class EventDecoder:
+    """Event records into `Event`s, with the names and decimals of the assets and instruments learned."""
+
+    def __new__(
+        cls,
+        decimal: type[Decimal],
+        kinds: Sequence[str],
+        reasons: Sequence[str],
+        sides: Sequence[str],
+        market_states: Sequence[str],
+    ) -> EventDecoder: ...
+    def add_asset(self, asset_id: int, name: str, decimals: int) -> None: ...
+    def add_instrument(
+        self, instrument_id: int, symbol: str, tick_size: Decimal, lot_size: Decimal, quote_decimals: int
+    ) -> None: ...
+    def decode(self, events: bytes) -> list[Event]: ...
+    def decode_batch(self, events: bytes, first_seq: int, commands: int) -> list[list[Event]]: ...
 
 @final
 class TouchedOrders:

@@ -118,77 +118,12 @@ class Instrument:
         return lots * self.lot_size
 
 
-_EVENT_KINDS, _REASONS, _SIDES = wire.EVENT_KINDS, wire.REASONS, wire.SIDES
-_ORDER_TYPES, _STP_MODES, _ORDER_STATES = wire.ORDER_TYPES, wire.STP_MODES, _core.ORDER_STATES
-_SIDE_NONE, _MARKET_STATE = wire.SIDE_NONE, wire.MARKET_STATE
+_SIDES, _ORDER_TYPES, _STP_MODES, _ORDER_STATES = wire.SIDES, wire.ORDER_TYPES, wire.STP_MODES, _core.ORDER_STATES
 
 
-class Event:
-    """One event of a command; fields that do not apply to its kind are None."""
-
-    __slots__ = (
-        "account", "asset", "imbalance", "instrument", "kind", "maker_account", "maker_fee", "maker_order_id",
-        "market_state", "order_id", "price", "reason", "seq", "side", "size", "taker_account", "taker_fee",
-        "taker_order_id", "ts_ns",
-    )  # fmt: skip
-
-    def __init__(self, record: tuple[int, ...], engine: Engine) -> None:
-        (seq, ts_ns, order_id, account, maker_id, maker_account, price_ticks, size_lots,
-         taker_fee, maker_fee, where, kind, reason, side, is_asset) = record  # fmt: skip
-        # Every slot is set once (one per event: the gateway decodes every event it answers).
-        self.seq, self.ts_ns = seq, ts_ns
-        self.account: int | None = account
-        self.kind = kind_name = _EVENT_KINDS[kind]
-        self.reason = _REASONS[reason] or None
-        self.order_id = order_id or None
-        self.side = None if side == _SIDE_NONE else _SIDES[side]
-        self.imbalance: Decimal | None = None
-        self.market_state: str | None = None
-        is_fill = kind_name == "fill"
-        self.maker_order_id: int | None = maker_id if is_fill else None
-        self.taker_order_id: int | None = order_id if is_fill else None
-        self.maker_account: int | None = maker_account if is_fill else None
-        self.taker_account: int | None = account if is_fill else None
-        if kind >= _MARKET_STATE:
-            self.asset = self.maker_fee = self.taker_fee = None
-            self._market(engine._instrument_by_id[where], order_id, price_ticks, size_lots)
-            return
-        if is_asset:
-            asset = engine._asset_by_id.get(where)
-            self.asset = asset.name if asset else None
-            self.size = asset.amount(size_lots) if asset else None
-            self.instrument = self.price = self.maker_fee = self.taker_fee = None
-            return
-        self.asset = None
-        inst = engine._instrument_by_id.get(where)
-        if inst is None or kind_name == "rejected":
-            self.instrument = None if inst is None else inst.symbol
-            self.price = self.size = self.maker_fee = self.taker_fee = None
-            return
-        self.instrument = inst.symbol
-        self.price = price_ticks * inst.tick_size if price_ticks else None
-        self.size = size_lots * inst.lot_size
-        if is_fill:
-            quote = inst.quote
-            self.maker_fee, self.taker_fee = quote.amount(maker_fee), quote.amount(taker_fee)
-        else:
-            self.maker_fee = self.taker_fee = None
-
-    def _market(self, inst: Instrument, order_id: int, price_ticks: int, size_lots: int) -> None:
-        """The market events: `market_state` (the state, the reference price), `auction` (the
-        indicative price, volume, imbalance and surplus side), `uncross` (price and volume)."""
-        self.instrument, self.order_id, self.account = inst.symbol, None, None
-        self.price = inst.price(price_ticks) if price_ticks else None
-        if self.kind == "market_state":
-            self.market_state, self.size = wire.MARKET_STATES[order_id], None
-            return
-        self.size = inst.size(size_lots)
-        if self.kind == "auction":
-            self.imbalance = inst.size(order_id)
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__ if getattr(self, k) is not None)
-        return f"Event({fields})"
+# One event of a command; fields that do not apply to its kind are None (`Event.FIELDS`). Made
+# in Rust from the records, its fields turned into names and decimals when read.
+Event = _core.Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +207,7 @@ class Engine:
     """
 
     __slots__ = (
-        "_asset_by_id", "_assets", "_clock", "_core", "_instrument_by_id", "_instruments",
+        "_asset_by_id", "_assets", "_clock", "_core", "_decoder", "_instrument_by_id", "_instruments",
         "amend_ticks", "cancel_ticks", "deposit_units", "place_ticks",
     )  # fmt: skip
 
@@ -307,6 +242,7 @@ class Engine:
         self._asset_by_id: dict[int, Asset] = {}
         self._instruments: dict[str, Instrument] = {}
         self._instrument_by_id: dict[int, Instrument] = {}
+        self._decoder = _core.EventDecoder(Decimal, wire.EVENT_KINDS, wire.REASONS, wire.SIDES, wire.MARKET_STATES)
         self._core: _core.Engine | _core.DurableEngine | _core.ZoneEngine
         if zone is not None:
             if data_dir is None:
@@ -348,7 +284,7 @@ class Engine:
         for asset_id, (name, decimals) in enumerate(core.assets()):
             if asset_id in self._asset_by_id:
                 continue
-            self._assets[name] = self._asset_by_id[asset_id] = Asset(name, asset_id, decimals)
+            self._learn_asset(Asset(name, asset_id, decimals))
         for instrument_id, spec in enumerate(core.instruments()):
             if instrument_id in self._instrument_by_id:
                 continue
@@ -356,8 +292,16 @@ class Engine:
             base, quote = self._asset_by_id[base_id], self._asset_by_id[quote_id]
             lot = _plain(Decimal(lot_units).scaleb(-base.decimals))
             tick = _plain(Decimal(tick_lot_units).scaleb(-quote.decimals) / lot)
-            inst = Instrument(symbol, instrument_id, base, quote, tick, lot, min_lots * lot)
-            self._instruments[symbol] = self._instrument_by_id[instrument_id] = inst
+            self._learn_instrument(Instrument(symbol, instrument_id, base, quote, tick, lot, min_lots * lot))
+
+    def _learn_asset(self, asset: Asset) -> None:
+        self._assets[asset.name] = self._asset_by_id[asset.asset_id] = asset
+        self._decoder.add_asset(asset.asset_id, asset.name, asset.decimals)
+
+    def _learn_instrument(self, inst: Instrument) -> None:
+        self._instruments[inst.symbol] = self._instrument_by_id[inst.instrument_id] = inst
+        decoder = self._decoder
+        decoder.add_instrument(inst.instrument_id, inst.symbol, inst.tick_size, inst.lot_size, inst.quote.decimals)
 
     def _durable(self) -> _core.DurableEngine:
         if not isinstance(self._core, _core.DurableEngine):
@@ -368,7 +312,7 @@ class Engine:
         return max(self._clock() if ts_ns is None else ts_ns, self._core.ts_ns)
 
     def _events(self, records: bytes) -> list[Event]:
-        return [Event(r, self) for r in wire.EVENT_STRUCT.iter_unpack(records)]
+        return self._decoder.decode(records)
 
     # ---- configuration ----
 
@@ -377,7 +321,7 @@ class Engine:
             raise ValueError(f"asset {asset} exists")
         asset_id = self._core.add_asset(self._ts_ns(ts_ns), asset, decimals)
         spec = Asset(asset, asset_id, decimals)
-        self._assets[asset] = self._asset_by_id[asset_id] = spec
+        self._learn_asset(spec)
         return spec
 
     def add_instrument(
@@ -413,7 +357,7 @@ class Engine:
             min_lots, maker_fee_bps, taker_fee_bps, market_protection_bps,
         )  # fmt: skip
         inst = Instrument(symbol, instrument_id, base, quote, tick, lot, min_lots * lot)
-        self._instruments[symbol] = self._instrument_by_id[instrument_id] = inst
+        self._learn_instrument(inst)
         return inst
 
     def instrument(self, symbol: str) -> Instrument:
@@ -595,6 +539,11 @@ class Engine:
         """Event objects (with decimals) for event records from `submit` or `take_events` (or
         their bytes)."""
         return self._events(events if isinstance(events, bytes) else np.ascontiguousarray(events).tobytes())
+
+    def decode_batch(self, events: bytes, first_seq: int, commands: int) -> list[list[Event]]:
+        """`decode_events` of a batch's event records, a list for each of its `commands`
+        (numbered from `first_seq`)."""
+        return self._decoder.decode_batch(events, first_seq, commands)
 
     # ---- queries ----
 

@@ -308,8 +308,8 @@ class StalledEngine:
         self.seq += len(records) // wire.COMMAND_STRUCT.size
         return np.zeros(0, dtype=wire.EVENT_DTYPE)
 
-    def decode_events(self, events: bytes) -> list[Any]:
-        return []
+    def decode_batch(self, events: bytes, first_seq: int, commands: int) -> list[list[Any]]:
+        return [[] for _ in range(commands)]
 
     def read_batch(self, events: bytes) -> tuple[None, list[int], list[str], bool]:
         return None, [], [], False

@@ -163,4 +163,4 @@ def test_every_event_of_every_kind_has_every_field() -> None:
     events += eng.set_market_state(BTC, "continuous")
     assert {event.kind for event in events} == set(wire.EVENT_KINDS) - {""}
     for event in events:
-        assert all(hasattr(event, name) for name in Event.__slots__), repr(event)
+        assert all(hasattr(event, name) for name in Event.FIELDS), repr(event)

@@ -249,6 +249,7 @@ macro_rules! engine_methods {
 }
 
 mod durable;
+mod events;
 mod requests;
 mod signature;
 mod views;
@@ -618,6 +619,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngine>()?;
     m.add_class::<EventBuffer>()?;
     durable::register(m)?;
+    events::register(m)?;
     requests::register(m)?;
     signature::register(m)?;
     views::register(m)?;

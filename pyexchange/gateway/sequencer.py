@@ -143,10 +143,8 @@ def collect(
     touched, read from the engine now; also the books and balances it changed that someone
     follows (reading 400 levels costs most of a small batch)."""
     event_records = np.ascontiguousarray(events).tobytes()
-    decoded = engine.decode_events(event_records)
     commands = len(records) // wire.COMMAND_STRUCT.size
-    bounds = command_bounds(decoded, first_seq, commands)
-    per_command = [decoded[bounds[i] : bounds[i + 1]] for i in range(commands)]
+    per_command = engine.decode_batch(event_records, first_seq, commands)
     touched, accounts, instruments, public = engine.read_batch(event_records)
     batch = Batch(records, per_command, event_records, touched, public, last_seq=first_seq + commands - 1)
     batch.instruments = set(instruments)
