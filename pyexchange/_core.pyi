@@ -145,8 +145,6 @@ class EventDecoder:
 class TouchedOrders:
     """The orders a batch touched as the engine had them right after it (`read_batch`)."""
 
-    def __len__(self) -> int: ...
-
 _OrderFields = tuple[int, int, int, int, int, int, int, int, int, int, int, bytes]
 
 @final
@@ -165,7 +163,6 @@ class PrivateViews:
     def open_ids(self, account: int) -> list[int]: ...
     def closed_ids(self, account: int) -> list[int]: ...
     def fills(self, account: int) -> list[tuple[int, int, int, bytes, int, int, int, int, bool, int]]: ...
-    def __len__(self) -> int: ...
 
 @final
 class Engine:

@@ -313,10 +313,6 @@ impl PrivateViews {
     pub fn fills(&self, account: u64) -> impl Iterator<Item = &FillRecord> + '_ {
         self.fills.get(&account).into_iter().flatten()
     }
-
-    pub fn orders_len(&self) -> usize {
-        self.orders.len()
-    }
 }
 
 /// What the views and the gateway read from the engine right after a batch is applied, from its
@@ -418,10 +414,6 @@ impl<K: Hash + Eq, V> GradedMap<K, V> {
     fn remove(&mut self, key: &K) -> Option<V> {
         let shard = self.shard(key);
         self.shards[shard].remove(key)
-    }
-
-    fn len(&self) -> usize {
-        self.shards.iter().map(FxHashMap::len).sum()
     }
 }
 

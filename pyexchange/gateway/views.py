@@ -205,10 +205,6 @@ class Views:
                               maker, ts_ms))  # fmt: skip
         return found
 
-    def orders_held(self) -> int:
-        """Orders the views hold (open, and closed ones not forgotten)."""
-        return len(self._private)
-
 
 def order_json(view: OrderView) -> dict[str, str]:
     """An order as OKX's GET /api/v5/trade/order answers it."""

@@ -24,13 +24,6 @@ impl TouchedOrders {
     }
 }
 
-#[pymethods]
-impl TouchedOrders {
-    fn __len__(&self) -> usize {
-        self.orders.len()
-    }
-}
-
 /// (the order as `Engine.order` gives it, the place's client order id, created ms, updated
 /// ms, fees in quote minor units, the last fill as (ms, price ticks, lots, trade id) or None,
 /// among its account's open orders).
@@ -106,11 +99,6 @@ impl PyPrivateViews {
     /// The account's retained fills, oldest first.
     fn fills(&self, account: u64) -> Vec<FillTuple<'_>> {
         self.views.fills(account).map(fill_tuple).collect()
-    }
-
-    /// Orders the views hold.
-    fn __len__(&self) -> usize {
-        self.views.orders_len()
     }
 }
 
