@@ -879,3 +879,23 @@ def test_order_entry_answers_its_paths_and_passes_everything_else_on(caplog: pyt
                              ("websocket", "", "/placed")]  # fmt: skip
 
     asyncio.run(scenario())
+
+
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(0, 2), st.sampled_from(["orders", "account"]), st.sampled_from("12")))
+)
+def test_the_hub_follows_a_channel_while_any_connection_is_subscribed_to_it_under_any_key(
+    steps: list[tuple[bool, int, str, str]],
+) -> None:
+    class Subscriber:  # what the hub needs of a connection: its args, and to be a key
+        def __init__(self) -> None:
+            self.args: dict[tuple[str, str], dict[str, str]] = {}
+
+    hub, conns = Hub(), [Subscriber() for _ in range(3)]
+    for subscribe, conn, channel, key in steps:
+        if subscribe:
+            hub.add(conns[conn], channel, key, {"channel": channel})  # type: ignore[arg-type]
+        else:
+            hub.remove(conns[conn], channel, key)  # type: ignore[arg-type]
+        for name in ("orders", "account"):
+            assert hub.follows(name) == any(hub.has(name, k) for k in "12")

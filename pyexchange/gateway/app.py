@@ -193,14 +193,14 @@ def _body_too_large() -> okx.OkxError:
 
 
 async def keep_gc_pauses_short() -> None:
-    """A collection walks every object the collector tracks. The views keep each order as a plain
-    tuple, which it stops tracking (`views._view`), but the rest of the heap is still hundreds of
+    """A collection walks every object the collector tracks. The views keep their orders in Rust
+    (`_core.PrivateViews`), out of its reach, but the rest of the heap is still hundreds of
     thousands of objects. So every second what survived is frozen (moved out of the collector's
     reach; freed by reference counting as usual), the collector's own full collections are
     turned off, and a full collection runs only every `GC_FULL_EVERY_S`, to reclaim any
-    reference cycles that died while frozen. With a million orders in the views it takes about
-    0.2 s, most of it walking the entries of the views' big dicts (0.7 s when each order was
-    two tracked objects; bench/README.md)."""
+    reference cycles that died while frozen. It takes 40-50 ms, with a hundred thousand orders
+    in the views as with a million (0.7 s when each order was two tracked Python objects;
+    bench/README.md)."""
     gen0, gen1, _gen2 = gc.get_threshold()
     gc.set_threshold(gen0, gen1, GC_GEN2_AFTER_GEN1_COLLECTIONS)  # only the full collection below walks it all
     last_full = time.monotonic()

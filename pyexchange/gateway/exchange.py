@@ -90,11 +90,15 @@ class Subscribers(Protocol):
     """Where pushes go (the WebSocket hub)."""
 
     def has(self, channel: str, key: str) -> bool: ...
+    def follows(self, channel: str) -> bool: ...
     def publish(self, channel: str, key: str, data: list[dict[str, Any]], action: str | None = None) -> None: ...
 
 
 class _Nobody:
     def has(self, channel: str, key: str) -> bool:
+        return False
+
+    def follows(self, channel: str) -> bool:
         return False
 
     def publish(self, channel: str, key: str, data: list[dict[str, Any]], action: str | None = None) -> None:
@@ -340,10 +344,8 @@ class Exchange:
             for channel in ("books5", "bbo-tbt"):
                 if subs.has(channel, symbol):
                     subs.publish(channel, symbol, [self.top_json(symbol, channel, ts_ms)])
-        for order_id, account in changed.items():
-            key = str(account)
-            if subs.has("orders", key) and (view := self.views.view(order_id)) is not None:
-                subs.publish("orders", key, [order_json(view)])
+        if subs.follows("orders"):  # (checked once: a batch changes an order for each it places)
+            self._push_orders(changed)
         for account, balances in batch.balances.items():
             subs.publish("account", str(account), [self.balance_json(account, balances, ts_ms)])
         by_symbol: dict[str, list[dict[str, str]]] = {}
@@ -354,6 +356,13 @@ class Exchange:
         for symbol in batch.instruments:
             if subs.has("tickers", symbol):
                 subs.publish("tickers", symbol, [self.ticker_json(symbol)])
+
+    def _push_orders(self, changed: dict[int, int]) -> None:
+        subs = self._subscribers
+        for order_id, account in changed.items():
+            key = str(account)
+            if subs.has("orders", key) and (view := self.views.view(order_id)) is not None:
+                subs.publish("orders", key, [order_json(view)])
 
     def _market_changed(self, symbols: list[str]) -> None:
         """The risk checks' market-state gate follows the sequenced states; subscribers of the

@@ -159,13 +159,12 @@ class Views:
         fields, cid, c_time_ms, u_time_ms, fee_units, fill, listed_open = found
         inst = self._by_id[fields[2]]
         quote = inst.quote
-        view = OrderView(order_of_fields(inst, fields), cid.decode(), c_time_ms, u_time_ms, quote.amount(fee_units),
-                         quote.name, listed_open=listed_open)  # fmt: skip
-        if fill is None:
-            return view
-        fill_ms, price_ticks, lots, trade_id = fill
-        return view._replace(fill_time_ms=fill_ms, fill_px=inst.price(price_ticks), fill_sz=inst.size(lots),
-                             trade_id=str(trade_id))  # fmt: skip
+        fill_ms, fill_px, fill_sz, trade_id = 0, None, None, ""
+        if fill is not None:
+            fill_ms, price_ticks, lots, trade_number = fill
+            fill_px, fill_sz, trade_id = inst.price(price_ticks), inst.size(lots), str(trade_number)
+        return OrderView(order_of_fields(inst, fields), cid.decode(), c_time_ms, u_time_ms, quote.amount(fee_units),
+                         quote.name, fill_ms, fill_px, fill_sz, trade_id, listed_open)  # fmt: skip
 
     def order_of(self, account: int, order_id: int | None, client_order_id: str | None) -> OrderView | None:
         if order_id is None and client_order_id:

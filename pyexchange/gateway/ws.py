@@ -60,9 +60,13 @@ class Hub:
 
     def __init__(self) -> None:
         self._subs: dict[tuple[str, str], dict[Connection, None]] = {}
+        self._keys: dict[str, int] = {}  # channel -> its keys in `_subs`
 
     def add(self, conn: Connection, channel: str, key: str, arg: dict[str, Any]) -> None:
-        self._subs.setdefault((channel, key), {})[conn] = None
+        if (channel, key) not in self._subs:
+            self._subs[(channel, key)] = {}
+            self._keys[channel] = self._keys.get(channel, 0) + 1
+        self._subs[(channel, key)][conn] = None
         conn.args[(channel, key)] = arg
 
     def remove(self, conn: Connection, channel: str, key: str) -> bool:
@@ -73,6 +77,7 @@ class Hub:
         del subs[conn]
         if not subs:
             del self._subs[(channel, key)]
+            self._keys[channel] -= 1
         return True
 
     def drop(self, conn: Connection) -> None:
@@ -81,6 +86,10 @@ class Hub:
 
     def has(self, channel: str, key: str) -> bool:
         return (channel, key) in self._subs
+
+    def follows(self, channel: str) -> bool:
+        """Whether anyone follows `channel`, under any key."""
+        return self._keys.get(channel, 0) > 0
 
     def publish(self, channel: str, key: str, data: list[dict[str, Any]], action: str | None = None) -> None:
         """Sends `data` to every subscriber; a message is serialized once per distinct `arg`
