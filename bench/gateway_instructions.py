@@ -4,6 +4,7 @@ shared 2-core VM move by 10% and more within minutes; this count repeats within 
 
     python -m bench.gateway_instructions [--path ws]      # the count (needs valgrind, about 1.5 min)
     python -m bench.gateway_instructions --wall 20         # µs per request over 20 rounds, no valgrind
+    python -m bench.gateway_instructions --longest-batches 1500000   # the slowest batches as the views grow
 
 The paths are `bench/test_gateway_path.py`'s: `ws`, logged-in connections take `op: order`
 frames (the frame, JSON, checks, risk, the sequencer's batch on the in-memory engine, the
@@ -49,6 +50,7 @@ from pyexchange.gateway.ws import Hub
 from pyexchange.serve import configure
 
 BATCH_MESSAGES = 100
+LONGEST_BATCHES_SHOWN = 12
 PATHS = {"ws": "WebSocket `op: order` messages", "rest": "REST `POST /api/v5/trade/order`",
          "trivial": "REST `GET /api/v5/public/time`, the ceiling of the HTTP stack"}  # fmt: skip
 WARMUP_ROUNDS = 3
@@ -61,10 +63,12 @@ def _freeze(_round: int) -> None:
     gc.freeze()
 
 
-async def run_rounds(rounds: int, kind: str = "ws", after_round: Callable[[int], None] = _freeze) -> float:
+async def run_rounds(rounds: int, kind: str = "ws", after_round: Callable[[int], None] = _freeze,
+                     batch_ns: list[int] | None = None) -> float:  # fmt: skip
     """Runs the warm-up and `rounds` measured rounds of `kind` (`PATHS`), calling `after_round`
     with each round's number (from 1, warm-up included; by default it freezes the heap, as the
-    server does every second); µs per request of the measured ones."""
+    server does every second); µs per request of the measured ones. `batch_ns` (`ws` only) gets
+    how long each batch took, from its frames in to its answers out, warm-up included."""
     workdir = Path(tempfile.mkdtemp(prefix="gateway-instructions-"))
     try:
         config_path = path._bench_config(workdir)
@@ -80,7 +84,7 @@ async def run_rounds(rounds: int, kind: str = "ws", after_round: Callable[[int],
         exchange = Exchange(config, workdir, engine)
         with mock.patch.object(Sequencer, "start"):  # its steps run here, in order
             exchange.start(asyncio.get_running_loop(), Hub())
-        one_round, answered = (_ws_round if kind == "ws" else _rest_round)(exchange, workdir, kind)
+        one_round, answered = _ws_round(exchange, batch_ns) if kind == "ws" else _rest_round(exchange, workdir, kind)
         done = itertools.count(1)
         for _ in range(WARMUP_ROUNDS):
             await one_round()
@@ -104,7 +108,7 @@ async def run_rounds(rounds: int, kind: str = "ws", after_round: Callable[[int],
 Round = tuple[Callable[[], Awaitable[None]], Callable[[], tuple[int, int]]]
 
 
-def _ws_round(exchange: Exchange, _workdir: Path, _kind: str) -> Round:
+def _ws_round(exchange: Exchange, batch_ns: list[int] | None) -> Round:
     """Logged-in connections take `op: order` frames, a batch every `BATCH_MESSAGES`."""
     sockets = path.Sockets(exchange, path.SESSIONS)
     orders = path._orders()
@@ -112,10 +116,13 @@ def _ws_round(exchange: Exchange, _workdir: Path, _kind: str) -> Round:
     async def one_round() -> None:
         messages = list(itertools.islice(orders, path.ORDERS_PER_ROUND))
         for start in range(0, len(messages), BATCH_MESSAGES):
+            started_ns = time.perf_counter_ns()
             sockets.send(messages[start : start + BATCH_MESSAGES])
             exchange.sequencer.step()
             for _ in range(2):  # the futures' callbacks, then the answers they send
                 await asyncio.sleep(0)
+            if batch_ns is not None:
+                batch_ns.append(time.perf_counter_ns() - started_ns)
 
     return one_round, lambda: (sockets.count, sockets.failed)
 
@@ -160,9 +167,19 @@ def instructions(rounds: int, kind: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wall", type=int, metavar="ROUNDS", help="time ROUNDS rounds instead (no valgrind)")
+    parser.add_argument("--longest-batches", type=int, metavar="ORDERS", help=(
+        f"time each batch of {BATCH_MESSAGES} WebSocket orders as the views grow to ORDERS orders (run it as the "
+        "server runs, with GLIBC_TUNABLES=glibc.malloc.hugetlb=1) and print the longest"))  # fmt: skip
     parser.add_argument("--path", choices=PATHS, default="ws", help="which path: " + "; ".join(
         f"{name}: {what}" for name, what in PATHS.items()))  # fmt: skip
     args = parser.parse_args()
+    if args.longest_batches is not None:
+        batch_ns: list[int] = []
+        uvloop.run(run_rounds(args.longest_batches // path.ORDERS_PER_ROUND, "ws", batch_ns=batch_ns))
+        longest = sorted(range(len(batch_ns)), key=batch_ns.__getitem__)[-LONGEST_BATCHES_SHOWN:]
+        print(f"the {LONGEST_BATCHES_SHOWN} longest of {len(batch_ns):,} batches (orders before it: ms): " + ", ".join(
+            f"{i * BATCH_MESSAGES:,}: {batch_ns[i] / 1e6:.1f}" for i in sorted(longest)))  # fmt: skip
+        return
     if args.wall is not None:
         print(f"{uvloop.run(run_rounds(args.wall, args.path)):.2f} µs per request (wall clock, {args.wall} rounds)")
         return
