@@ -117,8 +117,8 @@ pub struct Limits {
 
 #[derive(Debug)]
 pub struct PrivateViews {
-    /// Boxed: a shard that grows moves 16 bytes an order, not the record's 224, and its new table
-    /// is that much less memory to fault in (bench/README.md).
+    /// Boxed: a shard that grows moves 16 bytes an order, not its 176-byte record, and its new
+    /// table is that much less memory to fault in (bench/README.md).
     orders: GradedMap<u64, Box<OrderRecord>>,
     /// Each account's open orders; ids are handed out in sequence, so by id is oldest first.
     open_by_account: FxHashMap<u64, BTreeSet<u64>>,
