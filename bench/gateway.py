@@ -26,7 +26,11 @@ Method:
   The maximum is the best achieved rate (successful answers per second) of any step.
 - **Orders** are limits on BTC-USDT from random accounts, alternating buy and sell, buys
   at 20,000.0-29,000.0 and sells at 31,000.0-40,000.0 (tick 0.1), so they rest and never
-  trade: the book grows by every order. Each has its own clOrdId (a repeated one would be
+  trade: the book grows by every order within a step. Before each order step (and probe)
+  the bench cancels every resting order (the operator's kill switch, unmeasured), so every
+  step starts from an empty book, whatever ran before it: the steps of REST and WebSocket
+  meet the same book, and no run reaches the engine's limit of live orders
+  (`ORDERS_LIVE_MAX`, 4,194,304). Each has its own clOrdId (a repeated one would be
   answered as a retry), and success means `sCode` "0" with an `ordId`.
 - **Latency** percentiles from HdrHistograms (3 significant digits, microseconds) of the
   successful answers of the measured window. Refusals (HTTP 429 / 50011) are counted apart
@@ -103,6 +107,7 @@ SIZE_LOTS = (1, 20)  # 0.00001-0.0002 BTC
 READY_TIMEOUT_S = 300  # first start: scrypt for every demo key
 DRAIN_TIMEOUT_S = 6.0  # longer than the server's reply_timeout_ms (5 s): every sent request gets its answer
 STOP_TIMEOUT_S = 60
+OPERATOR_TIMEOUT_S = 30  # the kill switch cancels up to a step's orders of one account in one command
 LATENCY_US_MAX = 600_000_000
 DISPATCH_SLEEP_S_MIN = 0.001
 STEP_START_DELAY_S = 1.0  # the load processes open their connections (and log in) before this
@@ -137,7 +142,7 @@ QUICK = Timing(probe_s=1.0, warmup_s=0.5, measure_s=2.0, half_s=5.0, ladder=QUIC
 
 def bench_config(default_text: str, accounts: int) -> str:
     """The shipped config with many demo accounts, deep pockets, and the per-account rate and
-    open-order limits out of the way (the book grows by every order). Admission stays as shipped
+    open-order limits out of the way (the book grows by every order of a step). Admission stays as shipped
     but for the ramp after a start (`admission.ramp_orders_per_s`): the bench measures the steady
     state from its first step, which the shipped ramp would hold back for 30 s."""
     changes = [
@@ -220,21 +225,33 @@ class Server:
     def journal_window(self, seconds: int) -> dict[str, Any]:
         """The journal's group commits of the last `seconds`: how many, and the percentiles of
         their write-and-sync times (`GET /operator/v1/journal`)."""
-        window: dict[str, Any] = self._operator_get(f"/operator/v1/journal?seconds={seconds}")["window"]
+        window: dict[str, Any] = self._operator(f"/operator/v1/journal?seconds={seconds}")["window"]
         return window
 
     def loop_window(self, seconds: int) -> dict[str, Any]:
         """How late the server's event loop ran its timer ticks over the last `seconds`
         (`GET /operator/v1/loop`): a stall of the server's own thread is a late tick."""
-        return self._operator_get(f"/operator/v1/loop?seconds={seconds}")
+        return self._operator(f"/operator/v1/loop?seconds={seconds}")
 
-    def _operator_get(self, path: str) -> dict[str, Any]:
+    def clear_book(self, accounts: list[dict[str, Any]]) -> int:
+        """Cancels every resting order of these accounts (the operator's kill switch, blocking
+        then unblocking each): every order step starts from an empty book. Returns how many."""
+        canceled = 0
+        for account in accounts:
+            for action in ("block", "unblock"):
+                body = {"account": int(account["account"]), "action": action}
+                answer = self._operator("/operator/v1/kill-switch", body)
+                canceled += int(answer["canceled"])
+        return canceled
+
+    def _operator(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         token = (self.data_dir / "operator-token").read_text().strip()
-        headers = {"Authorization": f"Bearer {token}"}
-        request = urllib.request.Request(f"http://{HOST}:{self.port}{path}", headers=headers)
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            data: dict[str, Any] = json.loads(answer.read())["data"][0]
-            return data
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"http://{HOST}:{self.port}{path}", data=data, headers=headers)
+        with urllib.request.urlopen(request, timeout=OPERATOR_TIMEOUT_S) as answer:
+            result: dict[str, Any] = json.loads(answer.read())["data"][0]
+            return result
 
     def snapshots(self) -> list[str]:
         return sorted(str(p.relative_to(self.data_dir)) for p in self.data_dir.rglob("*") if "snap" in p.name)
@@ -686,6 +703,7 @@ class LoadProcesses:
         context = multiprocessing.get_context("spawn")
         tag = f"b{int(time.time()) % 100_000}"
         self.server = server
+        self.accounts = accounts
         self.pipes: list[Connection] = []
         self.procs = []
         for index in range(workers):
@@ -697,7 +715,9 @@ class LoadProcesses:
             self.procs.append(proc)
 
     def run(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """One step in every load process; the server's and the machine's CPU over its measured window."""
+        """One step in every load process; the server's and the machine's CPU over its measured
+        window. An order step starts from an empty book."""
+        canceled = self.server.clear_book(self.accounts) if spec["kind"] != "time" else 0
         spec = {**spec, "start_at": time.time() + STEP_START_DELAY_S}
         for pipe in self.pipes:
             pipe.send(spec)
@@ -714,6 +734,7 @@ class LoadProcesses:
         step = summarize(spec, parts, cpu_use(server0, server1, machine0, machine1, wall_s, parts))
         step["journal_syncs"] = journal
         step["loop_late"] = loop_late
+        step["canceled_before"] = canceled
         return step
 
     def close(self) -> None:
@@ -872,6 +893,7 @@ def run(timing: Timing, workers: int) -> dict[str, Any]:
         report["phases"] = run_phases(load, server, timing)
         report["ratios"], report["targets"] = judge(report["phases"])
         report["orders_placed"] = orders_placed(report["phases"])
+        report["book_orders_max"] = max(step["canceled_before"] for step in order_steps(report["phases"]))
     finally:
         if load is not None:
             with contextlib.suppress(Exception):
@@ -908,12 +930,16 @@ def run_phases(load: LoadProcesses, server: Server, timing: Timing) -> dict[str,
     return phases
 
 
-def orders_placed(phases: dict[str, Any]) -> int:
-    """Orders the server accepted over the run (warm-ups and probes included): all of them rest."""
+def order_steps(phases: dict[str, Any]) -> list[dict[str, Any]]:
     steps = [phases["rest_half"]["step"]]
     for name in ("rest_orders", "ws_orders", "ws_batch"):
         steps += [phases[name]["probe"], *phases[name]["steps"]]
-    return sum(int(step["ok_with_warmup"]) for step in steps)
+    return steps
+
+
+def orders_placed(phases: dict[str, Any]) -> int:
+    """Orders the server accepted over the run (warm-ups and probes included)."""
+    return sum(int(step["ok_with_warmup"]) for step in order_steps(phases))
 
 
 def judge(phases: dict[str, Any]) -> tuple[dict[str, float], list[dict[str, Any]]]:
@@ -963,9 +989,8 @@ def print_summary(report: dict[str, Any]) -> None:
     print(f"\nserver RSS {start['VmRSS'] / 1024:,.0f} MiB before the load, {end.get('VmRSS', 0) / 1024:,.0f} MiB "
           f"after (peak {end.get('VmHWM', 0) / 1024:,.0f} MiB); "
           f"snapshots written: {len(report.get('snapshots', []))}")  # fmt: skip
-    grown_b = (end.get("VmRSS", 0) - start["VmRSS"]) * 1024
-    placed = report["orders_placed"]
-    print(f"orders placed (all resting): {placed:,}; RSS growth {grown_b / max(placed, 1):,.0f} bytes per order")
+    print(f"orders placed: {report['orders_placed']:,}; the largest book canceled between steps: "
+          f"{report['book_orders_max']:,}")  # fmt: skip
 
 
 def json_default(value: Any) -> Any:
