@@ -29,6 +29,7 @@ __all__ = [
     "PlaceReader",
     "PrivateViews",
     "ReplicaStopped",
+    "SeenSignatures",
     "TouchedOrders",
     "ZoneEngine",
     "journal_records",
@@ -514,6 +515,16 @@ def okx_access_headers(
 def okx_signature_ok(secret: str, timestamp: str, method: str, request_path: str, body: str, sent: str) -> bool:
     """Whether `sent` is Base64(HMAC-SHA256(secret, timestamp + method + request_path + body)),
     compared in constant time."""
+
+@final
+class SeenSignatures:
+    """The signed requests seen within their window, in buckets by expiry (`bucket_ms`); at most
+    `entries_max`, past which the bucket that expires first is forgotten early."""
+
+    def __new__(cls, bucket_ms: int, entries_max: int) -> SeenSignatures: ...
+    def first_time(self, signature: str, expires_ms: int, now_ms: int) -> bool:
+        """Whether `signature` is new; if so it is remembered until `expires_ms` (Unix ms)."""
+    def __len__(self) -> int: ...
 
 def websocket_frames(
     buffer: bytes, payload_bytes_max: int

@@ -30,6 +30,7 @@ pub mod ledger;
 pub mod limits;
 pub mod matching;
 mod pages;
+pub mod replay;
 pub mod replication;
 mod shadow;
 mod snapshot;

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import hmac
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn
@@ -22,7 +21,10 @@ from pyexchange import _core
 from pyexchange.accounts import ApiKey, KeyStore
 from pyexchange.gateway import okx
 
-SEEN_SIGNATURES_MAX = 100_000
+# Signed POSTs remembered against replays (20-40 bytes each): a whole window of 30 s at
+# 33,000 a second, more than this gateway serves; past it the earliest to expire are forgotten.
+SEEN_SIGNATURES_MAX = 1_000_000
+SEEN_BUCKETS_PER_WINDOW = 4  # a lookup checks up to 9 buckets (expiries span two windows)
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MS = timedelta(milliseconds=1)
 # A request's `OK-ACCESS-*` headers: key, sign, timestamp, passphrase, and the timestamp in
@@ -42,8 +44,7 @@ class Authenticator:
     def __init__(self, keys: KeyStore, window_s: int) -> None:
         self.keys = keys
         self.window_ms = window_s * 1000
-        self._seen: OrderedDict[str, int] = OrderedDict()  # signature -> when it expires (ms)
-        self._forget_from_ms = 0  # no signature expires before then (when the oldest expires)
+        self._seen = _core.SeenSignatures(max(1, self.window_ms // SEEN_BUCKETS_PER_WINDOW), SEEN_SIGNATURES_MAX)
         # (api key, passphrase digest) -> the scrypt check under way: concurrent requests of a
         # key new to this zone (a client failing over to it) share one check, not one each.
         self._checking: dict[tuple[str, bytes], asyncio.Future[bool]] = {}
@@ -116,13 +117,8 @@ class Authenticator:
 
     def _once(self, signature: str, sent_ms: int) -> None:
         now_ms = time.time_ns() // 1_000_000
-        if now_ms > self._forget_from_ms or len(self._seen) >= SEEN_SIGNATURES_MAX:
-            while self._seen and (next(iter(self._seen.values())) < now_ms or len(self._seen) >= SEEN_SIGNATURES_MAX):
-                self._seen.popitem(last=False)
-            self._forget_from_ms = next(iter(self._seen.values())) if self._seen else now_ms
-        if signature in self._seen:
+        if not self._seen.first_time(signature, max(sent_ms + self.window_ms, now_ms), now_ms):
             raise okx.OkxError(okx.SIGNATURE_INVALID, "Invalid Sign: this signed request was already received (replay)")
-        self._seen[signature] = max(sent_ms + self.window_ms, now_ms)
 
 
 def _missing(name: str, code: str) -> NoReturn:

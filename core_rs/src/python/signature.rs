@@ -1,16 +1,19 @@
 //! OKX request signatures checked in Rust for the gateway (`pyexchange.gateway.auth`):
 //! `OK-ACCESS-SIGN` is Base64(HMAC-SHA256(secret, timestamp + method + requestPath + body)).
 //! Python's `hmac` builds two hash objects per signature and took a REST order about 2 µs.
-//! The `OK-ACCESS-*` headers are read here too, in one pass over the request's headers.
+//! The `OK-ACCESS-*` headers are read here too, in one pass over the request's headers, and the
+//! signatures already seen are kept here (`crate::replay`).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::replay::SeenSignatures;
 use crate::timestamp::utc_ms;
 
 const ACCESS_HEADERS: [&[u8]; 4] =
@@ -59,7 +62,34 @@ fn okx_access_headers(raw: &Bound<'_, PyAny>) -> PyResult<AccessHeaders> {
     Ok((key, sign, timestamp, passphrase, sent_ms))
 }
 
+/// The signed requests seen within their window, so that an exact replay is refused.
+#[pyclass(module = "pyexchange._core", name = "SeenSignatures")]
+struct PySeenSignatures {
+    seen: SeenSignatures,
+}
+
+#[pymethods]
+impl PySeenSignatures {
+    #[new]
+    fn new(bucket_ms: u64, entries_max: usize) -> PyResult<Self> {
+        if bucket_ms == 0 || entries_max == 0 {
+            return Err(PyValueError::new_err("bucket_ms and entries_max must be over 0"));
+        }
+        Ok(PySeenSignatures { seen: SeenSignatures::new(bucket_ms, entries_max) })
+    }
+
+    /// Whether `signature` is new; if so it is remembered until `expires_ms` (Unix ms).
+    fn first_time(&mut self, signature: &str, expires_ms: u64, now_ms: u64) -> bool {
+        self.seen.first_time(signature.as_bytes(), expires_ms, now_ms)
+    }
+
+    fn __len__(&self) -> usize {
+        self.seen.len()
+    }
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PySeenSignatures>()?;
     m.add_function(wrap_pyfunction!(okx_signature_ok, m)?)?;
     m.add_function(wrap_pyfunction!(okx_access_headers, m)?)
 }
