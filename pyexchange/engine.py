@@ -659,7 +659,7 @@ class Engine:
         return dict(self._durable().journal_status())
 
     def recent_sync_rounds(self) -> list[tuple[int, int, int]]:
-        """The journal's newest group commits, oldest first (up to 16,384): (µs since its sync
+        """The journal's newest group commits, oldest first (up to 65,536): (µs since its sync
         returned, µs from the start of its write to the end of its sync, records it held)."""
         return self._durable().recent_sync_rounds()
 

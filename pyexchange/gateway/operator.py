@@ -19,7 +19,7 @@ phase.
 (`gateway.ramp`): seconds since it started, the rate now, what it admitted and refused.
 
 `GET /operator/v1/journal?seconds=60` gives the journal's health and counters, and its group
-commits of the last `seconds` (of the 16,384 newest): how many, the records they held, and the
+commits of the last `seconds` (of the 65,536 newest): how many, the records they held, and the
 percentiles of their write-and-sync times, the disk's share of every acknowledgement.
 
 `GET /operator/v1/loop?seconds=60` says how late the event loop ran its timer ticks (one every

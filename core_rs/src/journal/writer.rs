@@ -125,8 +125,9 @@ pub struct SyncRound {
 }
 
 /// Sync rounds a writer remembers (the newest), for [`JournalWriter::recent_sync_rounds`]:
-/// several seconds of group commits at this project's rates.
-pub const SYNC_ROUNDS_KEPT: usize = 1 << 14;
+/// half a minute and more of group commits at this project's rates (a benchmark's step of 30 s
+/// at 2,000 syncs a second).
+pub const SYNC_ROUNDS_KEPT: usize = 1 << 16;
 
 /// Everything the callers and the flusher share, under one mutex.
 #[derive(Debug)]
