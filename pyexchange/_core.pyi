@@ -524,7 +524,6 @@ class SeenSignatures:
     def __new__(cls, bucket_ms: int, entries_max: int) -> SeenSignatures: ...
     def first_time(self, signature: str, expires_ms: int, now_ms: int) -> bool:
         """Whether `signature` is new; if so it is remembered until `expires_ms` (Unix ms)."""
-    def __len__(self) -> int: ...
 
 def websocket_frames(
     buffer: bytes, payload_bytes_max: int

@@ -23,7 +23,6 @@ pub struct SeenSignatures {
     entries_max: usize,
     /// Bucket `k` holds the signatures that expire in `[k * bucket_ms, (k + 1) * bucket_ms)`.
     buckets: BTreeMap<u64, FxHashSet<u128>>,
-    len: usize,
 }
 
 impl SeenSignatures {
@@ -31,7 +30,7 @@ impl SeenSignatures {
     /// first is forgotten early, so that memory stays bounded under any load.
     pub fn new(bucket_ms: u64, entries_max: usize) -> Self {
         assert!(bucket_ms > 0 && entries_max > 0, "bucket_ms and entries_max must be over 0");
-        SeenSignatures { bucket_ms, entries_max, buckets: BTreeMap::new(), len: 0 }
+        SeenSignatures { bucket_ms, entries_max, buckets: BTreeMap::new() }
     }
 
     /// Whether `signature` is new, and if so remembers it until `expires_ms` (at least; a
@@ -43,9 +42,8 @@ impl SeenSignatures {
         if self.buckets.values().any(|bucket| bucket.contains(&key)) {
             return false;
         }
-        while self.len >= self.entries_max {
-            let (_, oldest) = self.buckets.pop_first().expect("a full set has a bucket");
-            self.len -= oldest.len();
+        while self.len() >= self.entries_max {
+            self.buckets.pop_first();
         }
         let index = expires_ms / self.bucket_ms;
         let newest_len = self.buckets.last_key_value().map_or(0, |(_, bucket)| bucket.len());
@@ -53,17 +51,12 @@ impl SeenSignatures {
             FxHashSet::with_capacity_and_hasher(newest_len.min(self.entries_max), Default::default())
         });
         bucket.insert(key);
-        self.len += 1;
         true
     }
 
-    /// Signatures remembered now.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    /// Signatures remembered now (a sum over the few live buckets).
+    fn len(&self) -> usize {
+        self.buckets.values().map(FxHashSet::len).sum()
     }
 
     fn forget_expired(&mut self, now_ms: u64) {
@@ -72,7 +65,7 @@ impl SeenSignatures {
             if expired_by_ms > now_ms {
                 break;
             }
-            self.len -= entry.remove().len();
+            entry.remove();
         }
     }
 

@@ -82,10 +82,6 @@ impl PySeenSignatures {
     fn first_time(&mut self, signature: &str, expires_ms: u64, now_ms: u64) -> bool {
         self.seen.first_time(signature.as_bytes(), expires_ms, now_ms)
     }
-
-    fn __len__(&self) -> usize {
-        self.seen.len()
-    }
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
