@@ -44,6 +44,12 @@ Method:
 - **The server's own stalls.** For each step, how late the server's event loop ran its timer
   ticks (one every 20 ms) over the measured window (`GET /operator/v1/loop`): p99 and max. A
   latency tail that the loop's ticks do not show came from elsewhere (the client, the machine).
+- **Second by second.** Each step also gives the longest latency of the requests planned in
+  each measured second, the journal's longest sync and the loop's latest tick of each second
+  (`latency_ms_max_by_s`, `journal_syncs.sync_us_max_by_s`, `loop_late.late_ms_max_by_s`,
+  oldest first; the server's windows end when it is asked, just after the step's), so that a
+  tail can be laid beside what the disk and the loop did at the time; `measured_from_unix_s`
+  places the step's measured window on the wall clock.
 
 Results go to `bench/results/gateway.json` and a summary to stdout.
 """
@@ -56,6 +62,7 @@ import base64
 import contextlib
 import dataclasses
 import hmac
+import itertools
 import json
 import math
 import multiprocessing
@@ -326,10 +333,12 @@ class LoadContext:
 class StepRecord:
     """Outcomes and latencies of one step's measured requests."""
 
-    def __init__(self, t0_ns: int, period_ns: float, measured_from: int) -> None:
+    def __init__(self, t0_ns: int, period_ns: float, measured_from: int, measure_ns: int) -> None:
         self.t0_ns, self.period_ns, self.measured_from = t0_ns, period_ns, measured_from
+        self.measure_ns = measure_ns
         self.latencies_us = array("q")
         self.weights = array("q")
+        self.max_us_by_s = array("q")  # the longest latency of the requests started in each measured second
         self.outcomes: Counter[str] = Counter()
         self.ok = 0
         self.ok_all = 0  # warm-up included: what the server now holds
@@ -352,8 +361,13 @@ class StepRecord:
             self.ok += ok
             self.ok_all += ok
             self.last_ns = max(self.last_ns, now_ns)
-            self.latencies_us.append((now_ns - start_ns) // 1000)
+            latency_us = (now_ns - start_ns) // 1000
+            self.latencies_us.append(latency_us)
             self.weights.append(ok)
+            second = max(0, (start_ns - self.measure_ns) // 1_000_000_000)
+            if second >= len(self.max_us_by_s):
+                self.max_us_by_s.extend([0] * (second + 1 - len(self.max_us_by_s)))
+            self.max_us_by_s[second] = max(self.max_us_by_s[second], latency_us)
 
     def lost(self, i: int, code: str, orders: int = 1) -> None:
         if i >= self.measured_from:
@@ -365,7 +379,8 @@ class StepRecord:
         return {"ok": self.ok, "ok_all": self.ok_all, "span_s": span_s, "outcomes": dict(self.outcomes),
                 "cpu_s": cpu_s, "cpu_window_s": measure_s,
                 "latencies_us": np.frombuffer(self.latencies_us, dtype=np.int64).copy(),
-                "weights": np.frombuffer(self.weights, dtype=np.int64).copy()}  # fmt: skip
+                "weights": np.frombuffer(self.weights, dtype=np.int64).copy(),
+                "max_us_by_s": self.max_us_by_s.tolist()}  # fmt: skip
 
 
 def classify_time(status: int, body: bytes) -> list[str]:
@@ -548,7 +563,7 @@ async def cpu_over(start_ns: int, seconds: float) -> float:
 async def http_step(ctx: LoadContext, spec: dict[str, Any]) -> dict[str, Any]:
     t0_ns, n_total, n_warm, measure_ns = step_clock(spec)
     rate = spec["rate"]
-    record = StepRecord(t0_ns, 1e9 / rate if rate else 0.0, n_warm)
+    record = StepRecord(t0_ns, 1e9 / rate if rate else 0.0, n_warm, measure_ns)
     load = HttpLoad(ctx, spec, record)
     await load.open(spec["connections"])
     cpu = asyncio.create_task(cpu_over(measure_ns, spec["measure_s"]))
@@ -658,7 +673,7 @@ async def ws_closed_loop(load: WsLoad, seconds: float) -> None:
 async def ws_step(ctx: LoadContext, spec: dict[str, Any]) -> dict[str, Any]:
     t0_ns, n_total, n_warm, measure_ns = step_clock(spec)
     per_op = spec.get("orders_per_request", 1)
-    record = StepRecord(t0_ns, 1e9 * per_op / spec["rate"] if spec["rate"] else 0.0, n_warm)
+    record = StepRecord(t0_ns, 1e9 * per_op / spec["rate"] if spec["rate"] else 0.0, n_warm, measure_ns)
     async with aiohttp.ClientSession() as session:
         load = WsLoad(ctx, spec, record)
         await load.open(session, spec["connections"])
@@ -735,6 +750,7 @@ class LoadProcesses:
         step["journal_syncs"] = journal
         step["loop_late"] = loop_late
         step["canceled_before"] = canceled
+        step["measured_from_unix_s"] = round(spec["start_at"] + spec["warmup_s"], 3)
         return step
 
     def close(self) -> None:
@@ -795,10 +811,12 @@ def summarize(spec: dict[str, Any], parts: list[dict[str, Any]], cpu: dict[str, 
     answered_in_window = max(1.0, achieved * cpu["window_s"])
     cpu["server_loop_cpu_us_per_ok"] = 1e6 * cpu["server_loop_cpu_s"] / answered_in_window
     cpu["server_other_cpu_us_per_ok"] = 1e6 * cpu["server_other_threads_cpu_s"] / answered_in_window
+    max_us_by_s = itertools.zip_longest(*(p["max_us_by_s"] for p in parts), fillvalue=0)
     step = {"kind": spec["kind"], "mode": spec["mode"], "offered_per_s": spec["rate"], "achieved_per_s": achieved,
             "ok": ok, "ok_with_warmup": sum(p["ok_all"] for p in parts), "refused": refused, "lost": lost,
             "errors": {c: n for c, n in outcomes.items() if c != "0"},
-            "answered_or_lost": answered, **percentiles(latencies, weights), **cpu}  # fmt: skip
+            "answered_or_lost": answered, **percentiles(latencies, weights), **cpu,
+            "latency_ms_max_by_s": [round(max(us) / 1000, 1) for us in max_us_by_s]}  # fmt: skip
     step["overloaded"] = spec["mode"] == "open" and (
         achieved < SUSTAINED_FRACTION * spec["rate"]
         or refused + lost > NOT_SERVED_FRACTION_MAX * max(answered, 1)

@@ -234,6 +234,7 @@ def test_the_operator_sees_the_journal_s_recent_syncs(server: Server) -> None:
     assert placed["sCode"] == "0" and journal["failing"] is None and journal["durable_seq"] >= 1
     assert window["seconds"] == 5 and 1 <= window["syncs"] <= journal["syncs"] and window["records"] >= 1
     assert 1 <= window["sync_us_p50"] <= window["sync_us_p99"] <= window["sync_us_max"]
+    assert len(window["sync_us_max_by_s"]) == 5 and max(window["sync_us_max_by_s"]) == window["sync_us_max"]
     assert httpx.get(server.base_url + "/operator/v1/journal").status_code == 401
     wrong = httpx.get(server.base_url + "/operator/v1/journal?seconds=0", headers=headers)
     assert (wrong.status_code, wrong.json()["code"]) == (400, "51000")
@@ -791,15 +792,17 @@ def test_loop_lag_ignores_one_stall_but_not_a_loop_that_stays_behind() -> None:
 def test_loop_lag_window_holds_the_ticks_of_the_last_seconds_only() -> None:
     lag = LoopLag(window_ticks=3)
     assert loop_window(lag, 5, 0) == {"seconds": 5, "ticks": 0, "behind_ms": 0.0, "late_ms_p50": None,
-                                "late_ms_p99": None, "late_ms_max": None}  # fmt: skip
+                                "late_ms_p99": None, "late_ms_max": None, "late_ms_max_by_s": [0] * 5}  # fmt: skip
     second_ns = 1_000_000_000
     lag.record(500.0, 0)  # older than the window asked for below
     for i in range(100):
         lag.record(float(i), 20 * second_ns + i * 10_000_000)  # 0..99 ms late, over one second
+    lag.record(7.5, 17 * second_ns + 1)  # 3.99... s before the end: the fourth second from the end
     window = loop_window(lag, 5, 21 * second_ns)
-    assert window == {"seconds": 5, "ticks": 100, "behind_ms": 98.0, "late_ms_p50": 49.0, "late_ms_p99": 98.0,
-                      "late_ms_max": 99.0}  # fmt: skip
-    assert loop_window(lag, 21, 21 * second_ns)["late_ms_max"] == 500.0
+    assert window == {"seconds": 5, "ticks": 101, "behind_ms": 98.0, "late_ms_p50": 49.0, "late_ms_p99": 98.0,
+                      "late_ms_max": 99.0, "late_ms_max_by_s": [0, 7.5, 0, 0, 99.0]}  # fmt: skip
+    whole = loop_window(lag, 21, 21 * second_ns)  # the tick at 0 is as old as the window: its first second
+    assert whole["late_ms_max"] == 500.0 and whole["late_ms_max_by_s"] == [500.0] + [0] * 16 + [7.5, 0, 0, 99.0]
 
 
 def test_the_operator_sees_how_late_the_loop_ran(server: Server) -> None:

@@ -81,9 +81,9 @@ class LoopLag:
         self.behind_ms = statistics.median(self._late_ms)
         self._kept.append((now_ns, late_ms))
 
-    def late_ms_since(self, since_ns: int) -> list[float]:
-        """How late each tick ran from `since_ns` on (of the `LOOP_LAG_TICKS_KEPT` newest)."""
-        return [late_ms for at_ns, late_ms in self._kept if at_ns >= since_ns]
+    def ticks_since(self, since_ns: int) -> list[tuple[int, float]]:
+        """When each tick ran (ns) and how late (ms), from `since_ns` on (of the `LOOP_LAG_TICKS_KEPT` newest)."""
+        return [(at_ns, late_ms) for at_ns, late_ms in self._kept if at_ns >= since_ns]
 
 
 class Subscribers(Protocol):

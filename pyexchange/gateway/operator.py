@@ -19,12 +19,14 @@ phase.
 (`gateway.ramp`): seconds since it started, the rate now, what it admitted and refused.
 
 `GET /operator/v1/journal?seconds=60` gives the journal's health and counters, and its group
-commits of the last `seconds` (of the 65,536 newest): how many, the records they held, and the
-percentiles of their write-and-sync times, the disk's share of every acknowledgement.
+commits of the last `seconds` (of the 65,536 newest): how many, the records they held, the
+percentiles of their write-and-sync times, the disk's share of every acknowledgement, and the
+longest of each second (`sync_us_max_by_s`, oldest second first, 0 for a second without one).
 
 `GET /operator/v1/loop?seconds=60` says how late the event loop ran its timer ticks (one every
-20 ms) over the last `seconds`: a stall of the gateway's own thread shows as a late tick, and
-`behind_ms` is what admission refuses new orders by (`admission.queue_delay_ms_max`).
+20 ms) over the last `seconds`, with the latest tick of each second (`late_ms_max_by_s`, oldest
+first): a stall of the gateway's own thread shows as a late tick, and `behind_ms` is what
+admission refuses new orders by (`admission.queue_delay_ms_max`).
 """
 
 from __future__ import annotations
@@ -145,7 +147,8 @@ async def journal(exchange: Operator, seconds: Annotated[int, Query(ge=1, le=360
     sync_us = [r[1] for r in rounds]
     figures = [None if v is None else int(v) for v in nearest_ranks(sync_us)]
     window = {"seconds": seconds, "syncs": len(sync_us), "records": sum(r[2] for r in rounds),
-              **dict(zip(("sync_us_p50", "sync_us_p99", "sync_us_max"), figures, strict=True))}  # fmt: skip
+              **dict(zip(("sync_us_p50", "sync_us_p99", "sync_us_max"), figures, strict=True)),
+              "sync_us_max_by_s": max_by_second(seconds, [(r[0] // 1_000_000, r[1]) for r in rounds])}  # fmt: skip
     return okx.envelope([{**exchange.engine.journal_status(), "window": window}])
 
 
@@ -157,10 +160,23 @@ async def loop(exchange: Operator, seconds: Annotated[int, Query(ge=1, le=3600)]
 def loop_window(lag: LoopLag, seconds: int, now_ns: int) -> dict[str, Any]:
     """The loop's ticks of the last `seconds`: how many, and how late they ran (ms); a stall of
     the loop is a late tick."""
-    late_ms = lag.late_ms_since(now_ns - seconds * 1_000_000_000)
+    ticks = lag.ticks_since(now_ns - seconds * 1_000_000_000)
+    late_ms = [late for _, late in ticks]
     figures = [None if v is None else round(v, 1) for v in nearest_ranks(late_ms)]
+    by_s = max_by_second(seconds, [((now_ns - at_ns) // 1_000_000_000, late) for at_ns, late in ticks])
     return {"seconds": seconds, "ticks": len(late_ms), "behind_ms": round(lag.behind_ms, 1),
-            **dict(zip(("late_ms_p50", "late_ms_p99", "late_ms_max"), figures, strict=True))}  # fmt: skip
+            **dict(zip(("late_ms_p50", "late_ms_p99", "late_ms_max"), figures, strict=True)),
+            "late_ms_max_by_s": [round(v, 1) for v in by_s]}  # fmt: skip
+
+
+def max_by_second(seconds: int, aged: list[tuple[int, float]]) -> list[float]:
+    """The largest value of each of the last `seconds` seconds, oldest first (0 where none), of
+    `(whole seconds ago, value)` pairs within the window (one `seconds` ago counts in its first second)."""
+    by_s: list[float] = [0] * seconds
+    for age_s, value in aged:
+        at = seconds - 1 - min(age_s, seconds - 1)
+        by_s[at] = max(by_s[at], value)
+    return by_s
 
 
 def nearest_ranks(values: list[int] | list[float]) -> list[float] | list[None]:
