@@ -376,9 +376,9 @@ class DurableEngine:
         """Takes a snapshot now; (seq, path) once written."""
     def journal_status(self) -> dict[str, Any]:
         """The journal's health (`failing`: None or the reason) and counters."""
-    def recent_sync_rounds(self) -> list[tuple[int, int, int]]:
-        """The newest group commits, oldest first: (µs since the sync returned, µs of write and
-        sync, records)."""
+    def sync_window(self, seconds: int) -> dict[str, Any]:
+        """The group commits of the last `seconds`: `seconds`, `syncs`, `records`, `sync_us_p50`,
+        `sync_us_p99`, `sync_us_max` (None without one), `sync_us_max_by_s` (oldest first)."""
     def durable_position(self) -> tuple[str, int]:
         """(segment file, byte offset) up to which the journal is synced."""
     def close(self) -> None:

@@ -658,10 +658,11 @@ class Engine:
         """`failing` (None, or why the journal cannot write), `durable_seq`, `syncs`, … ."""
         return dict(self._durable().journal_status())
 
-    def recent_sync_rounds(self) -> list[tuple[int, int, int]]:
-        """The journal's newest group commits, oldest first (up to 65,536): (µs since its sync
-        returned, µs from the start of its write to the end of its sync, records it held)."""
-        return self._durable().recent_sync_rounds()
+    def sync_window(self, seconds: int) -> dict[str, Any]:
+        """The journal's group commits of the last `seconds` (of the 65,536 newest): how many, the
+        records they held, the p50, p99 and max of their write-and-sync times (µs; None without
+        one), and the longest of each second (`sync_us_max_by_s`, oldest first)."""
+        return self._durable().sync_window(seconds)
 
     def durable_position(self) -> tuple[str, int]:
         """(segment file, byte offset) up to which the journal is fsync'd."""

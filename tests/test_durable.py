@@ -126,22 +126,21 @@ def test_snapshots_of_a_growing_book_restore_the_same_state(data_dir: Path) -> N
         assert reopened.state_hash() == memory.state_hash()
 
 
-def test_the_journal_reports_its_group_commits_newest_last(data_dir: Path) -> None:
+def test_the_journal_sums_up_its_recent_group_commits(data_dir: Path) -> None:
     with Engine(data_dir, snapshot_every_commands=0) as eng:
         setup_market(eng)
-        first = eng.seq
-        time.sleep(0.02)
         random_session(eng, seed=3, commands=50)
-        rounds = eng.recent_sync_rounds()
+        window = eng.sync_window(3600)
         status, last = eng.journal_status(), eng.seq
-    assert len(rounds) == status["syncs"]  # far fewer than the rounds the journal keeps
-    assert sum(records for _, _, records in rounds) == status["records_durable"] == last
-    assert all(records >= 1 and sync_us >= 1 for _, sync_us, records in rounds)
-    ages_us = [since_us for since_us, _, _ in rounds]
-    assert ages_us == sorted(ages_us, reverse=True)  # oldest first
-    # One command a call: one round each; the market's rounds ended 20 ms before the session's.
-    assert ages_us[first - 1] - ages_us[first] >= 20_000
-    assert [records for _, _, records in rounds[first:]] == [1] * (last - first)
+        time.sleep(1.05)
+        quiet = eng.sync_window(1)
+    assert window["seconds"] == 3600 and window["syncs"] == status["syncs"] >= 50  # one command a call: a round each
+    assert window["records"] == status["records_durable"] == last
+    assert 1 <= window["sync_us_p50"] <= window["sync_us_p99"] <= window["sync_us_max"]
+    by_s = window["sync_us_max_by_s"]
+    assert len(by_s) == 3600 and max(by_s) == window["sync_us_max"] and by_s[:3590] == [0] * 3590
+    assert quiet == {"seconds": 1, "syncs": 0, "records": 0, "sync_us_p50": None, "sync_us_p99": None,
+                     "sync_us_max": None, "sync_us_max_by_s": [0]}  # fmt: skip
 
 
 def test_snapshot_due_within_says_which_batch_will_start_the_next_snapshot(data_dir: Path) -> None:

@@ -550,6 +550,11 @@ impl DurableEngine {
         self.writer.recent_sync_rounds()
     }
 
+    /// The journal's group commits of the last `seconds` (see [`JournalWriter::sync_window`]).
+    pub fn sync_window(&self, seconds: u32) -> journal::SyncWindow {
+        self.writer.sync_window(seconds, Instant::now())
+    }
+
     /// Calls `done` once a sync covers `seq` (see [`JournalWriter::on_durable`]): for callers of
     /// `sequence_records` that do not wait in `wait_durable`.
     pub fn on_durable(&self, seq: u64, done: DurableCallback) {

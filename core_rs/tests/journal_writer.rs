@@ -12,7 +12,8 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use core_rs::journal::{
-    recover, JournalError, JournalHealth, JournalWriter, SyncMode, SyncRound, PAYLOAD_BYTES_MAX, SYNC_ROUNDS_KEPT,
+    recover, JournalError, JournalHealth, JournalWriter, SyncMode, SyncRound, SyncWindow, PAYLOAD_BYTES_MAX,
+    SYNC_ROUNDS_KEPT,
 };
 use journal_support::{config, payload, read_all, WAIT};
 
@@ -106,6 +107,61 @@ fn the_newest_sync_rounds_are_kept_and_no_more() {
     assert_eq!(rounds.len(), SYNC_ROUNDS_KEPT);
     assert_rounds_in_order(&rounds);
     assert!(rounds.iter().all(|round| round.records == 1));
+}
+
+/// The window as the slow, obvious way has it: every round kept, filtered by age, sorted.
+fn window_model(rounds: &[SyncRound], seconds: u32, now: Instant) -> SyncWindow {
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap();
+    let window_us = u64::from(seconds) * 1_000_000;
+    let inside: Vec<&SyncRound> =
+        rounds.iter().filter(|round| micros(now.saturating_duration_since(round.ended)) <= window_us).collect();
+    let mut took_us: Vec<u64> = inside.iter().map(|round| micros(round.ended - round.started)).collect();
+    took_us.sort_unstable();
+    let rank = |percent: usize| took_us.get((took_us.len() * percent).div_ceil(100).max(1) - 1).copied();
+    let mut by_s = vec![0; seconds as usize];
+    for round in &inside {
+        let age_s = (micros(now.saturating_duration_since(round.ended)) / 1_000_000).min(u64::from(seconds) - 1);
+        let second = &mut by_s[(u64::from(seconds) - 1 - age_s) as usize];
+        *second = (*second).max(micros(round.ended - round.started));
+    }
+    SyncWindow {
+        syncs: inside.len() as u64,
+        records: inside.iter().map(|round| round.records).sum(),
+        sync_us_p50: rank(50),
+        sync_us_p99: rank(99),
+        sync_us_max: took_us.last().copied(),
+        sync_us_max_by_s: by_s,
+    }
+}
+
+#[test]
+fn a_sync_window_sums_up_the_rounds_it_holds_as_a_sort_would() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer =
+        JournalWriter::open(config(dir.path(), 1 << 20), &recover(dir.path()).expect("recover"), 1).expect("open");
+    for seq in 1..=300u64 {
+        writer.append(seq, &payload(seq, 0)).expect("append");
+        if seq % 3 == 0 {
+            writer.wait_durable(seq, WAIT).expect("durable");
+        }
+    }
+    let rounds = writer.recent_sync_rounds();
+    let newest = rounds[rounds.len() - 1].ended;
+    // Moving the window's end across the rounds moves each past a second's edge and then out.
+    for step in 0..1_000u32 {
+        let now = newest + Duration::from_micros(u64::from(step) * 3_100);
+        for seconds in [1, 2, 3] {
+            let window = writer.sync_window(seconds, now);
+            assert_eq!(window, window_model(&rounds, seconds, now), "{seconds} s, {step} steps on");
+        }
+    }
+    for round in rounds.iter().step_by(10) {
+        let edge = round.ended + Duration::from_secs(2); // exactly as old as the window: still in it
+        assert_eq!(writer.sync_window(2, edge), window_model(&rounds, 2, edge));
+    }
+    let empty = writer.sync_window(2, newest + Duration::from_secs(5));
+    assert_eq!(empty, SyncWindow { sync_us_max_by_s: vec![0, 0], ..SyncWindow::default() });
+    writer.close().expect("close");
 }
 
 #[test]

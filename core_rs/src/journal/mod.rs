@@ -38,7 +38,8 @@ use std::path::{Path, PathBuf};
 pub use scan::{clear, read_from, recover, recover_reading, truncate_after, verify, ReadError};
 pub use snapshot_store::{LoadedSnapshot, SkippedSnapshot, SnapshotStore, SNAPSHOTS_RETAINED_DEFAULT};
 pub use writer::{
-    DurableCallback, JournalConfig, JournalHealth, JournalStatus, JournalWriter, SyncMode, SyncRound, SYNC_ROUNDS_KEPT,
+    DurableCallback, JournalConfig, JournalHealth, JournalStatus, JournalWriter, SyncMode, SyncRound, SyncWindow,
+    SYNC_ROUNDS_KEPT,
 };
 
 /// Largest payload of one record. A length field above it is corruption, not a big record.

@@ -39,6 +39,17 @@ use super::{
 /// recovery never reads it; a writer that opens deletes it (its frames could follow its own).
 const SPARE_FILE_NAME: &str = "spare.recycled";
 
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The smallest of `values` that at least `percent`% of them do not exceed (numpy's
+/// `inverted_cdf`); reorders `values`.
+fn nearest_rank(values: &mut [u64], percent: usize) -> Option<u64> {
+    let rank = (values.len() * percent).div_ceil(100).max(1);
+    (!values.is_empty()).then(|| *values.select_nth_unstable(rank - 1).1)
+}
+
 /// Whether a batch counts as durable after `fdatasync` or merely after `write`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
@@ -122,6 +133,22 @@ pub struct SyncRound {
     pub started: Instant,
     pub ended: Instant,
     pub records: u64,
+}
+
+/// The group commits of the last seconds, summed up where the rounds are kept: no round is
+/// copied out, so an operator's look costs the trading loop well under a millisecond.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncWindow {
+    pub syncs: u64,
+    pub records: u64,
+    /// The nearest-rank p50 and p99 and the maximum of the rounds' write-and-sync times (µs),
+    /// none without a round.
+    pub sync_us_p50: Option<u64>,
+    pub sync_us_p99: Option<u64>,
+    pub sync_us_max: Option<u64>,
+    /// The longest round that ended in each second of the window, oldest second first; 0 for a
+    /// second without one.
+    pub sync_us_max_by_s: Vec<u64>,
 }
 
 /// Sync rounds a writer remembers (the newest), for [`JournalWriter::recent_sync_rounds`]:
@@ -473,6 +500,36 @@ impl JournalWriter {
     /// latency from the engine's.
     pub fn recent_sync_rounds(&self) -> Vec<SyncRound> {
         self.shared.lock().sync_rounds.iter().copied().collect()
+    }
+
+    /// The rounds that ended within `seconds` before `now` (of the newest [`SYNC_ROUNDS_KEPT`]),
+    /// summed up; one that ended exactly `seconds` ago counts in the window's first second.
+    pub fn sync_window(&self, seconds: u32, now: Instant) -> SyncWindow {
+        let window_us = u64::from(seconds) * 1_000_000;
+        let mut window = SyncWindow { sync_us_max_by_s: vec![0; seconds as usize], ..SyncWindow::default() };
+        let mut sync_us = Vec::new();
+        {
+            let state = self.shared.lock();
+            sync_us.reserve(state.sync_rounds.len());
+            for round in state.sync_rounds.iter().rev() {
+                let age_us = micros(now.saturating_duration_since(round.ended));
+                if age_us > window_us {
+                    break;
+                }
+                let took_us = micros(round.ended.saturating_duration_since(round.started));
+                sync_us.push(took_us);
+                window.records += round.records;
+                if let Some(last) = u64::from(seconds).checked_sub(1) {
+                    let second = &mut window.sync_us_max_by_s[(last - (age_us / 1_000_000).min(last)) as usize];
+                    *second = (*second).max(took_us);
+                }
+            }
+        }
+        window.syncs = sync_us.len() as u64;
+        window.sync_us_max = sync_us.iter().copied().max();
+        window.sync_us_p99 = nearest_rank(&mut sync_us, 99);
+        window.sync_us_p50 = nearest_rank(&mut sync_us, 50);
+        window
     }
 
     pub fn status(&self) -> JournalStatus {

@@ -6,7 +6,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
@@ -229,21 +229,20 @@ engine_methods!(PyDurableEngine, [], {
         Ok(dict)
     }
 
-    /// The journal's newest group commits, oldest first (at most `journal::SYNC_ROUNDS_KEPT`):
-    /// for each, (µs since its sync returned, µs from the start of its write to the end of its
-    /// sync, records it held).
-    fn recent_sync_rounds(&self) -> PyResult<Vec<(u64, u64, u64)>> {
-        let now = Instant::now();
-        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        Ok(self
-            .engine()?
-            .recent_sync_rounds()
-            .iter()
-            .map(|round| {
-                let since_us = micros(now.saturating_duration_since(round.ended));
-                (since_us, micros(round.ended.saturating_duration_since(round.started)), round.records)
-            })
-            .collect())
+    /// The journal's group commits of the last `seconds` (of the newest
+    /// `journal::SYNC_ROUNDS_KEPT`): `syncs`, `records`, `sync_us_p50`, `sync_us_p99`,
+    /// `sync_us_max` (None without a round) and `sync_us_max_by_s` (oldest second first).
+    fn sync_window<'py>(&self, py: Python<'py>, seconds: u32) -> PyResult<Bound<'py, PyDict>> {
+        let window = self.engine()?.sync_window(seconds);
+        let dict = PyDict::new(py);
+        dict.set_item("seconds", seconds)?;
+        dict.set_item("syncs", window.syncs)?;
+        dict.set_item("records", window.records)?;
+        dict.set_item("sync_us_p50", window.sync_us_p50)?;
+        dict.set_item("sync_us_p99", window.sync_us_p99)?;
+        dict.set_item("sync_us_max", window.sync_us_max)?;
+        dict.set_item("sync_us_max_by_s", window.sync_us_max_by_s)?;
+        Ok(dict)
     }
 
     /// (segment file, byte offset) up to which the journal is synced.
