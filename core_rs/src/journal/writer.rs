@@ -507,6 +507,7 @@ impl JournalWriter {
     pub fn sync_window(&self, seconds: u32, now: Instant) -> SyncWindow {
         let window_us = u64::from(seconds) * 1_000_000;
         let mut window = SyncWindow { sync_us_max_by_s: vec![0; seconds as usize], ..SyncWindow::default() };
+        let last_second = u64::from(seconds).checked_sub(1); // none in a window of 0 s
         let mut sync_us = Vec::new();
         {
             let state = self.shared.lock();
@@ -519,7 +520,7 @@ impl JournalWriter {
                 let took_us = micros(round.ended.saturating_duration_since(round.started));
                 sync_us.push(took_us);
                 window.records += round.records;
-                if let Some(last) = u64::from(seconds).checked_sub(1) {
+                if let Some(last) = last_second {
                     let second = &mut window.sync_us_max_by_s[(last - (age_us / 1_000_000).min(last)) as usize];
                     *second = (*second).max(took_us);
                 }
@@ -904,7 +905,7 @@ impl Flusher {
     }
 
     fn publish(&mut self, started: Instant, ended: Instant) {
-        let latency_us = u64::try_from((ended - started).as_micros()).unwrap_or(u64::MAX);
+        let latency_us = micros(ended - started);
         let mut state = self.shared.lock();
         if state.sync_rounds.len() == SYNC_ROUNDS_KEPT {
             state.sync_rounds.pop_front();
