@@ -23,7 +23,11 @@ Method:
   (`LADDER`), stepping up until two steps in a row are overloaded: fewer than 90% of the offered
   requests answered with success, p99 over `P99_MS_OVERLOADED`, or more than 1% refused or never
   sent (the client's queue of requests waiting for a connection kept growing).
-  The maximum is the best achieved rate (successful answers per second) of any step.
+  A step's achieved rate is the successful answers that arrived within its measured window,
+  per second, whichever request they answer: what the server put out. (Counting only the
+  answers to the requests planned in the window would understate an overloaded step: the
+  server spends the window's start on the warm-up's backlog, and the window's last requests
+  are never sent.) The maximum is the best achieved rate of any step.
 - **Orders** are limits on BTC-USDT from random accounts, alternating buy and sell, buys
   at 20,000.0-29,000.0 and sells at 31,000.0-40,000.0 (tick 0.1), so they rest and never
   trade: the book grows by every order within a step. Before each order step (and probe)
@@ -331,18 +335,20 @@ class LoadContext:
 
 
 class StepRecord:
-    """Outcomes and latencies of one step's measured requests."""
+    """Outcomes and latencies of one step's measured requests, and the successful answers that
+    arrived within the measured window, whichever request they answer (the step's throughput)."""
 
-    def __init__(self, t0_ns: int, period_ns: float, measured_from: int, measure_ns: int) -> None:
+    def __init__(self, t0_ns: int, period_ns: float, measured_from: int, measure_ns: int, measure_s: float) -> None:
         self.t0_ns, self.period_ns, self.measured_from = t0_ns, period_ns, measured_from
-        self.measure_ns = measure_ns
+        self.measure_ns, self.measure_s = measure_ns, measure_s
+        self.measure_end_ns = measure_ns + int(measure_s * 1e9)
         self.latencies_us = array("q")
         self.weights = array("q")
         self.max_us_by_s = array("q")  # the longest latency of the requests started in each measured second
         self.outcomes: Counter[str] = Counter()
         self.ok = 0
         self.ok_all = 0  # warm-up included: what the server now holds
-        self.last_ns = 0
+        self.ok_answered_in_window = 0
 
     def planned_ns(self, i: int) -> int:
         return self.t0_ns + int(i * self.period_ns)
@@ -350,17 +356,15 @@ class StepRecord:
     def answer(self, i: int, codes: list[str], start_ns: int, now_ns: int) -> None:
         """The answer to request `i`: one code per order; its latency runs from `start_ns` (the
         planned time in open loop, the send time in closed loop) to `now_ns`."""
+        ok = codes.count("0")
+        if self.measure_ns <= now_ns < self.measure_end_ns:
+            self.ok_answered_in_window += ok
+        self.ok_all += ok
         if i < self.measured_from:
-            self.ok_all += codes.count("0")
             return
-        ok = 0
-        for code in codes:
-            self.outcomes[code] += 1
-            ok += code == "0"
+        self.outcomes.update(codes)
         if ok:
             self.ok += ok
-            self.ok_all += ok
-            self.last_ns = max(self.last_ns, now_ns)
             latency_us = (now_ns - start_ns) // 1000
             self.latencies_us.append(latency_us)
             self.weights.append(ok)
@@ -373,11 +377,10 @@ class StepRecord:
         if i >= self.measured_from:
             self.outcomes[code] += orders
 
-    def result(self, measure_start_ns: int, measure_s: float, cpu_s: float) -> dict[str, Any]:
-        """`cpu_s`: this process's CPU time over the measured window (`measure_s`)."""
-        span_s = max(measure_s, (self.last_ns - measure_start_ns) / 1e9)
-        return {"ok": self.ok, "ok_all": self.ok_all, "span_s": span_s, "outcomes": dict(self.outcomes),
-                "cpu_s": cpu_s, "cpu_window_s": measure_s,
+    def result(self, cpu_s: float) -> dict[str, Any]:
+        """`cpu_s`: this process's CPU time over the measured window."""
+        return {"ok": self.ok, "ok_all": self.ok_all, "ok_answered_in_window": self.ok_answered_in_window,
+                "outcomes": dict(self.outcomes), "cpu_s": cpu_s, "cpu_window_s": self.measure_s,
                 "latencies_us": np.frombuffer(self.latencies_us, dtype=np.int64).copy(),
                 "weights": np.frombuffer(self.weights, dtype=np.int64).copy(),
                 "max_us_by_s": self.max_us_by_s.tolist()}  # fmt: skip
@@ -563,7 +566,7 @@ async def cpu_over(start_ns: int, seconds: float) -> float:
 async def http_step(ctx: LoadContext, spec: dict[str, Any]) -> dict[str, Any]:
     t0_ns, n_total, n_warm, measure_ns = step_clock(spec)
     rate = spec["rate"]
-    record = StepRecord(t0_ns, 1e9 / rate if rate else 0.0, n_warm, measure_ns)
+    record = StepRecord(t0_ns, 1e9 / rate if rate else 0.0, n_warm, measure_ns, spec["measure_s"])
     load = HttpLoad(ctx, spec, record)
     await load.open(spec["connections"])
     cpu = asyncio.create_task(cpu_over(measure_ns, spec["measure_s"]))
@@ -579,7 +582,7 @@ async def http_step(ctx: LoadContext, spec: dict[str, Any]) -> dict[str, Any]:
         await dispatch(record, ctx, n_total, load.submit)
     cpu_s = await cpu
     await load.drain()
-    return record.result(measure_ns, spec["measure_s"], cpu_s)
+    return record.result(cpu_s)
 
 
 class WsLoad:
@@ -673,7 +676,9 @@ async def ws_closed_loop(load: WsLoad, seconds: float) -> None:
 async def ws_step(ctx: LoadContext, spec: dict[str, Any]) -> dict[str, Any]:
     t0_ns, n_total, n_warm, measure_ns = step_clock(spec)
     per_op = spec.get("orders_per_request", 1)
-    record = StepRecord(t0_ns, 1e9 * per_op / spec["rate"] if spec["rate"] else 0.0, n_warm, measure_ns)
+    record = StepRecord(
+        t0_ns, 1e9 * per_op / spec["rate"] if spec["rate"] else 0.0, n_warm, measure_ns, spec["measure_s"]
+    )
     async with aiohttp.ClientSession() as session:
         load = WsLoad(ctx, spec, record)
         await load.open(session, spec["connections"])
@@ -686,7 +691,7 @@ async def ws_step(ctx: LoadContext, spec: dict[str, Any]) -> dict[str, Any]:
             await dispatch(record, ctx, n_total, load.send)
         cpu_s = await cpu
         await load.drain()
-    return record.result(measure_ns, spec["measure_s"], cpu_s)
+    return record.result(cpu_s)
 
 
 def cpu_self_s() -> float:
@@ -799,13 +804,14 @@ def summarize(spec: dict[str, Any], parts: list[dict[str, Any]], cpu: dict[str, 
     for part in parts:
         outcomes.update(part["outcomes"])
     ok = sum(p["ok"] for p in parts)
-    span_s = max(p["span_s"] for p in parts)
     latencies = np.concatenate([p["latencies_us"] for p in parts])
     weights = np.concatenate([p["weights"] for p in parts])
     answered = sum(outcomes.values())
     refused = sum(n for code, n in outcomes.items() if "50011" in code or code.startswith("http429"))
     lost = sum(outcomes[code] for code in ("unsent", "timeout", "connectionLost"))
-    achieved = ok / span_s
+    # What the server put out in the measured window, not the answers to the requests planned in it
+    ok_answered_in_window = sum(p["ok_answered_in_window"] for p in parts)
+    achieved = ok_answered_in_window / spec["measure_s"]
     # CPU per successful answer over the measured window: a figure other processes' load disturbs less
     # than a rate does (the server's CPU is what it spent, not what it was given).
     answered_in_window = max(1.0, achieved * cpu["window_s"])
@@ -813,7 +819,8 @@ def summarize(spec: dict[str, Any], parts: list[dict[str, Any]], cpu: dict[str, 
     cpu["server_other_cpu_us_per_ok"] = 1e6 * cpu["server_other_threads_cpu_s"] / answered_in_window
     max_us_by_s = itertools.zip_longest(*(p["max_us_by_s"] for p in parts), fillvalue=0)
     step = {"kind": spec["kind"], "mode": spec["mode"], "offered_per_s": spec["rate"], "achieved_per_s": achieved,
-            "ok": ok, "ok_with_warmup": sum(p["ok_all"] for p in parts), "refused": refused, "lost": lost,
+            "ok": ok, "ok_answered_in_window": ok_answered_in_window, "ok_with_warmup": sum(p["ok_all"] for p in parts),
+            "refused": refused, "lost": lost,
             "errors": {c: n for c, n in outcomes.items() if c != "0"},
             "answered_or_lost": answered, **percentiles(latencies, weights), **cpu,
             "latency_ms_max_by_s": [round(max(us) / 1000, 1) for us in max_us_by_s]}  # fmt: skip
