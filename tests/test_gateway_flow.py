@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -34,7 +35,7 @@ from pyexchange.cli import huge_page_env
 from pyexchange.config import AdmissionConfig, load
 from pyexchange.gateway import okx
 from pyexchange.gateway.app import BODY_BYTES_MAX, OrderEntry
-from pyexchange.gateway.exchange import REPLY_SWEEP_S, Exchange, LoopLag, ReplyDeadlines
+from pyexchange.gateway.exchange import REPLY_SWEEP_S, Exchange, LoopLag, ReplyDeadlines, start_op
 from pyexchange.gateway.operator import loop_window
 from pyexchange.gateway.sequencer import (
     BATCH_COMMANDS_MAX,
@@ -698,6 +699,62 @@ def test_websocket_ops_in_flight_are_bounded_and_each_is_answered_when_its_reply
                 assert answer["op"] == "order" and answer["code"] == okx.ALL_FAILED, answer
                 assert [d["sCode"] for d in answer["data"]] == [okx.REQUEST_TIMEOUT], answer
             assert session.ops_in_flight == 0
+        finally:
+            engine.release.set()
+            exchange.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_refused_under_a_burst_is_refused_whole_and_takes_nothing_from_its_account(tmp_path: Path) -> None:
+    """The sequencer's queue is full: a WebSocket `batch-orders` op is refused with one 50011,
+    and a REST batch with 429 / 50011, before any of their orders is read or checked; neither
+    takes a token from the account's order rate, so once the queue drains the account's last
+    token places an order."""
+    from pyexchange.gateway.rest import ENTRY_ENDPOINTS
+    from pyexchange.gateway.ws import Session
+    from pyexchange.serve import configure
+
+    config = load(None)
+    admission = dataclasses.replace(config.admission, orders_queued_max=2, ramp_orders_per_s=[])
+    risk = dataclasses.replace(config.risk, orders_per_second_per_account=Decimal("0.001"), orders_burst_per_account=3)
+    config = dataclasses.replace(config, admission=admission, risk=risk)
+    engine = EngineThatStalls()
+    configure(engine, config)
+    exchange = Exchange(config, tmp_path, engine)
+    conn = _RecordingConnection(account=1)
+    order = {"instId": BTC, "tdMode": "cash", "side": "buy", "ordType": "limit", "px": "100", "sz": "0.01"}
+    batch = [{**order, "clOrdId": f"b{k}"} for k in range(5)]
+
+    class SignedByAccount1:
+        async def rest(self, *_request: Any) -> Any:
+            return SimpleNamespace(account=1)
+
+    app = SimpleNamespace(state=SimpleNamespace(auth=SignedByAccount1(), exchange=exchange))
+    scope = {"app": app, "method": "POST", "path": "/api/v5/trade/batch-orders", "query_string": b"", "headers": []}
+
+    def place(cid: str) -> dict[str, str]:
+        step = start_op(exchange, 1, "place", {**order, "clOrdId": cid})
+        return step if isinstance(step, dict) else {"sCode": "0", "sMsg": "on its way"}
+
+    async def scenario() -> None:
+        exchange.start(asyncio.get_running_loop(), Hub())
+        session = Session(exchange, Hub(), None, conn)  # type: ignore[arg-type]
+        try:
+            for i in (1, 2):  # the queue's two places, and two of the account's three tokens
+                session.handle(json.dumps({"id": f"o{i}", "op": "order", "args": [{**order, "clOrdId": f"o{i}"}]}))
+            session.handle(json.dumps({"id": "b", "op": "batch-orders", "args": batch}))
+            assert [(m["id"], m["event"], m["code"]) for m in conn.sent] == [("b", "error", okx.RATE_LIMITED)]
+            assert conn.sent[0]["msg"] == "Rate limit reached: 2 orders are queued (admission.orders_queued_max)"
+            with pytest.raises(okx.OkxError) as refused:
+                await ENTRY_ENDPOINTS["/api/v5/trade/batch-orders"](scope, orjson.dumps(batch))
+            assert (refused.value.code, refused.value.http_status, refused.value.retry_after_s) == (
+                okx.RATE_LIMITED, 429, config.admission.retry_after_s)  # fmt: skip
+            await asyncio.sleep(0)  # a turn of the loop: the queue goes to the engine
+            assert exchange.sequencer.queued() == (0, 0)
+            assert place("last")["sCode"] == "0", "the account's third token: neither batch took one"
+            limited = place("over")
+            assert limited["sCode"] != "0" and "over its rate limit" in limited["sMsg"], limited
         finally:
             engine.release.set()
             exchange.stop()

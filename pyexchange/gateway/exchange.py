@@ -145,6 +145,10 @@ class Pending:
         return self.answer()
 
 
+def _behind(lag_ms: float) -> Overloaded:
+    return Overloaded(f"the gateway is {lag_ms:.0f} ms behind (admission.queue_delay_ms_max)")
+
+
 def refusal_json(error: okx.OkxError | Overloaded) -> Answer:
     """A refused order-entry step as its per-order answer."""
     if isinstance(error, Overloaded):
@@ -442,7 +446,7 @@ class Exchange:
         Refusals (`Overloaded`) are raised at once."""
         lag_ms = self.loop_lag.behind_ms
         if lag_ms > self.config.admission.queue_delay_ms_max and command.kind not in PRIORITY_KINDS:  # (cancels: never)
-            raise Overloaded(f"the gateway is {lag_ms:.0f} ms behind (admission.queue_delay_ms_max)")
+            raise _behind(lag_ms)
         if command.kind in RAMPED_KINDS and not self.ramp.admit(now_ns := time.monotonic_ns()):
             raise Overloaded(f"new orders ramp up after a restart or failover: {self.ramp.rate_per_s(now_ns)} "
                              "orders/s now (admission.ramp_orders_per_s)")  # fmt: skip
@@ -454,6 +458,17 @@ class Exchange:
             self._pending_places[command.account] = self._pending_places.get(command.account, 0) + 1
         self._reply_deadlines.add(loop, future)
         return future
+
+    def admit_new_orders(self) -> None:
+        """`Overloaded` if a new order (a place or an amend) would be refused now: the gateway is
+        behind, or this zone's sequencer would refuse it. Checked once for a whole batch request
+        before any of its orders is read, so that refusing a batch under a burst costs the loop
+        next to nothing and takes nothing from the account's order rate. (Not for each order:
+        `submit_here` refuses it as it queues it, and a check before would cost every order.)"""
+        if (lag_ms := self.loop_lag.behind_ms) > self.config.admission.queue_delay_ms_max:
+            raise _behind(lag_ms)
+        if self.link is None:  # (in a cluster the leader's zone admits what is forwarded to it)
+            self.sequencer.admit_order()
 
     def place(self, account: int, intent: PlaceIntent) -> Answer | Pending:
         """Places an order: its outcome at once (a retry, a risk rejection), or on its way."""

@@ -25,6 +25,7 @@ from pyexchange.accounts import ApiKey
 from pyexchange.gateway import okx, requests
 from pyexchange.gateway.auth import Authenticator
 from pyexchange.gateway.exchange import Exchange, run_ops
+from pyexchange.gateway.sequencer import Overloaded
 from pyexchange.gateway.views import OrderView, fill_json, order_json, trade_json
 
 BATCH_ORDERS_MAX = 20
@@ -286,6 +287,12 @@ async def _entry(scope: Scope, body: bytes, op: str, *, batch: bool) -> bytes:
     app = scope["app"]
     key = await _signer(app.state.auth, scope, body)
     exchange: Exchange = app.state.exchange
+    if batch and op != "cancel":
+        try:  # the whole batch at once, before any of its orders is read or checked
+            exchange.admit_new_orders()
+        except Overloaded as refused:
+            raise okx.OkxError(okx.RATE_LIMITED, f"Rate limit reached: {refused}",
+                               retry_after_s=exchange.config.admission.retry_after_s) from None  # fmt: skip
     intent = exchange.read_place.read_json(body) if op == "place" and not batch else None
     if intent is not None:  # the usual order, read from its JSON by the fast path
         items = [intent]

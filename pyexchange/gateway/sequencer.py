@@ -224,6 +224,14 @@ class Sequencer:
                 self._orders.append(command)
             self._queued()
 
+    def admit_order(self) -> None:
+        """`Overloaded` if a new order would be refused now (as `enqueue` would refuse it): so
+        that a request can be refused before any of its work is done. Queues nothing."""
+        with self._lock:
+            if self._stopping:
+                raise Overloaded("the server is shutting down")
+            self._admit_order(time.monotonic_ns())
+
     def _queued(self) -> None:
         """A command was queued (called holding `_cond`): the thread takes it."""
         self._cond.notify()

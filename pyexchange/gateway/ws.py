@@ -26,6 +26,7 @@ import orjson
 from pyexchange.accounts import ApiKey
 from pyexchange.gateway import okx
 from pyexchange.gateway.exchange import Answer, Exchange, Pending, start_op
+from pyexchange.gateway.sequencer import Overloaded
 
 MESSAGE_BYTES_MAX = 64 * 1024
 OPS_BATCH_MAX = 20
@@ -247,6 +248,12 @@ class Session:
                                   "operations of this connection are in flight", op_id))  # fmt: skip
             return
         exchange, account, step_kind = self.exchange, self.conn.key.account, ORDER_OPS[op]
+        if step_kind != "cancel" and len(args) > 1:
+            try:  # a batch at once, before any of its orders is read or checked
+                exchange.admit_new_orders()
+            except Overloaded as refused:
+                self.conn.send(_error(self.conn, okx.RATE_LIMITED, f"Rate limit reached: {refused}", op_id))
+                return
         steps: list[Answer | Pending] = []
         in_flight = None
         for arg in args:  # every step started before any is answered (a done future's callback runs later)
