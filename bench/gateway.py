@@ -814,9 +814,9 @@ def summarize(spec: dict[str, Any], parts: list[dict[str, Any]], cpu: dict[str, 
     achieved = ok_answered_in_window / spec["measure_s"]
     # CPU per successful answer over the measured window: a figure other processes' load disturbs less
     # than a rate does (the server's CPU is what it spent, not what it was given).
-    answered_in_window = max(1.0, achieved * cpu["window_s"])
-    cpu["server_loop_cpu_us_per_ok"] = 1e6 * cpu["server_loop_cpu_s"] / answered_in_window
-    cpu["server_other_cpu_us_per_ok"] = 1e6 * cpu["server_other_threads_cpu_s"] / answered_in_window
+    ok_over_cpu_window = max(1.0, achieved * cpu["window_s"])  # the CPU's window is the parent's wall clock
+    cpu["server_loop_cpu_us_per_ok"] = 1e6 * cpu["server_loop_cpu_s"] / ok_over_cpu_window
+    cpu["server_other_cpu_us_per_ok"] = 1e6 * cpu["server_other_threads_cpu_s"] / ok_over_cpu_window
     max_us_by_s = itertools.zip_longest(*(p["max_us_by_s"] for p in parts), fillvalue=0)
     step = {"kind": spec["kind"], "mode": spec["mode"], "offered_per_s": spec["rate"], "achieved_per_s": achieved,
             "ok": ok, "ok_answered_in_window": ok_answered_in_window, "ok_with_warmup": sum(p["ok_all"] for p in parts),
