@@ -28,6 +28,14 @@ Method:
   answers to the requests planned in the window would understate an overloaded step: the
   server spends the window's start on the warm-up's backlog, and the window's last requests
   are never sent.) The maximum is the best achieved rate of any step.
+- **Near capacity, halving the gap.** Ladder steps near capacity are 13-15% apart, and a step
+  far past capacity puts out less than the server's capacity when refusing costs the server
+  work (a WebSocket op refused at its connection's limit is read and answered; an HTTP
+  request the client never sent costs the server nothing). So the ladder alone would report
+  a maximum up to a step below capacity, further below it for WebSocket than for HTTP. Once the
+  ladder has stopped, `REFINE_STEPS` more steps each run at the middle between the highest
+  offered rate that held and the lowest overloaded one above it, whichever that step turns
+  out to be, for all three (the trivial endpoint, REST, WebSocket) alike.
 - **Orders** are limits on BTC-USDT from random accounts, alternating buy and sell, buys
   at 20,000.0-29,000.0 and sells at 31,000.0-40,000.0 (tick 0.1), so they rest and never
   trade: the book grows by every order within a step. Before each order step (and probe)
@@ -130,6 +138,7 @@ QUICK_LADDER = (0.6, 0.9, 1.2)
 LADDER_EXTEND = 1.2  # past the ladder, while steps still hold
 STEPS_MAX = 9
 OVERLOADED_STEPS_TO_STOP = 2  # in a row: one noisy step (another process took the core) does not end the search
+REFINE_STEPS = 2  # after the ladder: the gap between the highest rate that held and the overloaded one above it, halved
 TARGET_ORDERS_VS_TRIVIAL = 0.70
 TARGET_REST_P99_MS = 20
 TARGET_WS_VS_REST = 3.0
@@ -142,10 +151,11 @@ class Timing:
     measure_s: float
     half_s: float
     ladder: tuple[float, ...]
+    refine_steps: int
 
 
-FULL = Timing(probe_s=3.0, warmup_s=1.0, measure_s=8.0, half_s=30.0, ladder=LADDER)
-QUICK = Timing(probe_s=1.0, warmup_s=0.5, measure_s=2.0, half_s=5.0, ladder=QUICK_LADDER)
+FULL = Timing(probe_s=3.0, warmup_s=1.0, measure_s=8.0, half_s=30.0, ladder=LADDER, refine_steps=REFINE_STEPS)
+QUICK = Timing(probe_s=1.0, warmup_s=0.5, measure_s=2.0, half_s=5.0, ladder=QUICK_LADDER, refine_steps=1)
 
 
 # ---- the server ------------------------------------------------------------------------------
@@ -832,14 +842,29 @@ def summarize(spec: dict[str, Any], parts: list[dict[str, Any]], cpu: dict[str, 
     return step
 
 
-def round_rate(rate: float) -> int:
-    digits = max(0, len(str(int(rate))) - 2)
+def round_rate(rate: float, significant_digits: int = 2) -> int:
+    digits = max(0, len(str(int(rate))) - significant_digits)
     return max(10, int(round(rate, -digits)))
+
+
+def refining_rate(steps: list[dict[str, Any]]) -> int | None:
+    """The offered rate halfway between the highest one that held and the lowest overloaded one
+    above it; None if there is no such pair or no rate between them."""
+    held = [s["offered_per_s"] for s in steps if not s["overloaded"]]
+    if not held:
+        return None
+    above = [s["offered_per_s"] for s in steps if s["overloaded"] and s["offered_per_s"] > max(held)]
+    if not above:
+        return None
+    low, high = max(held), min(above)
+    rate = round_rate((low + high) / 2, significant_digits=3)
+    return rate if low < rate < high else None
 
 
 def find_max(load: LoadProcesses, kind: str, timing: Timing, connections: int,
              orders_per_request: int = 1) -> dict[str, Any]:  # fmt: skip
-    """A closed-loop probe for the capacity, then offered rates stepping up to overload."""
+    """A closed-loop probe for the capacity, offered rates stepping up to overload, then steps halving
+    the gap between the highest rate that held and the overloaded one above it."""
     base = {"kind": kind, "connections": connections, "orders_per_request": orders_per_request,
             "warmup_s": timing.warmup_s, "measure_s": timing.measure_s}  # fmt: skip
     probe = load.run({**base, "mode": "closed", "rate": 0, "warmup_s": 0, "measure_s": timing.probe_s})
@@ -847,13 +872,21 @@ def find_max(load: LoadProcesses, kind: str, timing: Timing, connections: int,
     capacity = probe["achieved_per_s"]
     rates = [round_rate(f * capacity) for f in timing.ladder]
     steps: list[dict[str, Any]] = []
-    while len(steps) < STEPS_MAX:
-        rate = rates[len(steps)] if len(steps) < len(rates) else round_rate(steps[-1]["offered_per_s"] * LADDER_EXTEND)
+
+    def run_step(rate: int) -> None:
         step = load.run({**base, "mode": "open", "rate": rate})
         print_step(step)
         steps.append(step)
+
+    while len(steps) < STEPS_MAX:
+        ladder_done = len(steps) >= len(rates)
+        run_step(round_rate(steps[-1]["offered_per_s"] * LADDER_EXTEND) if ladder_done else rates[len(steps)])
         if len(steps) >= OVERLOADED_STEPS_TO_STOP and all(s["overloaded"] for s in steps[-OVERLOADED_STEPS_TO_STOP:]):
             break
+    for _ in range(timing.refine_steps):
+        if (halfway := refining_rate(steps)) is None:
+            break
+        run_step(halfway)
     best = max(steps, key=lambda s: s["achieved_per_s"])
     sustained = [s["offered_per_s"] for s in steps if not s["overloaded"]]
     return {"probe": probe, "steps": steps, "max_per_s": best["achieved_per_s"],

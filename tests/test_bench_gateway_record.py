@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bench import gateway
 from bench.gateway import StepRecord, summarize
 
 S_NS = 1_000_000_000
@@ -68,3 +69,49 @@ def test_an_answer_in_the_window_to_a_warmup_request_counts_as_output_not_as_lat
     assert result["ok_all"] == 3
     assert result["outcomes"] == {"0": 2, "51008": 1}
     assert sorted(result["latencies_us"].tolist()) == [1_000, 8_000_000]
+
+
+class ModelLoad:
+    """Steps against a server of `capacity_per_s` whose refusals cost it work: past capacity it
+    puts out less the more it is offered (as WebSocket ops refused at a connection's limit do)."""
+
+    def __init__(self, capacity_per_s: int) -> None:
+        self.capacity_per_s = capacity_per_s
+        self.offered: list[int] = []
+
+    def run(self, spec: dict[str, Any]) -> dict[str, Any]:
+        rate = spec["rate"] if spec["mode"] == "open" else self.capacity_per_s * 4 // 5
+        self.offered.append(rate)
+        overloaded = spec["mode"] == "open" and rate > self.capacity_per_s
+        return {"offered_per_s": rate, "achieved_per_s": self.achieved_per_s(rate), "overloaded": overloaded}
+
+    def achieved_per_s(self, offered_per_s: int) -> int:
+        return min(offered_per_s, self.capacity_per_s) - max(0, offered_per_s - self.capacity_per_s) // 2
+
+
+@pytest.mark.parametrize("capacity_per_s", [49_500, 51_000, 53_000, 55_500])
+def test_the_maximum_is_searched_for_between_the_ladder_steps_around_capacity(
+    capacity_per_s: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gateway, "print_step", lambda _step: None)
+    load = ModelLoad(capacity_per_s)
+    found = gateway.find_max(load, "ws_order", gateway.FULL, connections=16)  # type: ignore[arg-type]
+    ladder, refining = load.offered[1 : -gateway.REFINE_STEPS], load.offered[-gateway.REFINE_STEPS :]
+    assert all(rate > capacity_per_s for rate in ladder[-gateway.OVERLOADED_STEPS_TO_STOP :]), (
+        "the ladder ran to overload"
+    )
+    held, over = max(r for r in ladder if r <= capacity_per_s), min(r for r in ladder if r > capacity_per_s)
+    assert all(held < rate < over for rate in refining)
+    assert capacity_per_s - (over - held) / 2**gateway.REFINE_STEPS <= found["max_per_s"] <= capacity_per_s
+    assert found["max_per_s"] > max(map(load.achieved_per_s, ladder)), "the ladder alone stops short"
+    assert found["max_sustained_offered_per_s"] == max(r for r in load.offered[1:] if r <= capacity_per_s)
+
+
+def test_no_step_is_added_when_nothing_held_or_nothing_was_overloaded() -> None:
+    assert gateway.refining_rate([{"offered_per_s": 10_000, "overloaded": True}]) is None
+    assert gateway.refining_rate([{"offered_per_s": 10_000, "overloaded": False}]) is None
+    held_above = [{"offered_per_s": 9_000, "overloaded": True}, {"offered_per_s": 10_000, "overloaded": False}]
+    assert gateway.refining_rate(held_above) is None, "an overloaded step below the highest that held is noise"
+    adjacent = [{"offered_per_s": 10_000, "overloaded": False}, {"offered_per_s": 10_010, "overloaded": True}]
+    assert gateway.refining_rate(adjacent) is None
+    assert gateway.refining_rate([*held_above, {"offered_per_s": 12_000, "overloaded": True}]) == 11_000
