@@ -850,13 +850,12 @@ def round_rate(rate: float, significant_digits: int = 2) -> int:
 def refining_rate(steps: list[dict[str, Any]]) -> int | None:
     """The offered rate halfway between the highest one that held and the lowest overloaded one
     above it; None if there is no such pair or no rate between them."""
-    held = [s["offered_per_s"] for s in steps if not s["overloaded"]]
-    if not held:
+    low = max((s["offered_per_s"] for s in steps if not s["overloaded"]), default=None)
+    if low is None:
         return None
-    above = [s["offered_per_s"] for s in steps if s["overloaded"] and s["offered_per_s"] > max(held)]
-    if not above:
+    high = min((s["offered_per_s"] for s in steps if s["overloaded"] and s["offered_per_s"] > low), default=None)
+    if high is None:
         return None
-    low, high = max(held), min(above)
     rate = round_rate((low + high) / 2, significant_digits=3)
     return rate if low < rate < high else None
 
